@@ -1,0 +1,672 @@
+//! Decoding of the one ingest request shape: the union of seed 003's
+//! `EventCreateRequest` and seed 000's `RawEvent`, with DESIGN.md §2's
+//! aliases. Walks a parsed JSON value once, reports every bad field (never
+//! just the first), keeps unknown keys under `metadata.unknown_fields` with a
+//! warning, and produces a typed [`RawEvent`] that normalisation completes.
+
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, FieldWarning, Findings, ValidationResult, pointer_push, type_name};
+use crate::event::{Actor, Context, Correlation, Evidence, Extra, Github, Object, Outcome};
+use crate::model::{
+    Category, EventCategory, EventSource, EventType, OutcomeStatus, StreamId, truncate,
+};
+use crate::timestamp::Timestamp;
+
+/// Size limits applied while decoding (DESIGN.md §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest encoded event, in bytes. Default 64 KiB.
+    pub max_event_bytes: usize,
+    /// Longest value of a named string field (ids, names, messages), in bytes.
+    pub max_field_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_event_bytes: 64 * 1024,
+            max_field_bytes: 4096,
+        }
+    }
+}
+
+/// Where unknown top-level keys are kept, inside `metadata`.
+pub const UNKNOWN_FIELDS_KEY: &str = "unknown_fields";
+
+/// An ingest request after decoding: aliases resolved, types checked,
+/// defaults not yet applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEvent {
+    pub event_type: EventType,
+    pub category: Category,
+    pub event_category: Option<EventCategory>,
+    pub event_source: Option<EventSource>,
+    pub timestamp: Option<Timestamp>,
+    /// A body `tenant_id`; the server rejects it when it differs from the
+    /// key's tenant.
+    pub tenant_id: Option<String>,
+    pub actor: Actor,
+    pub object: Object,
+    pub correlation: Correlation,
+    pub outcome: Option<Outcome>,
+    pub evidence: Evidence,
+    pub context: Context,
+    pub environment_given: bool,
+    pub data: Value,
+    pub metadata: Extra,
+    pub stream_id: Option<StreamId>,
+    /// Optimistic concurrency for stream appends (DESIGN.md §8).
+    pub expected_version: Option<u64>,
+    pub idempotency_key: Option<String>,
+    pub schema_version: Option<u32>,
+    /// A W3C `traceparent` given in the body.
+    pub traceparent: Option<String>,
+}
+
+const EVENT_TYPE_KEYS: [&str; 5] = ["event_type", "action", "type", "event", "pattern"];
+const IDEMPOTENCY_KEYS: [&str; 3] = ["idempotency_key", "message_id", "messageId"];
+
+/// Parses JSON bytes into a value, reporting size and syntax problems the
+/// way every other field error is reported.
+pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Value, ValidationResult> {
+    if bytes.len() > limits.max_event_bytes {
+        let mut f = Findings::default();
+        f.error(
+            "",
+            ErrorKind::TooLarge,
+            format!(
+                "event is {} bytes; the limit is {} bytes ({} KiB)",
+                bytes.len(),
+                limits.max_event_bytes,
+                limits.max_event_bytes / 1024
+            ),
+        );
+        return Err(ValidationResult::from_parts(f.errors, f.warnings));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let mut f = Findings::default();
+        f.error("", ErrorKind::Syntax, json_error_message(&e));
+        ValidationResult::from_parts(f.errors, f.warnings)
+    })
+}
+
+/// "malformed JSON at line 3, column 7: …" for a serde_json error.
+pub fn json_error_message(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    // serde_json appends " at line L column C"; say it once, up front.
+    let reason = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(r, _)| r);
+    format!(
+        "malformed JSON at line {}, column {}: {reason}",
+        e.line(),
+        e.column()
+    )
+}
+
+/// Decodes one ingest request. On success also returns the warnings.
+pub fn decode_event(
+    value: Value,
+    limits: &Limits,
+) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
+    let mut f = Findings::default();
+    let Value::Object(mut body) = value else {
+        f.error(
+            "",
+            ErrorKind::InvalidType,
+            format!("an event is a JSON object, got {}", type_name(&value)),
+        );
+        return Err(ValidationResult::from_parts(f.errors, f.warnings));
+    };
+    let mut d = Decoder { f: &mut f, limits };
+
+    let event_type = d
+        .aliased_string(&mut body, &EVENT_TYPE_KEYS)
+        .and_then(|(key, s)| {
+            EventType::parse(s)
+                .map_err(|e| d.f.error(format!("/{key}"), ErrorKind::InvalidValue, e.0))
+                .ok()
+        });
+    if event_type.is_none()
+        && !d
+            .f
+            .errors
+            .iter()
+            .any(|e| EVENT_TYPE_KEYS.iter().any(|k| e.field == format!("/{k}")))
+    {
+        d.f.error(
+            "/event_type",
+            ErrorKind::Missing,
+            "required: the event's name, like `payment_authorized` (aliases: action, type, event, pattern)",
+        );
+    }
+
+    let event_category = d.enum_field(
+        &mut body,
+        "event_category",
+        EventCategory::parse,
+        EventCategory::allowed,
+    );
+    let category_given = d.enum_field(&mut body, "category", Category::parse, Category::allowed);
+    let category = category_given.or(event_category.map(EventCategory::category));
+    if category.is_none()
+        && !d
+            .f
+            .errors
+            .iter()
+            .any(|e| e.field == "/category" || e.field == "/event_category")
+    {
+        d.f.error(
+            "/category",
+            ErrorKind::Missing,
+            format!(
+                "required: one of {} (or give event_category, and category is derived from it)",
+                Category::allowed()
+            ),
+        );
+    }
+    let event_source = d.enum_field(
+        &mut body,
+        "event_source",
+        EventSource::parse,
+        EventSource::allowed,
+    );
+
+    let timestamp = match body.remove("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Timestamp::parse(&s)
+            .map_err(|e| d.f.error("/timestamp", ErrorKind::InvalidValue, e))
+            .ok(),
+        Some(other) => {
+            d.f.error(
+                "/timestamp",
+                ErrorKind::InvalidType,
+                format!(
+                    "expected an RFC 3339 timestamp string like 2025-12-30T10:00:00Z, got {}",
+                    type_name(&other)
+                ),
+            );
+            None
+        }
+    };
+    let tenant_id = d.string_field(&mut body, "tenant_id", "");
+
+    let mut actor = d.actor(body.remove("actor"));
+    if let Some(user_id) = d.id_field(&mut body, "user_id", "") {
+        match &actor.user_id {
+            Some(existing) if *existing != user_id => d.f.error(
+                "/user_id",
+                ErrorKind::InvalidValue,
+                format!(
+                    "user_id `{}` disagrees with actor.user_id `{}`; send one",
+                    truncate(&user_id, 64),
+                    truncate(existing, 64)
+                ),
+            ),
+            _ => actor.user_id = Some(user_id),
+        }
+    }
+    let object = d.object(body.remove("object"));
+    let correlation = d.correlation(body.remove("correlation"));
+    let outcome = d.outcome(body.remove("outcome"));
+    let evidence = d.evidence(body.remove("evidence"));
+    let (context, environment_given) = d.context(body.remove("context"));
+
+    let data = match body.remove("data") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(v) => v,
+    };
+    let mut metadata = d
+        .object_field(body.remove("metadata"), "/metadata")
+        .unwrap_or_default();
+
+    let stream_id = d.string_field(&mut body, "stream_id", "").and_then(|s| {
+        StreamId::parse(s)
+            .map_err(|e| d.f.error("/stream_id", ErrorKind::InvalidValue, e.0))
+            .ok()
+    });
+    let expected_version = d.unsigned(&mut body, "expected_version");
+    if expected_version.is_some()
+        && stream_id.is_none()
+        && !d.f.errors.iter().any(|e| e.field == "/stream_id")
+    {
+        d.f.error(
+            "/expected_version",
+            ErrorKind::InvalidValue,
+            "expected_version needs a stream_id to apply to",
+        );
+    }
+    let idempotency_key = d
+        .aliased_string(&mut body, &IDEMPOTENCY_KEYS)
+        .map(|(_, s)| s);
+    let schema_version =
+        d.unsigned(&mut body, "schema_version")
+            .and_then(|v| match u32::try_from(v) {
+                Ok(v) if v > 0 => Some(v),
+                _ => {
+                    d.f.error(
+                        "/schema_version",
+                        ErrorKind::InvalidValue,
+                        "schema_version is a positive integer below 2^32",
+                    );
+                    None
+                }
+            });
+    let traceparent = d.string_field(&mut body, "traceparent", "");
+
+    // Whatever is left is unknown: keep it, say so.
+    if !body.is_empty() {
+        let kept = match metadata.entry(UNKNOWN_FIELDS_KEY) {
+            serde_json::map::Entry::Occupied(mut o) => {
+                if !o.get().is_object() {
+                    let previous = o.insert(Value::Object(Map::new()));
+                    o.get_mut()
+                        .as_object_mut()
+                        .map(|m| m.insert("_previous".into(), previous));
+                }
+                o.into_mut()
+            }
+            serde_json::map::Entry::Vacant(v) => v.insert(Value::Object(Map::new())),
+        };
+        if let Value::Object(kept) = kept {
+            for (key, value) in body {
+                d.f.warn(
+                    pointer_push("", &key),
+                    format!(
+                        "unknown field kept as {}",
+                        pointer_push("/metadata/unknown_fields", &key)
+                    ),
+                );
+                kept.insert(key, value);
+            }
+        }
+    }
+
+    let Findings { errors, warnings } = f;
+    match (event_type, category) {
+        (Some(event_type), Some(category)) if errors.is_empty() => Ok((
+            RawEvent {
+                event_type,
+                category,
+                event_category,
+                event_source,
+                timestamp,
+                tenant_id,
+                actor,
+                object,
+                correlation,
+                outcome,
+                evidence,
+                context,
+                environment_given,
+                data,
+                metadata,
+                stream_id,
+                expected_version,
+                idempotency_key,
+                schema_version,
+                traceparent,
+            },
+            warnings,
+        )),
+        _ => Err(ValidationResult::from_parts(errors, warnings)),
+    }
+}
+
+/// One walk's state: where findings go and the limits in force.
+struct Decoder<'a> {
+    f: &'a mut Findings,
+    limits: &'a Limits,
+}
+
+impl Decoder<'_> {
+    /// A string under `key` of `map`, reported at `{base}/{key}`. `null`
+    /// counts as absent.
+    fn string_in(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
+        match map.remove(key)? {
+            Value::Null => None,
+            Value::String(s) => self.checked_len(s, base, key),
+            other => {
+                self.f.error(
+                    pointer_push(base, key),
+                    ErrorKind::InvalidType,
+                    format!("expected a string, got {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn string_field(
+        &mut self,
+        map: &mut Map<String, Value>,
+        key: &str,
+        base: &str,
+    ) -> Option<String> {
+        self.string_in(map, key, base)
+    }
+
+    /// An identifier: a string, or an integer taken as its decimal text.
+    fn id_field(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
+        match map.remove(key)? {
+            Value::Null => None,
+            Value::String(s) => self.checked_len(s, base, key),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            other => {
+                self.f.error(
+                    pointer_push(base, key),
+                    ErrorKind::InvalidType,
+                    format!(
+                        "expected a string (or an integer) identifier, got {}",
+                        type_name(&other)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// Like `id_field`, trying camelCase aliases when the snake_case key is absent.
+    fn id_aliased(
+        &mut self,
+        map: &mut Map<String, Value>,
+        keys: &[&str],
+        base: &str,
+    ) -> Option<String> {
+        let mut found = None;
+        for key in keys {
+            if let Some(v) = self.id_field(map, key, base) {
+                match &found {
+                    None => found = Some(v),
+                    Some(first) if *first != v => self.f.error(
+                        pointer_push(base, key),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{key}` is an alias of `{}` and disagrees with it; send one",
+                            keys[0]
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        found
+    }
+
+    fn checked_len(&mut self, s: String, base: &str, key: &str) -> Option<String> {
+        if s.len() > self.limits.max_field_bytes {
+            self.f.error(
+                pointer_push(base, key),
+                ErrorKind::TooLarge,
+                format!(
+                    "{} bytes; this field holds at most {} bytes",
+                    s.len(),
+                    self.limits.max_field_bytes
+                ),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
+    /// The first of several alias keys that is present; a second alias with a
+    /// different value is an error.
+    fn aliased_string(
+        &mut self,
+        map: &mut Map<String, Value>,
+        keys: &[&'static str],
+    ) -> Option<(&'static str, String)> {
+        let mut found: Option<(&'static str, String)> = None;
+        for &key in keys {
+            if let Some(v) = self.string_in(map, key, "") {
+                match &found {
+                    None => found = Some((key, v)),
+                    Some((first, existing)) if *existing != v => self.f.error(
+                        pointer_push("", key),
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{key}` is an alias of `{first}` and disagrees with it (`{}` vs `{}`); send one",
+                            truncate(&v, 64),
+                            truncate(existing, 64)
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+            }
+        }
+        found
+    }
+
+    fn enum_field<T>(
+        &mut self,
+        map: &mut Map<String, Value>,
+        key: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: fn() -> String,
+    ) -> Option<T> {
+        let s = self.string_in(map, key, "")?;
+        let parsed = parse(&s);
+        if parsed.is_none() {
+            self.f.error(
+                pointer_push("", key),
+                ErrorKind::InvalidValue,
+                format!(
+                    "`{}` is not allowed; expected one of: {}",
+                    truncate(&s, 64),
+                    allowed()
+                ),
+            );
+        }
+        parsed
+    }
+
+    fn unsigned(&mut self, map: &mut Map<String, Value>, key: &str) -> Option<u64> {
+        match map.remove(key)? {
+            Value::Null => None,
+            Value::Number(n) if n.is_u64() => n.as_u64(),
+            other => {
+                self.f.error(
+                    pointer_push("", key),
+                    ErrorKind::InvalidType,
+                    format!("expected a non-negative integer, got {}", describe(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A JSON object (or absent/null), reported at `pointer` otherwise.
+    fn object_field(&mut self, v: Option<Value>, pointer: &str) -> Option<Map<String, Value>> {
+        match v? {
+            Value::Null => None,
+            Value::Object(m) => Some(m),
+            other => {
+                self.f.error(
+                    pointer,
+                    ErrorKind::InvalidType,
+                    format!("expected a JSON object, got {}", type_name(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    fn actor(&mut self, v: Option<Value>) -> Actor {
+        let Some(mut m) = self.object_field(v, "/actor") else {
+            return Actor::default();
+        };
+        let b = "/actor";
+        Actor {
+            user_id: self.id_aliased(&mut m, &["user_id", "userId"], b),
+            email_hash: self.string_in(&mut m, "email_hash", b),
+            service_name: self.id_aliased(&mut m, &["service_name", "serviceName"], b),
+            role: self.string_in(&mut m, "role", b),
+            anonymous_id: self.id_aliased(&mut m, &["anonymous_id", "anonymousId"], b),
+            extra: m,
+        }
+    }
+
+    fn object(&mut self, v: Option<Value>) -> Object {
+        let Some(mut m) = self.object_field(v, "/object") else {
+            return Object::default();
+        };
+        let b = "/object";
+        Object {
+            order_id: self.id_aliased(&mut m, &["order_id", "orderId"], b),
+            request_id: self.id_aliased(&mut m, &["request_id", "requestId"], b),
+            session_id: self.id_aliased(&mut m, &["session_id", "sessionId"], b),
+            ticket_id: self.id_aliased(&mut m, &["ticket_id", "ticketId"], b),
+            resource_id: self.id_aliased(&mut m, &["resource_id", "resourceId"], b),
+            extra: m,
+        }
+    }
+
+    fn correlation(&mut self, v: Option<Value>) -> Correlation {
+        let Some(mut m) = self.object_field(v, "/correlation") else {
+            return Correlation::default();
+        };
+        let b = "/correlation";
+        let c = Correlation {
+            trace_id: self.id_aliased(&mut m, &["trace_id", "traceId"], b),
+            span_id: self.id_aliased(&mut m, &["span_id", "spanId"], b),
+            correlation_id: self.id_aliased(&mut m, &["correlation_id", "correlationId"], b),
+            parent_event_id: self.id_aliased(&mut m, &["parent_event_id", "parentEventId"], b),
+        };
+        self.refuse_rest(m, b, "trace_id, span_id, correlation_id, parent_event_id");
+        c
+    }
+
+    fn outcome(&mut self, v: Option<Value>) -> Option<Outcome> {
+        let mut m = self.object_field(v, "/outcome")?;
+        let b = "/outcome";
+        let status = match self.string_in(&mut m, "status", b) {
+            None => OutcomeStatus::Success,
+            Some(s) => OutcomeStatus::parse(&s).unwrap_or_else(|| {
+                self.f.error(
+                    "/outcome/status",
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "`{}` is not allowed; expected one of: {}",
+                        truncate(&s, 64),
+                        OutcomeStatus::allowed()
+                    ),
+                );
+                OutcomeStatus::Success
+            }),
+        };
+        let o = Outcome {
+            status,
+            error_class: self.id_aliased(&mut m, &["error_class", "errorClass"], b),
+            error_code: self.id_aliased(&mut m, &["error_code", "errorCode"], b),
+            message: self.string_in(&mut m, "message", b),
+        };
+        self.refuse_rest(m, b, "status, error_class, error_code, message");
+        Some(o)
+    }
+
+    fn evidence(&mut self, v: Option<Value>) -> Evidence {
+        let Some(mut m) = self.object_field(v, "/evidence") else {
+            return Evidence::default();
+        };
+        let b = "/evidence";
+        let github = self
+            .object_field(m.remove("github"), "/evidence/github")
+            .map(|mut g| {
+                let gb = "/evidence/github";
+                let gh = Github {
+                    commit_sha: self.id_aliased(&mut g, &["commit_sha", "commitSha"], gb),
+                    pr: self.id_field(&mut g, "pr", gb),
+                    repository: self.string_in(&mut g, "repository", gb),
+                };
+                self.refuse_rest(g, gb, "commit_sha, pr, repository");
+                gh
+            });
+        let raw_pointer = self.id_aliased(&mut m, &["raw_pointer", "raw_s3_pointer"], b);
+        let trace_url = self.string_in(&mut m, "trace_url", b);
+        let log_references = match m.remove("log_references") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .into_iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item {
+                    Value::String(s) => Some(s),
+                    other => {
+                        self.f.error(
+                            format!("/evidence/log_references/{i}"),
+                            ErrorKind::InvalidType,
+                            format!("expected a string, got {}", type_name(&other)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            Some(other) => {
+                self.f.error(
+                    "/evidence/log_references",
+                    ErrorKind::InvalidType,
+                    format!("expected an array of strings, got {}", type_name(&other)),
+                );
+                Vec::new()
+            }
+        };
+        self.refuse_rest(m, b, "github, raw_pointer, trace_url, log_references");
+        Evidence {
+            github,
+            raw_pointer,
+            trace_url,
+            log_references,
+        }
+    }
+
+    fn context(&mut self, v: Option<Value>) -> (Context, bool) {
+        let Some(mut m) = self.object_field(v, "/context") else {
+            return (Context::default(), false);
+        };
+        let b = "/context";
+        let environment = self.string_in(&mut m, "environment", b);
+        if environment.as_deref() == Some("") {
+            self.f.error(
+                "/context/environment",
+                ErrorKind::InvalidValue,
+                "environment must not be empty",
+            );
+        }
+        let given = environment.is_some();
+        let c = Context {
+            environment: environment
+                .unwrap_or_else(|| crate::event::DEFAULT_ENVIRONMENT.to_string()),
+            service: self.id_aliased(&mut m, &["service", "service_name"], b),
+            endpoint: self.string_in(&mut m, "endpoint", b),
+            version: self.id_field(&mut m, "version", b),
+            ip: self.string_in(&mut m, "ip", b),
+            user_agent: self.id_aliased(&mut m, &["user_agent", "userAgent"], b),
+            referer: self.id_aliased(&mut m, &["referer", "referrer"], b),
+            extra: m,
+        };
+        (c, given)
+    }
+
+    /// Closed objects (correlation, outcome, evidence) name every key they
+    /// do not know, with the ones they do.
+    fn refuse_rest(&mut self, rest: Map<String, Value>, base: &str, known: &str) {
+        for key in rest.keys() {
+            self.f.error(
+                pointer_push(base, key),
+                ErrorKind::InvalidValue,
+                format!(
+                    "unknown field; {base} has: {known} (free-form data goes in /data or /metadata)"
+                ),
+            );
+        }
+    }
+}
+
+/// "a negative number", "string" and so on, for integer fields.
+fn describe(v: &Value) -> String {
+    match v {
+        Value::Number(n) if n.is_i64() => format!("negative integer {n}"),
+        Value::Number(n) => format!("non-integer number {n}"),
+        other => type_name(other).to_string(),
+    }
+}

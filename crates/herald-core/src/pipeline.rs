@@ -1,0 +1,197 @@
+//! Seed 000's `EventProcessor`: decode → validate → normalise → redact, one
+//! call per event. Validation covers the category vocabulary and modes
+//! (property 6) and outcome sanity (property 8); decoding covers shapes,
+//! types and sizes (properties 1, 2, 13).
+
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::decode::{self, Limits, RawEvent};
+use crate::error::{ErrorKind, FieldWarning, Findings, ValidationResult};
+use crate::event::CanonicalEvent;
+use crate::model::{OutcomeStatus, TenantId};
+use crate::normalize::normalize;
+use crate::redact::{EmailHasher, RedactionPolicy};
+use crate::timestamp::Timestamp;
+use crate::vocabulary::{BuiltinVocabulary, ValidationMode, Vocabulary};
+
+/// Seed 000's `ProcessingContext`: what the server knows about a request.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessingContext<'a> {
+    pub tenant_id: &'a TenantId,
+    pub email_hasher: &'a EmailHasher,
+    pub processing_timestamp: Timestamp,
+    /// The request's `traceparent` header, if any.
+    pub traceparent: Option<&'a str>,
+}
+
+/// An accepted event, ready to store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    pub event: CanonicalEvent,
+    pub warnings: Vec<FieldWarning>,
+    /// Optimistic-concurrency check the store must apply to the stream append.
+    pub expected_version: Option<u64>,
+    /// A `tenant_id` named in the body (the server refuses a mismatch).
+    pub body_tenant_id: Option<String>,
+}
+
+/// One tenant's rules for turning input into canonical events.
+#[derive(Clone)]
+pub struct EventProcessor {
+    pub vocabulary: Arc<dyn Vocabulary>,
+    pub mode: ValidationMode,
+    pub limits: Limits,
+    pub redaction: RedactionPolicy,
+}
+
+impl std::fmt::Debug for EventProcessor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventProcessor")
+            .field("mode", &self.mode)
+            .field("limits", &self.limits)
+            .field("redaction", &self.redaction)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for EventProcessor {
+    fn default() -> Self {
+        EventProcessor {
+            vocabulary: Arc::new(BuiltinVocabulary),
+            mode: ValidationMode::Permissive,
+            limits: Limits::default(),
+            redaction: RedactionPolicy::default(),
+        }
+    }
+}
+
+impl EventProcessor {
+    /// Seed 000's `validateEvent`: every finding for one JSON event, without
+    /// producing it.
+    pub fn validate(&self, value: &Value) -> ValidationResult {
+        let size = serde_json::to_vec(value).map_or(0, |v| v.len());
+        if size > self.limits.max_event_bytes {
+            return decode::parse_json(&vec![b' '; size], &self.limits)
+                .err()
+                .unwrap_or_default();
+        }
+        match self.decode_and_check(value.clone()) {
+            Ok((_, warnings)) => ValidationResult::from_parts(Vec::new(), warnings),
+            Err(result) => result,
+        }
+    }
+
+    /// The whole path from request bytes to a canonical event.
+    pub fn process_json(
+        &self,
+        bytes: &[u8],
+        ctx: &ProcessingContext<'_>,
+    ) -> Result<Processed, ValidationResult> {
+        let value = decode::parse_json(bytes, &self.limits)?;
+        self.process_value(value, ctx)
+    }
+
+    /// The path from an already-parsed value (size checked by the caller).
+    pub fn process_value(
+        &self,
+        value: Value,
+        ctx: &ProcessingContext<'_>,
+    ) -> Result<Processed, ValidationResult> {
+        let (raw, warnings) = self.decode_and_check(value)?;
+        let mut findings = Findings {
+            errors: Vec::new(),
+            warnings,
+        };
+        let expected_version = raw.expected_version;
+        let body_tenant_id = raw.tenant_id.clone();
+        let mut event = normalize(
+            raw,
+            ctx.tenant_id,
+            ctx.processing_timestamp,
+            ctx.traceparent,
+            &mut findings,
+        );
+        self.redaction.apply(&mut event, ctx.email_hasher);
+        Ok(Processed {
+            event,
+            warnings: findings.warnings,
+            expected_version,
+            body_tenant_id,
+        })
+    }
+
+    fn decode_and_check(
+        &self,
+        value: Value,
+    ) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
+        let (raw, warnings) = decode::decode_event(value, &self.limits)?;
+        let mut f = Findings {
+            errors: Vec::new(),
+            warnings,
+        };
+        self.check_vocabulary(&raw, &mut f);
+        if let Some(o) = &raw.outcome {
+            if o.status == OutcomeStatus::Failure
+                && o.error_class.is_none()
+                && o.error_code.is_none()
+            {
+                f.warn(
+                    "/outcome",
+                    "outcome.status is failure but neither error_class nor error_code says why",
+                );
+            }
+            if o.status == OutcomeStatus::Success
+                && (o.error_class.is_some() || o.error_code.is_some())
+            {
+                f.warn(
+                    "/outcome",
+                    "outcome.status is success but error details are given",
+                );
+            }
+        }
+        if f.errors.is_empty() {
+            Ok((raw, f.warnings))
+        } else {
+            Err(ValidationResult::from_parts(f.errors, f.warnings))
+        }
+    }
+
+    fn check_vocabulary(&self, raw: &RawEvent, f: &mut Findings) {
+        let ty = raw.event_type.as_str();
+        let allowed = || {
+            let types = self.vocabulary.types_of(raw.category);
+            if types.is_empty() {
+                "none defined".to_string()
+            } else {
+                types.join(", ")
+            }
+        };
+        match self.vocabulary.categories_of(ty) {
+            Some(set) if set.contains(raw.category) => {}
+            Some(set) => f.error(
+                "/event_type",
+                ErrorKind::NotAllowed,
+                format!(
+                    "event type `{ty}` belongs to category {}, not {}; {} allows: {}",
+                    set.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(" or "),
+                    raw.category,
+                    raw.category,
+                    allowed()
+                ),
+            ),
+            None if self.mode == ValidationMode::Strict => f.error(
+                "/event_type",
+                ErrorKind::NotAllowed,
+                format!(
+                    "event type `{}` has no definition and this tenant validates in strict mode; {} allows: {}",
+                    crate::model::truncate(ty, 64),
+                    raw.category,
+                    allowed()
+                ),
+            ),
+            None => {}
+        }
+    }
+}

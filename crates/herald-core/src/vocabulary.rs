@@ -1,0 +1,116 @@
+//! Which event types belong to which category (seed 000 property 6), behind
+//! a trait so the schema registry can plug stored definitions into the same
+//! check later. The built-in vocabulary is seed 000's twelve actions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::Category;
+
+/// A set of categories, as a bit set over the four of them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CategorySet(u8);
+
+impl CategorySet {
+    pub const fn empty() -> Self {
+        CategorySet(0)
+    }
+    pub const fn of(c: Category) -> Self {
+        CategorySet(1 << c as u8)
+    }
+    pub const fn with(self, c: Category) -> Self {
+        CategorySet(self.0 | (1 << c as u8))
+    }
+    pub const fn contains(self, c: Category) -> bool {
+        self.0 & (1 << c as u8) != 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = Category> {
+        Category::ALL
+            .iter()
+            .copied()
+            .filter(move |c| self.contains(*c))
+    }
+}
+
+/// What to do with an event type no definition knows (DESIGN.md §2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ValidationMode {
+    /// Accept unknown types (the default).
+    #[default]
+    Permissive,
+    /// Reject unknown types.
+    Strict,
+}
+
+/// The source of truth for event types.
+pub trait Vocabulary: Send + Sync {
+    /// The categories `event_type` is defined for; `None` when it is unknown.
+    fn categories_of(&self, event_type: &str) -> Option<CategorySet>;
+
+    /// The known types of one category, for error messages.
+    fn types_of(&self, category: Category) -> Vec<String>;
+}
+
+/// Seed 000's built-in actions, by category.
+pub const BUILTIN_TYPES: &[(Category, &[&str])] = &[
+    (
+        Category::Business,
+        &["checkout_started", "payment_authorized", "order_failed"],
+    ),
+    (
+        Category::System,
+        &["request_received", "downstream_timeout", "db_error"],
+    ),
+    (
+        Category::Delivery,
+        &["pr_merged", "deploy_completed", "rollback_initiated"],
+    ),
+    (
+        Category::Security,
+        &["permission_denied", "role_changed", "unauthorized_access"],
+    ),
+];
+
+/// The vocabulary every tenant starts with.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinVocabulary;
+
+impl Vocabulary for BuiltinVocabulary {
+    fn categories_of(&self, event_type: &str) -> Option<CategorySet> {
+        BUILTIN_TYPES
+            .iter()
+            .filter(|(_, types)| types.contains(&event_type))
+            .fold(None, |acc: Option<CategorySet>, (c, _)| {
+                Some(acc.unwrap_or_default().with(*c))
+            })
+    }
+
+    fn types_of(&self, category: Category) -> Vec<String> {
+        BUILTIN_TYPES
+            .iter()
+            .filter(|(c, _)| *c == category)
+            .flat_map(|(_, types)| types.iter().map(|t| t.to_string()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_lookup() {
+        let v = BuiltinVocabulary;
+        assert_eq!(
+            v.categories_of("db_error"),
+            Some(CategorySet::of(Category::System))
+        );
+        assert_eq!(v.categories_of("nope"), None);
+        assert_eq!(v.types_of(Category::Delivery).len(), 3);
+        let set = CategorySet::of(Category::Business).with(Category::Security);
+        assert_eq!(
+            set.iter().collect::<Vec<_>>(),
+            vec![Category::Business, Category::Security]
+        );
+    }
+}
