@@ -1,0 +1,205 @@
+//! The values that cross the store contract: tenants, keys, appends and
+//! their outcomes, queries and pages, audit records.
+
+use herald_core::{
+    CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus, TenantId, Timestamp,
+};
+use serde::{Deserialize, Serialize};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot take writes or reads right now (disk full, I/O
+    /// error, commit failure). Maps to 503: retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// A uniqueness rule refused the write (duplicate tenant, key id).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The store is shutting down.
+    #[error("store is closed")]
+    Closed,
+    /// Stored bytes do not decode: a bug or tampering, never the client's fault.
+    #[error("corrupt stored data: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+/// What a key may do (DESIGN.md §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scope {
+    Ingest,
+    Read,
+    Manage,
+    Collect,
+}
+
+impl Scope {
+    pub const ALL: [Scope; 4] = [Scope::Ingest, Scope::Read, Scope::Manage, Scope::Collect];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Ingest => "ingest",
+            Scope::Read => "read",
+            Scope::Manage => "manage",
+            Scope::Collect => "collect",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+/// A tenant API key as stored: only the SHA-256 of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub key_id: String,
+    pub tenant_id: TenantId,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    pub secret_hash: [u8; 32],
+    pub created_at: Timestamp,
+}
+
+/// One event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event: CanonicalEvent,
+    /// Optimistic concurrency on `event.stream_id` (DESIGN.md §8).
+    pub expected_version: Option<u64>,
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppendOutcome {
+    /// Stored now (with its stream version assigned, if any).
+    Stored(CanonicalEvent),
+    /// Its idempotency key was already stored for the tenant: this is the
+    /// first event, and nothing new was stored.
+    Duplicate(StoredEvent),
+    /// `expected_version` did not match the stream's current version.
+    VersionConflict { stream_id: String, expected: u64, actual: u64 },
+}
+
+/// An event read back, with processing facts that are not part of the
+/// canonical event itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event: CanonicalEvent,
+    pub processed_at: Option<Timestamp>,
+    pub processing_ms: Option<f64>,
+}
+
+/// How processing of one claimed event ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessingResult {
+    pub event_id: EventId,
+    pub status: EventStatus,
+    pub duration_ms: f64,
+    pub finished_at: Timestamp,
+}
+
+/// Sort order by event timestamp.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Order {
+    Asc,
+    #[default]
+    Desc,
+}
+
+/// Every filter of DESIGN.md §5 (`POST /api/v1/events/query`). All given
+/// filters must hold (AND); lists match any of their values.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventQuery {
+    pub event_types: Vec<String>,
+    pub event_sources: Vec<EventSource>,
+    pub event_categories: Vec<EventCategory>,
+    pub categories: Vec<Category>,
+    pub statuses: Vec<EventStatus>,
+    pub start_time: Option<Timestamp>,
+    pub end_time: Option<Timestamp>,
+    /// Correlation keys by column name (`trace_id`, `order_id`, `user_id` ...).
+    pub keys: Vec<(herald_core::correlation::CorrelationKey, String)>,
+    /// `actor.*` / `object.*` / `context.*` equality on keys that are not
+    /// indexed columns, as (part, key, value).
+    pub json_fields: Vec<(String, String, String)>,
+    pub outcome_status: Option<OutcomeStatus>,
+    pub environment: Option<String>,
+    pub service: Option<String>,
+    pub stream_id: Option<String>,
+    /// Full-text terms, all of which must occur.
+    pub text: Option<String>,
+    pub order: Order,
+    /// 1..=1000.
+    pub limit: usize,
+    pub offset: usize,
+    /// Keyset position from a previous page's `next_cursor`.
+    pub cursor: Option<Cursor>,
+}
+
+/// A keyset position: the last row of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub ts_micros: i64,
+    pub seq: i64,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        format!("c1.{}.{}", self.ts_micros, self.seq)
+    }
+
+    pub fn decode(s: &str) -> Option<Cursor> {
+        let mut parts = s.strip_prefix("c1.")?.splitn(2, '.');
+        Some(Cursor { ts_micros: parts.next()?.parse().ok()?, seq: parts.next()?.parse().ok()? })
+    }
+}
+
+/// One page of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// How many events match the filters in all (ignoring paging).
+    pub total: u64,
+    pub has_more: bool,
+    pub next_cursor: Option<String>,
+}
+
+/// One request, as the audit trail keeps it (seed 000 property 12).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    pub at: Timestamp,
+    /// `None` for operator (root key) and unauthenticated requests.
+    pub tenant_id: Option<String>,
+    pub key_id: Option<String>,
+    pub operation: String,
+    pub resource: String,
+    /// `success`, `denied`, `rejected`, `error`, or `security_violation`.
+    pub outcome: String,
+    pub status_code: u16,
+    pub request_id: String,
+    pub duration_us: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Filters for `GET /api/v1/audit`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    pub tenant_id: Option<String>,
+    pub key_id: Option<String>,
+    pub operation: Option<String>,
+    pub outcome: Option<String>,
+    pub start_time: Option<Timestamp>,
+    pub end_time: Option<Timestamp>,
+    pub limit: usize,
+}

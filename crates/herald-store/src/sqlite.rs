@@ -1,0 +1,820 @@
+//! The embedded backend: SQLite in WAL mode with `synchronous=FULL`.
+//!
+//! One writer thread owns the only write connection and performs **group
+//! commit**: it takes every request waiting in its queue, applies each in
+//! its own savepoint (so one bad request cannot fail its neighbours), commits
+//! once, and only then answers them all. A failed commit answers every
+//! request in it with `Unavailable` — nothing is acknowledged that is not on
+//! disk. Reads run on a small pool of read-only connections, which WAL lets
+//! proceed while the writer commits.
+
+use std::any::Any;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use herald_core::correlation::CorrelationKey;
+use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::records::*;
+
+/// Tuning for the embedded store.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// `synchronous=FULL` (fsync every commit). Turning it off trades the
+    /// durability of the last commits on power loss for speed.
+    pub synchronous_full: bool,
+    /// Most events one group commit gathers.
+    pub max_batch_events: usize,
+    /// Read-only connections kept open.
+    pub read_connections: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions { synchronous_full: true, max_batch_events: 20_000, read_connections: 4 }
+    }
+}
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "herald.db";
+
+type AnyBox = Box<dyn Any + Send>;
+type ExecFn = Box<dyn FnOnce(&Connection) -> Result<AnyBox, StoreError> + Send>;
+
+enum WriteOp {
+    Append { events: Vec<NewEvent>, reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>> },
+    Exec { f: ExecFn, reply: oneshot::Sender<Result<AnyBox, StoreError>> },
+    Audit(AuditRecord),
+    Shutdown(oneshot::Sender<()>),
+}
+
+impl WriteOp {
+    fn weight(&self) -> usize {
+        match self {
+            WriteOp::Append { events, .. } => events.len().max(1),
+            _ => 1,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: mpsc::UnboundedSender<WriteOp>,
+    readers: Arc<ReaderPool>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+impl SqliteStore {
+    pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
+        let path = dir.join(DB_FILE);
+        let mut conn = Connection::open(&path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", if options.synchronous_full { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        migrate(&mut conn)?;
+        // A crash mid-processing leaves events `processing`: hand them back.
+        conn.execute("UPDATE events SET status = 'pending' WHERE status = 'processing'", [])?;
+
+        let (writer, rx) = mpsc::unbounded_channel();
+        let max_batch = options.max_batch_events.max(1);
+        std::thread::Builder::new()
+            .name("herald-sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx, max_batch))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        let readers = Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()), keep: options.read_connections });
+        Ok(SqliteStore { path, writer, readers })
+    }
+
+    fn send(&self, op: WriteOp) -> Result<(), StoreError> {
+        self.writer.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs `f` inside the next group commit and returns its result once
+    /// that commit is durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let f: ExecFn = Box::new(move |c| f(c).map(|t| Box::new(t) as AnyBox));
+        self.send(WriteOp::Exec { f, reply })?;
+        let any = rx.await.map_err(|_| StoreError::Closed)??;
+        any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Corrupt("writer returned another type".into()))
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = pool.take()?;
+            let result = f(&conn);
+            pool.give(conn);
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("read task failed: {e}")))?
+    }
+
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Append { events, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn record_audit(&self, record: AuditRecord) {
+        if self.send(WriteOp::Audit(record)).is_err() {
+            tracing::warn!("audit record dropped: store is closed");
+        }
+    }
+
+    pub async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND tenant_id = ?2"))?
+                .query_row(params![id.as_bytes().as_slice(), tenant], row_to_stored)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    pub async fn query_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| run_query(c, &tenant, &query)).await
+    }
+
+    pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let n = c.execute(
+                "INSERT INTO tenants (tenant_id, name, created_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+                params![tenant.tenant_id.as_str(), tenant.name, tenant.created_at.to_string()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("tenant {} already exists", tenant.tenant_id)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            c.query_row("SELECT tenant_id, name, created_at FROM tenants WHERE tenant_id = ?1", [tenant], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .optional()?
+            .map(|(id, name, at)| {
+                Ok(Tenant { tenant_id: corrupt(TenantId::parse(id))?, name, created_at: corrupt(Timestamp::parse(&at))? })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let scopes = key.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",");
+            c.execute(
+                "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![key.key_id, key.tenant_id.as_str(), key.name, scopes, key.secret_hash.as_slice(), key.created_at.to_string()],
+            )
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Conflict(format!("key for tenant {} not inserted: {e}", key.tenant_id))
+                }
+                e => e.into(),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>, StoreError> {
+        self.read(move |c| {
+            c.prepare_cached(
+                "SELECT key_id, tenant_id, name, scopes, created_at FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL",
+            )?
+            .query_row([hash.as_slice()], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+            })
+            .optional()?
+            .map(|(key_id, tenant, name, scopes, at)| {
+                Ok(ApiKey {
+                    key_id,
+                    tenant_id: corrupt(TenantId::parse(tenant))?,
+                    name,
+                    scopes: scopes.split(',').filter_map(Scope::parse).collect(),
+                    secret_hash: hash,
+                    created_at: corrupt(Timestamp::parse(&at))?,
+                })
+            })
+            .transpose()
+        })
+        .await
+    }
+
+    pub async fn revoke_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool, StoreError> {
+        let (tenant, key_id) = (tenant.to_string(), key_id.to_string());
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE api_keys SET revoked_at = ?3 WHERE tenant_id = ?1 AND key_id = ?2 AND revoked_at IS NULL",
+                params![tenant, key_id, Timestamp::now().to_string()],
+            )?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+        let q = query.clone();
+        self.read(move |c| {
+            let mut sql = String::from(
+                "SELECT at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail FROM audit WHERE 1=1",
+            );
+            let mut args: Vec<SqlValue> = Vec::new();
+            for (col, v) in [("tenant_id", &q.tenant_id), ("key_id", &q.key_id), ("operation", &q.operation), ("outcome", &q.outcome)] {
+                if let Some(v) = v {
+                    sql.push_str(&format!(" AND {col} = ?"));
+                    args.push(SqlValue::Text(v.clone()));
+                }
+            }
+            if let Some(t) = q.start_time {
+                sql.push_str(" AND at_us >= ?");
+                args.push(SqlValue::Integer(t.unix_micros()));
+            }
+            if let Some(t) = q.end_time {
+                sql.push_str(" AND at_us <= ?");
+                args.push(SqlValue::Integer(t.unix_micros()));
+            }
+            sql.push_str(" ORDER BY seq DESC LIMIT ?");
+            args.push(SqlValue::Integer(q.limit.clamp(1, 1000) as i64));
+            let mut stmt = c.prepare(&sql)?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    AuditRecord {
+                        at: Timestamp::now(),
+                        tenant_id: r.get(1)?,
+                        key_id: r.get(2)?,
+                        operation: r.get(3)?,
+                        resource: r.get(4)?,
+                        outcome: r.get(5)?,
+                        status_code: r.get(6)?,
+                        request_id: r.get(7)?,
+                        duration_us: r.get::<_, i64>(8)? as u64,
+                        detail: r.get(9)?,
+                    },
+                ))
+            })?;
+            rows.map(|r| {
+                let (at, mut rec) = r?;
+                rec.at = corrupt(Timestamp::parse(&at))?;
+                Ok(rec)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE events SET status = 'processing' WHERE seq IN \
+                 (SELECT seq FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?1) RETURNING body",
+            )?;
+            let bodies = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            bodies
+                .iter()
+                .map(|b| {
+                    let mut e = decode_body(b)?;
+                    e.status = EventStatus::Processing;
+                    Ok(e)
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn finish_processing(&self, results: Vec<ProcessingResult>) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached(
+                "UPDATE events SET status = ?2, processed_at = ?3, processing_ms = ?4 WHERE event_id = ?1",
+            )?;
+            for r in results {
+                stmt.execute(params![r.event_id.as_bytes().as_slice(), r.status.as_str(), r.finished_at.to_string(), r.duration_ms])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.send(WriteOp::Shutdown(reply)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+fn corrupt<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+struct ReaderPool {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+    keep: usize,
+}
+
+impl ReaderPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let c = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        c.busy_timeout(std::time::Duration::from_secs(10))?;
+        Ok(c)
+    }
+
+    fn give(&self, c: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < self.keep {
+            idle.push(c);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- writer --
+
+enum Done {
+    Append(oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>, Result<Vec<AppendOutcome>, StoreError>),
+    Exec(oneshot::Sender<Result<AnyBox, StoreError>>, Result<AnyBox, StoreError>),
+}
+
+fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteOp>, max_batch: usize) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut weight = first.weight();
+        let mut batch = vec![first];
+        while weight < max_batch {
+            match rx.try_recv() {
+                Ok(op) => {
+                    weight += op.weight();
+                    batch.push(op);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Some(shutdown) = commit_batch(&mut conn, batch) {
+            rx.close();
+            // Whatever raced in before the close still gets its commit.
+            let mut rest = Vec::new();
+            while let Ok(op) = rx.try_recv() {
+                rest.push(op);
+            }
+            if !rest.is_empty() {
+                commit_batch(&mut conn, rest);
+            }
+            let _ = shutdown.send(());
+            return;
+        }
+    }
+}
+
+/// Applies a batch in one transaction; returns the shutdown reply if one
+/// was in it.
+fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>) -> Option<oneshot::Sender<()>> {
+    let mut done = Vec::with_capacity(batch.len());
+    let mut shutdown = None;
+    let mut tx = match conn.transaction() {
+        Ok(tx) => tx,
+        Err(e) => {
+            fail_all(batch.into_iter().filter_map(|op| into_done(op, &mut shutdown)).collect(), &e.to_string());
+            return shutdown;
+        }
+    };
+    for op in batch {
+        match op {
+            WriteOp::Append { events, reply } => {
+                let result = in_savepoint(&mut tx, |c| events.into_iter().map(|e| append_one(c, e)).collect());
+                done.push(Done::Append(reply, result));
+            }
+            WriteOp::Exec { f, reply } => {
+                let result = in_savepoint(&mut tx, f);
+                done.push(Done::Exec(reply, result));
+            }
+            WriteOp::Audit(record) => {
+                if let Err(e) = insert_audit(&tx, &record) {
+                    tracing::error!(error = %e, "audit record not written");
+                }
+            }
+            WriteOp::Shutdown(reply) => shutdown = Some(reply),
+        }
+    }
+    match tx.commit() {
+        Ok(()) => {
+            for d in done {
+                match d {
+                    Done::Append(reply, r) => {
+                        let _ = reply.send(r);
+                    }
+                    Done::Exec(reply, r) => {
+                        let _ = reply.send(r);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "group commit failed; failing every request in it");
+            fail_all(done, &e.to_string());
+        }
+    }
+    shutdown
+}
+
+fn into_done(op: WriteOp, shutdown: &mut Option<oneshot::Sender<()>>) -> Option<Done> {
+    match op {
+        WriteOp::Append { reply, .. } => Some(Done::Append(reply, Ok(Vec::new()))),
+        WriteOp::Exec { reply, .. } => Some(Done::Exec(reply, Ok(Box::new(())))),
+        WriteOp::Audit(_) => None,
+        WriteOp::Shutdown(reply) => {
+            *shutdown = Some(reply);
+            None
+        }
+    }
+}
+
+fn fail_all(done: Vec<Done>, why: &str) {
+    for d in done {
+        let err = || StoreError::Unavailable(format!("commit failed: {why}"));
+        match d {
+            Done::Append(reply, _) => {
+                let _ = reply.send(Err(err()));
+            }
+            Done::Exec(reply, _) => {
+                let _ = reply.send(Err(err()));
+            }
+        }
+    }
+}
+
+fn in_savepoint<T>(
+    tx: &mut rusqlite::Transaction<'_>,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sp = tx.savepoint()?;
+    let result = f(&sp)?;
+    sp.commit()?;
+    Ok(result)
+}
+
+fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError> {
+    let NewEvent { mut event, expected_version } = new;
+    let tenant = event.tenant_id.as_str();
+    if let Some(key) = &event.idempotency_key {
+        let existing = c
+            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2"))?
+            .query_row(params![tenant, key], row_to_stored)
+            .optional()?;
+        if let Some(existing) = existing {
+            return Ok(AppendOutcome::Duplicate(existing?));
+        }
+    }
+    if let Some(stream) = &event.stream_id {
+        let current: i64 = c
+            .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant_id = ?1 AND stream_id = ?2")?
+            .query_row(params![tenant, stream.as_str()], |r| r.get(0))?;
+        let current = current as u64;
+        if let Some(expected) = expected_version {
+            if expected != current {
+                return Ok(AppendOutcome::VersionConflict { stream_id: stream.to_string(), expected, actual: current });
+            }
+        }
+        event.stream_version = Some(current + 1);
+    }
+    let body = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let key = |k: CorrelationKey| k.value_in(&event);
+    c.prepare_cached(
+        "INSERT INTO events (event_id, tenant_id, ts, processing_ts, category, event_category, event_type, event_source, \
+         status, outcome_status, trace_id, span_id, correlation_id, request_id, order_id, session_id, ticket_id, user_id, \
+         email_hash, environment, service, stream_id, stream_version, idempotency_key, body) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
+    )?
+    .execute(params![
+        event.event_id.as_bytes().as_slice(),
+        tenant,
+        event.timestamp.unix_micros(),
+        event.processing_timestamp.unix_micros(),
+        event.category.as_str(),
+        event.event_category.map(|c| c.as_str()),
+        event.event_type.as_str(),
+        event.event_source.as_str(),
+        event.status.as_str(),
+        event.outcome.status.as_str(),
+        key(CorrelationKey::TraceId),
+        key(CorrelationKey::SpanId),
+        key(CorrelationKey::CorrelationId),
+        key(CorrelationKey::RequestId),
+        key(CorrelationKey::OrderId),
+        key(CorrelationKey::SessionId),
+        key(CorrelationKey::TicketId),
+        key(CorrelationKey::UserId),
+        key(CorrelationKey::EmailHash),
+        event.context.environment,
+        event.context.service,
+        event.stream_id.as_ref().map(|s| s.as_str()),
+        event.stream_version.map(|v| v as i64),
+        event.idempotency_key,
+        body,
+    ])?;
+    let seq = c.last_insert_rowid();
+    c.prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")?.execute(params![seq, search_text(&event)])?;
+    Ok(AppendOutcome::Stored(event))
+}
+
+fn insert_audit(c: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
+    c.prepare_cached(
+        "INSERT INTO audit (at, at_us, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        r.at.to_string(),
+        r.at.unix_micros(),
+        r.tenant_id,
+        r.key_id,
+        r.operation,
+        r.resource,
+        r.outcome,
+        r.status_code,
+        r.request_id,
+        r.duration_us as i64,
+        r.detail
+    ])
+}
+
+/// The text FTS5 indexes for `q`: the type, outcome, context and ids, and
+/// every string in `data`, capped so one event cannot bloat the index.
+fn search_text(e: &CanonicalEvent) -> String {
+    const CAP: usize = 8 * 1024;
+    let mut out = String::with_capacity(256);
+    let mut push = |s: &str| {
+        if out.len() + s.len() < CAP {
+            out.push_str(s);
+            out.push(' ');
+        }
+    };
+    push(e.event_type.as_str());
+    for s in [&e.outcome.error_class, &e.outcome.error_code, &e.outcome.message, &e.context.service, &e.context.endpoint]
+        .into_iter()
+        .flatten()
+    {
+        push(s);
+    }
+    for k in CorrelationKey::ALL {
+        if let Some(v) = k.value_in(e) {
+            push(v);
+        }
+    }
+    fn strings<'a>(v: &'a serde_json::Value, push: &mut impl FnMut(&'a str)) {
+        match v {
+            serde_json::Value::String(s) => push(s),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, push)),
+            serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, push)),
+            _ => {}
+        }
+    }
+    strings(&e.data, &mut push);
+    out
+}
+
+// ----------------------------------------------------------------- reads --
+
+const EVENT_COLUMNS: &str = "body, status, processed_at, processing_ms";
+
+fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
+    let body: String = r.get(0)?;
+    let status: String = r.get(1)?;
+    let processed_at: Option<String> = r.get(2)?;
+    let processing_ms: Option<f64> = r.get(3)?;
+    Ok((|| {
+        let mut event = decode_body(&body)?;
+        event.status = EventStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?;
+        let processed_at = processed_at.map(|t| corrupt(Timestamp::parse(&t))).transpose()?;
+        Ok(StoredEvent { event, processed_at, processing_ms })
+    })())
+}
+
+fn decode_body(body: &str) -> Result<CanonicalEvent, StoreError> {
+    herald_core::codec::json::decode(body.as_bytes()).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Quotes each whitespace-separated term so user text is never FTS5 syntax.
+fn fts_terms(q: &str) -> Option<String> {
+    let terms: Vec<String> = q.split_whitespace().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, StoreError> {
+    let mut filter = String::from(" FROM events WHERE tenant_id = ?");
+    let mut args: Vec<SqlValue> = vec![SqlValue::Text(tenant.to_string())];
+    let mut any_of = |filter: &mut String, col: &str, values: Vec<String>| {
+        if values.is_empty() {
+            return;
+        }
+        filter.push_str(&format!(" AND {col} IN ({})", vec!["?"; values.len()].join(",")));
+        args.extend(values.into_iter().map(SqlValue::Text));
+    };
+    any_of(&mut filter, "event_type", q.event_types.clone());
+    any_of(&mut filter, "event_source", q.event_sources.iter().map(|v| v.as_str().to_string()).collect());
+    any_of(&mut filter, "event_category", q.event_categories.iter().map(|v| v.as_str().to_string()).collect());
+    any_of(&mut filter, "category", q.categories.iter().map(|v| v.as_str().to_string()).collect());
+    any_of(&mut filter, "status", q.statuses.iter().map(|v| v.as_str().to_string()).collect());
+    any_of(&mut filter, "outcome_status", q.outcome_status.iter().map(|v| v.as_str().to_string()).collect());
+    any_of(&mut filter, "environment", q.environment.iter().cloned().collect());
+    any_of(&mut filter, "service", q.service.iter().cloned().collect());
+    any_of(&mut filter, "stream_id", q.stream_id.iter().cloned().collect());
+    for (key, value) in &q.keys {
+        any_of(&mut filter, key.as_str(), vec![value.clone()]);
+    }
+    if let Some(t) = q.start_time {
+        filter.push_str(" AND ts >= ?");
+        args.push(SqlValue::Integer(t.unix_micros()));
+    }
+    if let Some(t) = q.end_time {
+        filter.push_str(" AND ts <= ?");
+        args.push(SqlValue::Integer(t.unix_micros()));
+    }
+    for (part, key, value) in &q.json_fields {
+        filter.push_str(" AND json_extract(body, ?) = ?");
+        args.push(SqlValue::Text(format!("$.{part}.\"{}\"", key.replace('"', ""))));
+        args.push(SqlValue::Text(value.clone()));
+    }
+    if let Some(terms) = q.text.as_deref().and_then(fts_terms) {
+        filter.push_str(" AND seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)");
+        args.push(SqlValue::Text(terms));
+    }
+
+    let total: i64 = c.prepare(&format!("SELECT COUNT(*){filter}"))?.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+
+    let (dir, cmp) = match q.order {
+        Order::Asc => ("ASC", ">"),
+        Order::Desc => ("DESC", "<"),
+    };
+    if let Some(cur) = q.cursor {
+        filter.push_str(&format!(" AND (ts {cmp} ? OR (ts = ? AND seq {cmp} ?))"));
+        args.extend([SqlValue::Integer(cur.ts_micros), SqlValue::Integer(cur.ts_micros), SqlValue::Integer(cur.seq)]);
+    }
+    let limit = q.limit.clamp(1, 1000);
+    args.push(SqlValue::Integer(limit as i64 + 1));
+    args.push(SqlValue::Integer(q.offset as i64));
+    let sql = format!("SELECT {EVENT_COLUMNS}, ts, seq{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?");
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut events = Vec::with_capacity(limit.min(128));
+    let mut last = None;
+    let mut has_more = false;
+    while let Some(row) = rows.next()? {
+        if events.len() == limit {
+            has_more = true;
+            break;
+        }
+        events.push(row_to_stored(row)??);
+        last = Some(Cursor { ts_micros: row.get(4)?, seq: row.get(5)? });
+    }
+    Ok(EventPage {
+        events,
+        total: total as u64,
+        has_more,
+        next_cursor: if has_more { last.map(|c| c.encode()) } else { None },
+    })
+}
+
+// ------------------------------------------------------------ migrations --
+
+/// Schema versions, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    tenant_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    secret_hash BLOB NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    event_id BLOB NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    processing_ts INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT,
+    event_type TEXT NOT NULL,
+    event_source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome_status TEXT NOT NULL,
+    trace_id TEXT,
+    span_id TEXT,
+    correlation_id TEXT,
+    request_id TEXT,
+    order_id TEXT,
+    session_id TEXT,
+    ticket_id TEXT,
+    user_id TEXT,
+    email_hash TEXT,
+    environment TEXT NOT NULL,
+    service TEXT,
+    stream_id TEXT,
+    stream_version INTEGER,
+    idempotency_key TEXT,
+    processed_at TEXT,
+    processing_ms REAL,
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX events_tenant_ts ON events (tenant_id, ts, seq);
+CREATE INDEX events_tenant_category ON events (tenant_id, category, ts);
+CREATE INDEX events_tenant_type ON events (tenant_id, event_type, ts);
+CREATE INDEX events_tenant_source ON events (tenant_id, event_source, ts);
+CREATE INDEX events_tenant_status ON events (tenant_id, status, ts);
+CREATE INDEX events_tenant_environment ON events (tenant_id, environment, ts);
+CREATE INDEX events_tenant_service ON events (tenant_id, service, ts) WHERE service IS NOT NULL;
+CREATE INDEX events_pending ON events (seq) WHERE status IN ('pending', 'processing');
+CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL;
+CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL;
+CREATE INDEX events_correlation_id ON events (tenant_id, correlation_id, ts) WHERE correlation_id IS NOT NULL;
+CREATE INDEX events_request_id ON events (tenant_id, request_id, ts) WHERE request_id IS NOT NULL;
+CREATE INDEX events_order_id ON events (tenant_id, order_id, ts) WHERE order_id IS NOT NULL;
+CREATE INDEX events_session_id ON events (tenant_id, session_id, ts) WHERE session_id IS NOT NULL;
+CREATE INDEX events_ticket_id ON events (tenant_id, ticket_id, ts) WHERE ticket_id IS NOT NULL;
+CREATE INDEX events_user_id ON events (tenant_id, user_id, ts) WHERE user_id IS NOT NULL;
+CREATE INDEX events_email_hash ON events (tenant_id, email_hash, ts) WHERE email_hash IS NOT NULL;
+CREATE UNIQUE INDEX events_idempotency ON events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX events_stream ON events (tenant_id, stream_id, stream_version) WHERE stream_id IS NOT NULL;
+
+CREATE VIRTUAL TABLE events_fts USING fts5 (text, content = '');
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    tenant_id TEXT,
+    key_id TEXT,
+    operation TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    detail TEXT
+) STRICT;
+CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
+"#];
+
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {version} is newer than this Herald ({}); upgrade Herald",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
