@@ -1,0 +1,269 @@
+//! Tenants and keys (DESIGN.md §4) and the audit trail's read side.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use herald_core::{ErrorKind, FieldError, TenantId, Timestamp};
+use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
+use serde_json::{Value, json};
+
+use crate::App;
+use crate::auth::{self, Principal};
+use crate::problem::ApiError;
+
+fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.into(),
+        message: message.into(),
+        kind,
+    }
+}
+
+fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(ApiError::invalid("expected a JSON object", Vec::new())),
+        Err(e) => Err(ApiError::invalid(
+            "the body is not valid JSON",
+            vec![field_error(
+                "",
+                ErrorKind::Syntax,
+                herald_core::decode::json_error_message(&e),
+            )],
+        )),
+    }
+}
+
+fn name_field(m: &serde_json::Map<String, Value>, errors: &mut Vec<FieldError>) -> String {
+    match m.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 200 => s.trim().to_string(),
+        Some(Value::String(_)) => {
+            errors.push(field_error(
+                "/name",
+                ErrorKind::InvalidValue,
+                "1 to 200 characters",
+            ));
+            String::new()
+        }
+        None | Some(Value::Null) => {
+            errors.push(field_error(
+                "/name",
+                ErrorKind::Missing,
+                "required: a name people will recognise",
+            ));
+            String::new()
+        }
+        Some(_) => {
+            errors.push(field_error(
+                "/name",
+                ErrorKind::InvalidType,
+                "expected a string",
+            ));
+            String::new()
+        }
+    }
+}
+
+async fn issue_key(
+    app: &App,
+    tenant: &TenantId,
+    name: String,
+    scopes: Vec<Scope>,
+) -> Result<(ApiKey, String), ApiError> {
+    let secret = auth::new_secret();
+    let key = ApiKey {
+        key_id: format!("key_{}", auth::random_hex(8)),
+        tenant_id: tenant.clone(),
+        name,
+        scopes,
+        secret_hash: auth::hash_secret(&secret),
+        created_at: Timestamp::now(),
+    };
+    app.store.insert_key(key.clone()).await?;
+    Ok((key, secret))
+}
+
+fn scope_names(scopes: &[Scope]) -> Vec<&'static str> {
+    scopes.iter().map(|s| s.as_str()).collect()
+}
+
+/// `POST /api/v1/admin/tenants {name, tenant_id?}` → the tenant and its admin key.
+pub async fn create_tenant(
+    State(app): State<App>,
+    principal: Principal,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    if !matches!(principal, Principal::Root) {
+        return Err(ApiError::forbidden("creating tenants needs the root key"));
+    }
+    let m = object(&body)?;
+    let mut errors = Vec::new();
+    let name = name_field(&m, &mut errors);
+    let tenant_id = match m.get("tenant_id") {
+        None | Some(Value::Null) => TenantId::parse(format!("ten_{}", auth::random_hex(8))).ok(),
+        Some(Value::String(s)) => TenantId::parse(s.clone())
+            .map_err(|e| errors.push(field_error("/tenant_id", ErrorKind::InvalidValue, e.0)))
+            .ok(),
+        Some(_) => {
+            errors.push(field_error(
+                "/tenant_id",
+                ErrorKind::InvalidType,
+                "expected a string",
+            ));
+            None
+        }
+    };
+    let (Some(tenant_id), true) = (tenant_id, errors.is_empty()) else {
+        return Err(ApiError::invalid("the tenant is invalid", errors));
+    };
+    let created_at = Timestamp::now();
+    app.store
+        .create_tenant(Tenant {
+            tenant_id: tenant_id.clone(),
+            name: name.clone(),
+            created_at,
+        })
+        .await?;
+    let (key, secret) = issue_key(&app, &tenant_id, "admin".into(), Scope::ALL.to_vec()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "tenant_id": tenant_id, "name": name, "created_at": created_at,
+            "api_key": secret, "key_id": key.key_id, "scopes": scope_names(&key.scopes),
+        })),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/admin/tenants/{tenant_id}/keys {name, scopes}`.
+pub async fn create_key(
+    State(app): State<App>,
+    principal: Principal,
+    Path(tenant): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
+    principal.require_admin_of(&tenant)?;
+    if app.store.get_tenant(&tenant).await?.is_none() {
+        return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
+    }
+    let m = object(&body)?;
+    let mut errors = Vec::new();
+    let name = name_field(&m, &mut errors);
+    let allowed = Scope::ALL.map(|s| s.as_str()).join(", ");
+    let mut scopes = Vec::new();
+    match m.get("scopes") {
+        Some(Value::Array(items)) if !items.is_empty() => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str().and_then(Scope::parse) {
+                    Some(s) if !scopes.contains(&s) => scopes.push(s),
+                    Some(_) => {}
+                    None => errors.push(field_error(
+                        &format!("/scopes/{i}"),
+                        ErrorKind::InvalidValue,
+                        format!("expected one of: {allowed}"),
+                    )),
+                }
+            }
+        }
+        _ => errors.push(field_error(
+            "/scopes",
+            ErrorKind::Missing,
+            format!("required: a non-empty array of: {allowed}"),
+        )),
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("the key is invalid", errors));
+    }
+    let (key, secret) = issue_key(&app, &tenant, name, scopes).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "key_id": key.key_id, "tenant_id": tenant, "name": key.name,
+            "api_key": secret, "scopes": scope_names(&key.scopes), "created_at": key.created_at,
+        })),
+    )
+        .into_response())
+}
+
+/// `DELETE /api/v1/admin/tenants/{tenant_id}/keys/{key_id}`.
+pub async fn revoke_key(
+    State(app): State<App>,
+    principal: Principal,
+    Path((tenant, key_id)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
+    principal.require_admin_of(&tenant)?;
+    if app.store.revoke_key(&tenant, &key_id).await? {
+        app.keys.evict(&key_id);
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::not_found(format!(
+            "no live key `{key_id}` in tenant `{tenant}`"
+        )))
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditParams {
+    tenant_id: Option<String>,
+    key_id: Option<String>,
+    operation: Option<String>,
+    outcome: Option<String>,
+    start_time: Option<String>,
+    end_time: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit`: a tenant's records with a `manage` key; any
+/// tenant's (or all) with the root key.
+pub async fn list_audit(
+    State(app): State<App>,
+    principal: Principal,
+    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::invalid(format!("bad query parameters: {e}; known: tenant_id, key_id, operation, outcome, start_time, end_time, limit"), Vec::new()))?;
+    let tenant_id = match &principal {
+        Principal::Root => p.tenant_id,
+        Principal::Tenant(_) => {
+            let key = principal.require(Scope::Manage)?;
+            if p.tenant_id
+                .as_deref()
+                .is_some_and(|t| t != key.tenant_id.as_str())
+            {
+                return Err(ApiError::forbidden(
+                    "a tenant key reads only its own tenant's audit trail",
+                ));
+            }
+            Some(key.tenant_id.to_string())
+        }
+    };
+    let mut errors = Vec::new();
+    let mut time = |field: &str, v: Option<String>| {
+        v.and_then(|s| {
+            Timestamp::parse(&s)
+                .map_err(|e| errors.push(field_error(field, ErrorKind::InvalidValue, e)))
+                .ok()
+        })
+    };
+    let start_time = time("/start_time", p.start_time);
+    let end_time = time("/end_time", p.end_time);
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("bad audit filters", errors));
+    }
+    let records = app
+        .store
+        .query_audit(&AuditQuery {
+            tenant_id,
+            key_id: p.key_id,
+            operation: p.operation,
+            outcome: p.outcome,
+            start_time,
+            end_time,
+            limit: p.limit.unwrap_or(100).clamp(1, 1000),
+        })
+        .await?;
+    Ok(Json(json!({ "records": records, "count": records.len() })).into_response())
+}

@@ -1,0 +1,117 @@
+//! One audit record per request (seed 000 property 12): a middleware times
+//! the request, handlers and the auth extractor fill in who it was through
+//! an `AuditSlot`, and the record joins the store's next group commit, so
+//! auditing adds no commit of its own to ingest.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::Response;
+use herald_core::Timestamp;
+use herald_store::AuditRecord;
+
+use crate::App;
+use crate::auth::Principal;
+
+#[derive(Debug, Default)]
+struct Filled {
+    tenant_id: Option<String>,
+    key_id: Option<String>,
+    outcome: Option<&'static str>,
+    detail: Option<String>,
+}
+
+/// What a request's handlers learned that the audit record needs.
+#[derive(Debug, Clone, Default)]
+pub struct AuditSlot(Arc<Mutex<Filled>>);
+
+impl AuditSlot {
+    fn with(&self, f: impl FnOnce(&mut Filled)) {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    pub fn set_principal(&self, p: &Principal) {
+        self.with(|s| {
+            if let Principal::Tenant(k) = p {
+                s.tenant_id = Some(k.tenant_id.to_string());
+                s.key_id = Some(k.key_id.clone());
+            } else {
+                s.key_id = Some("root".into());
+            }
+        });
+    }
+
+    /// Marks the request as a security event (a body naming another tenant).
+    pub fn security_violation(&self, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.with(|s| {
+            s.outcome = Some("security_violation");
+            s.detail = Some(detail);
+        });
+    }
+
+    pub fn detail(&self, detail: impl Into<String>) {
+        let detail = detail.into();
+        self.with(|s| s.detail = Some(detail));
+    }
+}
+
+/// The request id: the caller's `x-request-id` when sane, else a new UUIDv7.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let operation = format!(
+        "{} {}",
+        req.method(),
+        req.extensions()
+            .get::<MatchedPath>()
+            .map_or("(unmatched)", |p| p.as_str())
+    );
+    let resource = req.uri().path().to_string();
+    let slot = AuditSlot::default();
+    req.extensions_mut().insert(slot.clone());
+    req.extensions_mut().insert(RequestId(request_id.clone()));
+
+    let mut res = next.run(req).await;
+
+    let status = res.status().as_u16();
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    let filled = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|p| p.into_inner()));
+    let outcome = filled.outcome.unwrap_or(match status {
+        200..=399 => "success",
+        401 | 403 => "denied",
+        400..=499 => "rejected",
+        _ => "error",
+    });
+    let duration_us = started.elapsed().as_micros() as u64;
+    tracing::info!(request_id = %request_id, %operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
+    if operation != "GET /health" {
+        app.store.record_audit(AuditRecord {
+            at: Timestamp::now(),
+            tenant_id: filled.tenant_id,
+            key_id: filled.key_id,
+            operation,
+            resource,
+            outcome: outcome.to_string(),
+            status_code: status,
+            request_id,
+            duration_us,
+            detail: filled.detail,
+        });
+    }
+    res
+}

@@ -1,0 +1,66 @@
+//! Reading request bodies the way every ingest route needs: a size limit
+//! that answers 413 with the limit, gzip/deflate decoding by
+//! `Content-Encoding` (bounded, so a small bomb cannot expand without
+//! limit), and 415 for bodies that are not JSON.
+
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+
+use crate::problem::ApiError;
+
+/// 415 unless the body is declared JSON (or not declared at all).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let ct = ct.to_str().unwrap_or("").to_ascii_lowercase();
+    let essence = ct.split(';').next().unwrap_or("").trim();
+    if essence == "application/json" || essence.ends_with("+json") {
+        Ok(())
+    } else {
+        Err(ApiError::unsupported_media_type(format!(
+            "Content-Type `{essence}` is not accepted here; send `Content-Type: application/json`"
+        )))
+    }
+}
+
+/// The body's bytes, decompressed, at most `limit` bytes.
+pub async fn read(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::too_large(
+            format!("the request body is over the limit of {limit} bytes"),
+            Vec::new(),
+        )
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    // Compressed input is read up to the same limit; decoding is capped too.
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
+    let decoder: Box<dyn Read> = match encoding.as_str() {
+        "" | "identity" => return Ok(raw),
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(&raw[..])),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(&raw[..])),
+        other => {
+            return Err(ApiError::unsupported_media_type(format!(
+                "Content-Encoding `{other}` is not supported; use gzip, deflate or none"
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(raw.len() * 4);
+    let n = decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ApiError::invalid(format!("the body is not valid {encoding}: {e}"), Vec::new())
+        })?;
+    if n > limit {
+        return Err(too_large());
+    }
+    Ok(Bytes::from(out))
+}

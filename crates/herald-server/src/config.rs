@@ -1,0 +1,284 @@
+//! Configuration, layered: defaults → `herald.toml` → `HERALD_*` environment
+//! variables → command-line flags, validated once at start into a `Config`
+//! that names every bad setting at once.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A secret that never shows up in `Debug` output or logs.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Herald's settings. Every field has a default, so an empty file works.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// `HERALD_LISTEN`: address to listen on.
+    pub listen: SocketAddr,
+    /// `HERALD_DATA_DIR`: where the embedded store and generated keys live.
+    pub data_dir: PathBuf,
+    /// `HERALD_ROOT_KEY`: the operator key; generated into the data dir when unset.
+    pub root_key: Option<Secret>,
+    /// `HERALD_HASH_SECRET`: key for per-tenant email hashes; generated into
+    /// the data dir when unset. Instances sharing a store must share it.
+    pub hash_secret: Option<Secret>,
+    /// `HERALD_LOG`: `text` or `json`.
+    pub log: LogFormat,
+    /// `HERALD_LOG_LEVEL`: `error`, `warn`, `info`, `debug` or `trace`.
+    pub log_level: String,
+    /// `HERALD_MAX_EVENT_BYTES`: largest single event.
+    pub max_event_bytes: usize,
+    /// `HERALD_MAX_BATCH_EVENTS`: most events in one batch request.
+    pub max_batch_events: usize,
+    /// `HERALD_MAX_BATCH_BYTES`: largest batch request body (after gunzip).
+    pub max_batch_bytes: usize,
+    /// `HERALD_SYNC_FULL`: fsync every commit (`true`, the default).
+    pub sync_full: bool,
+    /// `HERALD_WORKER_IDLE_MS`: how often the status worker looks for work
+    /// when nothing woke it.
+    pub worker_idle_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 7070)),
+            data_dir: PathBuf::from("./herald-data"),
+            root_key: None,
+            hash_secret: None,
+            log: LogFormat::Text,
+            log_level: "info".into(),
+            max_event_bytes: 64 * 1024,
+            max_batch_events: 1000,
+            max_batch_bytes: 5 * 1024 * 1024,
+            sync_full: true,
+            worker_idle_ms: 500,
+        }
+    }
+}
+
+/// Flag values, which win over everything else.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub log: Option<String>,
+}
+
+/// Every problem found while loading; shown to the operator all at once.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+/// The environment variables Herald reads, for docs and `--help`.
+pub const ENV_VARS: &[&str] = &[
+    "HERALD_LISTEN",
+    "HERALD_DATA_DIR",
+    "HERALD_ROOT_KEY",
+    "HERALD_HASH_SECRET",
+    "HERALD_LOG",
+    "HERALD_LOG_LEVEL",
+    "HERALD_MAX_EVENT_BYTES",
+    "HERALD_MAX_BATCH_EVENTS",
+    "HERALD_MAX_BATCH_BYTES",
+    "HERALD_SYNC_FULL",
+    "HERALD_WORKER_IDLE_MS",
+];
+
+impl Config {
+    /// Loads the layers. `file` is `--config`; without it `./herald.toml` is
+    /// read when present. `env` is the process environment (a parameter so
+    /// tests need not touch the real one).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+        flags: Overrides,
+    ) -> Result<Config, ConfigError> {
+        let mut problems = Vec::new();
+        let mut config = match file.map(Path::to_path_buf).or_else(|| {
+            let default = PathBuf::from("herald.toml");
+            default.exists().then_some(default)
+        }) {
+            None => Config::default(),
+            Some(path) => match std::fs::read_to_string(&path) {
+                Err(e) => {
+                    return Err(ConfigError(vec![format!(
+                        "cannot read {}: {e}",
+                        path.display()
+                    )]));
+                }
+                Ok(text) => toml::from_str(&text)
+                    .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?,
+            },
+        };
+
+        for (name, value) in env {
+            let Some(key) = name.strip_prefix("HERALD_") else {
+                continue;
+            };
+            let mut set = |r: Result<(), String>| {
+                if let Err(e) = r {
+                    problems.push(format!("{name}={value:?}: {e}"));
+                }
+            };
+            match key {
+                "LISTEN" => set(parse_into(&value, &mut config.listen)),
+                "DATA_DIR" => config.data_dir = PathBuf::from(&value),
+                "ROOT_KEY" => config.root_key = Some(Secret(value.clone())),
+                "HASH_SECRET" => config.hash_secret = Some(Secret(value.clone())),
+                "LOG" => set(parse_log(&value).map(|l| config.log = l)),
+                "LOG_LEVEL" => config.log_level = value.clone(),
+                "MAX_EVENT_BYTES" => set(parse_into(&value, &mut config.max_event_bytes)),
+                "MAX_BATCH_EVENTS" => set(parse_into(&value, &mut config.max_batch_events)),
+                "MAX_BATCH_BYTES" => set(parse_into(&value, &mut config.max_batch_bytes)),
+                "SYNC_FULL" => set(parse_into(&value, &mut config.sync_full)),
+                "WORKER_IDLE_MS" => set(parse_into(&value, &mut config.worker_idle_ms)),
+                // Read by other parts (tests, later backends); not ours to refuse.
+                _ => {}
+            }
+        }
+
+        if let Some(listen) = flags.listen {
+            if let Err(e) = parse_into(&listen, &mut config.listen) {
+                problems.push(format!("--listen {listen:?}: {e}"));
+            }
+        }
+        if let Some(dir) = flags.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(log) = flags.log {
+            match parse_log(&log) {
+                Ok(l) => config.log = l,
+                Err(e) => problems.push(format!("--log {log:?}: {e}")),
+            }
+        }
+
+        problems.extend(config.check());
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError(problems))
+        }
+    }
+
+    fn check(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
+            p.push(format!(
+                "log_level {:?}: expected one of error, warn, info, debug, trace",
+                self.log_level
+            ));
+        }
+        if !(256..=16 * 1024 * 1024).contains(&self.max_event_bytes) {
+            p.push(format!(
+                "max_event_bytes {}: expected 256 ..= 16777216",
+                self.max_event_bytes
+            ));
+        }
+        if !(1..=100_000).contains(&self.max_batch_events) {
+            p.push(format!(
+                "max_batch_events {}: expected 1 ..= 100000",
+                self.max_batch_events
+            ));
+        }
+        if self.max_batch_bytes < self.max_event_bytes {
+            p.push(format!(
+                "max_batch_bytes {} is below max_event_bytes {}: a batch must hold at least one event",
+                self.max_batch_bytes, self.max_event_bytes
+            ));
+        }
+        if let Some(Secret(k)) = &self.root_key {
+            if k.len() < 16 {
+                p.push("root_key: must be at least 16 characters".into());
+            }
+        }
+        if let Some(Secret(k)) = &self.hash_secret {
+            if k.len() < 16 {
+                p.push("hash_secret: must be at least 16 characters".into());
+            }
+        }
+        p
+    }
+}
+
+fn parse_into<T: std::str::FromStr>(s: &str, slot: &mut T) -> Result<(), String>
+where
+    T::Err: std::fmt::Display,
+{
+    *slot = s.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    Ok(())
+}
+
+fn parse_log(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected `text` or `json`".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_every_problem_is_named() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nmax_batch_events = 10\nlog = \"json\"\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[("HERALD_LISTEN", "127.0.0.1:9001"), ("PATH", "/bin")]),
+            Overrides {
+                listen: Some("127.0.0.1:9002".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9002, "flag wins");
+        assert_eq!(c.max_batch_events, 10, "file beats default");
+        assert_eq!(c.log, LogFormat::Json);
+
+        let err = Config::load(
+            Some(&file),
+            env(&[
+                ("HERALD_MAX_EVENT_BYTES", "lots"),
+                ("HERALD_LOG", "xml"),
+                ("HERALD_LOG_LEVEL", "loud"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        std::fs::remove_dir_all(dir).ok();
+    }
+}

@@ -1,0 +1,670 @@
+//! `/api/v1/events/*`: create, batch, get and query (seed 003 §3.1–3.2,
+//! DESIGN.md §5). Ingest answers only after the store's commit; responses
+//! carry seed 003's `EventResponse` fields beside the canonical ones.
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Extension, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_core::correlation::CorrelationKey;
+use herald_core::decode::json_error_message;
+use herald_core::error::{pointer_push, type_name};
+use herald_core::{
+    CanonicalEvent, Category, ErrorKind, EventCategory, EventId, EventSource, EventStatus,
+    FieldError, FieldWarning, OutcomeStatus, Processed, ProcessingContext, Timestamp,
+    ValidationResult,
+};
+use herald_store::{AppendOutcome, Cursor, EventQuery, NewEvent, Order, Scope, StoredEvent};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::App;
+use crate::audit::AuditSlot;
+use crate::auth::Principal;
+use crate::body;
+use crate::problem::ApiError;
+
+/// Seed 003's `EventResponse` plus the canonical event.
+#[derive(Debug, Serialize)]
+pub struct EventResponse<'a> {
+    #[serde(flatten)]
+    pub event: &'a CanonicalEvent,
+    /// Seed 003's top-level `user_id` (= `actor.user_id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<&'a str>,
+    /// Seed 003's `created_at` (= `processing_timestamp`).
+    pub created_at: Timestamp,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processed_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub processing_ms: Option<f64>,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub warnings: &'a [FieldWarning],
+}
+
+impl<'a> EventResponse<'a> {
+    pub fn new(event: &'a CanonicalEvent, warnings: &'a [FieldWarning]) -> Self {
+        EventResponse {
+            event,
+            user_id: event.user_id(),
+            created_at: event.processing_timestamp,
+            processed_at: None,
+            processing_ms: None,
+            warnings,
+        }
+    }
+
+    pub fn stored(s: &'a StoredEvent) -> Self {
+        EventResponse {
+            processed_at: s.processed_at,
+            processing_ms: s.processing_ms,
+            ..Self::new(&s.event, &[])
+        }
+    }
+}
+
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    (status, Json(body)).into_response()
+}
+
+/// Turns one event's rejection into the problem it answers with.
+fn rejection(result: ValidationResult) -> ApiError {
+    let n = result.errors.len();
+    if result.is_too_large() {
+        ApiError::too_large("the event is over a size limit", result.errors)
+    } else {
+        ApiError::invalid(
+            format!(
+                "the event has {n} invalid field{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            result.errors,
+        )
+    }
+}
+
+fn check_body_tenant(app_slot: &AuditSlot, processed: &Processed) -> Result<(), ApiError> {
+    match &processed.body_tenant_id {
+        Some(t) if t != processed.event.tenant_id.as_str() => {
+            app_slot.security_violation(format!(
+                "body named tenant `{}`",
+                herald_core::TenantId::parse(t.clone())
+                    .map_or("(invalid)".to_string(), |t| t.to_string())
+            ));
+            Err(ApiError::forbidden(
+                "the body's tenant_id is not the tenant of this API key",
+            ))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub async fn create(
+    State(app): State<App>,
+    principal: Principal,
+    Extension(slot): Extension<AuditSlot>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Ingest)?;
+    body::require_json(&headers)?;
+    // A little slack over the event limit so the 413 can say the real size.
+    let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
+    let tenant = app.tenant_context(&key.tenant_id);
+    let ctx = ProcessingContext {
+        tenant_id: &key.tenant_id,
+        email_hasher: &tenant.hasher,
+        processing_timestamp: Timestamp::now(),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    };
+    let processed = app
+        .processor
+        .process_json(&bytes, &ctx)
+        .map_err(rejection)?;
+    check_body_tenant(&slot, &processed)?;
+    let Processed {
+        event,
+        warnings,
+        expected_version,
+        ..
+    } = processed;
+    let outcome = app
+        .store
+        .append(vec![NewEvent {
+            event,
+            expected_version,
+        }])
+        .await?
+        .pop();
+    app.worker_wake.notify_one();
+    match outcome {
+        Some(AppendOutcome::Stored(e)) => Ok(json_response(
+            StatusCode::CREATED,
+            &EventResponse::new(&e, &warnings),
+        )),
+        Some(AppendOutcome::Duplicate(first)) => Ok(json_response(
+            StatusCode::OK,
+            &EventResponse::stored(&first),
+        )),
+        Some(AppendOutcome::VersionConflict {
+            stream_id,
+            expected,
+            actual,
+        }) => Err(ApiError::conflict(format!(
+            "stream `{stream_id}` is at version {actual}, not the expected_version {expected}"
+        ))),
+        None => Err(ApiError::internal(
+            "store returned no outcome for one event",
+        )),
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Wrapped<'a> {
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
+}
+
+/// Splits `{"events": [...]}` or `[...]` into the items' raw JSON.
+fn split_batch(bytes: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    let parsed = match first {
+        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(bytes),
+        Some(b'{') => serde_json::from_slice::<Wrapped<'_>>(bytes).map(|w| w.events),
+        _ => {
+            return Err(ApiError::invalid(
+                "a batch is {\"events\": [...]} or a JSON array of events",
+                vec![FieldError {
+                    field: String::new(),
+                    message: "expected a JSON object or array".into(),
+                    kind: ErrorKind::InvalidType,
+                }],
+            ));
+        }
+    };
+    parsed.map_err(|e| {
+        ApiError::invalid(
+            "the batch is not valid JSON",
+            vec![FieldError {
+                field: String::new(),
+                message: json_error_message(&e),
+                kind: ErrorKind::Syntax,
+            }],
+        )
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct BatchItem<'a> {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<EventId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<EventResponse<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<Value>,
+}
+
+pub async fn batch(
+    State(app): State<App>,
+    principal: Principal,
+    Extension(slot): Extension<AuditSlot>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Ingest)?;
+    body::require_json(&headers)?;
+    let bytes = body::read(&headers, body, app.config.max_batch_bytes).await?;
+    let items = split_batch(&bytes)?;
+    if items.is_empty() {
+        return Err(ApiError::invalid("the batch holds no events", Vec::new()));
+    }
+    if items.len() > app.config.max_batch_events {
+        return Err(ApiError::too_large(
+            format!(
+                "the batch holds {} events; the limit is {} per request",
+                items.len(),
+                app.config.max_batch_events
+            ),
+            Vec::new(),
+        ));
+    }
+    let tenant = app.tenant_context(&key.tenant_id);
+    let ctx = ProcessingContext {
+        tenant_id: &key.tenant_id,
+        email_hasher: &tenant.hasher,
+        processing_timestamp: Timestamp::now(),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    };
+
+    // Each item on its own: bad ones are answered, good ones stored together.
+    let mut rejected: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
+    let mut accepted = Vec::new();
+    let mut warnings = Vec::new();
+    for item in &items {
+        match app.processor.process_json(item.get().as_bytes(), &ctx) {
+            Ok(p) => match check_body_tenant(&slot, &p) {
+                Ok(()) => {
+                    warnings.push(p.warnings);
+                    accepted.push(NewEvent {
+                        event: p.event,
+                        expected_version: p.expected_version,
+                    });
+                    rejected.push(None);
+                }
+                Err(e) => rejected.push(Some(e)),
+            },
+            Err(r) => rejected.push(Some(rejection(r))),
+        }
+    }
+    let outcomes = app.store.append(accepted).await?;
+    app.worker_wake.notify_one();
+
+    let mut outcomes = outcomes.into_iter().zip(warnings);
+    let mut kept: Vec<(AppendOutcome, Vec<FieldWarning>)> = Vec::new();
+    let mut slots = Vec::with_capacity(items.len());
+    for r in rejected {
+        match r {
+            Some(e) => slots.push(Err(e)),
+            None => {
+                let Some(o) = outcomes.next() else {
+                    return Err(ApiError::internal("store returned too few outcomes"));
+                };
+                kept.push(o);
+                slots.push(Ok(kept.len() - 1));
+            }
+        }
+    }
+    let (mut n_stored, mut n_dup, mut n_bad) = (0, 0, 0);
+    let results: Vec<BatchItem<'_>> = slots
+        .into_iter()
+        .enumerate()
+        .map(|(index, s)| match s {
+            Err(e) => {
+                n_bad += 1;
+                BatchItem { index, status: e.status.as_u16(), event_id: None, event: None, error: Some(e.body()) }
+            }
+            Ok(k) => match &kept[k] {
+                (AppendOutcome::Stored(e), w) => {
+                    n_stored += 1;
+                    BatchItem { index, status: 201, event_id: Some(e.event_id), event: Some(EventResponse::new(e, w)), error: None }
+                }
+                (AppendOutcome::Duplicate(s), _) => {
+                    n_dup += 1;
+                    BatchItem { index, status: 200, event_id: Some(s.event.event_id), event: Some(EventResponse::stored(s)), error: None }
+                }
+                (AppendOutcome::VersionConflict { stream_id, expected, actual }, _) => {
+                    n_bad += 1;
+                    let e = ApiError::conflict(format!("stream `{stream_id}` is at version {actual}, not the expected_version {expected}"));
+                    BatchItem { index, status: 409, event_id: None, event: None, error: Some(e.body()) }
+                }
+            },
+        })
+        .collect();
+    let status = if n_bad == 0 {
+        StatusCode::CREATED
+    } else {
+        StatusCode::MULTI_STATUS
+    };
+    slot.detail(format!(
+        "stored {n_stored}, duplicates {n_dup}, rejected {n_bad}"
+    ));
+    Ok(json_response(
+        status,
+        &serde_json::json!({ "stored": n_stored, "duplicates": n_dup, "rejected": n_bad, "results": results }),
+    ))
+}
+
+pub async fn get(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Read)?;
+    let not_found = || {
+        ApiError::not_found(format!(
+            "no event `{}` in this tenant",
+            EventId::parse(&id).map_or("(not an event id)".to_string(), |i| i.to_string())
+        ))
+    };
+    let Ok(event_id) = EventId::parse(&id) else {
+        return Err(not_found());
+    };
+    match app.store.get_event(&key.tenant_id, event_id).await? {
+        Some(stored) => Ok(json_response(
+            StatusCode::OK,
+            &EventResponse::stored(&stored),
+        )),
+        None => Err(not_found()),
+    }
+}
+
+pub async fn query(
+    State(app): State<App>,
+    principal: Principal,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Read)?;
+    body::require_json(&headers)?;
+    let bytes = body::read(&headers, body, 64 * 1024).await?;
+    let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::invalid(
+                "the query is not valid JSON",
+                vec![FieldError {
+                    field: String::new(),
+                    message: json_error_message(&e),
+                    kind: ErrorKind::Syntax,
+                }],
+            )
+        })?
+    };
+    let q = parse_query(value)?;
+    let page = app.store.query_events(&key.tenant_id, &q).await?;
+    let events: Vec<EventResponse<'_>> = page.events.iter().map(EventResponse::stored).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "events": events,
+            "total": page.total,
+            "has_more": page.has_more,
+            "next_cursor": page.next_cursor,
+            "limit": q.limit,
+            "offset": q.offset,
+        }),
+    ))
+}
+
+/// The query filters this route knows, for the unknown-filter message.
+const QUERY_FIELDS: &str = "user_id, event_type, event_types, event_source, event_sources, event_category, \
+event_categories, category, categories, status, statuses, start_time, end_time, trace_id, span_id, correlation_id, \
+request_id, order_id, session_id, ticket_id, email_hash, actor, object, context, outcome_status, outcome, environment, \
+service, stream_id, q, order, limit, offset, cursor";
+
+/// Parses a query body, naming every bad filter at once.
+pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
+    let mut errors = Vec::new();
+    let mut err = |field: &str, kind: ErrorKind, message: String| {
+        errors.push(FieldError {
+            field: field.to_string(),
+            message,
+            kind,
+        })
+    };
+    let Value::Object(body) = value else {
+        return Err(ApiError::invalid(
+            "a query is a JSON object of filters",
+            Vec::new(),
+        ));
+    };
+    let mut q = EventQuery {
+        limit: 100,
+        ..Default::default()
+    };
+
+    fn strings(
+        v: &Value,
+        field: &str,
+        err: &mut dyn FnMut(&str, ErrorKind, String),
+    ) -> Vec<String> {
+        match v {
+            Value::Null => Vec::new(),
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .filter_map(|(i, item)| match item {
+                    Value::String(s) => Some(s.clone()),
+                    other => {
+                        err(
+                            &format!("{field}/{i}"),
+                            ErrorKind::InvalidType,
+                            format!("expected a string, got {}", type_name(other)),
+                        );
+                        None
+                    }
+                })
+                .collect(),
+            other => {
+                err(
+                    field,
+                    ErrorKind::InvalidType,
+                    format!(
+                        "expected a string or an array of strings, got {}",
+                        type_name(other)
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+    fn enums<T>(
+        v: &Value,
+        field: &str,
+        parse: fn(&str) -> Option<T>,
+        allowed: fn() -> String,
+        err: &mut dyn FnMut(&str, ErrorKind, String),
+    ) -> Vec<T> {
+        strings(v, field, err)
+            .into_iter()
+            .filter_map(|s| {
+                let p = parse(&s);
+                if p.is_none() {
+                    err(
+                        field,
+                        ErrorKind::InvalidValue,
+                        format!("`{s}` is not allowed; expected one of: {}", allowed()),
+                    );
+                }
+                p
+            })
+            .collect()
+    }
+    fn one(v: &Value, field: &str, err: &mut dyn FnMut(&str, ErrorKind, String)) -> Option<String> {
+        match v {
+            Value::Null => None,
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+            other => {
+                err(
+                    field,
+                    ErrorKind::InvalidType,
+                    format!("expected a string, got {}", type_name(other)),
+                );
+                None
+            }
+        }
+    }
+    fn time(
+        v: &Value,
+        field: &str,
+        err: &mut dyn FnMut(&str, ErrorKind, String),
+    ) -> Option<Timestamp> {
+        let s = one(v, field, err)?;
+        Timestamp::parse(&s)
+            .map_err(|e| err(field, ErrorKind::InvalidValue, e))
+            .ok()
+    }
+    fn count(
+        v: &Value,
+        field: &str,
+        range: std::ops::RangeInclusive<u64>,
+        err: &mut dyn FnMut(&str, ErrorKind, String),
+    ) -> Option<usize> {
+        match v.as_u64() {
+            Some(n) if range.contains(&n) => Some(n as usize),
+            _ => {
+                err(
+                    field,
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "expected an integer in {}..={}, got {v}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    for (k, v) in &body {
+        let field = pointer_push("", k);
+        let f = field.as_str();
+        match k.as_str() {
+            "event_type" | "event_types" => q.event_types.extend(strings(v, f, &mut err)),
+            "event_source" | "event_sources" => q.event_sources.extend(enums(
+                v,
+                f,
+                EventSource::parse,
+                EventSource::allowed,
+                &mut err,
+            )),
+            "event_category" | "event_categories" => q.event_categories.extend(enums(
+                v,
+                f,
+                EventCategory::parse,
+                EventCategory::allowed,
+                &mut err,
+            )),
+            "category" | "categories" => {
+                q.categories
+                    .extend(enums(v, f, Category::parse, Category::allowed, &mut err))
+            }
+            "status" | "statuses" => q.statuses.extend(enums(
+                v,
+                f,
+                EventStatus::parse,
+                EventStatus::allowed,
+                &mut err,
+            )),
+            "start_time" => q.start_time = time(v, f, &mut err),
+            "end_time" => q.end_time = time(v, f, &mut err),
+            "outcome_status" => {
+                q.outcome_status =
+                    enums(v, f, OutcomeStatus::parse, OutcomeStatus::allowed, &mut err).pop()
+            }
+            "environment" => q.environment = one(v, f, &mut err),
+            "service" => q.service = one(v, f, &mut err),
+            "stream_id" => q.stream_id = one(v, f, &mut err),
+            "q" => q.text = one(v, f, &mut err),
+            "order" => match v.as_str() {
+                Some("asc") => q.order = Order::Asc,
+                Some("desc") => q.order = Order::Desc,
+                _ => err(
+                    f,
+                    ErrorKind::InvalidValue,
+                    format!("expected `asc` or `desc`, got {v}"),
+                ),
+            },
+            "limit" => q.limit = count(v, f, 1..=1000, &mut err).unwrap_or(100),
+            "offset" => q.offset = count(v, f, 0..=1_000_000, &mut err).unwrap_or(0),
+            "cursor" => match v.as_str().map(Cursor::decode) {
+                Some(Some(c)) => q.cursor = Some(c),
+                _ if v.is_null() => {}
+                _ => err(
+                    f,
+                    ErrorKind::InvalidValue,
+                    "not a cursor this server issued (use next_cursor from a previous page)".into(),
+                ),
+            },
+            "outcome" | "actor" | "object" | "context" => {
+                let Some(m) = v.as_object() else {
+                    if !v.is_null() {
+                        err(
+                            f,
+                            ErrorKind::InvalidType,
+                            format!(
+                                "expected an object of key: value filters, got {}",
+                                type_name(v)
+                            ),
+                        );
+                    }
+                    continue;
+                };
+                for (sub, sv) in m {
+                    let sf = pointer_push(f, sub);
+                    let Some(val) = one(sv, &sf, &mut err) else {
+                        continue;
+                    };
+                    match (k.as_str(), sub.as_str()) {
+                        ("outcome", "status") => match OutcomeStatus::parse(&val) {
+                            Some(s) => q.outcome_status = Some(s),
+                            None => err(
+                                &sf,
+                                ErrorKind::InvalidValue,
+                                format!("expected one of: {}", OutcomeStatus::allowed()),
+                            ),
+                        },
+                        ("outcome", _) => q.json_fields.push(("outcome".into(), sub.clone(), val)),
+                        ("context", "environment") => q.environment = Some(val),
+                        ("context", "service") => q.service = Some(val),
+                        (part, _) => {
+                            match CorrelationKey::parse(sub).filter(|key| key_part(*key) == part) {
+                                Some(key) => q.keys.push((key, val)),
+                                None => q.json_fields.push((part.to_string(), sub.clone(), val)),
+                            }
+                        }
+                    }
+                }
+            }
+            other => match CorrelationKey::parse(other) {
+                Some(key) => {
+                    if let Some(val) = one(v, f, &mut err) {
+                        q.keys.push((key, val));
+                    }
+                }
+                None => err(
+                    f,
+                    ErrorKind::InvalidValue,
+                    format!("unknown filter; known filters: {QUERY_FIELDS}"),
+                ),
+            },
+        }
+    }
+    if let (Some(s), Some(e)) = (q.start_time, q.end_time) {
+        if s.unix_nanos() > e.unix_nanos() {
+            err(
+                "/start_time",
+                ErrorKind::InvalidValue,
+                "start_time is after end_time".into(),
+            );
+        }
+    }
+    if q.cursor.is_some() && q.offset > 0 {
+        err(
+            "/offset",
+            ErrorKind::InvalidValue,
+            "use either cursor or offset, not both".into(),
+        );
+    }
+    if errors.is_empty() {
+        Ok(q)
+    } else {
+        let n = errors.len();
+        Err(ApiError::invalid(
+            format!(
+                "the query has {n} invalid filter{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            errors,
+        ))
+    }
+}
+
+/// Which part of the event a correlation key lives in.
+fn key_part(k: CorrelationKey) -> &'static str {
+    match k {
+        CorrelationKey::UserId | CorrelationKey::EmailHash => "actor",
+        CorrelationKey::TraceId | CorrelationKey::SpanId | CorrelationKey::CorrelationId => {
+            "correlation"
+        }
+        _ => "object",
+    }
+}

@@ -1,0 +1,203 @@
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document, built from the same
+//! route table (`ROUTES`) the router is checked against in the tests, so a
+//! route cannot exist undocumented.
+
+use serde_json::{Map, Value, json};
+
+/// One documented operation.
+#[derive(Debug)]
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    /// `None` for unauthenticated routes; `root` for operator routes.
+    pub scope: Option<&'static str>,
+    pub request: Option<&'static str>,
+    pub success: (u16, &'static str),
+}
+
+pub const ROUTES: &[RouteDoc] = &[
+    RouteDoc {
+        method: "get",
+        path: "/health",
+        summary: "Service health",
+        scope: None,
+        request: None,
+        success: (200, "Health"),
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/openapi.json",
+        summary: "This document",
+        scope: None,
+        request: None,
+        success: (200, "Object"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/events/create",
+        summary: "Create one event (seed 003 EventCreateRequest + canonical fields)",
+        scope: Some("ingest"),
+        request: Some("EventCreateRequest"),
+        success: (201, "EventResponse"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/events/batch",
+        summary: "Create events item by item; results in request order (201, or 207 when any was rejected)",
+        scope: Some("ingest"),
+        request: Some("BatchRequest"),
+        success: (201, "BatchResponse"),
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/events/{event_id}",
+        summary: "One event",
+        scope: Some("read"),
+        request: None,
+        success: (200, "EventResponse"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/events/query",
+        summary: "Query events with filters, offset or keyset cursor paging",
+        scope: Some("read"),
+        request: Some("EventQueryRequest"),
+        success: (200, "EventQueryResponse"),
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/audit",
+        summary: "Audit trail, newest first",
+        scope: Some("manage"),
+        request: None,
+        success: (200, "AuditResponse"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/admin/tenants",
+        summary: "Create a tenant and its admin key",
+        scope: Some("root"),
+        request: Some("TenantCreateRequest"),
+        success: (201, "TenantCreated"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/admin/tenants/{tenant_id}/keys",
+        summary: "Issue a scoped key",
+        scope: Some("root"),
+        request: Some("KeyCreateRequest"),
+        success: (201, "KeyCreated"),
+    },
+    RouteDoc {
+        method: "delete",
+        path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        summary: "Revoke a key",
+        scope: Some("root"),
+        request: None,
+        success: (204, "Empty"),
+    },
+];
+
+fn s(t: &str) -> Value {
+    json!({ "type": t })
+}
+
+fn schemas() -> Value {
+    let string_map = json!({ "type": "object", "additionalProperties": true });
+    let enum_of = |vals: Vec<&str>| json!({ "type": "string", "enum": vals });
+    fn names<T: Copy>(all: &[T], name: fn(T) -> &'static str) -> Vec<&'static str> {
+        all.iter().map(|v| name(*v)).collect()
+    }
+    use herald_core::{Category, EventCategory, EventSource, EventStatus, OutcomeStatus};
+    let category = enum_of(names(Category::ALL, Category::as_str));
+    let event_category = enum_of(names(EventCategory::ALL, EventCategory::as_str));
+    let source = enum_of(names(EventSource::ALL, EventSource::as_str));
+    let outcome_status = enum_of(names(OutcomeStatus::ALL, OutcomeStatus::as_str));
+    let status = enum_of(names(EventStatus::ALL, EventStatus::as_str));
+    json!({
+        "Problem": { "type": "object", "required": ["type", "title", "status", "detail"], "properties": {
+            "type": s("string"), "title": s("string"), "status": s("integer"), "detail": s("string"),
+            "errors": { "type": "array", "items": { "type": "object", "properties": {
+                "field": { "type": "string", "description": "JSON pointer" }, "message": s("string"), "kind": s("string") } } } } },
+        "EventCreateRequest": { "type": "object", "properties": {
+            "event_type": s("string"), "category": category, "event_category": event_category, "event_source": source,
+            "timestamp": { "type": "string", "format": "date-time" }, "user_id": s("string"),
+            "actor": string_map, "object": string_map, "correlation": string_map,
+            "outcome": { "type": "object", "properties": { "status": outcome_status } },
+            "evidence": string_map, "context": string_map, "data": {}, "metadata": string_map,
+            "stream_id": s("string"), "expected_version": s("integer"), "idempotency_key": s("string"),
+            "schema_version": s("integer") },
+            "description": "Aliases: action/type/event/pattern → event_type; message_id/messageId → idempotency_key. Unknown keys are kept under metadata.unknown_fields with a warning." },
+        "EventResponse": { "type": "object", "required": ["event_id", "tenant_id", "event_type", "category", "event_source", "timestamp", "processing_timestamp", "status", "created_at"], "properties": {
+            "event_id": { "type": "string", "format": "uuid" }, "tenant_id": s("string"), "event_type": s("string"),
+            "category": category, "event_category": event_category, "event_source": source,
+            "timestamp": { "type": "string", "format": "date-time" }, "processing_timestamp": { "type": "string", "format": "date-time" },
+            "created_at": { "type": "string", "format": "date-time" }, "user_id": s("string"), "status": status,
+            "actor": string_map, "object": string_map, "correlation": string_map, "outcome": string_map,
+            "evidence": string_map, "context": string_map, "data": {}, "metadata": string_map,
+            "stream_id": s("string"), "stream_version": s("integer"), "idempotency_key": s("string"),
+            "warnings": { "type": "array", "items": string_map } } },
+        "BatchRequest": { "oneOf": [
+            { "type": "object", "required": ["events"], "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/EventCreateRequest" } } } },
+            { "type": "array", "items": { "$ref": "#/components/schemas/EventCreateRequest" } } ] },
+        "BatchResponse": { "type": "object", "properties": { "stored": s("integer"), "duplicates": s("integer"), "rejected": s("integer"),
+            "results": { "type": "array", "items": { "type": "object", "properties": { "index": s("integer"), "status": s("integer"),
+                "event_id": s("string"), "event": { "$ref": "#/components/schemas/EventResponse" }, "error": { "$ref": "#/components/schemas/Problem" } } } } } },
+        "EventQueryRequest": { "type": "object", "description": "Every filter is optional and all given ones must hold.", "properties": {
+            "user_id": s("string"), "event_type": {}, "event_source": {}, "event_category": {}, "category": {}, "categories": { "type": "array" },
+            "status": {}, "start_time": { "type": "string", "format": "date-time" }, "end_time": { "type": "string", "format": "date-time" },
+            "trace_id": s("string"), "span_id": s("string"), "correlation_id": s("string"), "request_id": s("string"), "order_id": s("string"),
+            "session_id": s("string"), "ticket_id": s("string"), "actor": string_map, "object": string_map, "outcome_status": outcome_status,
+            "environment": s("string"), "service": s("string"), "q": s("string"), "order": enum_of(vec!["asc", "desc"]),
+            "limit": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }, "offset": s("integer"), "cursor": s("string") } },
+        "EventQueryResponse": { "type": "object", "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/EventResponse" } },
+            "total": s("integer"), "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"] } } },
+        "AuditResponse": { "type": "object", "properties": { "count": s("integer"), "records": { "type": "array", "items": string_map } } },
+        "TenantCreateRequest": { "type": "object", "required": ["name"], "properties": { "name": s("string"), "tenant_id": s("string") } },
+        "TenantCreated": { "type": "object", "properties": { "tenant_id": s("string"), "name": s("string"), "api_key": s("string"), "key_id": s("string"), "scopes": { "type": "array" } } },
+        "KeyCreateRequest": { "type": "object", "required": ["name", "scopes"], "properties": { "name": s("string"),
+            "scopes": { "type": "array", "items": enum_of(vec!["ingest", "read", "manage", "collect"]) } } },
+        "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "api_key": s("string"), "scopes": { "type": "array" } } },
+        "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string") } },
+        "Object": { "type": "object" },
+        "Empty": { "type": "object" },
+    })
+}
+
+pub fn document() -> Value {
+    let mut paths = Map::new();
+    for r in ROUTES {
+        let mut op = json!({
+            "summary": r.summary,
+            "responses": {
+                r.success.0.to_string(): { "description": "success", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", r.success.1) } } } },
+                "default": { "description": "problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
+            },
+        });
+        if let Some(scope) = r.scope {
+            op["security"] = json!([{ "bearer": [] }]);
+            op["x-herald-scope"] = json!(scope);
+        }
+        if let Some(req) = r.request {
+            op["requestBody"] = json!({ "required": true, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{req}") } } } });
+        }
+        let params: Vec<Value> = r
+            .path
+            .split('/')
+            .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .collect();
+        if !params.is_empty() {
+            op["parameters"] = Value::Array(params);
+        }
+        let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
+        entry[r.method] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Herald", "version": env!("CARGO_PKG_VERSION"), "description": "Self-hosted event hub. Errors are application/problem+json (RFC 9457)." },
+        "paths": paths,
+        "components": { "schemas": schemas(), "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } } },
+    })
+}

@@ -1,0 +1,156 @@
+//! `herald`: the command line. Glue only — it parses flags, loads the
+//! layered configuration, sets up logging, binds the listener and hands
+//! everything to `herald_server::run`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use herald_server::config::{Config, LogFormat, Overrides};
+
+const USAGE: &str = "\
+herald — a self-hosted event hub
+
+USAGE:
+    herald serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--log text|json]
+    herald --version
+
+Configuration is read in layers: defaults, then herald.toml (or --config),
+then HERALD_* environment variables, then flags. Variables:
+    HERALD_LISTEN (127.0.0.1:7070)  HERALD_DATA_DIR (./herald-data)
+    HERALD_ROOT_KEY  HERALD_HASH_SECRET  HERALD_LOG (text|json)  HERALD_LOG_LEVEL (info)
+    HERALD_MAX_EVENT_BYTES (65536)  HERALD_MAX_BATCH_EVENTS (1000)
+    HERALD_MAX_BATCH_BYTES (5242880)  HERALD_SYNC_FULL (true)  HERALD_WORKER_IDLE_MS (500)
+";
+
+#[allow(clippy::print_stdout)]
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (config_file, overrides) = match parse_args(&args) {
+        Ok(Some(parsed)) => parsed,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("herald: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(config_file.as_deref(), std::env::vars(), overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("herald: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(&config);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("herald: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!(
+                    "herald: cannot listen on {}: {e} (set HERALD_LISTEN or --listen)",
+                    config.listen
+                );
+                return ExitCode::FAILURE;
+            }
+        };
+        match herald_server::run(listener, config, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("herald: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// `Ok(None)` when the command was fully handled (help, version).
+#[allow(clippy::print_stdout)]
+fn parse_args(args: &[String]) -> Result<Option<(Option<PathBuf>, Overrides)>, String> {
+    let mut it = args.iter();
+    match it.next().map(String::as_str) {
+        Some("serve") => {}
+        Some("--version" | "-V") => {
+            println!("herald {}", env!("CARGO_PKG_VERSION"));
+            return Ok(None);
+        }
+        Some("--help" | "-h" | "help") | None => {
+            print!("{USAGE}");
+            return Ok(None);
+        }
+        Some(other) => return Err(format!("unknown command `{other}`")),
+    }
+    let mut file = None;
+    let mut o = Overrides::default();
+    while let Some(flag) = it.next() {
+        let (name, inline) = match flag.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (flag.as_str(), None),
+        };
+        if name == "--help" || name == "-h" {
+            print!("{USAGE}");
+            return Ok(None);
+        }
+        let mut value = || {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match name {
+            "--listen" => o.listen = Some(value()?),
+            "--data-dir" => o.data_dir = Some(PathBuf::from(value()?)),
+            "--config" => file = Some(PathBuf::from(value()?)),
+            "--log" => o.log = Some(value()?),
+            other => return Err(format!("unknown flag `{other}`")),
+        }
+    }
+    Ok(Some((file, o)))
+}
+
+fn init_logging(config: &Config) {
+    let level = match config.log_level.as_str() {
+        "error" => tracing::Level::ERROR,
+        "warn" => tracing::Level::WARN,
+        "debug" => tracing::Level::DEBUG,
+        "trace" => tracing::Level::TRACE,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr);
+    match config.log {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutdown signal received; draining");
+}

@@ -1,0 +1,337 @@
+//! Tenants, keys, scopes, 401/403/404, the audit trail, and security events.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn root_key_creates_tenants_and_scoped_keys_are_enforced_on_every_route() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let ingest_only = app.key(&t, &["ingest"]).await;
+    let read_only = app.key(&t, &["read"]).await;
+
+    // Missing and bad keys: 401 problem+json.
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/create"))
+        .json(&event("x", "system"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(app.create("hk_nope", &event("x", "system")).await.0, 401);
+
+    // Scope per route.
+    let (status, created) = app.create(&ingest_only, &event("x", "system")).await;
+    assert_eq!(status, 201);
+    let id = created["event_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/v1/events/{id}"), &ingest_only)
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/events/{id}"), &read_only)
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.create(&read_only, &event("x", "system")).await.0, 403);
+    assert_eq!(
+        app.post("/api/v1/events/query", &ingest_only, &json!({}))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        app.post(
+            "/api/v1/events/batch",
+            &read_only,
+            &json!([event("x", "system")])
+        )
+        .await
+        .status(),
+        403
+    );
+    assert_eq!(app.get("/api/v1/audit", &read_only).await.status(), 403);
+    let res = app.get("/api/v1/audit", &ingest_only).await;
+    let problem: Value = res.json().await.unwrap();
+    assert!(
+        problem["detail"].as_str().unwrap().contains("`manage`"),
+        "{problem}"
+    );
+    // The root key manages tenants; it is not a tenant key.
+    assert_eq!(app.create(ROOT_KEY, &event("x", "system")).await.0, 403);
+    // Tenant keys cannot create tenants.
+    assert_eq!(
+        app.post(
+            "/api/v1/admin/tenants",
+            &t.admin_key,
+            &json!({"name": "evil"})
+        )
+        .await
+        .status(),
+        403
+    );
+}
+
+#[tokio::test]
+async fn keys_are_validated_and_revocation_takes_effect_at_once() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/keys", t.tenant_id),
+            ROOT_KEY,
+            &json!({"scopes": ["ingest", "write"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["/name", "/scopes/1"], "{problem}");
+
+    let res = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/keys", t.tenant_id),
+            &t.admin_key,
+            &json!({"name": "ci", "scopes": ["ingest"]}),
+        )
+        .await;
+    assert_eq!(
+        res.status(),
+        201,
+        "a tenant's manage key may issue its own keys"
+    );
+    let body: Value = res.json().await.unwrap();
+    let (key, key_id) = (
+        body["api_key"].as_str().unwrap(),
+        body["key_id"].as_str().unwrap(),
+    );
+    assert_eq!(app.create(key, &event("x", "system")).await.0, 201);
+
+    let other = app.tenant("Globex").await;
+    let path = format!("/api/v1/admin/tenants/{}/keys/{key_id}", t.tenant_id);
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(&other.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "another tenant cannot revoke");
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(ROOT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(
+        app.create(key, &event("x", "system")).await.0,
+        401,
+        "revoked keys stop at once"
+    );
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(ROOT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}
+
+#[tokio::test]
+async fn another_tenants_event_looks_exactly_like_an_unknown_one() {
+    let app = spawn_app().await;
+    let (a, b) = (app.tenant("A").await, app.tenant("B").await);
+    let (_, created) = app.create(&a.admin_key, &event("x", "system")).await;
+    let id = created["event_id"].as_str().unwrap();
+    let theirs = app.get(&format!("/api/v1/events/{id}"), &b.admin_key).await;
+    let unknown = app
+        .get(
+            "/api/v1/events/01a20243-5458-753c-b085-534d47e43611",
+            &b.admin_key,
+        )
+        .await;
+    let garbage = app.get("/api/v1/events/not-an-id", &b.admin_key).await;
+    assert_eq!(
+        (
+            theirs.status().as_u16(),
+            unknown.status().as_u16(),
+            garbage.status().as_u16()
+        ),
+        (404, 404, 404)
+    );
+    let (p1, p2): (Value, Value) = (theirs.json().await.unwrap(), unknown.json().await.unwrap());
+    assert_eq!(p1["title"], p2["title"]);
+    assert_eq!(app.query(&b.admin_key, &json!({})).await["total"], 0);
+}
+
+#[tokio::test]
+async fn body_naming_another_tenant_is_refused_and_audited_as_a_security_event() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let mut body = event("x", "system");
+    body["tenant_id"] = json!("someone_else");
+    let (status, problem) = app.create(&t.admin_key, &body).await;
+    assert_eq!(status, 403, "{problem}");
+    body["tenant_id"] = json!(t.tenant_id);
+    assert_eq!(
+        app.create(&t.admin_key, &body).await.0,
+        201,
+        "naming your own tenant is fine"
+    );
+
+    app.eventually("the security event is in the audit trail", || async {
+        let res = app
+            .get("/api/v1/audit?outcome=security_violation", &t.admin_key)
+            .await;
+        let body: Value = res.json().await.unwrap();
+        body["count"] == 1
+            && body["records"][0]["status_code"] == 403
+            && body["records"][0]["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("someone_else")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn every_request_leaves_one_audit_record_with_who_what_and_how_it_went() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let read = app.key(&t, &["read"]).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/create"))
+        .bearer_auth(&t.admin_key)
+        .header("x-request-id", "req-abc-1")
+        .json(&event("x", "system"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["x-request-id"], "req-abc-1");
+    app.create(&read, &event("x", "system")).await; // denied
+    app.create(&t.admin_key, &json!({"category": "nope"})).await; // rejected
+
+    app.eventually("three event requests audited", || async {
+        let body: Value = app
+            .get(
+                "/api/v1/audit?operation=POST%20/api/v1/events/create",
+                &t.admin_key,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 3
+    })
+    .await;
+    let body: Value = app
+        .get(
+            "/api/v1/audit?operation=POST%20/api/v1/events/create",
+            &t.admin_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let recs = body["records"].as_array().unwrap();
+    let outcomes: Vec<&str> = recs
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes,
+        vec!["rejected", "denied", "success"],
+        "newest first"
+    );
+    let first = &recs[2];
+    assert_eq!(first["request_id"], "req-abc-1");
+    assert_eq!(first["tenant_id"], t.tenant_id.as_str());
+    assert_eq!(first["status_code"], 201);
+    assert_eq!(first["resource"], "/api/v1/events/create");
+    assert!(first["key_id"].as_str().unwrap().starts_with("key_"));
+    assert!(first["duration_us"].as_u64().is_some());
+    // The root key sees operator actions too, with key id `root`.
+    let body: Value = app
+        .get(
+            "/api/v1/audit?operation=POST%20/api/v1/admin/tenants",
+            ROOT_KEY,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["records"][0]["key_id"], "root");
+}
+
+#[tokio::test]
+async fn health_and_openapi_document_every_route() {
+    let app = spawn_app().await;
+    let health: Value = app
+        .client
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let doc: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    // Every documented route exists (answers something other than the
+    // fallback 404 or 405), so the table cannot drift from the router.
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path
+                .replace("{event_id}", "01a20243-5458-753c-b085-534d47e43611")
+                .replace("{tenant_id}", "t")
+                .replace("{key_id}", "k");
+            let req = app
+                .client
+                .request(method.to_uppercase().parse().unwrap(), app.url(&concrete));
+            let res = req.send().await.unwrap();
+            let status = res.status().as_u16();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            assert_ne!(status, 405, "{method} {path}");
+            assert!(
+                !(status == 404
+                    && body["detail"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("no such route")),
+                "{method} {path} is documented but not routed"
+            );
+        }
+    }
+    let res = app
+        .client
+        .get(app.url("/api/v1/nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+}
