@@ -21,8 +21,13 @@ pub enum Store {
 
 impl Store {
     /// Opens (creating if needed) the embedded store in `dir`.
-    pub fn open_sqlite(dir: &std::path::Path, options: sqlite::SqliteOptions) -> Result<Store, StoreError> {
-        Ok(Store::Sqlite(Arc::new(sqlite::SqliteStore::open(dir, options)?)))
+    pub fn open_sqlite(
+        dir: &std::path::Path,
+        options: sqlite::SqliteOptions,
+    ) -> Result<Store, StoreError> {
+        Ok(Store::Sqlite(Arc::new(sqlite::SqliteStore::open(
+            dir, options,
+        )?)))
     }
 
     /// Appends events durably: returns only after the transaction holding
@@ -40,13 +45,21 @@ impl Store {
         }
     }
 
-    pub async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+    pub async fn get_event(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
         match self {
             Store::Sqlite(s) => s.get_event(tenant, id).await,
         }
     }
 
-    pub async fn query_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
+    pub async fn query_events(
+        &self,
+        tenant: &TenantId,
+        query: &EventQuery,
+    ) -> Result<EventPage, StoreError> {
         match self {
             Store::Sqlite(s) => s.query_events(tenant, query).await,
         }
@@ -98,7 +111,10 @@ impl Store {
     }
 
     /// Records how processing ended for claimed events.
-    pub async fn finish_processing(&self, results: Vec<ProcessingResult>) -> Result<(), StoreError> {
+    pub async fn finish_processing(
+        &self,
+        results: Vec<ProcessingResult>,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.finish_processing(results).await,
         }

@@ -2,7 +2,8 @@
 //! their outcomes, queries and pages, audit records.
 
 use herald_core::{
-    CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus, TenantId, Timestamp,
+    CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus,
+    TenantId, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
@@ -86,7 +87,11 @@ pub enum AppendOutcome {
     /// first event, and nothing new was stored.
     Duplicate(StoredEvent),
     /// `expected_version` did not match the stream's current version.
-    VersionConflict { stream_id: String, expected: u64, actual: u64 },
+    VersionConflict {
+        stream_id: String,
+        expected: u64,
+        actual: u64,
+    },
 }
 
 /// An event read back, with processing facts that are not part of the
@@ -160,7 +165,10 @@ impl Cursor {
 
     pub fn decode(s: &str) -> Option<Cursor> {
         let mut parts = s.strip_prefix("c1.")?.splitn(2, '.');
-        Some(Cursor { ts_micros: parts.next()?.parse().ok()?, seq: parts.next()?.parse().ok()? })
+        Some(Cursor {
+            ts_micros: parts.next()?.parse().ok()?,
+            seq: parts.next()?.parse().ok()?,
+        })
     }
 }
 

@@ -34,7 +34,11 @@ pub struct SqliteOptions {
 
 impl Default for SqliteOptions {
     fn default() -> Self {
-        SqliteOptions { synchronous_full: true, max_batch_events: 20_000, read_connections: 4 }
+        SqliteOptions {
+            synchronous_full: true,
+            max_batch_events: 20_000,
+            read_connections: 4,
+        }
     }
 }
 
@@ -45,8 +49,14 @@ type AnyBox = Box<dyn Any + Send>;
 type ExecFn = Box<dyn FnOnce(&Connection) -> Result<AnyBox, StoreError> + Send>;
 
 enum WriteOp {
-    Append { events: Vec<NewEvent>, reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>> },
-    Exec { f: ExecFn, reply: oneshot::Sender<Result<AnyBox, StoreError>> },
+    Append {
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>,
+    },
+    Exec {
+        f: ExecFn,
+        reply: oneshot::Sender<Result<AnyBox, StoreError>>,
+    },
     Audit(AuditRecord),
     Shutdown(oneshot::Sender<()>),
 }
@@ -68,7 +78,9 @@ pub struct SqliteStore {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -80,17 +92,29 @@ impl From<rusqlite::Error> for StoreError {
 
 impl SqliteStore {
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Unavailable(format!("cannot create data dir {}: {e}", dir.display()))
+        })?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", if options.synchronous_full { "FULL" } else { "NORMAL" })?;
+        conn.pragma_update(
+            None,
+            "synchronous",
+            if options.synchronous_full {
+                "FULL"
+            } else {
+                "NORMAL"
+            },
+        )?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
         // A crash mid-processing leaves events `processing`: hand them back.
-        conn.execute("UPDATE events SET status = 'pending' WHERE status = 'processing'", [])?;
+        conn.execute(
+            "UPDATE events SET status = 'pending' WHERE status = 'processing'",
+            [],
+        )?;
 
         let (writer, rx) = mpsc::unbounded_channel();
         let max_batch = options.max_batch_events.max(1);
@@ -98,8 +122,16 @@ impl SqliteStore {
             .name("herald-sqlite-writer".into())
             .spawn(move || writer_loop(conn, rx, max_batch))
             .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
-        let readers = Arc::new(ReaderPool { path: path.clone(), idle: Mutex::new(Vec::new()), keep: options.read_connections });
-        Ok(SqliteStore { path, writer, readers })
+        let readers = Arc::new(ReaderPool {
+            path: path.clone(),
+            idle: Mutex::new(Vec::new()),
+            keep: options.read_connections,
+        });
+        Ok(SqliteStore {
+            path,
+            writer,
+            readers,
+        })
     }
 
     fn send(&self, op: WriteOp) -> Result<(), StoreError> {
@@ -116,7 +148,9 @@ impl SqliteStore {
         let f: ExecFn = Box::new(move |c| f(c).map(|t| Box::new(t) as AnyBox));
         self.send(WriteOp::Exec { f, reply })?;
         let any = rx.await.map_err(|_| StoreError::Closed)??;
-        any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Corrupt("writer returned another type".into()))
+        any.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| StoreError::Corrupt("writer returned another type".into()))
     }
 
     async fn read<T: Send + 'static>(
@@ -149,18 +183,28 @@ impl SqliteStore {
         }
     }
 
-    pub async fn get_event(&self, tenant: &TenantId, id: EventId) -> Result<Option<StoredEvent>, StoreError> {
+    pub async fn get_event(
+        &self,
+        tenant: &TenantId,
+        id: EventId,
+    ) -> Result<Option<StoredEvent>, StoreError> {
         let tenant = tenant.to_string();
         self.read(move |c| {
-            c.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND tenant_id = ?2"))?
-                .query_row(params![id.as_bytes().as_slice(), tenant], row_to_stored)
-                .optional()?
-                .transpose()
+            c.prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND tenant_id = ?2"
+            ))?
+            .query_row(params![id.as_bytes().as_slice(), tenant], row_to_stored)
+            .optional()?
+            .transpose()
         })
         .await
     }
 
-    pub async fn query_events(&self, tenant: &TenantId, query: &EventQuery) -> Result<EventPage, StoreError> {
+    pub async fn query_events(
+        &self,
+        tenant: &TenantId,
+        query: &EventQuery,
+    ) -> Result<EventPage, StoreError> {
         let tenant = tenant.to_string();
         let query = query.clone();
         self.read(move |c| run_query(c, &tenant, &query)).await
@@ -183,12 +227,24 @@ impl SqliteStore {
     pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
         let tenant = tenant.to_string();
         self.read(move |c| {
-            c.query_row("SELECT tenant_id, name, created_at FROM tenants WHERE tenant_id = ?1", [tenant], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
-            })
+            c.query_row(
+                "SELECT tenant_id, name, created_at FROM tenants WHERE tenant_id = ?1",
+                [tenant],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                },
+            )
             .optional()?
             .map(|(id, name, at)| {
-                Ok(Tenant { tenant_id: corrupt(TenantId::parse(id))?, name, created_at: corrupt(Timestamp::parse(&at))? })
+                Ok(Tenant {
+                    tenant_id: corrupt(TenantId::parse(id))?,
+                    name,
+                    created_at: corrupt(Timestamp::parse(&at))?,
+                })
             })
             .transpose()
         })
@@ -319,7 +375,10 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn finish_processing(&self, results: Vec<ProcessingResult>) -> Result<(), StoreError> {
+    pub async fn finish_processing(
+        &self,
+        results: Vec<ProcessingResult>,
+    ) -> Result<(), StoreError> {
         self.write(move |c| {
             let mut stmt = c.prepare_cached(
                 "UPDATE events SET status = ?2, processed_at = ?3, processing_ms = ?4 WHERE event_id = ?1",
@@ -355,7 +414,10 @@ impl ReaderPool {
         if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(c);
         }
-        let c = Connection::open_with_flags(&self.path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let c = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         c.busy_timeout(std::time::Duration::from_secs(10))?;
         Ok(c)
     }
@@ -371,8 +433,14 @@ impl ReaderPool {
 // ---------------------------------------------------------------- writer --
 
 enum Done {
-    Append(oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>, Result<Vec<AppendOutcome>, StoreError>),
-    Exec(oneshot::Sender<Result<AnyBox, StoreError>>, Result<AnyBox, StoreError>),
+    Append(
+        oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>,
+        Result<Vec<AppendOutcome>, StoreError>,
+    ),
+    Exec(
+        oneshot::Sender<Result<AnyBox, StoreError>>,
+        Result<AnyBox, StoreError>,
+    ),
 }
 
 fn writer_loop(mut conn: Connection, mut rx: mpsc::UnboundedReceiver<WriteOp>, max_batch: usize) {
@@ -412,14 +480,22 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>) -> Option<oneshot::S
     let mut tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => {
-            fail_all(batch.into_iter().filter_map(|op| into_done(op, &mut shutdown)).collect(), &e.to_string());
+            fail_all(
+                batch
+                    .into_iter()
+                    .filter_map(|op| into_done(op, &mut shutdown))
+                    .collect(),
+                &e.to_string(),
+            );
             return shutdown;
         }
     };
     for op in batch {
         match op {
             WriteOp::Append { events, reply } => {
-                let result = in_savepoint(&mut tx, |c| events.into_iter().map(|e| append_one(c, e)).collect());
+                let result = in_savepoint(&mut tx, |c| {
+                    events.into_iter().map(|e| append_one(c, e)).collect()
+                });
                 done.push(Done::Append(reply, result));
             }
             WriteOp::Exec { f, reply } => {
@@ -492,11 +568,16 @@ fn in_savepoint<T>(
 }
 
 fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError> {
-    let NewEvent { mut event, expected_version } = new;
+    let NewEvent {
+        mut event,
+        expected_version,
+    } = new;
     let tenant = event.tenant_id.as_str();
     if let Some(key) = &event.idempotency_key {
         let existing = c
-            .prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2"))?
+            .prepare_cached(&format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ?1 AND idempotency_key = ?2"
+            ))?
             .query_row(params![tenant, key], row_to_stored)
             .optional()?;
         if let Some(existing) = existing {
@@ -510,7 +591,11 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
         let current = current as u64;
         if let Some(expected) = expected_version {
             if expected != current {
-                return Ok(AppendOutcome::VersionConflict { stream_id: stream.to_string(), expected, actual: current });
+                return Ok(AppendOutcome::VersionConflict {
+                    stream_id: stream.to_string(),
+                    expected,
+                    actual: current,
+                });
             }
         }
         event.stream_version = Some(current + 1);
@@ -551,7 +636,8 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
         body,
     ])?;
     let seq = c.last_insert_rowid();
-    c.prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")?.execute(params![seq, search_text(&event)])?;
+    c.prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")?
+        .execute(params![seq, search_text(&event)])?;
     Ok(AppendOutcome::Stored(event))
 }
 
@@ -587,9 +673,15 @@ fn search_text(e: &CanonicalEvent) -> String {
         }
     };
     push(e.event_type.as_str());
-    for s in [&e.outcome.error_class, &e.outcome.error_code, &e.outcome.message, &e.context.service, &e.context.endpoint]
-        .into_iter()
-        .flatten()
+    for s in [
+        &e.outcome.error_class,
+        &e.outcome.error_code,
+        &e.outcome.message,
+        &e.context.service,
+        &e.context.endpoint,
+    ]
+    .into_iter()
+    .flatten()
     {
         push(s);
     }
@@ -621,19 +713,30 @@ fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, 
     let processing_ms: Option<f64> = r.get(3)?;
     Ok((|| {
         let mut event = decode_body(&body)?;
-        event.status = EventStatus::parse(&status).ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?;
-        let processed_at = processed_at.map(|t| corrupt(Timestamp::parse(&t))).transpose()?;
-        Ok(StoredEvent { event, processed_at, processing_ms })
+        event.status = EventStatus::parse(&status)
+            .ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?;
+        let processed_at = processed_at
+            .map(|t| corrupt(Timestamp::parse(&t)))
+            .transpose()?;
+        Ok(StoredEvent {
+            event,
+            processed_at,
+            processing_ms,
+        })
     })())
 }
 
 fn decode_body(body: &str) -> Result<CanonicalEvent, StoreError> {
-    herald_core::codec::json::decode(body.as_bytes()).map_err(|e| StoreError::Corrupt(e.to_string()))
+    herald_core::codec::json::decode(body.as_bytes())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// Quotes each whitespace-separated term so user text is never FTS5 syntax.
 fn fts_terms(q: &str) -> Option<String> {
-    let terms: Vec<String> = q.split_whitespace().map(|t| format!("\"{}\"", t.replace('"', "\"\""))).collect();
+    let terms: Vec<String> = q
+        .split_whitespace()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
@@ -644,18 +747,61 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
         if values.is_empty() {
             return;
         }
-        filter.push_str(&format!(" AND {col} IN ({})", vec!["?"; values.len()].join(",")));
+        filter.push_str(&format!(
+            " AND {col} IN ({})",
+            vec!["?"; values.len()].join(",")
+        ));
         args.extend(values.into_iter().map(SqlValue::Text));
     };
     any_of(&mut filter, "event_type", q.event_types.clone());
-    any_of(&mut filter, "event_source", q.event_sources.iter().map(|v| v.as_str().to_string()).collect());
-    any_of(&mut filter, "event_category", q.event_categories.iter().map(|v| v.as_str().to_string()).collect());
-    any_of(&mut filter, "category", q.categories.iter().map(|v| v.as_str().to_string()).collect());
-    any_of(&mut filter, "status", q.statuses.iter().map(|v| v.as_str().to_string()).collect());
-    any_of(&mut filter, "outcome_status", q.outcome_status.iter().map(|v| v.as_str().to_string()).collect());
-    any_of(&mut filter, "environment", q.environment.iter().cloned().collect());
+    any_of(
+        &mut filter,
+        "event_source",
+        q.event_sources
+            .iter()
+            .map(|v| v.as_str().to_string())
+            .collect(),
+    );
+    any_of(
+        &mut filter,
+        "event_category",
+        q.event_categories
+            .iter()
+            .map(|v| v.as_str().to_string())
+            .collect(),
+    );
+    any_of(
+        &mut filter,
+        "category",
+        q.categories
+            .iter()
+            .map(|v| v.as_str().to_string())
+            .collect(),
+    );
+    any_of(
+        &mut filter,
+        "status",
+        q.statuses.iter().map(|v| v.as_str().to_string()).collect(),
+    );
+    any_of(
+        &mut filter,
+        "outcome_status",
+        q.outcome_status
+            .iter()
+            .map(|v| v.as_str().to_string())
+            .collect(),
+    );
+    any_of(
+        &mut filter,
+        "environment",
+        q.environment.iter().cloned().collect(),
+    );
     any_of(&mut filter, "service", q.service.iter().cloned().collect());
-    any_of(&mut filter, "stream_id", q.stream_id.iter().cloned().collect());
+    any_of(
+        &mut filter,
+        "stream_id",
+        q.stream_id.iter().cloned().collect(),
+    );
     for (key, value) in &q.keys {
         any_of(&mut filter, key.as_str(), vec![value.clone()]);
     }
@@ -669,7 +815,10 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
     }
     for (part, key, value) in &q.json_fields {
         filter.push_str(" AND json_extract(body, ?) = ?");
-        args.push(SqlValue::Text(format!("$.{part}.\"{}\"", key.replace('"', ""))));
+        args.push(SqlValue::Text(format!(
+            "$.{part}.\"{}\"",
+            key.replace('"', "")
+        )));
         args.push(SqlValue::Text(value.clone()));
     }
     if let Some(terms) = q.text.as_deref().and_then(fts_terms) {
@@ -677,7 +826,9 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
         args.push(SqlValue::Text(terms));
     }
 
-    let total: i64 = c.prepare(&format!("SELECT COUNT(*){filter}"))?.query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    let total: i64 = c
+        .prepare(&format!("SELECT COUNT(*){filter}"))?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
 
     let (dir, cmp) = match q.order {
         Order::Asc => ("ASC", ">"),
@@ -685,12 +836,18 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
     };
     if let Some(cur) = q.cursor {
         filter.push_str(&format!(" AND (ts {cmp} ? OR (ts = ? AND seq {cmp} ?))"));
-        args.extend([SqlValue::Integer(cur.ts_micros), SqlValue::Integer(cur.ts_micros), SqlValue::Integer(cur.seq)]);
+        args.extend([
+            SqlValue::Integer(cur.ts_micros),
+            SqlValue::Integer(cur.ts_micros),
+            SqlValue::Integer(cur.seq),
+        ]);
     }
     let limit = q.limit.clamp(1, 1000);
     args.push(SqlValue::Integer(limit as i64 + 1));
     args.push(SqlValue::Integer(q.offset as i64));
-    let sql = format!("SELECT {EVENT_COLUMNS}, ts, seq{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?");
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS}, ts, seq{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?"
+    );
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     let mut events = Vec::with_capacity(limit.min(128));
@@ -702,13 +859,20 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
             break;
         }
         events.push(row_to_stored(row)??);
-        last = Some(Cursor { ts_micros: row.get(4)?, seq: row.get(5)? });
+        last = Some(Cursor {
+            ts_micros: row.get(4)?,
+            seq: row.get(5)?,
+        });
     }
     Ok(EventPage {
         events,
         total: total as u64,
         has_more,
-        next_cursor: if has_more { last.map(|c| c.encode()) } else { None },
+        next_cursor: if has_more {
+            last.map(|c| c.encode())
+        } else {
+            None
+        },
     })
 }
 
@@ -803,7 +967,8 @@ CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
 "#];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
-    let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
     if version > MIGRATIONS.len() {
         return Err(StoreError::Unavailable(format!(
             "database schema version {version} is newer than this Herald ({}); upgrade Herald",

@@ -3,7 +3,9 @@
 //! backend through `for_each_backend` (SQLite now; PostgreSQL joins it).
 
 use herald_core::correlation::CorrelationKey;
-use herald_core::{EmailHasher, EventProcessor, EventStatus, ProcessingContext, TenantId, Timestamp};
+use herald_core::{
+    EmailHasher, EventProcessor, EventStatus, ProcessingContext, TenantId, Timestamp,
+};
 use herald_store::*;
 use serde_json::json;
 
@@ -15,8 +17,13 @@ struct Backend {
 
 fn sqlite() -> Backend {
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).expect("open sqlite");
-    Backend { name: "sqlite", store, _dir: Some(dir) }
+    let store =
+        Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).expect("open sqlite");
+    Backend {
+        name: "sqlite",
+        store,
+        _dir: Some(dir),
+    }
 }
 
 fn backends() -> Vec<Backend> {
@@ -29,9 +36,19 @@ fn tenant(name: &str) -> TenantId {
 
 fn event(tenant: &TenantId, body: serde_json::Value) -> NewEvent {
     let hasher = EmailHasher::new(b"conformance");
-    let ctx = ProcessingContext { tenant_id: tenant, email_hasher: &hasher, processing_timestamp: Timestamp::now(), traceparent: None };
-    let processed = EventProcessor::default().process_value(body, &ctx).expect("valid test event");
-    NewEvent { event: processed.event, expected_version: processed.expected_version }
+    let ctx = ProcessingContext {
+        tenant_id: tenant,
+        email_hasher: &hasher,
+        processing_timestamp: Timestamp::now(),
+        traceparent: None,
+    };
+    let processed = EventProcessor::default()
+        .process_value(body, &ctx)
+        .expect("valid test event");
+    NewEvent {
+        event: processed.event,
+        expected_version: processed.expected_version,
+    }
 }
 
 fn stored(outcome: &AppendOutcome) -> &herald_core::CanonicalEvent {
@@ -47,11 +64,34 @@ async fn append_then_get_returns_the_same_event_and_isolates_tenants() {
         let (a, other) = (tenant("acme"), tenant("globex"));
         let out = b.store.append(vec![event(&a, json!({"event_type": "checkout_started", "category": "business", "data": {"cart": 3}}))]).await.unwrap();
         let e = stored(&out[0]).clone();
-        let got = b.store.get_event(&a, e.event_id).await.unwrap().expect(b.name);
+        let got = b
+            .store
+            .get_event(&a, e.event_id)
+            .await
+            .unwrap()
+            .expect(b.name);
         assert_eq!(got.event, e, "{}", b.name);
         assert_eq!(got.event.status, EventStatus::Pending);
-        assert!(b.store.get_event(&other, e.event_id).await.unwrap().is_none(), "{}: another tenant must not see it", b.name);
-        let page = b.store.query_events(&other, &EventQuery { limit: 100, ..Default::default() }).await.unwrap();
+        assert!(
+            b.store
+                .get_event(&other, e.event_id)
+                .await
+                .unwrap()
+                .is_none(),
+            "{}: another tenant must not see it",
+            b.name
+        );
+        let page = b
+            .store
+            .query_events(
+                &other,
+                &EventQuery {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.total, 0, "{}", b.name);
     }
 }
@@ -61,19 +101,43 @@ async fn idempotency_key_returns_the_first_event_and_stores_nothing_new() {
     for b in backends() {
         let t = tenant("acme");
         let body = json!({"event_type": "order.created", "category": "business", "idempotency_key": "k-1", "data": {"n": 1}});
-        let first = stored(&b.store.append(vec![event(&t, body.clone())]).await.unwrap()[0]).clone();
+        let first =
+            stored(&b.store.append(vec![event(&t, body.clone())]).await.unwrap()[0]).clone();
         // Twice in one batch and once more later: all return the first.
-        let again = b.store.append(vec![event(&t, body.clone()), event(&t, body)]).await.unwrap();
+        let again = b
+            .store
+            .append(vec![event(&t, body.clone()), event(&t, body)])
+            .await
+            .unwrap();
         for o in again {
             match o {
-                AppendOutcome::Duplicate(d) => assert_eq!(d.event.event_id, first.event_id, "{}", b.name),
+                AppendOutcome::Duplicate(d) => {
+                    assert_eq!(d.event.event_id, first.event_id, "{}", b.name)
+                }
                 other => panic!("{}: expected Duplicate, got {other:?}", b.name),
             }
         }
         // The same key in another tenant is a different event.
-        let other = b.store.append(vec![event(&tenant("globex"), json!({"event_type": "x", "category": "system", "idempotency_key": "k-1"}))]).await.unwrap();
+        let other = b
+            .store
+            .append(vec![event(
+                &tenant("globex"),
+                json!({"event_type": "x", "category": "system", "idempotency_key": "k-1"}),
+            )])
+            .await
+            .unwrap();
         assert!(matches!(other[0], AppendOutcome::Stored(_)), "{}", b.name);
-        let page = b.store.query_events(&t, &EventQuery { limit: 10, ..Default::default() }).await.unwrap();
+        let page = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.total, 1, "{}", b.name);
     }
 }
@@ -89,12 +153,20 @@ async fn streams_get_consecutive_versions_and_expected_version_conflicts() {
             }
             event(&t, body)
         };
-        let out = b.store.append(vec![mk(None), mk(Some(1)), mk(Some(1))]).await.unwrap();
+        let out = b
+            .store
+            .append(vec![mk(None), mk(Some(1)), mk(Some(1))])
+            .await
+            .unwrap();
         assert_eq!(stored(&out[0]).stream_version, Some(1), "{}", b.name);
         assert_eq!(stored(&out[1]).stream_version, Some(2), "{}", b.name);
         assert_eq!(
             out[2],
-            AppendOutcome::VersionConflict { stream_id: "order:1".into(), expected: 1, actual: 2 },
+            AppendOutcome::VersionConflict {
+                stream_id: "order:1".into(),
+                expected: 1,
+                actual: 2
+            },
             "{}",
             b.name
         );
@@ -117,12 +189,18 @@ async fn seed_for_queries(store: &Store, t: &TenantId) -> Vec<herald_core::Canon
         json!({"event_type": "permission_denied", "category": "security", "timestamp": "2025-01-01T11:00:00Z",
                "actor": {"user_id": "u2"}, "object": {"ticket_id": "T-9"}}),
     ];
-    let out = store.append(bodies.into_iter().map(|b| event(t, b)).collect()).await.unwrap();
+    let out = store
+        .append(bodies.into_iter().map(|b| event(t, b)).collect())
+        .await
+        .unwrap();
     out.iter().map(|o| stored(o).clone()).collect()
 }
 
 fn types(page: &EventPage) -> Vec<&str> {
-    page.events.iter().map(|e| e.event.event_type.as_str()).collect()
+    page.events
+        .iter()
+        .map(|e| e.event.event_type.as_str())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,26 +209,96 @@ async fn query_filters_each_narrow_the_result() {
         let t = tenant("acme");
         seed_for_queries(&b.store, &t).await;
         let q = |f: fn(&mut EventQuery)| {
-            let mut q = EventQuery { limit: 100, order: Order::Asc, ..Default::default() };
+            let mut q = EventQuery {
+                limit: 100,
+                order: Order::Asc,
+                ..Default::default()
+            };
             f(&mut q);
             q
         };
         let cases: Vec<(&str, EventQuery, Vec<&str>)> = vec![
-            ("all asc", q(|_| {}), vec!["deploy_completed", "checkout_started", "request_received", "db_error", "permission_denied"]),
-            ("category", q(|q| q.categories = vec![herald_core::Category::System]), vec!["request_received", "db_error"]),
-            ("type", q(|q| q.event_types = vec!["db_error".into()]), vec!["db_error"]),
-            ("source", q(|q| q.event_sources = vec![herald_core::EventSource::Scheduled]), vec!["deploy_completed"]),
-            ("user_id", q(|q| q.keys = vec![(CorrelationKey::UserId, "u1".into())]), vec!["checkout_started"]),
-            ("order_id", q(|q| q.keys = vec![(CorrelationKey::OrderId, "o-1".into())]), vec!["checkout_started", "request_received"]),
-            ("trace_id", q(|q| q.keys = vec![(CorrelationKey::TraceId, "t-1".into())]), vec!["request_received", "db_error"]),
-            ("ticket_id", q(|q| q.keys = vec![(CorrelationKey::TicketId, "T-9".into())]), vec!["permission_denied"]),
-            ("outcome", q(|q| q.outcome_status = Some(herald_core::OutcomeStatus::Failure)), vec!["db_error"]),
-            ("environment", q(|q| q.environment = Some("staging".into())), vec!["checkout_started"]),
-            ("service", q(|q| q.service = Some("api".into())), vec!["request_received", "db_error"]),
-            ("actor extra", q(|q| q.json_fields = vec![("actor".into(), "tier".into(), "gold".into())]), vec!["request_received"]),
-            ("text", q(|q| q.text = Some("widget".into())), vec!["checkout_started", "db_error"]),
-            ("text and", q(|q| q.text = Some("red widget".into())), vec!["db_error"]),
-            ("text quotes", q(|q| q.text = Some("\"unbalanced AND (".into())), vec![]),
+            (
+                "all asc",
+                q(|_| {}),
+                vec![
+                    "deploy_completed",
+                    "checkout_started",
+                    "request_received",
+                    "db_error",
+                    "permission_denied",
+                ],
+            ),
+            (
+                "category",
+                q(|q| q.categories = vec![herald_core::Category::System]),
+                vec!["request_received", "db_error"],
+            ),
+            (
+                "type",
+                q(|q| q.event_types = vec!["db_error".into()]),
+                vec!["db_error"],
+            ),
+            (
+                "source",
+                q(|q| q.event_sources = vec![herald_core::EventSource::Scheduled]),
+                vec!["deploy_completed"],
+            ),
+            (
+                "user_id",
+                q(|q| q.keys = vec![(CorrelationKey::UserId, "u1".into())]),
+                vec!["checkout_started"],
+            ),
+            (
+                "order_id",
+                q(|q| q.keys = vec![(CorrelationKey::OrderId, "o-1".into())]),
+                vec!["checkout_started", "request_received"],
+            ),
+            (
+                "trace_id",
+                q(|q| q.keys = vec![(CorrelationKey::TraceId, "t-1".into())]),
+                vec!["request_received", "db_error"],
+            ),
+            (
+                "ticket_id",
+                q(|q| q.keys = vec![(CorrelationKey::TicketId, "T-9".into())]),
+                vec!["permission_denied"],
+            ),
+            (
+                "outcome",
+                q(|q| q.outcome_status = Some(herald_core::OutcomeStatus::Failure)),
+                vec!["db_error"],
+            ),
+            (
+                "environment",
+                q(|q| q.environment = Some("staging".into())),
+                vec!["checkout_started"],
+            ),
+            (
+                "service",
+                q(|q| q.service = Some("api".into())),
+                vec!["request_received", "db_error"],
+            ),
+            (
+                "actor extra",
+                q(|q| q.json_fields = vec![("actor".into(), "tier".into(), "gold".into())]),
+                vec!["request_received"],
+            ),
+            (
+                "text",
+                q(|q| q.text = Some("widget".into())),
+                vec!["checkout_started", "db_error"],
+            ),
+            (
+                "text and",
+                q(|q| q.text = Some("red widget".into())),
+                vec!["db_error"],
+            ),
+            (
+                "text quotes",
+                q(|q| q.text = Some("\"unbalanced AND (".into())),
+                vec![],
+            ),
             (
                 "time range",
                 q(|q| {
@@ -159,15 +307,34 @@ async fn query_filters_each_narrow_the_result() {
                 }),
                 vec!["checkout_started", "request_received"],
             ),
-            ("status", q(|q| q.statuses = vec![EventStatus::Processed]), vec![]),
+            (
+                "status",
+                q(|q| q.statuses = vec![EventStatus::Processed]),
+                vec![],
+            ),
         ];
         for (name, query, want) in cases {
             let page = b.store.query_events(&t, &query).await.unwrap();
             assert_eq!(types(&page), want, "{}: {name}", b.name);
             assert_eq!(page.total as usize, want.len(), "{}: {name} total", b.name);
         }
-        let desc = b.store.query_events(&t, &EventQuery { limit: 2, ..Default::default() }).await.unwrap();
-        assert_eq!(types(&desc), vec!["permission_denied", "db_error"], "{}", b.name);
+        let desc = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 2,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            types(&desc),
+            vec!["permission_denied", "db_error"],
+            "{}",
+            b.name
+        );
         assert!(desc.has_more);
     }
 }
@@ -184,9 +351,25 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
             let mut seen = Vec::new();
             let mut cursor = None;
             loop {
-                let page = b.store.query_events(&t, &EventQuery { limit: 7, order, cursor, ..Default::default() }).await.unwrap();
+                let page = b
+                    .store
+                    .query_events(
+                        &t,
+                        &EventQuery {
+                            limit: 7,
+                            order,
+                            cursor,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .unwrap();
                 assert_eq!(page.total, 25);
-                seen.extend(page.events.iter().map(|e| e.event.data["i"].as_i64().unwrap()));
+                seen.extend(
+                    page.events
+                        .iter()
+                        .map(|e| e.event.data["i"].as_i64().unwrap()),
+                );
                 match page.next_cursor {
                     Some(c) => cursor = Some(Cursor::decode(&c).expect("cursor decodes")),
                     None => break,
@@ -195,10 +378,27 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
             let mut sorted = seen.clone();
             sorted.sort();
             sorted.dedup();
-            assert_eq!(sorted, (0..25).collect::<Vec<_>>(), "{} {order:?}: every event exactly once", b.name);
+            assert_eq!(
+                sorted,
+                (0..25).collect::<Vec<_>>(),
+                "{} {order:?}: every event exactly once",
+                b.name
+            );
             assert_eq!(seen.len(), 25);
         }
-        let page = b.store.query_events(&t, &EventQuery { limit: 10, offset: 20, order: Order::Asc, ..Default::default() }).await.unwrap();
+        let page = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    offset: 20,
+                    order: Order::Asc,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.events.len(), 5);
         assert!(!page.has_more);
     }
@@ -208,9 +408,22 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
 async fn tenants_keys_and_revocation() {
     for b in backends() {
         let t = tenant("acme");
-        b.store.create_tenant(Tenant { tenant_id: t.clone(), name: "Acme".into(), created_at: Timestamp::now() }).await.unwrap();
+        b.store
+            .create_tenant(Tenant {
+                tenant_id: t.clone(),
+                name: "Acme".into(),
+                created_at: Timestamp::now(),
+            })
+            .await
+            .unwrap();
         assert!(matches!(
-            b.store.create_tenant(Tenant { tenant_id: t.clone(), name: "again".into(), created_at: Timestamp::now() }).await,
+            b.store
+                .create_tenant(Tenant {
+                    tenant_id: t.clone(),
+                    name: "again".into(),
+                    created_at: Timestamp::now()
+                })
+                .await,
             Err(StoreError::Conflict(_))
         ));
         assert_eq!(b.store.get_tenant(&t).await.unwrap().unwrap().name, "Acme");
@@ -225,16 +438,30 @@ async fn tenants_keys_and_revocation() {
         b.store.insert_key(key.clone()).await.unwrap();
         assert_eq!(b.store.find_key([7; 32]).await.unwrap(), Some(key));
         assert_eq!(b.store.find_key([8; 32]).await.unwrap(), None);
-        assert!(!b.store.revoke_key(&tenant("globex"), "key_1").await.unwrap(), "other tenant cannot revoke");
+        assert!(
+            !b.store
+                .revoke_key(&tenant("globex"), "key_1")
+                .await
+                .unwrap(),
+            "other tenant cannot revoke"
+        );
         assert!(b.store.revoke_key(&t, "key_1").await.unwrap());
-        assert_eq!(b.store.find_key([7; 32]).await.unwrap(), None, "{}: revoked keys stop working", b.name);
+        assert_eq!(
+            b.store.find_key([7; 32]).await.unwrap(),
+            None,
+            "{}: revoked keys stop working",
+            b.name
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_are_committed_and_filterable() {
     for b in backends() {
-        for (i, op) in ["events.create", "events.query", "events.create"].iter().enumerate() {
+        for (i, op) in ["events.create", "events.query", "events.create"]
+            .iter()
+            .enumerate()
+        {
             b.store.record_audit(AuditRecord {
                 at: Timestamp::now(),
                 tenant_id: Some("acme".into()),
@@ -249,11 +476,33 @@ async fn audit_records_are_committed_and_filterable() {
             });
         }
         // An append is committed after the audit records queued before it.
-        b.store.append(vec![event(&tenant("acme"), json!({"event_type": "x", "category": "system"}))]).await.unwrap();
-        let all = b.store.query_audit(&AuditQuery { tenant_id: Some("acme".into()), limit: 100, ..Default::default() }).await.unwrap();
+        b.store
+            .append(vec![event(
+                &tenant("acme"),
+                json!({"event_type": "x", "category": "system"}),
+            )])
+            .await
+            .unwrap();
+        let all = b
+            .store
+            .query_audit(&AuditQuery {
+                tenant_id: Some("acme".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(all.len(), 3, "{}", b.name);
         assert_eq!(all[0].request_id, "r2", "newest first");
-        let creates = b.store.query_audit(&AuditQuery { operation: Some("events.create".into()), limit: 100, ..Default::default() }).await.unwrap();
+        let creates = b
+            .store
+            .query_audit(&AuditQuery {
+                operation: Some("events.create".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(creates.len(), 2);
     }
 }
@@ -262,7 +511,20 @@ async fn audit_records_are_committed_and_filterable() {
 async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
     for b in backends() {
         let t = tenant("acme");
-        let out = b.store.append((0..5).map(|i| event(&t, json!({"event_type": "x", "category": "system", "data": {"i": i}}))).collect()).await.unwrap();
+        let out = b
+            .store
+            .append(
+                (0..5)
+                    .map(|i| {
+                        event(
+                            &t,
+                            json!({"event_type": "x", "category": "system", "data": {"i": i}}),
+                        )
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
         let claimed = b.store.claim_pending(3).await.unwrap();
         assert_eq!(claimed.len(), 3);
         assert!(claimed.iter().all(|e| e.status == EventStatus::Processing));
@@ -271,11 +533,21 @@ async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
         let results = claimed
             .iter()
             .chain(&rest)
-            .map(|e| ProcessingResult { event_id: e.event_id, status: EventStatus::Processed, duration_ms: 0.25, finished_at: Timestamp::now() })
+            .map(|e| ProcessingResult {
+                event_id: e.event_id,
+                status: EventStatus::Processed,
+                duration_ms: 0.25,
+                finished_at: Timestamp::now(),
+            })
             .collect();
         b.store.finish_processing(results).await.unwrap();
         assert!(b.store.claim_pending(10).await.unwrap().is_empty());
-        let got = b.store.get_event(&t, stored(&out[0]).event_id).await.unwrap().unwrap();
+        let got = b
+            .store
+            .get_event(&t, stored(&out[0]).event_id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got.event.status, EventStatus::Processed);
         assert_eq!(got.processing_ms, Some(0.25));
         assert!(got.processed_at.is_some());
@@ -302,7 +574,17 @@ async fn concurrent_appends_are_all_stored() {
         for task in tasks {
             ids.extend(task.await.unwrap());
         }
-        let page = b.store.query_events(&t, &EventQuery { limit: 1000, ..Default::default() }).await.unwrap();
+        let page = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!(page.total, 200, "{}", b.name);
         ids.sort();
         ids.dedup();
@@ -316,7 +598,13 @@ async fn sqlite_data_survives_reopen() {
     let t = tenant("acme");
     let id = {
         let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-        let out = store.append(vec![event(&t, json!({"event_type": "x", "category": "system", "idempotency_key": "once"}))]).await.unwrap();
+        let out = store
+            .append(vec![event(
+                &t,
+                json!({"event_type": "x", "category": "system", "idempotency_key": "once"}),
+            )])
+            .await
+            .unwrap();
         let claimed = store.claim_pending(10).await.unwrap();
         assert_eq!(claimed.len(), 1);
         store.close().await;
@@ -324,7 +612,20 @@ async fn sqlite_data_survives_reopen() {
     };
     let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
     let got = store.get_event(&t, id).await.unwrap().unwrap();
-    assert_eq!(got.event.status, EventStatus::Pending, "a claim interrupted by a restart is handed back");
-    let again = store.append(vec![event(&t, json!({"event_type": "x", "category": "system", "idempotency_key": "once"}))]).await.unwrap();
-    assert!(matches!(&again[0], AppendOutcome::Duplicate(d) if d.event.event_id == id), "idempotency holds across restarts");
+    assert_eq!(
+        got.event.status,
+        EventStatus::Pending,
+        "a claim interrupted by a restart is handed back"
+    );
+    let again = store
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system", "idempotency_key": "once"}),
+        )])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again[0], AppendOutcome::Duplicate(d) if d.event.event_id == id),
+        "idempotency holds across restarts"
+    );
 }
