@@ -169,12 +169,12 @@ impl RedactionPolicy {
         if event.actor.email_hash.is_none() {
             event.actor.email_hash = actor_email;
         }
-        if let Some(message) = event.outcome.message.as_mut() {
-            if self.hash_emails && message.contains('@') {
-                if let Some(replaced) = replace_emails(message, hasher, &mut None) {
-                    *message = replaced;
-                }
-            }
+        if let Some(message) = event.outcome.message.as_mut()
+            && self.hash_emails
+            && message.contains('@')
+            && let Some(replaced) = replace_emails(message, hasher, &mut None)
+        {
+            *message = replaced;
         }
 
         for rule in &self.rules {
@@ -186,19 +186,19 @@ impl RedactionPolicy {
             if !FREE_PARTS.contains(&part) {
                 continue;
             }
-            if let [name] = rest.as_slice() {
-                if let Some(field) = named_field(event, part, name) {
-                    if field.is_some() {
-                        *field = match rule.action {
-                            RedactAction::Drop => None,
-                            RedactAction::Mask => Some(MASK.to_string()),
-                            RedactAction::Hash => {
-                                field.as_deref().map(|v| format!("hash:{}", hasher.hash(v)))
-                            }
-                        };
-                    }
-                    continue;
+            if let [name] = rest.as_slice()
+                && let Some(field) = named_field(event, part, name)
+            {
+                if field.is_some() {
+                    *field = match rule.action {
+                        RedactAction::Drop => None,
+                        RedactAction::Mask => Some(MASK.to_string()),
+                        RedactAction::Hash => {
+                            field.as_deref().map(|v| format!("hash:{}", hasher.hash(v)))
+                        }
+                    };
                 }
+                continue;
             }
             match part {
                 "data" => rule_value(&mut event.data, &rest, rule.action, hasher),
@@ -286,16 +286,17 @@ impl Walk<'_> {
             Value::Object(m) => self.map(m),
             Value::Array(items) => items.iter_mut().for_each(|v| self.value(v)),
             Value::String(s) => {
-                if self.policy.mask_card_numbers {
-                    if let Some(masked) = mask_card(s) {
-                        *s = masked;
-                        return;
-                    }
+                if self.policy.mask_card_numbers
+                    && let Some(masked) = mask_card(s)
+                {
+                    *s = masked;
+                    return;
                 }
-                if self.policy.hash_emails && s.contains('@') {
-                    if let Some(replaced) = replace_emails(s, self.hasher, &mut self.first_email) {
-                        *s = replaced;
-                    }
+                if self.policy.hash_emails
+                    && s.contains('@')
+                    && let Some(replaced) = replace_emails(s, self.hasher, &mut self.first_email)
+                {
+                    *s = replaced;
                 }
             }
             Value::Number(n) if self.policy.mask_card_numbers => {
@@ -402,7 +403,7 @@ fn luhn(d: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 fn unescape(token: &str) -> String {

@@ -155,10 +155,10 @@ impl Config {
             }
         }
 
-        if let Some(listen) = flags.listen {
-            if let Err(e) = parse_into(&listen, &mut config.listen) {
-                problems.push(format!("--listen {listen:?}: {e}"));
-            }
+        if let Some(listen) = flags.listen
+            && let Err(e) = parse_into(&listen, &mut config.listen)
+        {
+            problems.push(format!("--listen {listen:?}: {e}"));
         }
         if let Some(dir) = flags.data_dir {
             config.data_dir = dir;
@@ -204,15 +204,15 @@ impl Config {
                 self.max_batch_bytes, self.max_event_bytes
             ));
         }
-        if let Some(Secret(k)) = &self.root_key {
-            if k.len() < 16 {
-                p.push("root_key: must be at least 16 characters".into());
-            }
+        if let Some(Secret(k)) = &self.root_key
+            && k.len() < 16
+        {
+            p.push("root_key: must be at least 16 characters".into());
         }
-        if let Some(Secret(k)) = &self.hash_secret {
-            if k.len() < 16 {
-                p.push("hash_secret: must be at least 16 characters".into());
-            }
+        if let Some(Secret(k)) = &self.hash_secret
+            && k.len() < 16
+        {
+            p.push("hash_secret: must be at least 16 characters".into());
         }
         p
     }

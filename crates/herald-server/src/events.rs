@@ -628,14 +628,14 @@ pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
             },
         }
     }
-    if let (Some(s), Some(e)) = (q.start_time, q.end_time) {
-        if s.unix_nanos() > e.unix_nanos() {
-            err(
-                "/start_time",
-                ErrorKind::InvalidValue,
-                "start_time is after end_time".into(),
-            );
-        }
+    if let (Some(s), Some(e)) = (q.start_time, q.end_time)
+        && s.unix_nanos() > e.unix_nanos()
+    {
+        err(
+            "/start_time",
+            ErrorKind::InvalidValue,
+            "start_time is after end_time".into(),
+        );
     }
     if q.cursor.is_some() && q.offset > 0 {
         err(

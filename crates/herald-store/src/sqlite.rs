@@ -589,14 +589,14 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
             .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant_id = ?1 AND stream_id = ?2")?
             .query_row(params![tenant, stream.as_str()], |r| r.get(0))?;
         let current = current as u64;
-        if let Some(expected) = expected_version {
-            if expected != current {
-                return Ok(AppendOutcome::VersionConflict {
-                    stream_id: stream.to_string(),
-                    expected,
-                    actual: current,
-                });
-            }
+        if let Some(expected) = expected_version
+            && expected != current
+        {
+            return Ok(AppendOutcome::VersionConflict {
+                stream_id: stream.to_string(),
+                expected,
+                actual: current,
+            });
         }
         event.stream_version = Some(current + 1);
     }
