@@ -71,24 +71,28 @@ const IDEMPOTENCY_KEYS: [&str; 3] = ["idempotency_key", "message_id", "messageId
 /// way every other field error is reported.
 pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Value, ValidationResult> {
     if bytes.len() > limits.max_event_bytes {
-        let mut f = Findings::default();
-        f.error(
-            "",
-            ErrorKind::TooLarge,
-            format!(
-                "event is {} bytes; the limit is {} bytes ({} KiB)",
-                bytes.len(),
-                limits.max_event_bytes,
-                limits.max_event_bytes / 1024
-            ),
-        );
-        return Err(ValidationResult::from_parts(f.errors, f.warnings));
+        return Err(too_large(bytes.len(), limits));
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let mut f = Findings::default();
         f.error("", ErrorKind::Syntax, json_error_message(&e));
         ValidationResult::from_parts(f.errors, f.warnings)
     })
+}
+
+/// The finding for an event of `len` bytes over the limit.
+pub fn too_large(len: usize, limits: &Limits) -> ValidationResult {
+    let mut f = Findings::default();
+    f.error(
+        "",
+        ErrorKind::TooLarge,
+        format!(
+            "event is {len} bytes; the limit is {} bytes ({} KiB)",
+            limits.max_event_bytes,
+            limits.max_event_bytes / 1024
+        ),
+    );
+    ValidationResult::from_parts(f.errors, f.warnings)
 }
 
 /// "malformed JSON at line 3, column 7: …" for a serde_json error.

@@ -73,9 +73,7 @@ impl EventProcessor {
     pub fn validate(&self, value: &Value) -> ValidationResult {
         let size = serde_json::to_vec(value).map_or(0, |v| v.len());
         if size > self.limits.max_event_bytes {
-            return decode::parse_json(&vec![b' '; size], &self.limits)
-                .err()
-                .unwrap_or_default();
+            return decode::too_large(size, &self.limits);
         }
         match self.decode_and_check(value.clone()) {
             Ok((_, warnings)) => ValidationResult::from_parts(Vec::new(), warnings),

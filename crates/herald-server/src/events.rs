@@ -85,14 +85,11 @@ fn rejection(result: ValidationResult) -> ApiError {
     }
 }
 
-fn check_body_tenant(app_slot: &AuditSlot, processed: &Processed) -> Result<(), ApiError> {
+fn check_body_tenant(slot: &AuditSlot, processed: &Processed) -> Result<(), ApiError> {
     match &processed.body_tenant_id {
         Some(t) if t != processed.event.tenant_id.as_str() => {
-            app_slot.security_violation(format!(
-                "body named tenant `{}`",
-                herald_core::TenantId::parse(t.clone())
-                    .map_or("(invalid)".to_string(), |t| t.to_string())
-            ));
+            let named: String = t.chars().take(64).collect();
+            slot.security_violation(format!("body named tenant `{named}`"));
             Err(ApiError::forbidden(
                 "the body's tenant_id is not the tenant of this API key",
             ))
@@ -241,67 +238,59 @@ pub async fn batch(
     };
 
     // Each item on its own: bad ones are answered, good ones stored together.
-    let mut rejected: Vec<Option<ApiError>> = Vec::with_capacity(items.len());
+    // `plan[i]` is the item's index into `accepted`, or its rejection.
+    let mut plan: Vec<Result<usize, ApiError>> = Vec::with_capacity(items.len());
     let mut accepted = Vec::new();
     let mut warnings = Vec::new();
     for item in &items {
-        match app.processor.process_json(item.get().as_bytes(), &ctx) {
-            Ok(p) => match check_body_tenant(&slot, &p) {
-                Ok(()) => {
-                    warnings.push(p.warnings);
-                    accepted.push(NewEvent {
-                        event: p.event,
-                        expected_version: p.expected_version,
-                    });
-                    rejected.push(None);
-                }
-                Err(e) => rejected.push(Some(e)),
-            },
-            Err(r) => rejected.push(Some(rejection(r))),
-        }
+        let checked = app
+            .processor
+            .process_json(item.get().as_bytes(), &ctx)
+            .map_err(rejection)
+            .and_then(|p| check_body_tenant(&slot, &p).map(|()| p));
+        plan.push(checked.map(|p| {
+            warnings.push(p.warnings);
+            accepted.push(NewEvent {
+                event: p.event,
+                expected_version: p.expected_version,
+            });
+            accepted.len() - 1
+        }));
     }
     let outcomes = app.store.append(accepted).await?;
     app.worker_wake.notify_one();
-
-    let mut outcomes = outcomes.into_iter().zip(warnings);
-    let mut kept: Vec<(AppendOutcome, Vec<FieldWarning>)> = Vec::new();
-    let mut slots = Vec::with_capacity(items.len());
-    for r in rejected {
-        match r {
-            Some(e) => slots.push(Err(e)),
-            None => {
-                let Some(o) = outcomes.next() else {
-                    return Err(ApiError::internal("store returned too few outcomes"));
-                };
-                kept.push(o);
-                slots.push(Ok(kept.len() - 1));
-            }
-        }
+    if outcomes.len() != warnings.len() {
+        return Err(ApiError::internal(
+            "store returned a different number of outcomes",
+        ));
     }
+
     let (mut n_stored, mut n_dup, mut n_bad) = (0, 0, 0);
-    let results: Vec<BatchItem<'_>> = slots
+    let results: Vec<BatchItem<'_>> = plan
         .into_iter()
         .enumerate()
-        .map(|(index, s)| match s {
-            Err(e) => {
-                n_bad += 1;
-                BatchItem { index, status: e.status.as_u16(), event_id: None, event: None, error: Some(e.body()) }
-            }
-            Ok(k) => match &kept[k] {
-                (AppendOutcome::Stored(e), w) => {
+        .map(|(index, p)| {
+            let failed = |e: ApiError| BatchItem { index, status: e.status.as_u16(), event_id: None, event: None, error: Some(e.body()) };
+            match p.map(|i| (&outcomes[i], &warnings[i])) {
+                Err(e) => {
+                    n_bad += 1;
+                    failed(e)
+                }
+                Ok((AppendOutcome::Stored(e), w)) => {
                     n_stored += 1;
                     BatchItem { index, status: 201, event_id: Some(e.event_id), event: Some(EventResponse::new(e, w)), error: None }
                 }
-                (AppendOutcome::Duplicate(s), _) => {
+                Ok((AppendOutcome::Duplicate(s), _)) => {
                     n_dup += 1;
                     BatchItem { index, status: 200, event_id: Some(s.event.event_id), event: Some(EventResponse::stored(s)), error: None }
                 }
-                (AppendOutcome::VersionConflict { stream_id, expected, actual }, _) => {
+                Ok((AppendOutcome::VersionConflict { stream_id, expected, actual }, _)) => {
                     n_bad += 1;
-                    let e = ApiError::conflict(format!("stream `{stream_id}` is at version {actual}, not the expected_version {expected}"));
-                    BatchItem { index, status: 409, event_id: None, event: None, error: Some(e.body()) }
+                    failed(ApiError::conflict(format!(
+                        "stream `{stream_id}` is at version {actual}, not the expected_version {expected}"
+                    )))
                 }
-            },
+            }
         })
         .collect();
     let status = if n_bad == 0 {
@@ -324,12 +313,8 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
-    let not_found = || {
-        ApiError::not_found(format!(
-            "no event `{}` in this tenant",
-            EventId::parse(&id).map_or("(not an event id)".to_string(), |i| i.to_string())
-        ))
-    };
+    let shown: String = id.chars().take(64).collect();
+    let not_found = || ApiError::not_found(format!("no event `{shown}` in this tenant"));
     let Ok(event_id) = EventId::parse(&id) else {
         return Err(not_found());
     };

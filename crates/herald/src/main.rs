@@ -124,8 +124,10 @@ fn init_logging(config: &Config) {
         "trace" => tracing::Level::TRACE,
         _ => tracing::Level::INFO,
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match config.log {
         LogFormat::Json => builder.json().init(),

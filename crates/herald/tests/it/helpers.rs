@@ -47,9 +47,22 @@ pub async fn spawn_in(data_dir: tempfile::TempDir, tweak: impl FnOnce(&mut Confi
     let task = tokio::spawn(herald_server::run(listener, config, async move {
         let _ = rx.await;
     }));
+    let client = reqwest::Client::new();
+    // Ready when it answers: `run` builds its state (keys, store) first.
+    for _ in 0..500 {
+        if client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     TestApp {
         base,
-        client: reqwest::Client::new(),
+        client,
         data_dir,
         shutdown: Some(tx),
         task: Some(task),
@@ -136,7 +149,11 @@ impl TestApp {
     }
 
     /// Stops gracefully and starts a new server on the same data dir.
-    pub async fn restart(mut self) -> TestApp {
+    pub async fn restart(self) -> TestApp {
+        self.restart_with(|_| {}).await
+    }
+
+    pub async fn restart_with(mut self, tweak: impl FnOnce(&mut Config)) -> TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -146,7 +163,7 @@ impl TestApp {
             .await
             .expect("server task")
             .expect("clean stop");
-        spawn_in(self.data_dir, |_| {}).await
+        spawn_in(self.data_dir, tweak).await
     }
 
     /// Graceful shutdown, as SIGTERM does; returns the server's result.

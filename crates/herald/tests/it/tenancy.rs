@@ -335,3 +335,28 @@ async fn health_and_openapi_document_every_route() {
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
 }
+
+#[tokio::test]
+async fn a_generated_root_key_is_kept_in_the_data_dir_readable_only_by_its_owner() {
+    let app = spawn_with(|c| c.root_key = None).await;
+    let path = app.data_dir.path().join("root.key");
+    let key = std::fs::read_to_string(&path).expect("root.key written at first start");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    let res = app
+        .post("/api/v1/admin/tenants", key.trim(), &json!({"name": "x"}))
+        .await;
+    assert_eq!(res.status(), 201, "the generated key is the root key");
+    // A restart keeps the same key.
+    let app = app.restart_with(|c| c.root_key = None).await;
+    let res = app
+        .post("/api/v1/admin/tenants", key.trim(), &json!({"name": "y"}))
+        .await;
+    assert_eq!(res.status(), 201);
+}
