@@ -193,7 +193,8 @@ pub struct CanonicalEvent {
     pub status: EventStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
-    /// The event-definition version `data` was validated against, if pinned.
+    /// The event-definition version the event was checked against: the one
+    /// the sender pinned, or the latest when a stored definition applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
 }

@@ -25,4 +25,4 @@ pub use model::{
 pub use pipeline::{EventProcessor, Processed, ProcessingContext};
 pub use redact::{EmailHasher, RedactionPolicy};
 pub use timestamp::Timestamp;
-pub use vocabulary::{BuiltinVocabulary, ValidationMode, Vocabulary};
+pub use vocabulary::{BuiltinVocabulary, DefinitionCheck, ValidationMode, Vocabulary};

@@ -1,7 +1,8 @@
 //! Seed 000's `EventProcessor`: decode → validate → normalise → redact, one
 //! call per event. Validation covers the category vocabulary and modes
-//! (property 6) and outcome sanity (property 8); decoding covers shapes,
-//! types and sizes (properties 1, 2, 13).
+//! (property 6), the type's definition (payload schema, allowed sources,
+//! through [`Vocabulary::check_definition`]) and outcome sanity (property
+//! 8); decoding covers shapes, types and sizes (properties 1, 2, 13).
 
 use std::sync::Arc;
 
@@ -124,12 +125,18 @@ impl EventProcessor {
         &self,
         value: Value,
     ) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
-        let (raw, warnings) = decode::decode_event(value, &self.limits)?;
+        let (mut raw, warnings) = decode::decode_event(value, &self.limits)?;
         let mut f = Findings {
             errors: Vec::new(),
             warnings,
         };
         self.check_vocabulary(&raw, &mut f);
+        // Before normalisation and redaction: schemas see the sender's payload.
+        let checked = self.vocabulary.check_definition(&raw);
+        f.errors.extend(checked.errors);
+        if raw.schema_version.is_none() {
+            raw.schema_version = checked.schema_version;
+        }
         if let Some(o) = &raw.outcome {
             if o.status == OutcomeStatus::Failure
                 && o.error_class.is_none()

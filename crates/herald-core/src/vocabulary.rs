@@ -1,9 +1,13 @@
-//! Which event types belong to which category (seed 000 property 6), behind
-//! a trait so the schema registry can plug stored definitions into the same
-//! check later. The built-in vocabulary is seed 000's twelve actions.
+//! Which event types belong to which category (seed 000 property 6), and
+//! what else a type's definition demands of an event (its `data` schema, its
+//! allowed sources), behind a trait so the schema registry
+//! (`herald-registry`) plugs stored definitions into the same checks. The
+//! built-in vocabulary is seed 000's twelve actions, with no schemas.
 
 use serde::{Deserialize, Serialize};
 
+use crate::decode::RawEvent;
+use crate::error::FieldError;
 use crate::model::Category;
 
 /// A set of categories, as a bit set over the four of them.
@@ -42,6 +46,18 @@ pub enum ValidationMode {
     Strict,
 }
 
+/// What a type's definition found in one event beyond its category.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DefinitionCheck {
+    /// Every violation: `/data/...` pointers for the payload schema,
+    /// `/event_source` for a source the definition does not allow,
+    /// `/schema_version` for a pinned version that does not exist.
+    pub errors: Vec<FieldError>,
+    /// The definition version the event was checked against, recorded on
+    /// the stored event; `None` when no stored definition applied.
+    pub schema_version: Option<u32>,
+}
+
 /// The source of truth for event types.
 pub trait Vocabulary: Send + Sync {
     /// The categories `event_type` is defined for; `None` when it is unknown.
@@ -49,6 +65,15 @@ pub trait Vocabulary: Send + Sync {
 
     /// The known types of one category, for error messages.
     fn types_of(&self, category: Category) -> Vec<String>;
+
+    /// Checks the event against its type's definition: `data` against the
+    /// payload schema (as the sender sent it: this runs before redaction),
+    /// the allowed sources, a pinned `schema_version`. Every error at once.
+    /// The default has no definitions to check against.
+    fn check_definition(&self, raw: &RawEvent) -> DefinitionCheck {
+        let _ = raw;
+        DefinitionCheck::default()
+    }
 }
 
 /// Seed 000's built-in actions, by category.

@@ -10,6 +10,7 @@ pub mod sqlite;
 use std::sync::Arc;
 
 use herald_core::{CanonicalEvent, EventId, TenantId};
+use herald_registry::EventDefinition;
 
 pub use records::*;
 
@@ -117,6 +118,55 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.finish_processing(results).await,
+        }
+    }
+
+    /// Stores one version of an event definition. `Conflict` when that
+    /// version exists already (a concurrent update) or, for version 1, when
+    /// the tenant already has a definition for the same type or pattern.
+    pub async fn insert_definition(
+        &self,
+        tenant: &TenantId,
+        definition: EventDefinition,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.insert_definition(tenant, definition).await,
+        }
+    }
+
+    /// Every version of every definition of the tenant.
+    pub async fn definitions(&self, tenant: &TenantId) -> Result<Vec<EventDefinition>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.definitions(tenant).await,
+        }
+    }
+
+    /// One version of one definition; the latest when `version` is `None`.
+    pub async fn get_definition(
+        &self,
+        tenant: &TenantId,
+        definition_id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<EventDefinition>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_definition(tenant, definition_id, version).await,
+        }
+    }
+
+    /// The tenant's settings; the defaults when none were ever set.
+    pub async fn get_settings(&self, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.get_settings(tenant).await,
+        }
+    }
+
+    pub async fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => s.put_settings(tenant, settings).await,
         }
     }
 

@@ -1,9 +1,10 @@
 //! The values that cross the store contract: tenants, keys, appends and
-//! their outcomes, queries and pages, audit records.
+//! their outcomes, queries and pages, audit records, tenant settings (event
+//! definitions cross it as `herald_registry::EventDefinition`).
 
 use herald_core::{
     CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus,
-    TenantId, Timestamp,
+    TenantId, Timestamp, ValidationMode,
 };
 use serde::{Deserialize, Serialize};
 
@@ -198,6 +199,18 @@ pub struct AuditRecord {
     pub duration_us: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A tenant's settings (`GET/PUT /api/v1/settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantSettings {
+    /// `permissive` (default): unknown event types are accepted; `strict`:
+    /// refused (DESIGN.md §2).
+    #[serde(default)]
+    pub validation_mode: ValidationMode,
+    /// When they were last changed; `None` while they are the defaults.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<Timestamp>,
 }
 
 /// Filters for `GET /api/v1/audit`.

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use herald_core::correlation::CorrelationKey;
 use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp};
+use herald_registry::EventDefinition;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
@@ -391,12 +392,174 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn insert_definition(
+        &self,
+        tenant: &TenantId,
+        d: EventDefinition,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO event_definitions (tenant_id, definition_id, version, event_type, is_pattern, category, \
+                 event_category, name, description, payload_schema, allowed_sources, examples, ui, compatibility, \
+                 created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+            )?
+            .execute(params![
+                tenant,
+                d.definition_id,
+                d.version,
+                d.event_type.as_str(),
+                d.event_type.is_pattern(),
+                d.category.as_str(),
+                d.event_category.map(|c| c.as_str()),
+                d.name,
+                d.description,
+                d.payload_schema.as_ref().map(to_json).transpose()?,
+                to_json(&d.allowed_sources)?,
+                to_json(&d.examples)?,
+                to_json(&d.ui)?,
+                d.compatibility.as_ref().map(to_json).transpose()?,
+                d.created_at.to_string(),
+                d.updated_at.to_string(),
+            ])
+            .map_err(|e| match e {
+                rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
+                    StoreError::Conflict(if d.version == 1 {
+                        format!("tenant {tenant} already has a definition for `{}`", d.event_type)
+                    } else {
+                        format!("definition {} already has a version {}", d.definition_id, d.version)
+                    })
+                }
+                e => e.into(),
+            })?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn definitions(&self, tenant: &TenantId) -> Result<Vec<EventDefinition>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT {DEFINITION_COLUMNS} FROM event_definitions WHERE tenant_id = ?1 ORDER BY definition_id, version"
+            ))?;
+            let rows = stmt.query_map([tenant], row_to_definition)?;
+            rows.map(|r| r?).collect()
+        })
+        .await
+    }
+
+    pub async fn get_definition(
+        &self,
+        tenant: &TenantId,
+        definition_id: &str,
+        version: Option<u32>,
+    ) -> Result<Option<EventDefinition>, StoreError> {
+        let (tenant, id) = (tenant.to_string(), definition_id.to_string());
+        self.read(move |c| {
+            let sql = match version {
+                Some(_) => format!(
+                    "SELECT {DEFINITION_COLUMNS} FROM event_definitions WHERE tenant_id = ?1 AND definition_id = ?2 AND version = ?3"
+                ),
+                None => format!(
+                    "SELECT {DEFINITION_COLUMNS} FROM event_definitions WHERE tenant_id = ?1 AND definition_id = ?2 \
+                     AND ?3 IS NULL ORDER BY version DESC LIMIT 1"
+                ),
+            };
+            c.prepare_cached(&sql)?
+                .query_row(params![tenant, id, version], row_to_definition)
+                .optional()?
+                .transpose()
+        })
+        .await
+    }
+
+    pub async fn get_settings(&self, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            let row: Option<String> = c
+                .prepare_cached("SELECT settings FROM tenant_settings WHERE tenant_id = ?1")?
+                .query_row([tenant], |r| r.get(0))
+                .optional()?;
+            match row {
+                Some(s) => corrupt(serde_json::from_str(&s)),
+                None => Ok(TenantSettings::default()),
+            }
+        })
+        .await
+    }
+
+    pub async fn put_settings(
+        &self,
+        tenant: &TenantId,
+        settings: TenantSettings,
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
+        self.write(move |c| {
+            let body = corrupt(serde_json::to_string(&settings))?;
+            c.prepare_cached(
+                "INSERT INTO tenant_settings (tenant_id, settings) VALUES (?1, ?2) \
+                 ON CONFLICT (tenant_id) DO UPDATE SET settings = excluded.settings",
+            )?
+            .execute(params![tenant, body])?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
         if self.send(WriteOp::Shutdown(reply)).is_ok() {
             let _ = rx.await;
         }
     }
+}
+
+/// A JSON column's text.
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    corrupt(serde_json::to_string(v))
+}
+
+const DEFINITION_COLUMNS: &str = "definition_id, version, event_type, category, event_category, name, description, \
+payload_schema, allowed_sources, examples, ui, compatibility, created_at, updated_at";
+
+fn row_to_definition(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<EventDefinition, StoreError>> {
+    fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+        corrupt(serde_json::from_str(s))
+    }
+    let text = |i: usize| r.get::<_, String>(i);
+    let opt = |i: usize| r.get::<_, Option<String>>(i);
+    let (id, version, ty, category, event_category, name, description) =
+        (text(0)?, r.get::<_, u32>(1)?, text(2)?, text(3)?, opt(4)?, text(5)?, opt(6)?);
+    let (schema, sources, examples, ui, compatibility, created, updated) =
+        (opt(7)?, text(8)?, text(9)?, text(10)?, opt(11)?, text(12)?, text(13)?);
+    Ok((|| {
+        Ok(EventDefinition {
+            definition_id: id,
+            version,
+            event_type: corrupt(herald_registry::TypePattern::parse(&ty))?,
+            category: herald_core::Category::parse(&category)
+                .ok_or_else(|| StoreError::Corrupt(format!("category `{category}`")))?,
+            event_category: event_category
+                .map(|c| {
+                    herald_core::EventCategory::parse(&c)
+                        .ok_or_else(|| StoreError::Corrupt(format!("event_category `{c}`")))
+                })
+                .transpose()?,
+            name,
+            description,
+            payload_schema: schema.map(|s| json(&s)).transpose()?,
+            allowed_sources: json(&sources)?,
+            examples: json(&examples)?,
+            ui: json(&ui)?,
+            compatibility: compatibility.map(|s| json(&s)).transpose()?,
+            builtin: false,
+            created_at: corrupt(Timestamp::parse(&created))?,
+            updated_at: corrupt(Timestamp::parse(&updated))?,
+        })
+    })())
 }
 
 fn corrupt<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
@@ -964,6 +1127,34 @@ CREATE TABLE audit (
     detail TEXT
 ) STRICT;
 CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
+"#, r#"
+CREATE TABLE event_definitions (
+    tenant_id TEXT NOT NULL,
+    definition_id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version > 0),
+    event_type TEXT NOT NULL,
+    is_pattern INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT,
+    name TEXT NOT NULL,
+    description TEXT,
+    payload_schema TEXT,
+    allowed_sources TEXT NOT NULL,
+    examples TEXT NOT NULL,
+    ui TEXT NOT NULL,
+    compatibility TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, definition_id, version)
+) STRICT;
+-- A definition's type never changes, so one version 1 per type means one
+-- definition per type.
+CREATE UNIQUE INDEX event_definitions_type ON event_definitions (tenant_id, event_type) WHERE version = 1;
+
+CREATE TABLE tenant_settings (
+    tenant_id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+) STRICT;
 "#];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

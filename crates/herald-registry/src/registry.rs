@@ -1,0 +1,393 @@
+//! One tenant's registry, as an immutable snapshot: every version of every
+//! stored definition plus seed 000's built-in vocabulary (as definitions
+//! without schemas, hidden when the tenant defines the same type), indexed
+//! for the ingest hot path. It is the tenant's [`Vocabulary`]: which
+//! category a type belongs to, and what its definition demands of an event.
+//!
+//! Resolution of an event type: the tenant's exact definition, else a
+//! built-in type, else the most specific matching pattern.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, OnceLock};
+
+use herald_core::vocabulary::{BUILTIN_TYPES, CategorySet};
+use herald_core::{
+    Category, DefinitionCheck, ErrorKind, EventSource, FieldError, RawEvent, TenantId, Timestamp,
+    Vocabulary,
+};
+use jsonschema::Validator;
+
+use crate::cache::ValidatorCache;
+use crate::definition::EventDefinition;
+use crate::pattern::TypePattern;
+
+/// Id prefix of the built-in definitions (`builtin.payment_authorized`).
+pub const BUILTIN_PREFIX: &str = "builtin.";
+
+/// Seed 000's vocabulary as definitions: no schema, any source.
+pub fn builtin_definitions() -> Vec<EventDefinition> {
+    // A fixed instant, so built-ins look the same on every instance and run.
+    let since = Timestamp::parse("2025-01-01T00:00:00Z").expect("a valid constant");
+    BUILTIN_TYPES
+        .iter()
+        .flat_map(|(category, types)| {
+            types.iter().map(move |t| EventDefinition {
+                definition_id: format!("{BUILTIN_PREFIX}{t}"),
+                version: 1,
+                event_type: TypePattern::parse(t).expect("built-in types are valid"),
+                category: *category,
+                event_category: None,
+                name: t.replace('_', " "),
+                description: Some(format!(
+                    "Built-in {category} event type (seed 000). Register a definition for `{t}` to give it a payload schema."
+                )),
+                payload_schema: None,
+                allowed_sources: Vec::new(),
+                examples: Vec::new(),
+                ui: serde_json::Map::new(),
+                compatibility: None,
+                builtin: true,
+                created_at: since,
+                updated_at: since,
+            })
+        })
+        .collect()
+}
+
+/// One stored version with its validator, compiled on first use.
+#[derive(Debug)]
+pub struct CompiledVersion {
+    pub definition: EventDefinition,
+    validator: OnceLock<Result<Arc<Validator>, String>>,
+}
+
+/// One definition: its versions, oldest first (never empty).
+#[derive(Debug)]
+pub struct Entry {
+    versions: Vec<CompiledVersion>,
+}
+
+impl Entry {
+    pub fn latest(&self) -> &EventDefinition {
+        &self.latest_compiled().definition
+    }
+
+    fn latest_compiled(&self) -> &CompiledVersion {
+        self.versions.last().expect("an entry has a version")
+    }
+
+    pub fn version(&self, v: u32) -> Option<&EventDefinition> {
+        self.compiled(v).map(|c| &c.definition)
+    }
+
+    fn compiled(&self, v: u32) -> Option<&CompiledVersion> {
+        self.versions.iter().find(|c| c.definition.version == v)
+    }
+
+    /// Every version number, ascending.
+    pub fn versions(&self) -> Vec<u32> {
+        self.versions.iter().map(|c| c.definition.version).collect()
+    }
+}
+
+/// Filters for listing definitions; all given ones must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DefinitionFilter {
+    pub category: Option<Category>,
+    /// Definitions this source may send (those listing it, or allowing any).
+    pub source: Option<EventSource>,
+    pub type_prefix: Option<String>,
+    /// Every whitespace-separated term, case-insensitively, in the type,
+    /// name, description or UI metadata.
+    pub text: Option<String>,
+    pub builtin: Option<bool>,
+    pub limit: usize,
+    pub offset: usize,
+}
+
+/// One tenant's definitions, ready for ingest and discovery.
+#[derive(Debug)]
+pub struct Registry {
+    tenant: TenantId,
+    cache: Arc<ValidatorCache>,
+    /// Sorted by event type.
+    entries: Vec<Arc<Entry>>,
+    by_id: HashMap<String, Arc<Entry>>,
+    exact: HashMap<String, Arc<Entry>>,
+    /// Most specific first.
+    patterns: Vec<Arc<Entry>>,
+}
+
+impl Registry {
+    /// Builds the snapshot from every stored version of the tenant's
+    /// definitions, and drops cached validators it no longer needs.
+    pub fn build(
+        tenant: TenantId,
+        stored: Vec<EventDefinition>,
+        cache: Arc<ValidatorCache>,
+    ) -> Registry {
+        let mut grouped: HashMap<String, Vec<EventDefinition>> = HashMap::new();
+        for d in stored {
+            grouped.entry(d.definition_id.clone()).or_default().push(d);
+        }
+        let live: HashSet<(String, u32)> = grouped
+            .values()
+            .flatten()
+            .map(|d| (d.definition_id.clone(), d.version))
+            .collect();
+        cache.retain_tenant(&tenant, |id, v| live.contains(&(id.to_string(), v)));
+
+        let mut entries: Vec<Arc<Entry>> = grouped
+            .into_values()
+            .map(|mut versions| {
+                versions.sort_by_key(|d| d.version);
+                Arc::new(Entry {
+                    versions: versions
+                        .into_iter()
+                        .map(|definition| CompiledVersion {
+                            definition,
+                            validator: OnceLock::new(),
+                        })
+                        .collect(),
+                })
+            })
+            .collect();
+        let defined: HashSet<String> = entries
+            .iter()
+            .map(|e| e.latest().event_type.as_str().to_string())
+            .collect();
+        entries.extend(
+            builtin_definitions()
+                .into_iter()
+                .filter(|d| !defined.contains(d.event_type.as_str()))
+                .map(|definition| {
+                    Arc::new(Entry {
+                        versions: vec![CompiledVersion {
+                            definition,
+                            validator: OnceLock::new(),
+                        }],
+                    })
+                }),
+        );
+        entries.sort_by(|a, b| a.latest().event_type.as_str().cmp(b.latest().event_type.as_str()));
+
+        let mut by_id = HashMap::new();
+        let mut exact = HashMap::new();
+        let mut patterns = Vec::new();
+        for e in &entries {
+            let d = e.latest();
+            by_id.insert(d.definition_id.clone(), e.clone());
+            if d.event_type.is_pattern() {
+                patterns.push(e.clone());
+            } else {
+                exact.insert(d.event_type.as_str().to_string(), e.clone());
+            }
+        }
+        patterns.sort_by(|a: &Arc<Entry>, b: &Arc<Entry>| {
+            b.latest()
+                .event_type
+                .specificity()
+                .cmp(&a.latest().event_type.specificity())
+        });
+        Registry {
+            tenant,
+            cache,
+            entries,
+            by_id,
+            exact,
+            patterns,
+        }
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Entry>> {
+        self.by_id.get(id)
+    }
+
+    /// The definition whose event type (or pattern) is exactly `t`.
+    pub fn by_type(&self, t: &str) -> Option<&Arc<Entry>> {
+        self.exact.get(t).or_else(|| {
+            self.patterns
+                .iter()
+                .find(|e| e.latest().event_type.as_str() == t)
+        })
+    }
+
+    /// The definition that applies to events of type `event_type`.
+    pub fn resolve(&self, event_type: &str) -> Option<&Arc<Entry>> {
+        self.exact.get(event_type).or_else(|| {
+            self.patterns
+                .iter()
+                .find(|e| e.latest().event_type.matches(event_type))
+        })
+    }
+
+    /// By id, else by its exact type or pattern, else the definition that
+    /// applies to that type (seed 002's "get by ID or pattern").
+    pub fn lookup(&self, id_or_type: &str) -> Option<&Arc<Entry>> {
+        self.by_id(id_or_type)
+            .or_else(|| self.by_type(id_or_type))
+            .or_else(|| self.resolve(id_or_type))
+    }
+
+    /// One page of latest versions matching `f`, sorted by type, and how
+    /// many match in all.
+    pub fn list(&self, f: &DefinitionFilter) -> (Vec<&Arc<Entry>>, usize) {
+        let terms: Vec<String> = f
+            .text
+            .as_deref()
+            .unwrap_or("")
+            .split_whitespace()
+            .map(str::to_lowercase)
+            .collect();
+        let matching: Vec<&Arc<Entry>> = self
+            .entries
+            .iter()
+            .filter(|e| {
+                let d = e.latest();
+                f.category.is_none_or(|c| d.category == c)
+                    && f.source.is_none_or(|s| {
+                        d.allowed_sources.is_empty() || d.allowed_sources.contains(&s)
+                    })
+                    && f
+                        .type_prefix
+                        .as_deref()
+                        .is_none_or(|p| d.event_type.as_str().starts_with(p))
+                    && f.builtin.is_none_or(|b| d.builtin == b)
+                    && (terms.is_empty() || {
+                        let hay = format!(
+                            "{} {} {} {}",
+                            d.event_type,
+                            d.name,
+                            d.description.as_deref().unwrap_or(""),
+                            serde_json::Value::Object(d.ui.clone())
+                        )
+                        .to_lowercase();
+                        terms.iter().all(|t| hay.contains(t.as_str()))
+                    })
+            })
+            .collect();
+        let total = matching.len();
+        let page = matching
+            .into_iter()
+            .skip(f.offset)
+            .take(f.limit)
+            .collect();
+        (page, total)
+    }
+
+    fn validator<'a>(&self, v: &'a CompiledVersion) -> &'a Result<Arc<Validator>, String> {
+        v.validator.get_or_init(|| {
+            let d = &v.definition;
+            match &d.payload_schema {
+                Some(schema) => {
+                    self.cache
+                        .get_or_compile(&self.tenant, &d.definition_id, d.version, schema)
+                }
+                None => Err("no schema".into()),
+            }
+        })
+    }
+}
+
+fn error(field: &str, kind: ErrorKind, message: String) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message,
+        kind,
+    }
+}
+
+impl Vocabulary for Registry {
+    fn categories_of(&self, event_type: &str) -> Option<CategorySet> {
+        self.resolve(event_type)
+            .map(|e| CategorySet::of(e.latest().category))
+    }
+
+    fn types_of(&self, category: Category) -> Vec<String> {
+        self.entries
+            .iter()
+            .map(|e| e.latest())
+            .filter(|d| d.category == category)
+            .map(|d| d.event_type.as_str().to_string())
+            .collect()
+    }
+
+    fn check_definition(&self, raw: &RawEvent) -> DefinitionCheck {
+        let Some(entry) = self.resolve(raw.event_type.as_str()) else {
+            return DefinitionCheck::default();
+        };
+        let latest = entry.latest_compiled();
+        if latest.definition.builtin {
+            return DefinitionCheck::default();
+        }
+        let version = match raw.schema_version {
+            None => latest,
+            Some(v) => match entry.compiled(v) {
+                Some(c) => c,
+                None => {
+                    return DefinitionCheck {
+                        errors: vec![error(
+                            "/schema_version",
+                            ErrorKind::InvalidValue,
+                            format!(
+                                "definition `{}` of `{}` has no version {v}; its versions are: {}",
+                                latest.definition.definition_id,
+                                latest.definition.event_type,
+                                entry
+                                    .versions()
+                                    .iter()
+                                    .map(u32::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
+                        )],
+                        schema_version: None,
+                    };
+                }
+            },
+        };
+        let d = &version.definition;
+        let mut errors = Vec::new();
+        if !d.allowed_sources.is_empty() {
+            let source = raw.event_source.unwrap_or(EventSource::Backend);
+            if !d.allowed_sources.contains(&source) {
+                errors.push(error(
+                    "/event_source",
+                    ErrorKind::NotAllowed,
+                    format!(
+                        "`{}` events may be sent only by: {} (definition {} v{}); this one is from {source}",
+                        raw.event_type,
+                        d.allowed_sources
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        d.definition_id,
+                        d.version
+                    ),
+                ));
+            }
+        }
+        if d.payload_schema.is_some() {
+            match self.validator(version) {
+                Ok(v) => errors.extend(crate::schema::validate(v, &raw.data, "/data")),
+                Err(why) => errors.push(error(
+                    "/data",
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "definition {} v{} has a payload schema that no longer compiles ({why}); fix it with a new version",
+                        d.definition_id, d.version
+                    ),
+                )),
+            }
+        }
+        DefinitionCheck {
+            errors,
+            schema_version: Some(d.version),
+        }
+    }
+}
