@@ -629,3 +629,120 @@ async fn sqlite_data_survives_reopen() {
         "idempotency holds across restarts"
     );
 }
+
+fn definition(id: &str, version: u32, body: serde_json::Value) -> herald_registry::EventDefinition {
+    herald_registry::parse_input(&body, None)
+        .expect("valid test definition")
+        .into_definition(id.into(), version, Timestamp::now())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_keep_every_version_and_one_definition_per_type() {
+    for b in backends() {
+        let (t, other) = (tenant("acme"), tenant("globex"));
+        let v1 = definition(
+            "def_a",
+            1,
+            json!({"event_type": "order.*", "category": "business", "name": "Orders",
+                "payload_schema": {"type": "object", "required": ["id"]}, "allowed_sources": ["backend"],
+                "examples": [{"id": "o-1"}], "ui": {"icon": "cart"}}),
+        );
+        b.store.insert_definition(&t, v1.clone()).await.unwrap();
+        let mut v2 = v1.next_version(
+            herald_registry::parse_input(
+                &json!({"event_type": "order.*", "category": "business", "name": "Orders v2"}),
+                None,
+            )
+            .unwrap(),
+            Timestamp::now(),
+        );
+        v2.description = Some("second".into());
+        b.store.insert_definition(&t, v2.clone()).await.unwrap();
+
+        // Round trip, latest by default, any version on request.
+        let latest = b.store.get_definition(&t, "def_a", None).await.unwrap();
+        assert_eq!(latest.as_ref(), Some(&v2), "{}", b.name);
+        assert!(latest.unwrap().compatibility.is_some());
+        assert_eq!(
+            b.store.get_definition(&t, "def_a", Some(1)).await.unwrap(),
+            Some(v1.clone()),
+            "{}",
+            b.name
+        );
+        assert_eq!(b.store.get_definition(&t, "def_a", Some(3)).await.unwrap(), None);
+        assert_eq!(b.store.definitions(&t).await.unwrap(), vec![v1.clone(), v2.clone()]);
+
+        // A version is immutable: writing it again is a conflict.
+        assert!(matches!(
+            b.store.insert_definition(&t, v2.clone()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        // A second definition for the same type is a conflict; another type is not.
+        let dup = definition("def_b", 1, json!({"event_type": "order.*", "category": "business"}));
+        assert!(matches!(
+            b.store.insert_definition(&t, dup.clone()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let other_type = definition("def_b", 1, json!({"event_type": "order.paid", "category": "business"}));
+        b.store.insert_definition(&t, other_type).await.unwrap();
+
+        // Tenants are isolated, and another tenant may define the same type.
+        assert_eq!(b.store.get_definition(&other, "def_a", None).await.unwrap(), None);
+        assert!(b.store.definitions(&other).await.unwrap().is_empty());
+        b.store.insert_definition(&other, dup).await.unwrap();
+        assert_eq!(b.store.definitions(&t).await.unwrap().len(), 3, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_default_to_permissive_and_persist_per_tenant() {
+    for b in backends() {
+        let (t, other) = (tenant("acme"), tenant("globex"));
+        let defaults = b.store.get_settings(&t).await.unwrap();
+        assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
+        assert_eq!(defaults.validation_mode, herald_core::ValidationMode::Permissive);
+        let strict = TenantSettings {
+            validation_mode: herald_core::ValidationMode::Strict,
+            updated_at: Some(Timestamp::now()),
+        };
+        b.store.put_settings(&t, strict.clone()).await.unwrap();
+        assert_eq!(b.store.get_settings(&t).await.unwrap(), strict, "{}", b.name);
+        assert_eq!(b.store.get_settings(&other).await.unwrap(), TenantSettings::default());
+        let back = TenantSettings {
+            validation_mode: herald_core::ValidationMode::Permissive,
+            updated_at: Some(Timestamp::now()),
+        };
+        b.store.put_settings(&t, back.clone()).await.unwrap();
+        assert_eq!(b.store.get_settings(&t).await.unwrap(), back, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = tenant("acme");
+    let id = {
+        let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+        let out = store
+            .append(vec![event(&t, json!({"event_type": "x", "category": "system"}))])
+            .await
+            .unwrap();
+        store.close().await;
+        stored(&out[0]).event_id
+    };
+    // Turn it back into a schema-version-1 database, as the first release wrote.
+    {
+        let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
+        conn.execute_batch(
+            "DROP TABLE event_definitions; DROP TABLE tenant_settings; PRAGMA user_version = 1;",
+        )
+        .unwrap();
+    }
+    let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+    assert!(store.get_event(&t, id).await.unwrap().is_some());
+    let d = definition("def_a", 1, json!({"event_type": "x", "category": "system"}));
+    store.insert_definition(&t, d.clone()).await.unwrap();
+    store.close().await;
+    let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+    assert_eq!(store.definitions(&t).await.unwrap(), vec![d], "survives a reopen");
+}
