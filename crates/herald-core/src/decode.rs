@@ -114,6 +114,18 @@ pub fn decode_event(
     value: Value,
     limits: &Limits,
 ) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
+    let (raw, f) = decode_lenient(value, limits);
+    match raw {
+        Some(raw) if f.errors.is_empty() => Ok((raw, f.warnings)),
+        _ => Err(ValidationResult::from_parts(f.errors, f.warnings)),
+    }
+}
+
+/// Decodes as far as the input allows: the event whenever its type and
+/// category could be read (even with other fields in error, which are then
+/// absent from it), so later checks can add their findings to the same
+/// answer; and every finding.
+pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>, Findings) {
     let mut f = Findings::default();
     let Value::Object(mut body) = value else {
         f.error(
@@ -121,7 +133,7 @@ pub fn decode_event(
             ErrorKind::InvalidType,
             format!("an event is a JSON object, got {}", type_name(&value)),
         );
-        return Err(ValidationResult::from_parts(f.errors, f.warnings));
+        return (None, f);
     };
     let mut d = Decoder { f: &mut f, limits };
 
@@ -287,35 +299,32 @@ pub fn decode_event(
         }
     }
 
-    let Findings { errors, warnings } = f;
-    match (event_type, category) {
-        (Some(event_type), Some(category)) if errors.is_empty() => Ok((
-            RawEvent {
-                event_type,
-                category,
-                event_category,
-                event_source,
-                timestamp,
-                tenant_id,
-                actor,
-                object,
-                correlation,
-                outcome,
-                evidence,
-                context,
-                environment_given,
-                data,
-                metadata,
-                stream_id,
-                expected_version,
-                idempotency_key,
-                schema_version,
-                traceparent,
-            },
-            warnings,
-        )),
-        _ => Err(ValidationResult::from_parts(errors, warnings)),
-    }
+    let raw = match (event_type, category) {
+        (Some(event_type), Some(category)) => Some(RawEvent {
+            event_type,
+            category,
+            event_category,
+            event_source,
+            timestamp,
+            tenant_id,
+            actor,
+            object,
+            correlation,
+            outcome,
+            evidence,
+            context,
+            environment_given,
+            data,
+            metadata,
+            stream_id,
+            expected_version,
+            idempotency_key,
+            schema_version,
+            traceparent,
+        }),
+        _ => None,
+    };
+    (raw, f)
 }
 
 /// One walk's state: where findings go and the limits in force.

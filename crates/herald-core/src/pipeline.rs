@@ -125,15 +125,24 @@ impl EventProcessor {
         &self,
         value: Value,
     ) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
-        let (mut raw, warnings) = decode::decode_event(value, &self.limits)?;
-        let mut f = Findings {
-            errors: Vec::new(),
-            warnings,
+        // Leniently, so the vocabulary and definition checks can name their
+        // findings alongside any decoding errors.
+        let (raw, mut f) = decode::decode_lenient(value, &self.limits);
+        let Some(mut raw) = raw else {
+            return Err(ValidationResult::from_parts(f.errors, f.warnings));
         };
         self.check_vocabulary(&raw, &mut f);
         // Before normalisation and redaction: schemas see the sender's payload.
         let checked = self.vocabulary.check_definition(&raw);
-        f.errors.extend(checked.errors);
+        // A field that failed decoding is absent from `raw`; its default must
+        // not earn it a second, misleading error.
+        let decode_failed: Vec<String> = f.errors.iter().map(|e| e.field.clone()).collect();
+        f.errors.extend(
+            checked
+                .errors
+                .into_iter()
+                .filter(|e| !decode_failed.contains(&e.field)),
+        );
         if raw.schema_version.is_none() {
             raw.schema_version = checked.schema_version;
         }

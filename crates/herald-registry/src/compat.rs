@@ -88,9 +88,15 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
         );
     }
     if old.event_category != new.event_category {
-        d.compatible("/event_category", "event_category changed (descriptive only)");
+        d.compatible(
+            "/event_category",
+            "event_category changed (descriptive only)",
+        );
     }
-    match (old.allowed_sources.is_empty(), new.allowed_sources.is_empty()) {
+    match (
+        old.allowed_sources.is_empty(),
+        new.allowed_sources.is_empty(),
+    ) {
         (true, false) => d.breaking(
             "/allowed_sources",
             "any source was allowed; now only the listed ones are",
@@ -128,11 +134,18 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
         || old.examples != new.examples
         || old.ui != new.ui;
     if docs {
-        d.compatible("", "documentation changed (name, description, examples or ui)");
+        d.compatible(
+            "",
+            "documentation changed (name, description, examples or ui)",
+        );
     }
     let level = if d.changes.iter().any(|c| c.breaking) {
         Level::Breaking
-    } else if d.changes.iter().all(|c| c.path.is_empty() || c.path == "/event_category") {
+    } else if d
+        .changes
+        .iter()
+        .all(|c| c.path.is_empty() || c.path == "/event_category")
+    {
         Level::Identical
     } else {
         Level::Backward
@@ -206,7 +219,11 @@ fn as_object(v: &Value) -> Option<Map<String, Value>> {
 fn types(v: Option<&Value>) -> Option<BTreeSet<String>> {
     match v? {
         Value::String(s) => Some([s.clone()].into()),
-        Value::Array(a) => Some(a.iter().filter_map(|t| t.as_str().map(String::from)).collect()),
+        Value::Array(a) => Some(
+            a.iter()
+                .filter_map(|t| t.as_str().map(String::from))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -229,7 +246,10 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
         return;
     }
     let (Some(o), Some(n)) = (as_object(old), as_object(new)) else {
-        d.breaking(path, "changed in a way the compatibility check cannot follow");
+        d.breaking(
+            path,
+            "changed in a way the compatibility check cannot follow",
+        );
         return;
     };
 
@@ -238,7 +258,10 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
         (Some(_), None) => d.compatible(&pointer_push(path, "type"), "type constraint removed"),
         (None, Some(nt)) => d.breaking(
             &pointer_push(path, "type"),
-            format!("type now constrained to {}", nt.into_iter().collect::<Vec<_>>().join(" or ")),
+            format!(
+                "type now constrained to {}",
+                nt.into_iter().collect::<Vec<_>>().join(" or ")
+            ),
         ),
         (Some(ot), Some(nt)) if ot != nt => {
             let lost: Vec<&String> = ot.iter().filter(|t| !type_covered(t, &nt)).collect();
@@ -249,7 +272,10 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
                     &pointer_push(path, "type"),
                     format!(
                         "type narrowed: {} no longer accepted",
-                        lost.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                        lost.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 );
             }
@@ -261,7 +287,11 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
     let names = |m: &Map<String, Value>| -> BTreeSet<String> {
         m.get("required")
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let (or, nr) = (names(&o), names(&n));
@@ -280,8 +310,14 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
 
     // properties
     let empty = Map::new();
-    let op = o.get("properties").and_then(Value::as_object).unwrap_or(&empty);
-    let np = n.get("properties").and_then(Value::as_object).unwrap_or(&empty);
+    let op = o
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    let np = n
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
     let props = pointer_push(path, "properties");
     for (k, ov) in op {
         let at = pointer_push(&props, k);
@@ -292,7 +328,10 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
     }
     for k in np.keys().filter(|k| !op.contains_key(*k)) {
         if !nr.contains(k) {
-            d.compatible(&pointer_push(&props, k), format!("optional property `{k}` added"));
+            d.compatible(
+                &pointer_push(&props, k),
+                format!("optional property `{k}` added"),
+            );
         }
     }
 
@@ -309,7 +348,10 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
 
     // enum and const
     let at = pointer_push(path, "enum");
-    match (o.get("enum").and_then(Value::as_array), n.get("enum").and_then(Value::as_array)) {
+    match (
+        o.get("enum").and_then(Value::as_array),
+        n.get("enum").and_then(Value::as_array),
+    ) {
         (None, Some(_)) => d.breaking(&at, "values now limited to an enum"),
         (Some(_), None) => d.compatible(&at, "enum removed"),
         (Some(a), Some(b)) => {
@@ -331,11 +373,27 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
 
     // Lower and upper bounds.
     let num = |m: &Map<String, Value>, k: &str| m.get(k).and_then(Value::as_f64);
-    for key in ["minimum", "exclusiveMinimum", "minLength", "minItems", "minProperties"] {
-        bound(d, path, key, num(&o, key), num(&n, key), |old, new| new > old);
+    for key in [
+        "minimum",
+        "exclusiveMinimum",
+        "minLength",
+        "minItems",
+        "minProperties",
+    ] {
+        bound(d, path, key, num(&o, key), num(&n, key), |old, new| {
+            new > old
+        });
     }
-    for key in ["maximum", "exclusiveMaximum", "maxLength", "maxItems", "maxProperties"] {
-        bound(d, path, key, num(&o, key), num(&n, key), |old, new| new < old);
+    for key in [
+        "maximum",
+        "exclusiveMaximum",
+        "maxLength",
+        "maxItems",
+        "maxProperties",
+    ] {
+        bound(d, path, key, num(&o, key), num(&n, key), |old, new| {
+            new < old
+        });
     }
 
     // Added or changed constraints that cannot be ordered.
@@ -349,9 +407,15 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
     }
     let unique = |m: &Map<String, Value>| m.get("uniqueItems") == Some(&Value::Bool(true));
     if unique(&n) && !unique(&o) {
-        d.breaking(&pointer_push(path, "uniqueItems"), "items must now be unique");
+        d.breaking(
+            &pointer_push(path, "uniqueItems"),
+            "items must now be unique",
+        );
     } else if unique(&o) && !unique(&n) {
-        d.compatible(&pointer_push(path, "uniqueItems"), "items need no longer be unique");
+        d.compatible(
+            &pointer_push(path, "uniqueItems"),
+            "items need no longer be unique",
+        );
     }
 
     // Anything else that changed is beyond this check.
@@ -472,12 +536,24 @@ mod tests {
 
     #[test]
     fn integer_to_number_widens_and_unknown_keywords_count_as_breaking() {
-        let old = def(1, json!({"event_type": "t", "category": "system", "payload_schema": {"type": "integer"}}));
-        let wider = def(2, json!({"event_type": "t", "category": "system", "payload_schema": {"type": "number"}}));
+        let old = def(
+            1,
+            json!({"event_type": "t", "category": "system", "payload_schema": {"type": "integer"}}),
+        );
+        let wider = def(
+            2,
+            json!({"event_type": "t", "category": "system", "payload_schema": {"type": "number"}}),
+        );
         assert_eq!(compare(&old, &wider).level, Level::Backward);
         assert_eq!(compare(&wider, &old).level, Level::Breaking);
-        let all_of = def(2, json!({"event_type": "t", "category": "system", "payload_schema": {"type": "integer", "allOf": [{"minimum": 1}]}}));
-        assert_eq!(breaking_paths(&compare(&old, &all_of)), ["/payload_schema/allOf"]);
+        let all_of = def(
+            2,
+            json!({"event_type": "t", "category": "system", "payload_schema": {"type": "integer", "allOf": [{"minimum": 1}]}}),
+        );
+        assert_eq!(
+            breaking_paths(&compare(&old, &all_of)),
+            ["/payload_schema/allOf"]
+        );
         let none = def(1, json!({"event_type": "t", "category": "system"}));
         assert_eq!(compare(&none, &old).level, Level::Breaking);
         assert_eq!(compare(&old, &none).level, Level::Backward);

@@ -483,9 +483,16 @@ mod tests {
         )
         .unwrap();
         assert!(d.event_type.is_pattern());
-        assert_eq!(d.category, Category::Business, "derived from event_category");
+        assert_eq!(
+            d.category,
+            Category::Business,
+            "derived from event_category"
+        );
         assert_eq!(d.name, "Orders");
-        assert_eq!(d.allowed_sources, [EventSource::Backend, EventSource::Scheduled]);
+        assert_eq!(
+            d.allowed_sources,
+            [EventSource::Backend, EventSource::Scheduled]
+        );
     }
 
     #[test]
@@ -497,10 +504,21 @@ mod tests {
             }),
             None,
         ));
-        for want in ["/event_type", "/category", "/allowed_sources/0", "/payload_schema/type", "/examples", "/ui", "/colour"] {
+        for want in [
+            "/event_type",
+            "/category",
+            "/allowed_sources/0",
+            "/payload_schema/type",
+            "/examples",
+            "/ui",
+            "/colour",
+        ] {
             assert!(f.iter().any(|x| x == want), "{want} missing from {f:?}");
         }
-        assert_eq!(fields(parse_input(&json!({}), None)), ["/event_type", "/category"]);
+        assert_eq!(
+            fields(parse_input(&json!({}), None)),
+            ["/event_type", "/category"]
+        );
     }
 
     #[test]
@@ -516,7 +534,11 @@ mod tests {
         .unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].field, "/examples/1/n");
-        assert!(errors[0].message.contains("example 1"), "{}", errors[0].message);
+        assert!(
+            errors[0].message.contains("example 1"),
+            "{}",
+            errors[0].message
+        );
     }
 
     #[test]
@@ -525,7 +547,10 @@ mod tests {
         let ok = parse_input(&json!({"category": "business"}), Some(&fixed)).unwrap();
         assert_eq!(ok.event_type, fixed);
         assert_eq!(
-            fields(parse_input(&json!({"event_type": "order.paid", "category": "business"}), Some(&fixed))),
+            fields(parse_input(
+                &json!({"event_type": "order.paid", "category": "business"}),
+                Some(&fixed)
+            )),
             ["/event_type"]
         );
     }

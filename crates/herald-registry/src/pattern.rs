@@ -215,19 +215,38 @@ mod tests {
     #[test]
     fn malformed_patterns_are_refused_with_a_reason() {
         for bad in [
-            "order*", "order.>.x", "order..*", ".order.*", "or der.*", "*.", "", " x",
+            "order*",
+            "order.>.x",
+            "order..*",
+            ".order.*",
+            "or der.*",
+            "*.",
+            "",
+            " x",
         ] {
             assert!(TypePattern::parse(bad).is_err(), "{bad:?}");
         }
-        assert!(TypePattern::parse("Order Completed").is_ok(), "exact types may hold spaces");
+        assert!(
+            TypePattern::parse("Order Completed").is_ok(),
+            "exact types may hold spaces"
+        );
     }
 
     #[test]
     fn the_more_specific_pattern_wins() {
-        let mut ps = [p(">"), p("order.>"), p("order.*"), p("*.created"), p("order.created.*")];
+        let mut ps = [
+            p(">"),
+            p("order.>"),
+            p("order.*"),
+            p("*.created"),
+            p("order.created.*"),
+        ];
         ps.sort_by(|a, b| b.specificity().cmp(&a.specificity()));
         let order: Vec<&str> = ps.iter().map(|p| p.as_str()).collect();
-        assert_eq!(order, ["order.created.*", "order.*", "*.created", "order.>", ">"]);
+        assert_eq!(
+            order,
+            ["order.created.*", "order.*", "*.created", "order.>", ">"]
+        );
         assert!(p("order.created").specificity() > p("order.created.*").specificity());
     }
 }

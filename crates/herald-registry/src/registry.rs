@@ -169,7 +169,12 @@ impl Registry {
                     })
                 }),
         );
-        entries.sort_by(|a, b| a.latest().event_type.as_str().cmp(b.latest().event_type.as_str()));
+        entries.sort_by(|a, b| {
+            a.latest()
+                .event_type
+                .as_str()
+                .cmp(b.latest().event_type.as_str())
+        });
 
         let mut by_id = HashMap::new();
         let mut exact = HashMap::new();
@@ -252,8 +257,7 @@ impl Registry {
                     && f.source.is_none_or(|s| {
                         d.allowed_sources.is_empty() || d.allowed_sources.contains(&s)
                     })
-                    && f
-                        .type_prefix
+                    && f.type_prefix
                         .as_deref()
                         .is_none_or(|p| d.event_type.as_str().starts_with(p))
                     && f.builtin.is_none_or(|b| d.builtin == b)
@@ -271,11 +275,7 @@ impl Registry {
             })
             .collect();
         let total = matching.len();
-        let page = matching
-            .into_iter()
-            .skip(f.offset)
-            .take(f.limit)
-            .collect();
+        let page = matching.into_iter().skip(f.offset).take(f.limit).collect();
         (page, total)
     }
 

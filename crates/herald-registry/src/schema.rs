@@ -148,7 +148,11 @@ fn push_error(out: &mut Vec<FieldError>, e: &ValidationError<'_>, prefix: &str) 
         K::Type { kind } => add(
             at,
             ErrorKind::InvalidType,
-            format!("expected {}, got {}", json_types(kind), type_name(e.instance())),
+            format!(
+                "expected {}, got {}",
+                json_types(kind),
+                type_name(e.instance())
+            ),
         ),
         K::Required { property } => add(
             pointer_push(&at, property.as_str().unwrap_or_default()),
@@ -306,15 +310,20 @@ mod tests {
     fn draft_7_is_accepted_and_older_or_unknown_drafts_are_not() {
         let d7 = json!({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
             "properties": {"n": {"type": "integer"}}, "dependencies": {"n": ["m"]}});
-        assert_eq!(fields(d7, json!({"n": 1})), vec![("/data/m".into(), ErrorKind::Missing)]);
-        let bad = compile(&json!({"$schema": "http://json-schema.org/draft-04/schema#"})).unwrap_err();
+        assert_eq!(
+            fields(d7, json!({"n": 1})),
+            vec![("/data/m".into(), ErrorKind::Missing)]
+        );
+        let bad =
+            compile(&json!({"$schema": "http://json-schema.org/draft-04/schema#"})).unwrap_err();
         assert_eq!(bad[0].pointer, "/$schema");
     }
 
     #[test]
     fn schema_problems_are_all_named_and_remote_refs_refused() {
         let problems =
-            compile(&json!({"type": "objekt", "properties": {"n": {"minimum": "zero"}}})).unwrap_err();
+            compile(&json!({"type": "objekt", "properties": {"n": {"minimum": "zero"}}}))
+                .unwrap_err();
         let pointers: Vec<&str> = problems.iter().map(|p| p.pointer.as_str()).collect();
         assert!(pointers.contains(&"/type"), "{problems:?}");
         assert!(pointers.contains(&"/properties/n/minimum"), "{problems:?}");
@@ -328,13 +337,22 @@ mod tests {
             fields(json!({"type": "string", "format": "email"}), json!("nope")),
             vec![("/data".into(), ErrorKind::InvalidValue)]
         );
-        assert!(fields(json!({"type": "string", "format": "email"}), json!("a@b.example")).is_empty());
+        assert!(
+            fields(
+                json!({"type": "string", "format": "email"}),
+                json!("a@b.example")
+            )
+            .is_empty()
+        );
     }
 
     #[test]
     fn errors_are_capped() {
         let items: Vec<Value> = (0..150).map(|_| json!("x")).collect();
-        let got = fields(json!({"type": "array", "items": {"type": "integer"}}), Value::Array(items));
+        let got = fields(
+            json!({"type": "array", "items": {"type": "integer"}}),
+            Value::Array(items),
+        );
         assert_eq!(got.len(), MAX_ERRORS + 1);
     }
 }

@@ -109,14 +109,14 @@ pub async fn create(
     body::require_json(&headers)?;
     // A little slack over the event limit so the 413 can say the real size.
     let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
-    let tenant = app.tenant_context(&key.tenant_id);
+    let tenant = app.tenant_context(&key.tenant_id).await?;
     let ctx = ProcessingContext {
         tenant_id: &key.tenant_id,
         email_hasher: &tenant.hasher,
         processing_timestamp: Timestamp::now(),
         traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
     };
-    let processed = app
+    let processed = tenant
         .processor
         .process_json(&bytes, &ctx)
         .map_err(rejection)?;
@@ -229,7 +229,7 @@ pub async fn batch(
             Vec::new(),
         ));
     }
-    let tenant = app.tenant_context(&key.tenant_id);
+    let tenant = app.tenant_context(&key.tenant_id).await?;
     let ctx = ProcessingContext {
         tenant_id: &key.tenant_id,
         email_hasher: &tenant.hasher,
@@ -243,7 +243,7 @@ pub async fn batch(
     let mut accepted = Vec::new();
     let mut warnings = Vec::new();
     for item in &items {
-        let checked = app
+        let checked = tenant
             .processor
             .process_json(item.get().as_bytes(), &ctx)
             .map_err(rejection)

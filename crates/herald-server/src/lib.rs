@@ -7,9 +7,11 @@ pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod definitions;
 pub mod events;
 pub mod openapi;
 pub mod problem;
+pub mod settings;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -22,7 +24,8 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use herald_core::{EmailHasher, EventProcessor, Limits, TenantId};
-use herald_store::{Store, StoreError};
+use herald_registry::{Registry, ValidatorCache};
+use herald_store::{Store, StoreError, TenantSettings};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -33,11 +36,19 @@ pub use config::Config;
 pub struct App {
     pub config: Arc<Config>,
     pub store: Store,
+    /// The rules every tenant starts from (limits, redaction); each
+    /// tenant's processor adds its registry and validation mode.
     pub processor: Arc<EventProcessor>,
     pub keys: Arc<auth::KeyCache>,
     pub root_key_hash: [u8; 32],
     hash_secret: Arc<Vec<u8>>,
     tenants: Arc<Mutex<HashMap<TenantId, Arc<TenantContext>>>>,
+    /// Compiled payload schemas of every tenant, by (tenant, definition, version).
+    pub validators: Arc<ValidatorCache>,
+    /// Serialises definition and settings writes with the rebuild of the
+    /// tenant context that follows, so a rebuild never installs a snapshot
+    /// older than the last write.
+    registry_writes: Arc<tokio::sync::Mutex<()>>,
     pub worker_wake: Arc<Notify>,
 }
 
@@ -49,22 +60,80 @@ impl std::fmt::Debug for App {
     }
 }
 
-/// Per-tenant values derived once and reused.
+/// Per-tenant values derived once and reused until the tenant's
+/// definitions or settings change (on this instance).
 #[derive(Debug)]
 pub struct TenantContext {
     pub hasher: EmailHasher,
+    /// The tenant's definitions (and the built-ins) as one snapshot.
+    pub registry: Arc<Registry>,
+    pub settings: TenantSettings,
+    /// The base processor with this tenant's registry and validation mode.
+    pub processor: EventProcessor,
 }
 
 impl App {
-    pub fn tenant_context(&self, tenant: &TenantId) -> Arc<TenantContext> {
-        let mut map = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        map.entry(tenant.clone())
-            .or_insert_with(|| {
-                Arc::new(TenantContext {
-                    hasher: EmailHasher::for_tenant(&self.hash_secret, tenant),
-                })
-            })
-            .clone()
+    /// The tenant's context, loaded from the store on first use.
+    pub async fn tenant_context(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Arc<TenantContext>, StoreError> {
+        if let Some(ctx) = self.lock_tenants().get(tenant) {
+            return Ok(ctx.clone());
+        }
+        let loaded = self.load_tenant(tenant).await?;
+        // A rebuild that raced ahead of this load is newer: keep it.
+        Ok(self
+            .lock_tenants()
+            .entry(tenant.clone())
+            .or_insert(loaded)
+            .clone())
+    }
+
+    /// Runs `write`, then rebuilds the tenant's context from the store, all
+    /// under the registry write lock: ingest sees the change as soon as the
+    /// write is acknowledged.
+    pub async fn change_tenant<T, F, Fut>(
+        &self,
+        tenant: &TenantId,
+        write: F,
+    ) -> Result<T, problem::ApiError>
+    where
+        F: FnOnce(Arc<TenantContext>) -> Fut,
+        Fut: Future<Output = Result<T, problem::ApiError>>,
+    {
+        let _guard = self.registry_writes.lock().await;
+        let before = self.tenant_context(tenant).await?;
+        let out = write(before).await;
+        // Rebuilt even after a failed write: the store may have moved on.
+        let fresh = self.load_tenant(tenant).await?;
+        self.lock_tenants().insert(tenant.clone(), fresh);
+        out
+    }
+
+    async fn load_tenant(&self, tenant: &TenantId) -> Result<Arc<TenantContext>, StoreError> {
+        let definitions = self.store.definitions(tenant).await?;
+        let settings = self.store.get_settings(tenant).await?;
+        let registry = Arc::new(Registry::build(
+            tenant.clone(),
+            definitions,
+            self.validators.clone(),
+        ));
+        let processor = EventProcessor {
+            vocabulary: registry.clone(),
+            mode: settings.validation_mode,
+            ..(*self.processor).clone()
+        };
+        Ok(Arc::new(TenantContext {
+            hasher: EmailHasher::for_tenant(&self.hash_secret, tenant),
+            registry,
+            settings,
+            processor,
+        }))
+    }
+
+    fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<TenantContext>>> {
+        self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -88,6 +157,15 @@ pub fn router(app: App) -> Router {
         .route("/api/v1/events/batch", post(events::batch))
         .route("/api/v1/events/query", post(events::query))
         .route("/api/v1/events/{event_id}", get(events::get))
+        .route(
+            "/api/v1/event-definitions",
+            get(definitions::list).post(definitions::register),
+        )
+        .route(
+            "/api/v1/event-definitions/{id}",
+            get(definitions::get).put(definitions::update),
+        )
+        .route("/api/v1/settings", get(settings::get).put(settings::put))
         .route("/api/v1/audit", get(admin::list_audit))
         .route("/api/v1/admin/tenants", post(admin::create_tenant))
         .route(
@@ -208,6 +286,8 @@ pub fn build(config: Config) -> Result<App, ServerError> {
         root_key_hash: auth::hash_secret(&root_key),
         hash_secret: Arc::new(hash_secret.into_bytes()),
         tenants: Arc::default(),
+        validators: Arc::new(ValidatorCache::new()),
+        registry_writes: Arc::default(),
         worker_wake: Arc::new(Notify::new()),
     })
 }

@@ -67,6 +67,54 @@ pub const ROUTES: &[RouteDoc] = &[
     },
     RouteDoc {
         method: "get",
+        path: "/api/v1/event-definitions",
+        summary: "List event definitions (latest versions, built-ins included); filters category, source, type_prefix, q, builtin; limit/offset paging",
+        scope: Some("read"),
+        request: None,
+        success: (200, "EventDefinitionList"),
+    },
+    RouteDoc {
+        method: "post",
+        path: "/api/v1/event-definitions",
+        summary: "Register an event definition (version 1); 409 when the type already has one",
+        scope: Some("manage"),
+        request: Some("EventDefinitionRequest"),
+        success: (201, "EventDefinition"),
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/event-definitions/{id}",
+        summary: "One definition by id, exact type or pattern, or the one that applies to a type; ?version=N for an older version",
+        scope: Some("read"),
+        request: None,
+        success: (200, "EventDefinition"),
+    },
+    RouteDoc {
+        method: "put",
+        path: "/api/v1/event-definitions/{id}",
+        summary: "Update: a new immutable version with its compatibility; a breaking change needs ?allow_breaking=true (else 409 with the reasons)",
+        scope: Some("manage"),
+        request: Some("EventDefinitionRequest"),
+        success: (200, "EventDefinition"),
+    },
+    RouteDoc {
+        method: "get",
+        path: "/api/v1/settings",
+        summary: "The tenant's settings (validation_mode)",
+        scope: Some("read"),
+        request: None,
+        success: (200, "Settings"),
+    },
+    RouteDoc {
+        method: "put",
+        path: "/api/v1/settings",
+        summary: "Change the tenant's settings: validation_mode permissive (default) or strict",
+        scope: Some("manage"),
+        request: Some("Settings"),
+        success: (200, "Settings"),
+    },
+    RouteDoc {
+        method: "get",
         path: "/api/v1/audit",
         summary: "Audit trail, newest first",
         scope: Some("manage"),
@@ -115,7 +163,7 @@ fn schemas() -> Value {
     let source = enum_of(names(EventSource::ALL, EventSource::as_str));
     let outcome_status = enum_of(names(OutcomeStatus::ALL, OutcomeStatus::as_str));
     let status = enum_of(names(EventStatus::ALL, EventStatus::as_str));
-    json!({
+    let mut all = json!({
         "Problem": { "type": "object", "required": ["type", "title", "status", "detail"], "properties": {
             "type": s("string"), "title": s("string"), "status": s("integer"), "detail": s("string"),
             "errors": { "type": "array", "items": { "type": "object", "properties": {
@@ -162,7 +210,32 @@ fn schemas() -> Value {
         "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string") } },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
-    })
+    });
+    // The registry's schemas, in a second literal to stay within the
+    // macro's recursion limit.
+    let registry = json!({
+        "EventDefinitionRequest": { "type": "object", "required": ["event_type"], "properties": {
+            "event_type": { "type": "string", "description": "exact type (order.created) or NATS-style pattern: * one token, > one or more trailing tokens (alias: pattern)" },
+            "category": category, "event_category": event_category, "name": s("string"), "description": s("string"),
+            "payload_schema": { "description": "JSON Schema for data: draft 2020-12 (default), 2019-09 or 7 by $schema; no remote $ref (alias: schema)" },
+            "allowed_sources": { "type": "array", "items": source }, "examples": { "type": "array", "description": "example data payloads; each must validate" },
+            "ui": { "type": "object", "description": "free JSON for UI builders: display_name, icon, color, group, fields" } } },
+        "EventDefinition": { "type": "object", "properties": {
+            "id": s("string"), "definition_id": s("string"), "version": s("integer"), "versions": { "type": "array", "items": s("integer") },
+            "latest_version": s("integer"), "event_type": s("string"), "is_pattern": s("boolean"), "builtin": s("boolean"),
+            "category": category, "event_category": event_category, "name": s("string"), "description": s("string"),
+            "payload_schema": {}, "allowed_sources": { "type": "array", "items": source }, "examples": { "type": "array" }, "ui": string_map,
+            "compatibility": { "type": "object", "properties": { "previous_version": s("integer"), "level": enum_of(vec!["identical", "backward", "breaking"]),
+                "changes": { "type": "array", "items": { "type": "object", "properties": { "path": s("string"), "breaking": s("boolean"), "message": s("string") } } } } },
+            "created_at": { "type": "string", "format": "date-time" }, "updated_at": { "type": "string", "format": "date-time" } } },
+        "EventDefinitionList": { "type": "object", "properties": { "definitions": { "type": "array", "items": { "$ref": "#/components/schemas/EventDefinition" } },
+            "total": s("integer"), "has_more": s("boolean"), "limit": s("integer"), "offset": s("integer") } },
+        "Settings": { "type": "object", "properties": { "validation_mode": enum_of(vec!["permissive", "strict"]), "updated_at": { "type": "string", "format": "date-time" } } },
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), registry) {
+        all.extend(more);
+    }
+    all
 }
 
 pub fn document() -> Value {

@@ -531,10 +531,24 @@ fn row_to_definition(
     }
     let text = |i: usize| r.get::<_, String>(i);
     let opt = |i: usize| r.get::<_, Option<String>>(i);
-    let (id, version, ty, category, event_category, name, description) =
-        (text(0)?, r.get::<_, u32>(1)?, text(2)?, text(3)?, opt(4)?, text(5)?, opt(6)?);
-    let (schema, sources, examples, ui, compatibility, created, updated) =
-        (opt(7)?, text(8)?, text(9)?, text(10)?, opt(11)?, text(12)?, text(13)?);
+    let (id, version, ty, category, event_category, name, description) = (
+        text(0)?,
+        r.get::<_, u32>(1)?,
+        text(2)?,
+        text(3)?,
+        opt(4)?,
+        text(5)?,
+        opt(6)?,
+    );
+    let (schema, sources, examples, ui, compatibility, created, updated) = (
+        opt(7)?,
+        text(8)?,
+        text(9)?,
+        text(10)?,
+        opt(11)?,
+        text(12)?,
+        text(13)?,
+    );
     Ok((|| {
         Ok(EventDefinition {
             definition_id: id,
@@ -1042,7 +1056,8 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
 // ------------------------------------------------------------ migrations --
 
 /// Schema versions, applied in order; `PRAGMA user_version` records the last.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     tenant_id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -1127,7 +1142,8 @@ CREATE TABLE audit (
     detail TEXT
 ) STRICT;
 CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
-"#, r#"
+"#,
+    r#"
 CREATE TABLE event_definitions (
     tenant_id TEXT NOT NULL,
     definition_id TEXT NOT NULL,
@@ -1155,7 +1171,8 @@ CREATE TABLE tenant_settings (
     tenant_id TEXT PRIMARY KEY,
     settings TEXT NOT NULL
 ) STRICT;
-"#];
+"#,
+];
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     let version: usize =

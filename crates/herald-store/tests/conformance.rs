@@ -669,8 +669,14 @@ async fn definitions_keep_every_version_and_one_definition_per_type() {
             "{}",
             b.name
         );
-        assert_eq!(b.store.get_definition(&t, "def_a", Some(3)).await.unwrap(), None);
-        assert_eq!(b.store.definitions(&t).await.unwrap(), vec![v1.clone(), v2.clone()]);
+        assert_eq!(
+            b.store.get_definition(&t, "def_a", Some(3)).await.unwrap(),
+            None
+        );
+        assert_eq!(
+            b.store.definitions(&t).await.unwrap(),
+            vec![v1.clone(), v2.clone()]
+        );
 
         // A version is immutable: writing it again is a conflict.
         assert!(matches!(
@@ -678,19 +684,35 @@ async fn definitions_keep_every_version_and_one_definition_per_type() {
             Err(StoreError::Conflict(_))
         ));
         // A second definition for the same type is a conflict; another type is not.
-        let dup = definition("def_b", 1, json!({"event_type": "order.*", "category": "business"}));
+        let dup = definition(
+            "def_b",
+            1,
+            json!({"event_type": "order.*", "category": "business"}),
+        );
         assert!(matches!(
             b.store.insert_definition(&t, dup.clone()).await,
             Err(StoreError::Conflict(_))
         ));
-        let other_type = definition("def_b", 1, json!({"event_type": "order.paid", "category": "business"}));
+        let other_type = definition(
+            "def_b",
+            1,
+            json!({"event_type": "order.paid", "category": "business"}),
+        );
         b.store.insert_definition(&t, other_type).await.unwrap();
 
         // Tenants are isolated, and another tenant may define the same type.
-        assert_eq!(b.store.get_definition(&other, "def_a", None).await.unwrap(), None);
+        assert_eq!(
+            b.store.get_definition(&other, "def_a", None).await.unwrap(),
+            None
+        );
         assert!(b.store.definitions(&other).await.unwrap().is_empty());
         b.store.insert_definition(&other, dup).await.unwrap();
-        assert_eq!(b.store.definitions(&t).await.unwrap().len(), 3, "{}", b.name);
+        assert_eq!(
+            b.store.definitions(&t).await.unwrap().len(),
+            3,
+            "{}",
+            b.name
+        );
     }
 }
 
@@ -700,14 +722,25 @@ async fn settings_default_to_permissive_and_persist_per_tenant() {
         let (t, other) = (tenant("acme"), tenant("globex"));
         let defaults = b.store.get_settings(&t).await.unwrap();
         assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
-        assert_eq!(defaults.validation_mode, herald_core::ValidationMode::Permissive);
+        assert_eq!(
+            defaults.validation_mode,
+            herald_core::ValidationMode::Permissive
+        );
         let strict = TenantSettings {
             validation_mode: herald_core::ValidationMode::Strict,
             updated_at: Some(Timestamp::now()),
         };
         b.store.put_settings(&t, strict.clone()).await.unwrap();
-        assert_eq!(b.store.get_settings(&t).await.unwrap(), strict, "{}", b.name);
-        assert_eq!(b.store.get_settings(&other).await.unwrap(), TenantSettings::default());
+        assert_eq!(
+            b.store.get_settings(&t).await.unwrap(),
+            strict,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.get_settings(&other).await.unwrap(),
+            TenantSettings::default()
+        );
         let back = TenantSettings {
             validation_mode: herald_core::ValidationMode::Permissive,
             updated_at: Some(Timestamp::now()),
@@ -724,7 +757,10 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
     let id = {
         let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
         let out = store
-            .append(vec![event(&t, json!({"event_type": "x", "category": "system"}))])
+            .append(vec![event(
+                &t,
+                json!({"event_type": "x", "category": "system"}),
+            )])
             .await
             .unwrap();
         store.close().await;
@@ -744,5 +780,9 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
     store.insert_definition(&t, d.clone()).await.unwrap();
     store.close().await;
     let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-    assert_eq!(store.definitions(&t).await.unwrap(), vec![d], "survives a reopen");
+    assert_eq!(
+        store.definitions(&t).await.unwrap(),
+        vec![d],
+        "survives a reopen"
+    );
 }

@@ -5,4 +5,5 @@ mod crash;
 mod helpers;
 mod ingest;
 mod query;
+mod registry;
 mod tenancy;

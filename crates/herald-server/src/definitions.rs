@@ -1,0 +1,361 @@
+//! `/api/v1/event-definitions`: seed 002's four registry functions over
+//! HTTP. Register (`POST`), update as a new immutable version (`PUT`, with
+//! a compatibility verdict; breaking changes need `?allow_breaking=true`),
+//! get by id, type or pattern (`?version=N` for an older one), and list
+//! with filters and paging. Every write rebuilds the tenant's registry
+//! snapshot, so the next event is validated against it.
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::decode::json_error_message;
+use herald_core::{Category, ErrorKind, EventSource, FieldError, Timestamp};
+use herald_registry::{DefinitionFilter, Entry, EventDefinition, parse_input};
+use herald_store::{Scope, StoreError};
+use serde_json::{Map, Value, json};
+
+use crate::App;
+use crate::audit::AuditSlot;
+use crate::auth::{self, Principal};
+use crate::body;
+use crate::problem::ApiError;
+
+/// Largest definition body (schema, examples and UI metadata included).
+pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
+
+/// One definition version as the API answers it: the stored fields plus
+/// `id`, `is_pattern`, every version number and the latest one.
+pub fn view(d: &EventDefinition, versions: &[u32]) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), json!(d.definition_id));
+    if let Ok(Value::Object(fields)) = serde_json::to_value(d) {
+        out.extend(fields);
+    }
+    out.insert("is_pattern".into(), json!(d.event_type.is_pattern()));
+    out.insert("versions".into(), json!(versions));
+    out.insert(
+        "latest_version".into(),
+        json!(versions.last().copied().unwrap_or(d.version)),
+    );
+    Value::Object(out)
+}
+
+fn entry_view(e: &Entry) -> Value {
+    view(e.latest(), &e.versions())
+}
+
+async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
+    body::require_json(headers)?;
+    let bytes = body::read(headers, body, MAX_DEFINITION_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid(
+            "the body is not valid JSON",
+            vec![FieldError {
+                field: String::new(),
+                message: json_error_message(&e),
+                kind: ErrorKind::Syntax,
+            }],
+        )
+    })
+}
+
+fn invalid_definition(errors: Vec<FieldError>) -> ApiError {
+    let n = errors.len();
+    ApiError::invalid(
+        format!(
+            "the definition has {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        ),
+        errors,
+    )
+}
+
+/// `POST /api/v1/event-definitions`: version 1 of a new definition.
+pub async fn register(
+    State(app): State<App>,
+    principal: Principal,
+    axum::extract::Extension(slot): axum::extract::Extension<AuditSlot>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Manage)?;
+    let value = read_json(&headers, body).await?;
+    let input = parse_input(&value, None).map_err(invalid_definition)?;
+    let tenant = key.tenant_id.clone();
+    let store = app.store.clone();
+    let created = app
+        .change_tenant(&key.tenant_id, |ctx| async move {
+            if let Some(existing) = ctx
+                .registry
+                .by_type(input.event_type.as_str())
+                .map(|e| e.latest())
+                .filter(|d| !d.builtin)
+            {
+                return Err(ApiError::conflict(format!(
+                    "`{}` already has definition {} (version {}); update it with PUT /api/v1/event-definitions/{}",
+                    existing.event_type, existing.definition_id, existing.version, existing.definition_id
+                )));
+            }
+            let id = format!("def_{}", auth::random_hex(8));
+            let definition = input.into_definition(id, 1, Timestamp::now());
+            store
+                .insert_definition(&tenant, definition.clone())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(why) => ApiError::conflict(format!(
+                        "{why}; update the existing definition with PUT"
+                    )),
+                    e => e.into(),
+                })?;
+            Ok(definition)
+        })
+        .await?;
+    slot.detail(format!(
+        "registered {} v1 for `{}`",
+        created.definition_id, created.event_type
+    ));
+    let mut res = (StatusCode::CREATED, Json(view(&created, &[1]))).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "/api/v1/event-definitions/{}",
+        created.definition_id
+    )) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    #[serde(default)]
+    allow_breaking: Option<String>,
+}
+
+fn flag(field: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") | Some("") => Ok(true),
+        Some(_) => Err(ApiError::invalid(
+            format!("`{field}` is true or false"),
+            vec![FieldError {
+                field: format!("/{field}"),
+                message: "expected true or false".into(),
+                kind: ErrorKind::InvalidValue,
+            }],
+        )),
+    }
+}
+
+/// `PUT /api/v1/event-definitions/{id}`: a new immutable version.
+pub async fn update(
+    State(app): State<App>,
+    principal: Principal,
+    axum::extract::Extension(slot): axum::extract::Extension<AuditSlot>,
+    Path(id): Path<String>,
+    params: Result<Query<UpdateParams>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Manage)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::invalid(
+            format!("bad query parameters: {e}; known: allow_breaking"),
+            Vec::new(),
+        )
+    })?;
+    let allow_breaking = flag("allow_breaking", params.allow_breaking.as_deref())?;
+    let value = read_json(&headers, body).await?;
+    let tenant = key.tenant_id.clone();
+    let store = app.store.clone();
+    let (next, versions) = app
+        .change_tenant(&key.tenant_id, |ctx| async move {
+            let shown: String = id.chars().take(64).collect();
+            let entry = ctx
+                .registry
+                .by_id(&id)
+                .ok_or_else(|| ApiError::not_found(format!("no event definition `{shown}` in this tenant")))?;
+            let current = entry.latest();
+            if current.builtin {
+                return Err(ApiError::conflict(format!(
+                    "`{}` is built in and read-only; register your own definition for it with POST /api/v1/event-definitions, which then takes its place",
+                    current.event_type
+                )));
+            }
+            let input = parse_input(&value, Some(&current.event_type)).map_err(invalid_definition)?;
+            let next = current.next_version(input, Timestamp::now());
+            if let Some(c) = next.compatibility.as_ref().filter(|c| c.is_breaking())
+                && !allow_breaking
+            {
+                let reasons: Vec<FieldError> = c
+                    .breaking_changes()
+                    .map(|ch| FieldError {
+                        field: ch.path.clone(),
+                        message: ch.message.clone(),
+                        kind: ErrorKind::NotAllowed,
+                    })
+                    .collect();
+                return Err(ApiError {
+                    errors: reasons,
+                    ..ApiError::conflict(format!(
+                        "version {} would be a breaking change from version {}: events the current version accepts would be refused; send ?allow_breaking=true to register it anyway",
+                        next.version, current.version
+                    ))
+                });
+            }
+            store
+                .insert_definition(&tenant, next.clone())
+                .await
+                .map_err(|e| match e {
+                    StoreError::Conflict(why) => ApiError::conflict(format!(
+                        "{why}: the definition changed concurrently; fetch it and retry"
+                    )),
+                    e => e.into(),
+                })?;
+            let mut versions = entry.versions();
+            versions.push(next.version);
+            Ok((next, versions))
+        })
+        .await?;
+    slot.detail(format!(
+        "{} v{} ({})",
+        next.definition_id,
+        next.version,
+        next.compatibility.as_ref().map_or("", |c| match c.level {
+            herald_registry::Level::Identical => "identical",
+            herald_registry::Level::Backward => "backward compatible",
+            herald_registry::Level::Breaking => "breaking",
+        })
+    ));
+    Ok((StatusCode::OK, Json(view(&next, &versions))).into_response())
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetParams {
+    version: Option<String>,
+}
+
+/// `GET /api/v1/event-definitions/{id_or_type}`: by id, by exact type or
+/// pattern, or the definition that applies to a type; `?version=N`.
+pub async fn get(
+    State(app): State<App>,
+    principal: Principal,
+    Path(id): Path<String>,
+    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Read)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::invalid(
+            format!("bad query parameters: {e}; known: version"),
+            Vec::new(),
+        )
+    })?;
+    let version = match params.version.as_deref() {
+        None => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n > 0 => Some(n),
+            _ => {
+                return Err(ApiError::invalid(
+                    "version is a positive integer",
+                    vec![FieldError {
+                        field: "/version".into(),
+                        message: "expected a positive integer".into(),
+                        kind: ErrorKind::InvalidValue,
+                    }],
+                ));
+            }
+        },
+    };
+    let ctx = app.tenant_context(&key.tenant_id).await?;
+    let shown: String = id.chars().take(64).collect();
+    let entry = ctx.registry.lookup(&id).ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no event definition with id, type or pattern `{shown}` in this tenant"
+        ))
+    })?;
+    let versions = entry.versions();
+    let definition = match version {
+        None => entry.latest(),
+        Some(v) => entry.version(v).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "definition {} has no version {v}; its versions are: {}",
+                entry.latest().definition_id,
+                versions
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+    };
+    Ok(Json(view(definition, &versions)).into_response())
+}
+
+const LIST_PARAMS: &str = "category, source, type_prefix, q, builtin, limit, offset";
+
+/// `GET /api/v1/event-definitions`: latest versions, sorted by type.
+pub async fn list(
+    State(app): State<App>,
+    principal: Principal,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let key = principal.require(Scope::Read)?;
+    let mut errors = Vec::new();
+    let mut bad = |field: &str, message: String| {
+        errors.push(FieldError {
+            field: format!("/{field}"),
+            message,
+            kind: ErrorKind::InvalidValue,
+        })
+    };
+    let mut filter = DefinitionFilter {
+        limit: 100,
+        ..Default::default()
+    };
+    for (k, v) in &params {
+        match k.as_str() {
+            "category" => match Category::parse(v) {
+                Some(c) => filter.category = Some(c),
+                None => bad(k, format!("expected one of: {}", Category::allowed())),
+            },
+            "source" => match EventSource::parse(v) {
+                Some(s) => filter.source = Some(s),
+                None => bad(k, format!("expected one of: {}", EventSource::allowed())),
+            },
+            "type_prefix" => filter.type_prefix = Some(v.clone()),
+            "q" => filter.text = Some(v.clone()),
+            "builtin" => match v.as_str() {
+                "true" => filter.builtin = Some(true),
+                "false" => filter.builtin = Some(false),
+                _ => bad(k, "expected true or false".into()),
+            },
+            "limit" => match v.parse::<usize>() {
+                Ok(n) if (1..=1000).contains(&n) => filter.limit = n,
+                _ => bad(k, "expected an integer in 1..=1000".into()),
+            },
+            "offset" => match v.parse::<usize>() {
+                Ok(n) => filter.offset = n,
+                _ => bad(k, "expected a non-negative integer".into()),
+            },
+            _ => bad(k, format!("unknown parameter; known: {LIST_PARAMS}")),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::invalid("bad list parameters", errors));
+    }
+    let ctx = app.tenant_context(&key.tenant_id).await?;
+    let (page, total) = ctx.registry.list(&filter);
+    let definitions: Vec<Value> = page.into_iter().map(|e| entry_view(e)).collect();
+    Ok(Json(json!({
+        "has_more": filter.offset + definitions.len() < total,
+        "definitions": definitions,
+        "total": total,
+        "limit": filter.limit,
+        "offset": filter.offset,
+    }))
+    .into_response())
+}
