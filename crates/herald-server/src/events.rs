@@ -384,6 +384,7 @@ pub async fn query(
         &serde_json::json!({
             "events": events,
             "total": page.total,
+            "total_relation": if page.total_exact { "eq" } else { "gte" },
             "has_more": page.has_more,
             "next_cursor": page.next_cursor,
             "limit": q.limit,
@@ -396,7 +397,7 @@ pub async fn query(
 const QUERY_FIELDS: &str = "user_id, event_type, event_types, event_source, event_sources, event_category, \
 event_categories, category, categories, status, statuses, start_time, end_time, trace_id, span_id, correlation_id, \
 request_id, order_id, session_id, ticket_id, email_hash, actor, object, context, outcome_status, outcome, environment, \
-service, stream_id, q, order, limit, offset, cursor";
+service, stream_id, q, track_total, order, limit, offset, cursor";
 
 /// Parses a query body, naming every bad filter at once.
 pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
@@ -565,6 +566,14 @@ pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
             "service" => q.service = one(v, f, &mut err),
             "stream_id" => q.stream_id = one(v, f, &mut err),
             "q" => q.text = one(v, f, &mut err),
+            "track_total" => match v.as_bool() {
+                Some(b) => q.exact_total = b,
+                None => err(
+                    f,
+                    ErrorKind::InvalidType,
+                    format!("expected true or false, got {}", type_name(v)),
+                ),
+            },
             "order" => match v.as_str() {
                 Some("asc") => q.order = Order::Asc,
                 Some("desc") => q.order = Order::Desc,

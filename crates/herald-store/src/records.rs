@@ -149,7 +149,14 @@ pub struct EventQuery {
     pub offset: usize,
     /// Keyset position from a previous page's `next_cursor`.
     pub cursor: Option<Cursor>,
+    /// Count every match for `total`, however many. Otherwise counting stops
+    /// at [`TOTAL_CAP`] (like Elasticsearch's `track_total_hits`), which
+    /// keeps broad queries on large stores fast.
+    pub exact_total: bool,
 }
+
+/// Where `total` stops counting unless `exact_total` is asked for.
+pub const TOTAL_CAP: u64 = 10_000;
 
 /// A keyset position: the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,8 +183,11 @@ impl Cursor {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventPage {
     pub events: Vec<StoredEvent>,
-    /// How many events match the filters in all (ignoring paging).
+    /// How many events match the filters in all (ignoring paging), up to
+    /// [`TOTAL_CAP`] unless the query asked for an exact total.
     pub total: u64,
+    /// `false` when `total` is the cap and more events match.
+    pub total_exact: bool,
     pub has_more: bool,
     pub next_cursor: Option<String>,
 }

@@ -825,9 +825,23 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
         args.push(SqlValue::Text(terms));
     }
 
-    let total: i64 = c
-        .prepare(&format!("SELECT COUNT(*){filter}"))?
+    let count_sql = if q.exact_total {
+        format!("SELECT COUNT(*){filter}")
+    } else {
+        format!(
+            "SELECT COUNT(*) FROM (SELECT 1{filter} LIMIT {})",
+            TOTAL_CAP + 1
+        )
+    };
+    let counted: i64 = c
+        .prepare(&count_sql)?
         .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
+    let total_exact = q.exact_total || (counted as u64) <= TOTAL_CAP;
+    let total = if total_exact {
+        counted as u64
+    } else {
+        TOTAL_CAP
+    };
 
     let (dir, cmp) = match q.order {
         Order::Asc => ("ASC", ">"),
@@ -865,7 +879,8 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
     }
     Ok(EventPage {
         events,
-        total: total as u64,
+        total,
+        total_exact,
         has_more,
         next_cursor: if has_more {
             last.map(|c| c.encode())

@@ -405,6 +405,71 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
+    for b in backends() {
+        let t = tenant("acme");
+        let n = TOTAL_CAP as usize + 25;
+        let one = event(&t, json!({"event_type": "tick", "category": "system"}));
+        let events = (0..n)
+            .map(|_| {
+                let mut e = one.clone();
+                e.event.event_id = herald_core::EventId::new();
+                e
+            })
+            .collect();
+        b.store.append(events).await.unwrap();
+        let capped = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (capped.total, capped.total_exact),
+            (TOTAL_CAP, false),
+            "{}",
+            b.name
+        );
+        let exact = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    exact_total: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (exact.total, exact.total_exact),
+            (n as u64, true),
+            "{}",
+            b.name
+        );
+        let small = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    categories: vec![herald_core::Category::Business],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((small.total, small.total_exact), (0, true), "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_keys_and_revocation() {
     for b in backends() {
         let t = tenant("acme");
