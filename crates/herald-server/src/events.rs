@@ -125,6 +125,7 @@ pub async fn create(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Ingest)?;
+    let _room = app.admission.admit(1).await?;
     body::require_json(&headers)?;
     // A little slack over the event limit so the 413 can say the real size.
     let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
@@ -254,6 +255,7 @@ pub async fn batch(
             Vec::new(),
         ));
     }
+    let _room = app.admission.admit(items.len()).await?;
     let tenant = app.tenant_context(&key.tenant_id);
     let ctx = ProcessingContext {
         tenant_id: &key.tenant_id,

@@ -3,6 +3,7 @@
 //! binds, and tests bind port 0 (mini-redis style).
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -39,6 +40,7 @@ pub struct App {
     hash_secret: Arc<Vec<u8>>,
     tenants: Arc<Mutex<HashMap<TenantId, Arc<TenantContext>>>>,
     pub worker_wake: Arc<Notify>,
+    pub admission: admission::Admission,
 }
 
 impl std::fmt::Debug for App {
@@ -200,6 +202,7 @@ pub fn build(config: Config) -> Result<App, ServerError> {
         },
         ..EventProcessor::default()
     };
+    let max_inflight = config.max_inflight_events;
     Ok(App {
         config: Arc::new(config),
         store,
@@ -209,6 +212,7 @@ pub fn build(config: Config) -> Result<App, ServerError> {
         hash_secret: Arc::new(hash_secret.into_bytes()),
         tenants: Arc::default(),
         worker_wake: Arc::new(Notify::new()),
+        admission: admission::Admission::new(max_inflight, Duration::from_millis(200)),
     })
 }
 
