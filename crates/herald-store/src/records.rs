@@ -181,8 +181,8 @@ impl Cursor {
 
 /// One page of a query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventPage {
-    pub events: Vec<StoredEvent>,
+pub struct Page<T> {
+    pub events: Vec<T>,
     /// How many events match the filters in all (ignoring paging), up to
     /// [`TOTAL_CAP`] unless the query asked for an exact total.
     pub total: u64,
@@ -190,6 +190,22 @@ pub struct EventPage {
     pub total_exact: bool,
     pub has_more: bool,
     pub next_cursor: Option<String>,
+}
+
+/// A page of decoded events.
+pub type EventPage = Page<StoredEvent>;
+
+/// An event as stored, not decoded: its canonical JSON (whose `status` is
+/// the one it was stored with, always the last field) and the columns that
+/// change after storing. For answering queries without a decode/encode
+/// round trip per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventJson {
+    pub body: String,
+    pub status: EventStatus,
+    pub user_id: Option<String>,
+    pub processed_at: Option<String>,
+    pub processing_ms: Option<f64>,
 }
 
 /// One request, as the audit trail keeps it (seed 000 property 12).

@@ -198,7 +198,31 @@ impl SqliteStore {
     ) -> Result<EventPage, StoreError> {
         let tenant = tenant.to_string();
         let query = query.clone();
-        self.read(move |c| run_query(c, &tenant, &query)).await
+        self.read(move |c| run_query(c, &tenant, &query, |r| row_to_stored(r)?))
+            .await
+    }
+
+    pub async fn query_events_json(
+        &self,
+        tenant: &TenantId,
+        query: &EventQuery,
+    ) -> Result<Page<EventJson>, StoreError> {
+        let tenant = tenant.to_string();
+        let query = query.clone();
+        self.read(move |c| {
+            run_query(c, &tenant, &query, |r| {
+                let status: String = r.get(1)?;
+                Ok(EventJson {
+                    body: r.get(0)?,
+                    status: EventStatus::parse(&status)
+                        .ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?,
+                    processed_at: r.get(2)?,
+                    processing_ms: r.get(3)?,
+                    user_id: r.get(6)?,
+                })
+            })
+        })
+        .await
     }
 
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
@@ -739,7 +763,14 @@ fn fts_terms(q: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, StoreError> {
+/// Runs `q`; each row is `EVENT_COLUMNS, ts, seq, user_id`, turned into a
+/// `T` by `row_to`.
+fn run_query<T>(
+    c: &Connection,
+    tenant: &str,
+    q: &EventQuery,
+    row_to: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Page<T>, StoreError> {
     let mut filter = String::from(" FROM events WHERE tenant_id = ?");
     let mut args: Vec<SqlValue> = vec![SqlValue::Text(tenant.to_string())];
     let mut any_of = |filter: &mut String, col: &str, values: Vec<String>| {
@@ -859,7 +890,7 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
     args.push(SqlValue::Integer(limit as i64 + 1));
     args.push(SqlValue::Integer(q.offset as i64));
     let sql = format!(
-        "SELECT {EVENT_COLUMNS}, ts, seq{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?"
+        "SELECT {EVENT_COLUMNS}, ts, seq, user_id{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?"
     );
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
@@ -871,13 +902,13 @@ fn run_query(c: &Connection, tenant: &str, q: &EventQuery) -> Result<EventPage, 
             has_more = true;
             break;
         }
-        events.push(row_to_stored(row)??);
+        events.push(row_to(row)?);
         last = Some(Cursor {
             ts_micros: row.get(4)?,
             seq: row.get(5)?,
         });
     }
-    Ok(EventPage {
+    Ok(Page {
         events,
         total,
         total_exact,

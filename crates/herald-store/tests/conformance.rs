@@ -340,6 +340,30 @@ async fn query_filters_each_narrow_the_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rows_are_the_stored_events_with_their_current_status() {
+    for b in backends() {
+        let t = tenant("acme");
+        seed_for_queries(&b.store, &t).await;
+        let claimed = b.store.claim_pending(2).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let q = EventQuery { limit: 100, ..Default::default() };
+        let decoded = b.store.query_events(&t, &q).await.unwrap();
+        let raw = b.store.query_events_json(&t, &q).await.unwrap();
+        assert_eq!((raw.total, raw.has_more), (decoded.total, decoded.has_more), "{}", b.name);
+        assert_eq!(raw.events.len(), decoded.events.len());
+        for (r, d) in raw.events.iter().zip(&decoded.events) {
+            let mut e = herald_core::codec::json::decode(r.body.as_bytes()).expect("stored JSON decodes");
+            assert!(r.body.ends_with(r#","status":"pending"}"#), "status is the stored JSON's last field");
+            e.status = r.status;
+            assert_eq!(e, d.event, "{}", b.name);
+            assert_eq!(r.user_id.as_deref(), d.event.actor.user_id.as_deref());
+            assert_eq!(r.processing_ms, d.processing_ms);
+        }
+        assert_eq!(raw.events.iter().filter(|r| r.status == EventStatus::Processing).count(), 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_and_offset_paging_visit_every_event_once() {
     for b in backends() {
         let t = tenant("acme");
