@@ -1,1 +1,55 @@
-fn main() {}
+//! Micro-benchmarks of the core: the full decode → validate → normalise →
+//! redact path for a typical ~600-byte event, and the JSON and protobuf
+//! codecs on the canonical event it produces.
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use herald_core::codec::{json, proto};
+use herald_core::{EmailHasher, EventProcessor, ProcessingContext, TenantId, Timestamp};
+
+/// A checkout payment: actor with an email to hash, object ids, trace
+/// context, outcome, context and a small payload. ~600 bytes.
+const EVENT: &str = r#"{"event_type":"payment_authorized","category":"business","event_source":"backend","timestamp":"2025-12-30T10:00:00.123456+01:00","actor":{"user_id":"user_4821","email":"Ada.Lovelace@example.com","role":"customer"},"object":{"order_id":"ord_99812","session_id":"sess_77aa","request_id":"req_1f2e3d"},"correlation":{"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7"},"outcome":{"status":"success"},"context":{"environment":"production","service":"checkout","endpoint":"/pay","version":"1.4.2"},"data":{"amount":1999,"currency":"EUR","items":[{"sku":"W-1","qty":2},{"sku":"G-7","qty":1}],"method":"card","coupon":"WINTER10"}}"#;
+
+fn pipeline(c: &mut Criterion) {
+    let tenant = TenantId::parse("acme").expect("tenant");
+    let hasher = EmailHasher::for_tenant(b"bench-secret", &tenant);
+    let processor = EventProcessor::default();
+    let ctx = ProcessingContext {
+        tenant_id: &tenant,
+        email_hasher: &hasher,
+        processing_timestamp: Timestamp::now(),
+        traceparent: None,
+    };
+    let event = processor
+        .process_json(EVENT.as_bytes(), &ctx)
+        .expect("valid event")
+        .event;
+    let json_bytes = json::encode(&event);
+    let proto_bytes = proto::encode(&event);
+
+    let mut g = c.benchmark_group("core");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("process_json ({} B event)", EVENT.len()), |b| {
+        b.iter(|| {
+            processor
+                .process_json(std::hint::black_box(EVENT.as_bytes()), &ctx)
+                .expect("valid")
+        })
+    });
+    g.bench_function(format!("json encode ({} B)", json_bytes.len()), |b| {
+        b.iter(|| json::encode(std::hint::black_box(&event)))
+    });
+    g.bench_function("json decode", |b| {
+        b.iter(|| json::decode(std::hint::black_box(&json_bytes)).expect("decodes"))
+    });
+    g.bench_function(format!("protobuf encode ({} B)", proto_bytes.len()), |b| {
+        b.iter(|| proto::encode(std::hint::black_box(&event)))
+    });
+    g.bench_function("protobuf decode", |b| {
+        b.iter(|| proto::decode(std::hint::black_box(&proto_bytes)).expect("decodes"))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);

@@ -189,7 +189,7 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         EventSource::allowed,
     );
 
-    let timestamp = match body.remove("timestamp") {
+    let timestamp = match body.shift_remove("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Timestamp::parse(&s)
             .map_err(|e| d.f.error("/timestamp", ErrorKind::InvalidValue, e))
@@ -208,7 +208,7 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
     };
     let tenant_id = d.string_field(&mut body, "tenant_id", "");
 
-    let mut actor = d.actor(body.remove("actor"));
+    let mut actor = d.actor(body.shift_remove("actor"));
     if let Some(user_id) = d.id_field(&mut body, "user_id", "") {
         match &actor.user_id {
             Some(existing) if *existing != user_id => d.f.error(
@@ -223,18 +223,18 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
             _ => actor.user_id = Some(user_id),
         }
     }
-    let object = d.object(body.remove("object"));
-    let correlation = d.correlation(body.remove("correlation"));
-    let outcome = d.outcome(body.remove("outcome"));
-    let evidence = d.evidence(body.remove("evidence"));
-    let (context, environment_given) = d.context(body.remove("context"));
+    let object = d.object(body.shift_remove("object"));
+    let correlation = d.correlation(body.shift_remove("correlation"));
+    let outcome = d.outcome(body.shift_remove("outcome"));
+    let evidence = d.evidence(body.shift_remove("evidence"));
+    let (context, environment_given) = d.context(body.shift_remove("context"));
 
-    let data = match body.remove("data") {
+    let data = match body.shift_remove("data") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v) => v,
     };
     let mut metadata = d
-        .object_field(body.remove("metadata"), "/metadata")
+        .object_field(body.shift_remove("metadata"), "/metadata")
         .unwrap_or_default();
 
     let stream_id = d.string_field(&mut body, "stream_id", "").and_then(|s| {
@@ -337,7 +337,7 @@ impl Decoder<'_> {
     /// A string under `key` of `map`, reported at `{base}/{key}`. `null`
     /// counts as absent.
     fn string_in(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
-        match map.remove(key)? {
+        match map.shift_remove(key)? {
             Value::Null => None,
             Value::String(s) => self.checked_len(s, base, key),
             other => {
@@ -362,7 +362,7 @@ impl Decoder<'_> {
 
     /// An identifier: a string, or an integer taken as its decimal text.
     fn id_field(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
-        match map.remove(key)? {
+        match map.shift_remove(key)? {
             Value::Null => None,
             Value::String(s) => self.checked_len(s, base, key),
             Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
@@ -475,7 +475,7 @@ impl Decoder<'_> {
     }
 
     fn unsigned(&mut self, map: &mut Map<String, Value>, key: &str) -> Option<u64> {
-        match map.remove(key)? {
+        match map.shift_remove(key)? {
             Value::Null => None,
             Value::Number(n) if n.is_u64() => n.as_u64(),
             other => {
@@ -584,7 +584,7 @@ impl Decoder<'_> {
         };
         let b = "/evidence";
         let github = self
-            .object_field(m.remove("github"), "/evidence/github")
+            .object_field(m.shift_remove("github"), "/evidence/github")
             .map(|mut g| {
                 let gb = "/evidence/github";
                 let gh = Github {
@@ -597,7 +597,7 @@ impl Decoder<'_> {
             });
         let raw_pointer = self.id_aliased(&mut m, &["raw_pointer", "raw_s3_pointer"], b);
         let trace_url = self.string_in(&mut m, "trace_url", b);
-        let log_references = match m.remove("log_references") {
+        let log_references = match m.shift_remove("log_references") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .into_iter()

@@ -190,13 +190,16 @@ pub struct CanonicalEvent {
     pub stream_id: Option<StreamId>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream_version: Option<u64>,
-    pub status: EventStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// The event-definition version the event was checked against: the one
     /// the sender pinned, or the latest when a stored definition applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_version: Option<u32>,
+    /// Processing lifecycle. Deliberately the last field: stored JSON ends
+    /// with `,"status":"…"}`, so a reader can swap in the current status
+    /// without decoding the whole event.
+    pub status: EventStatus,
 }
 
 impl CanonicalEvent {

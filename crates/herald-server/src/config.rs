@@ -49,6 +49,9 @@ pub struct Config {
     pub max_batch_events: usize,
     /// `HERALD_MAX_BATCH_BYTES`: largest batch request body (after gunzip).
     pub max_batch_bytes: usize,
+    /// `HERALD_MAX_INFLIGHT_EVENTS`: events accepted but not yet committed,
+    /// at most; beyond it ingest answers 503 with `Retry-After`.
+    pub max_inflight_events: usize,
     /// `HERALD_SYNC_FULL`: fsync every commit (`true`, the default).
     pub sync_full: bool,
     /// `HERALD_WORKER_IDLE_MS`: how often the status worker looks for work
@@ -68,6 +71,7 @@ impl Default for Config {
             max_event_bytes: 64 * 1024,
             max_batch_events: 1000,
             max_batch_bytes: 5 * 1024 * 1024,
+            max_inflight_events: 100_000,
             sync_full: true,
             worker_idle_ms: 500,
         }
@@ -98,6 +102,7 @@ pub const ENV_VARS: &[&str] = &[
     "HERALD_MAX_EVENT_BYTES",
     "HERALD_MAX_BATCH_EVENTS",
     "HERALD_MAX_BATCH_BYTES",
+    "HERALD_MAX_INFLIGHT_EVENTS",
     "HERALD_SYNC_FULL",
     "HERALD_WORKER_IDLE_MS",
 ];
@@ -148,6 +153,7 @@ impl Config {
                 "MAX_EVENT_BYTES" => set(parse_into(&value, &mut config.max_event_bytes)),
                 "MAX_BATCH_EVENTS" => set(parse_into(&value, &mut config.max_batch_events)),
                 "MAX_BATCH_BYTES" => set(parse_into(&value, &mut config.max_batch_bytes)),
+                "MAX_INFLIGHT_EVENTS" => set(parse_into(&value, &mut config.max_inflight_events)),
                 "SYNC_FULL" => set(parse_into(&value, &mut config.sync_full)),
                 "WORKER_IDLE_MS" => set(parse_into(&value, &mut config.worker_idle_ms)),
                 // Read by other parts (tests, later backends); not ours to refuse.

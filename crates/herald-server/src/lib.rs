@@ -3,6 +3,7 @@
 //! binds, and tests bind port 0 (mini-redis style).
 
 pub mod admin;
+pub mod admission;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -50,6 +51,7 @@ pub struct App {
     /// older than the last write.
     registry_writes: Arc<tokio::sync::Mutex<()>>,
     pub worker_wake: Arc<Notify>,
+    pub admission: admission::Admission,
 }
 
 impl std::fmt::Debug for App {
@@ -278,6 +280,7 @@ pub fn build(config: Config) -> Result<App, ServerError> {
         },
         ..EventProcessor::default()
     };
+    let max_inflight = config.max_inflight_events;
     Ok(App {
         config: Arc::new(config),
         store,
@@ -289,6 +292,7 @@ pub fn build(config: Config) -> Result<App, ServerError> {
         validators: Arc::new(ValidatorCache::new()),
         registry_writes: Arc::default(),
         worker_wake: Arc::new(Notify::new()),
+        admission: admission::Admission::new(max_inflight, Duration::from_millis(200)),
     })
 }
 

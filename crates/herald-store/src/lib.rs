@@ -66,6 +66,17 @@ impl Store {
         }
     }
 
+    /// Like `query_events`, with rows left as stored JSON (see [`EventJson`]).
+    pub async fn query_events_json(
+        &self,
+        tenant: &TenantId,
+        query: &EventQuery,
+    ) -> Result<Page<EventJson>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.query_events_json(tenant, query).await,
+        }
+    }
+
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => s.create_tenant(tenant).await,

@@ -150,7 +150,14 @@ pub struct EventQuery {
     pub offset: usize,
     /// Keyset position from a previous page's `next_cursor`.
     pub cursor: Option<Cursor>,
+    /// Count every match for `total`, however many. Otherwise counting stops
+    /// at [`TOTAL_CAP`] (like Elasticsearch's `track_total_hits`), which
+    /// keeps broad queries on large stores fast.
+    pub exact_total: bool,
 }
+
+/// Where `total` stops counting unless `exact_total` is asked for.
+pub const TOTAL_CAP: u64 = 10_000;
 
 /// A keyset position: the last row of the previous page.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,12 +182,31 @@ impl Cursor {
 
 /// One page of a query.
 #[derive(Debug, Clone, PartialEq)]
-pub struct EventPage {
-    pub events: Vec<StoredEvent>,
-    /// How many events match the filters in all (ignoring paging).
+pub struct Page<T> {
+    pub events: Vec<T>,
+    /// How many events match the filters in all (ignoring paging), up to
+    /// [`TOTAL_CAP`] unless the query asked for an exact total.
     pub total: u64,
+    /// `false` when `total` is the cap and more events match.
+    pub total_exact: bool,
     pub has_more: bool,
     pub next_cursor: Option<String>,
+}
+
+/// A page of decoded events.
+pub type EventPage = Page<StoredEvent>;
+
+/// An event as stored, not decoded: its canonical JSON (whose `status` is
+/// the one it was stored with, always the last field) and the columns that
+/// change after storing. For answering queries without a decode/encode
+/// round trip per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventJson {
+    pub body: String,
+    pub status: EventStatus,
+    pub user_id: Option<String>,
+    pub processed_at: Option<String>,
+    pub processing_ms: Option<f64>,
 }
 
 /// One request, as the audit trail keeps it (seed 000 property 12).

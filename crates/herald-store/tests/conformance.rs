@@ -340,6 +340,48 @@ async fn query_filters_each_narrow_the_result() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_rows_are_the_stored_events_with_their_current_status() {
+    for b in backends() {
+        let t = tenant("acme");
+        seed_for_queries(&b.store, &t).await;
+        let claimed = b.store.claim_pending(2).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let q = EventQuery {
+            limit: 100,
+            ..Default::default()
+        };
+        let decoded = b.store.query_events(&t, &q).await.unwrap();
+        let raw = b.store.query_events_json(&t, &q).await.unwrap();
+        assert_eq!(
+            (raw.total, raw.has_more),
+            (decoded.total, decoded.has_more),
+            "{}",
+            b.name
+        );
+        assert_eq!(raw.events.len(), decoded.events.len());
+        for (r, d) in raw.events.iter().zip(&decoded.events) {
+            let mut e =
+                herald_core::codec::json::decode(r.body.as_bytes()).expect("stored JSON decodes");
+            assert!(
+                r.body.ends_with(r#","status":"pending"}"#),
+                "status is the stored JSON's last field"
+            );
+            e.status = r.status;
+            assert_eq!(e, d.event, "{}", b.name);
+            assert_eq!(r.user_id.as_deref(), d.event.actor.user_id.as_deref());
+            assert_eq!(r.processing_ms, d.processing_ms);
+        }
+        assert_eq!(
+            raw.events
+                .iter()
+                .filter(|r| r.status == EventStatus::Processing)
+                .count(),
+            2
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_and_offset_paging_visit_every_event_once() {
     for b in backends() {
         let t = tenant("acme");
@@ -401,6 +443,71 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
             .unwrap();
         assert_eq!(page.events.len(), 5);
         assert!(!page.has_more);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
+    for b in backends() {
+        let t = tenant("acme");
+        let n = TOTAL_CAP as usize + 25;
+        let one = event(&t, json!({"event_type": "tick", "category": "system"}));
+        let events = (0..n)
+            .map(|_| {
+                let mut e = one.clone();
+                e.event.event_id = herald_core::EventId::new();
+                e
+            })
+            .collect();
+        b.store.append(events).await.unwrap();
+        let capped = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (capped.total, capped.total_exact),
+            (TOTAL_CAP, false),
+            "{}",
+            b.name
+        );
+        let exact = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    exact_total: true,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (exact.total, exact.total_exact),
+            (n as u64, true),
+            "{}",
+            b.name
+        );
+        let small = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    limit: 10,
+                    categories: vec![herald_core::Category::Business],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!((small.total, small.total_exact), (0, true), "{}", b.name);
     }
 }
 

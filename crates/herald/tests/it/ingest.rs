@@ -340,3 +340,47 @@ async fn graceful_shutdown_commits_everything_acknowledged() {
     }
     assert!(app2.stop().await.is_ok(), "stops cleanly");
 }
+
+#[tokio::test]
+async fn prefer_return_minimal_acknowledges_with_ids_only() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/batch"))
+        .bearer_auth(&t.admin_key)
+        .header("prefer", "return=minimal")
+        .json(&json!([event("a", "system"), {"category": "nope"}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 207);
+    assert_eq!(res.headers()["preference-applied"], "return=minimal");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["results"][0]["event_id"].is_string());
+    assert!(body["results"][0].get("event").is_none(), "{body}");
+    assert!(
+        body["results"][1]["error"]["errors"].is_array(),
+        "rejections still say why"
+    );
+
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/create"))
+        .bearer_auth(&t.admin_key)
+        .header("prefer", "respond-async, return=minimal")
+        .json(&event("b", "system"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    let id = body["event_id"].as_str().unwrap();
+    assert_eq!(
+        app.get(&format!("/api/v1/events/{id}"), &t.admin_key)
+            .await
+            .status(),
+        200
+    );
+}

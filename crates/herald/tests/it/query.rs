@@ -160,6 +160,15 @@ async fn cursor_paging_visits_every_event_once_and_offset_still_works() {
     let mut sorted = seen.clone();
     sorted.sort();
     assert_eq!(sorted, (0..45).collect::<Vec<_>>());
+    assert_eq!(
+        app.query(&t.admin_key, &json!({"limit": 1})).await["total_relation"],
+        "eq"
+    );
+    assert_eq!(
+        app.query(&t.admin_key, &json!({"limit": 1, "track_total": true}))
+            .await["total"],
+        45
+    );
     let page = app
         .query(&t.admin_key, &json!({"limit": 10, "offset": 40}))
         .await;
@@ -171,7 +180,7 @@ async fn cursor_paging_visits_every_event_once_and_offset_still_works() {
 async fn bad_filters_are_all_named() {
     let (app, key) = seeded().await;
     let res = app
-        .post("/api/v1/events/query", &key, &json!({"usr_id": "x", "limit": 0, "category": "finance", "start_time": "soon", "order": "up", "cursor": "zzz"}))
+        .post("/api/v1/events/query", &key, &json!({"usr_id": "x", "limit": 0, "category": "finance", "start_time": "soon", "order": "up", "cursor": "zzz", "track_total": "yes"}))
         .await;
     assert_eq!(res.status(), 400);
     let p: Value = res.json().await.unwrap();
@@ -190,6 +199,7 @@ async fn bad_filters_are_all_named() {
             "/limit",
             "/order",
             "/start_time",
+            "/track_total",
             "/usr_id"
         ],
         "{p}"

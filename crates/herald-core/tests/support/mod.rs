@@ -1,0 +1,1094 @@
+//! Shared fixtures, generators and oracles for `tests/properties.rs`.
+//!
+//! Generators build ingest bodies as `serde_json::Value`s (then bytes) that
+//! are realistic (the four categories, the built-in actions, the seed-003
+//! `event_category` set, every alias) and hostile (unicode and control
+//! characters, integers where strings are usual, odd timestamps). Values a
+//! redaction rule would rewrite (emails, card numbers, secret-looking keys)
+//! only appear where a test asks for them: "safe" text starts with a letter
+//! and has no `@`, "safe" keys end with a digit (no secret suffix, no named
+//! field), and "safe" integers cannot be card numbers.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+
+use herald_core::vocabulary::BUILTIN_TYPES;
+use herald_core::{
+    Category, EmailHasher, EventCategory, EventProcessor, EventSource, FieldError, FieldWarning,
+    Limits, OutcomeStatus, Processed, ProcessingContext, TenantId, Timestamp, ValidationMode,
+    ValidationResult,
+};
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+use serde_json::{Map, Number, Value};
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+/// The server secret every tenant's email hasher is derived from.
+pub const SERVER_SECRET: &[u8] = b"herald-property-tests/server-secret";
+
+/// The event-type key and its aliases, in the order the decoder tries them.
+pub const EVENT_TYPE_ALIASES: [&str; 5] = ["event_type", "action", "type", "event", "pattern"];
+
+/// The idempotency key and its aliases.
+pub const IDEMPOTENCY_ALIASES: [&str; 3] = ["idempotency_key", "message_id", "messageId"];
+
+/// Every top-level key the decoder knows; anything else is "unknown".
+pub const KNOWN_TOP_LEVEL: [&str; 26] = [
+    "event_type",
+    "action",
+    "type",
+    "event",
+    "pattern",
+    "category",
+    "event_category",
+    "event_source",
+    "timestamp",
+    "tenant_id",
+    "actor",
+    "user_id",
+    "object",
+    "correlation",
+    "outcome",
+    "evidence",
+    "context",
+    "data",
+    "metadata",
+    "stream_id",
+    "expected_version",
+    "idempotency_key",
+    "message_id",
+    "messageId",
+    "schema_version",
+    "traceparent",
+];
+
+pub const ACTOR_KEYS: [&str; 8] = [
+    "user_id",
+    "userId",
+    "email_hash",
+    "service_name",
+    "serviceName",
+    "role",
+    "anonymous_id",
+    "anonymousId",
+];
+pub const OBJECT_KEYS: [&str; 10] = [
+    "order_id",
+    "orderId",
+    "request_id",
+    "requestId",
+    "session_id",
+    "sessionId",
+    "ticket_id",
+    "ticketId",
+    "resource_id",
+    "resourceId",
+];
+pub const CONTEXT_KEYS: [&str; 10] = [
+    "environment",
+    "service",
+    "service_name",
+    "endpoint",
+    "version",
+    "ip",
+    "user_agent",
+    "userAgent",
+    "referer",
+    "referrer",
+];
+
+/// Proptest settings shared by every property: 256 cases, and no
+/// regression files written into the source tree.
+pub fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// The default limits (64 KiB per event, 4 KiB per named field).
+pub fn limits() -> Limits {
+    Limits::default()
+}
+
+/// What the server would know about one request.
+pub struct Fixture {
+    pub tenant: TenantId,
+    pub hasher: EmailHasher,
+    pub now: Timestamp,
+    pub traceparent: Option<String>,
+}
+
+impl Fixture {
+    pub fn new(tenant: &str) -> Self {
+        let tenant = TenantId::parse(tenant).expect("test tenant ids are valid");
+        let hasher = EmailHasher::for_tenant(SERVER_SECRET, &tenant);
+        Fixture {
+            tenant,
+            hasher,
+            now: fixed_now(),
+            traceparent: None,
+        }
+    }
+
+    pub fn at(self, now: Timestamp) -> Self {
+        Fixture { now, ..self }
+    }
+
+    pub fn with_traceparent(self, traceparent: Option<String>) -> Self {
+        Fixture {
+            traceparent,
+            ..self
+        }
+    }
+
+    pub fn ctx(&self) -> ProcessingContext<'_> {
+        ProcessingContext {
+            tenant_id: &self.tenant,
+            email_hasher: &self.hasher,
+            processing_timestamp: self.now,
+            traceparent: self.traceparent.as_deref(),
+        }
+    }
+}
+
+/// A receive time with nanoseconds and a non-UTC offset.
+pub fn fixed_now() -> Timestamp {
+    Timestamp::parse("2025-12-30T11:00:00.123456789+01:00").expect("valid")
+}
+
+pub fn processor(mode: ValidationMode) -> EventProcessor {
+    EventProcessor {
+        mode,
+        ..EventProcessor::default()
+    }
+}
+
+pub fn bytes_of(body: &Value) -> Vec<u8> {
+    serde_json::to_vec(body).expect("a JSON value always serialises")
+}
+
+/// Bytes → canonical event, the way the server calls it.
+pub fn run(p: &EventProcessor, fx: &Fixture, body: &Value) -> Result<Processed, ValidationResult> {
+    p.process_json(&bytes_of(body), &fx.ctx())
+}
+
+/// `run`, failing the test when the event is rejected.
+pub fn accepted(p: &EventProcessor, fx: &Fixture, body: &Value) -> Processed {
+    match run(p, fx, body) {
+        Ok(processed) => processed,
+        Err(r) => panic!("expected {body} to be accepted, got {:#?}", r.errors),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Oracles on findings
+// ---------------------------------------------------------------------------
+
+/// The distinct fields the errors name.
+pub fn error_fields(r: &ValidationResult) -> BTreeSet<String> {
+    r.errors.iter().map(|e| e.field.clone()).collect()
+}
+
+pub fn errors_at<'r>(r: &'r ValidationResult, field: &str) -> Vec<&'r FieldError> {
+    r.errors.iter().filter(|e| e.field == field).collect()
+}
+
+pub fn warned_at(warnings: &[FieldWarning], field: &str) -> bool {
+    warnings.iter().any(|w| w.field == field)
+}
+
+/// RFC 6901: empty, or `/`-separated tokens where `~` only starts `~0`/`~1`.
+pub fn is_json_pointer(p: &str) -> bool {
+    if p.is_empty() {
+        return true;
+    }
+    if !p.starts_with('/') {
+        return false;
+    }
+    let mut chars = p.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// One RFC 6901 reference token.
+pub fn escape_token(token: &str) -> String {
+    token.replace('~', "~0").replace('/', "~1")
+}
+
+pub fn mentions_all(message: &str, words: &[&str]) -> bool {
+    words.iter().all(|w| message.contains(w))
+}
+
+pub fn category_names() -> Vec<&'static str> {
+    Category::ALL.iter().map(|c| c.as_str()).collect()
+}
+
+// ---------------------------------------------------------------------------
+// Vocabulary
+// ---------------------------------------------------------------------------
+
+/// All twelve built-in (category, action) pairs.
+pub fn builtin_actions() -> Vec<(Category, &'static str)> {
+    BUILTIN_TYPES
+        .iter()
+        .flat_map(|(c, types)| types.iter().map(move |t| (*c, *t)))
+        .collect()
+}
+
+pub fn owner_of(event_type: &str) -> Option<Category> {
+    builtin_actions()
+        .into_iter()
+        .find(|(_, t)| *t == event_type)
+        .map(|(c, _)| c)
+}
+
+pub fn builtins_of(category: Category) -> Vec<&'static str> {
+    builtin_actions()
+        .into_iter()
+        .filter(|(c, _)| *c == category)
+        .map(|(_, t)| t)
+        .collect()
+}
+
+/// The seed-003 categories that derive `category`.
+pub fn event_categories_of(category: Category) -> Vec<EventCategory> {
+    EventCategory::ALL
+        .iter()
+        .copied()
+        .filter(|ec| ec.category() == category)
+        .collect()
+}
+
+pub fn category() -> BoxedStrategy<Category> {
+    select(Category::ALL).boxed()
+}
+
+pub fn event_category() -> BoxedStrategy<EventCategory> {
+    select(EventCategory::ALL).boxed()
+}
+
+pub fn event_source() -> BoxedStrategy<EventSource> {
+    select(EventSource::ALL).boxed()
+}
+
+pub fn outcome_status() -> BoxedStrategy<OutcomeStatus> {
+    select(OutcomeStatus::ALL).boxed()
+}
+
+pub fn builtin_action() -> BoxedStrategy<(Category, &'static str)> {
+    select(builtin_actions()).boxed()
+}
+
+pub fn type_alias() -> BoxedStrategy<&'static str> {
+    select(EVENT_TYPE_ALIASES.to_vec()).boxed()
+}
+
+/// Event types no vocabulary knows: dotted, snake, spaced, Cyrillic/CJK,
+/// colon-separated and 256-byte ones.
+pub fn custom_type() -> BoxedStrategy<String> {
+    prop_oneof![
+        4 => "[a-z]{2,10}(\\.[a-z]{2,10}){1,2}",
+        2 => "[a-z]{3,10}_[a-z]{3,10}_v[0-9]",
+        1 => "[A-Z][a-z]{2,8} [A-Z][a-z]{2,8}",
+        1 => "[а-я]{2,8}\\.[一-鿋]{1,4}",
+        1 => "[a-z]{2,6}:[a-z0-9/_-]{1,12}[a-z]",
+        1 => "[a-z]{250,256}",
+    ]
+    .prop_filter("not a built-in action", |t| owner_of(t).is_none())
+    .boxed()
+}
+
+// ---------------------------------------------------------------------------
+// Scalars
+// ---------------------------------------------------------------------------
+
+/// Identifier text: starts with a letter (never card-like), has no `@`
+/// (never an email), may carry unicode, quotes, backslashes and control
+/// characters.
+pub fn ident() -> BoxedStrategy<String> {
+    prop_oneof![
+        4 => "[A-Za-z][A-Za-z0-9_.:-]{0,24}",
+        1 => "[A-Za-zÀ-ÿΑ-ωА-я一-鿋][A-Za-z0-9 _.:/~À-ÿΑ-ωА-я一-鿋😀-🙏\\x01-\\x1f\\x7f\"\\\\-]{0,24}",
+    ]
+    .boxed()
+}
+
+/// An identifier as the decoder accepts one: text, or an integer (kept as
+/// its decimal text), negative and beyond 2^53 included.
+pub fn id_value() -> BoxedStrategy<Value> {
+    prop_oneof![
+        4 => ident().prop_map(Value::String),
+        1 => any::<u64>().prop_map(Value::from),
+        1 => any::<i64>().prop_map(Value::from),
+    ]
+    .boxed()
+}
+
+pub fn ident_value() -> BoxedStrategy<Value> {
+    ident().prop_map(Value::String).boxed()
+}
+
+/// Free text with anything but `@`, led by a letter.
+pub fn safe_text() -> BoxedStrategy<String> {
+    "[A-Za-z][^@]{0,30}".boxed()
+}
+
+pub fn hex(len: usize) -> BoxedStrategy<String> {
+    proptest::collection::vec(select(b"0123456789abcdef".to_vec()), len)
+        .prop_map(|v| String::from_utf8(v).expect("ascii"))
+        .boxed()
+}
+
+/// Keys that end with a digit: never a secret suffix, a named field or `email`.
+pub fn safe_key() -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => "[a-z][a-z_]{0,10}[0-9]",
+        1 => "[a-zA-Z À-ÿ一-鿋~/.\\x01-\\x1f-]{0,8}[0-9]",
+    ]
+    .boxed()
+}
+
+pub fn finite_f64() -> BoxedStrategy<f64> {
+    any::<f64>()
+        .prop_filter("finite", |f| f.is_finite())
+        .boxed()
+}
+
+pub fn float_value(f: f64) -> Value {
+    Value::Number(Number::from_f64(f).expect("finite"))
+}
+
+/// Numbers redaction leaves alone: at most 10 digits, negative, 20 digits,
+/// or fractional.
+pub fn safe_number() -> BoxedStrategy<Value> {
+    prop_oneof![
+        any::<i32>().prop_map(Value::from),
+        (i64::MIN..0i64).prop_map(Value::from),
+        (10_000_000_000_000_000_000u64..=u64::MAX).prop_map(Value::from),
+        finite_f64().prop_map(float_value),
+    ]
+    .boxed()
+}
+
+/// Nested JSON (objects, arrays, all scalar kinds) that redaction leaves alone.
+pub fn safe_json() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        safe_number(),
+        safe_text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 48, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::vec((safe_key(), inner), 0..6)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}
+
+pub fn safe_map() -> BoxedStrategy<Map<String, Value>> {
+    proptest::collection::vec((safe_key(), safe_json()), 0..4)
+        .prop_map(|kv| kv.into_iter().collect())
+        .boxed()
+}
+
+/// `00-<trace>-<span>-<flags>`, or a later version with extra fields,
+/// sometimes padded with spaces (the parser trims).
+#[derive(Debug, Clone)]
+pub struct TraceParentText {
+    pub text: String,
+    pub trace_id: String,
+    pub span_id: String,
+}
+
+pub fn valid_traceparent() -> BoxedStrategy<TraceParentText> {
+    (
+        prop_oneof![3 => Just("00".to_string()), 1 => "[0-9a-e][0-9a-f]"],
+        hex(31),
+        "[1-9a-f]",
+        hex(15),
+        "[1-9a-f]",
+        hex(2),
+        "(-[a-z0-9]{1,8})?",
+        any::<bool>(),
+    )
+        .prop_map(|(version, t, t_last, s, s_last, flags, suffix, padded)| {
+            let trace_id = format!("{t}{t_last}");
+            let span_id = format!("{s}{s_last}");
+            let suffix = if version == "00" {
+                String::new()
+            } else {
+                suffix
+            };
+            let text = format!("{version}-{trace_id}-{span_id}-{flags}{suffix}");
+            let text = if padded { format!("  {text} ") } else { text };
+            TraceParentText {
+                text,
+                trace_id,
+                span_id,
+            }
+        })
+        .boxed()
+}
+
+/// Strings a W3C parser must refuse.
+pub fn invalid_traceparent() -> BoxedStrategy<String> {
+    prop_oneof![
+        valid_traceparent().prop_map(|tp| tp.text.to_uppercase()),
+        Just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7".to_string()),
+        Just("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string()),
+        Just("00-00000000000000000000000000000000-00f067aa0ba902b7-01".to_string()),
+        Just("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01".to_string()),
+        Just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x".to_string()),
+        Just("00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01".to_string()),
+        Just(String::new()),
+        "[g-z ]{1,40}",
+    ]
+    .prop_filter("invalid by the W3C grammar", |s| {
+        traceparent_ids(s).is_none()
+    })
+    .boxed()
+}
+
+/// A W3C traceparent's trace and span ids, parsed independently of Herald.
+pub fn traceparent_ids(text: &str) -> Option<(String, String)> {
+    let parts: Vec<&str> = text.trim().split('-').collect();
+    let is_hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    let zero = |s: &str| s.bytes().all(|b| b == b'0');
+    let ok = parts.len() >= 4
+        && is_hex(parts[0], 2)
+        && parts[0] != "ff"
+        && (parts[0] != "00" || parts.len() == 4)
+        && is_hex(parts[1], 32)
+        && is_hex(parts[2], 16)
+        && is_hex(parts[3], 2)
+        && !zero(parts[1])
+        && !zero(parts[2]);
+    ok.then(|| (parts[1].to_string(), parts[2].to_string()))
+}
+
+// ---------------------------------------------------------------------------
+// Timestamps
+// ---------------------------------------------------------------------------
+
+/// 0001-01-03T00:00:00Z: two days of room for any offset.
+pub const MIN_UNIX: i64 = -62_135_596_800 + 2 * 86_400;
+/// 9999-12-29T23:59:59Z.
+pub const MAX_UNIX: i64 = 253_402_300_799 - 2 * 86_400;
+pub const MAX_OFFSET_MINUTES: i32 = 23 * 60 + 59;
+
+/// How a timestamp is spelled; all are RFC 3339, only `Canonical` (with a
+/// fraction that has no trailing zeros) is the form Herald writes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsStyle {
+    Canonical,
+    Lowercase,
+    SpaceSeparator,
+    NumericUtc { negative: bool },
+}
+
+/// An instant, its offset and how many fractional digits it is written with.
+#[derive(Debug, Clone)]
+pub struct TsSpec {
+    pub unix_seconds: i64,
+    pub nanos: u32,
+    pub offset_minutes: i32,
+    pub digits: u32,
+    pub style: TsStyle,
+    /// Digits beyond the ninth, which RFC 3339 parsers ignore.
+    pub extra_digits: String,
+}
+
+impl TsSpec {
+    pub fn offset_seconds(&self) -> i32 {
+        self.offset_minutes * 60
+    }
+
+    pub fn unix_nanos(&self) -> i128 {
+        i128::from(self.unix_seconds) * 1_000_000_000 + i128::from(self.nanos)
+    }
+
+    /// The text as sent.
+    pub fn text(&self) -> String {
+        let nine = format!("{:09}", self.nanos);
+        let frac = format!("{}{}", &nine[..self.digits as usize], self.extra_digits);
+        match self.style {
+            TsStyle::Canonical => self.render('T', &frac, "Z"),
+            TsStyle::Lowercase => self.render('t', &frac, "z"),
+            TsStyle::SpaceSeparator => self.render(' ', &frac, "Z"),
+            TsStyle::NumericUtc { negative } => {
+                self.render('T', &frac, if negative { "-00:00" } else { "+00:00" })
+            }
+        }
+    }
+
+    /// The canonical RFC 3339 text of the same instant and offset.
+    pub fn canonical(&self) -> String {
+        let nine = format!("{:09}", self.nanos);
+        self.render('T', nine.trim_end_matches('0'), "Z")
+    }
+
+    fn render(&self, sep: char, frac: &str, zulu: &str) -> String {
+        let local = self.unix_seconds + i64::from(self.offset_seconds());
+        let (y, m, d) = civil_from_days(local.div_euclid(86_400));
+        let sod = local.rem_euclid(86_400);
+        let offset = if self.offset_minutes == 0 {
+            zulu.to_string()
+        } else {
+            let a = self.offset_minutes.abs();
+            let sign = if self.offset_minutes < 0 { '-' } else { '+' };
+            format!("{sign}{:02}:{:02}", a / 60, a % 60)
+        };
+        let frac = if frac.is_empty() {
+            String::new()
+        } else {
+            format!(".{frac}")
+        };
+        format!(
+            "{y:04}-{m:02}-{d:02}{sep}{:02}:{:02}:{:02}{frac}{offset}",
+            sod / 3600,
+            sod % 3600 / 60,
+            sod % 60
+        )
+    }
+}
+
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
+/// (H. Hinnant's algorithm), independent of the `time` crate.
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m as u32, d as u32)
+}
+
+pub fn offset_minutes() -> BoxedStrategy<i32> {
+    prop_oneof![
+        2 => Just(0),
+        2 => select(vec![60, 120, 330, 345, 525, 840, -180, -300, -570, -720]),
+        3 => -MAX_OFFSET_MINUTES..=MAX_OFFSET_MINUTES,
+    ]
+    .boxed()
+}
+
+pub fn ts_style() -> BoxedStrategy<TsStyle> {
+    prop_oneof![
+        6 => Just(TsStyle::Canonical),
+        1 => Just(TsStyle::Lowercase),
+        1 => Just(TsStyle::SpaceSeparator),
+        1 => any::<bool>().prop_map(|negative| TsStyle::NumericUtc { negative }),
+    ]
+    .boxed()
+}
+
+/// Seconds near the fixed receive time, or anywhere in years 1..=9999.
+pub fn unix_seconds() -> BoxedStrategy<i64> {
+    let now = fixed_now().unix_seconds();
+    prop_oneof![MIN_UNIX..=MAX_UNIX, (now - 3 * 86_400)..=(now + 3 * 86_400),].boxed()
+}
+
+pub fn ts_spec_with(unix: BoxedStrategy<i64>) -> BoxedStrategy<TsSpec> {
+    (
+        unix,
+        0u32..1_000_000_000,
+        offset_minutes(),
+        0u32..=9,
+        ts_style(),
+        "[0-9]{1,4}",
+        any::<bool>(),
+    )
+        .prop_map(
+            |(unix_seconds, raw, offset_minutes, digits, style, extra, use_extra)| {
+                let unit = 10u32.pow(9 - digits);
+                TsSpec {
+                    unix_seconds,
+                    nanos: raw - raw % unit,
+                    offset_minutes,
+                    digits,
+                    style,
+                    extra_digits: if digits == 9 && use_extra {
+                        extra
+                    } else {
+                        String::new()
+                    },
+                }
+            },
+        )
+        .boxed()
+}
+
+pub fn ts_spec() -> BoxedStrategy<TsSpec> {
+    ts_spec_with(unix_seconds())
+}
+
+/// A timestamp as the `time` crate would build it from parts (used to
+/// generate canonical events directly).
+pub fn timestamp() -> BoxedStrategy<Timestamp> {
+    (MIN_UNIX..=MAX_UNIX, 0u32..1_000_000_000, offset_minutes())
+        .prop_map(|(s, n, o)| Timestamp::from_parts(s, n, o * 60).expect("in range"))
+        .boxed()
+}
+
+// ---------------------------------------------------------------------------
+// Ingest bodies
+// ---------------------------------------------------------------------------
+
+/// How the category reaches the decoder.
+#[derive(Debug, Clone, Copy)]
+pub enum CategoryEncoding {
+    Field,
+    /// Only `event_category`, which derives the category.
+    Derived(EventCategory),
+    /// Both; the explicit `category` wins even when they disagree.
+    Both(EventCategory),
+}
+
+/// The required part of a body: a name under some alias, and a category.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub category: Category,
+    pub event_type: String,
+    pub alias: &'static str,
+    pub encoding: CategoryEncoding,
+}
+
+impl Head {
+    pub fn write(&self, body: &mut Map<String, Value>) {
+        body.insert(self.alias.into(), Value::String(self.event_type.clone()));
+        match self.encoding {
+            CategoryEncoding::Field => {
+                body.insert("category".into(), self.category.as_str().into());
+            }
+            CategoryEncoding::Derived(ec) => {
+                body.insert("event_category".into(), ec.as_str().into());
+            }
+            CategoryEncoding::Both(ec) => {
+                body.insert("category".into(), self.category.as_str().into());
+                body.insert("event_category".into(), ec.as_str().into());
+            }
+        }
+    }
+
+    pub fn body(&self) -> Map<String, Value> {
+        let mut m = Map::new();
+        self.write(&mut m);
+        m
+    }
+
+    pub fn event_category(&self) -> Option<EventCategory> {
+        match self.encoding {
+            CategoryEncoding::Field => None,
+            CategoryEncoding::Derived(ec) | CategoryEncoding::Both(ec) => Some(ec),
+        }
+    }
+}
+
+/// A category with a type it allows (built-in or custom), spelled any way.
+pub fn head() -> BoxedStrategy<Head> {
+    (
+        category(),
+        any::<Index>(),
+        custom_type(),
+        any::<bool>(),
+        type_alias(),
+        0u8..3,
+        event_category(),
+        any::<Index>(),
+    )
+        .prop_map(|(category, ti, custom, builtin, alias, enc, any_ec, eci)| {
+            let event_type = if builtin {
+                ti.get(&builtins_of(category)).to_string()
+            } else {
+                custom
+            };
+            let derivable = event_categories_of(category);
+            let encoding = match enc {
+                1 if !derivable.is_empty() => CategoryEncoding::Derived(*eci.get(&derivable)),
+                2 => CategoryEncoding::Both(any_ec),
+                _ => CategoryEncoding::Field,
+            };
+            Head {
+                category,
+                event_type,
+                alias,
+                encoding,
+            }
+        })
+        .boxed()
+}
+
+pub type Entry = Option<(&'static str, Value)>;
+
+/// An optional key, spelled as one of `keys`.
+pub fn entry(keys: &[&'static str], value: BoxedStrategy<Value>) -> BoxedStrategy<Entry> {
+    proptest::option::of((select(keys.to_vec()), value)).boxed()
+}
+
+/// An object of optional named entries followed by extra keys.
+pub fn section(
+    entries: Vec<BoxedStrategy<Entry>>,
+    extras: BoxedStrategy<Map<String, Value>>,
+) -> BoxedStrategy<Map<String, Value>> {
+    (entries, extras)
+        .prop_map(|(entries, extras)| {
+            let mut m = Map::new();
+            for (k, v) in entries.into_iter().flatten() {
+                m.insert(k.to_string(), v);
+            }
+            m.extend(extras);
+            m
+        })
+        .boxed()
+}
+
+pub fn no_extras() -> BoxedStrategy<Map<String, Value>> {
+    Just(Map::new()).boxed()
+}
+
+/// A plausible address: mixed case, plus-tags, sub-domains.
+pub fn email() -> BoxedStrategy<String> {
+    (
+        "[a-z][a-z0-9._+-]{0,10}[a-z0-9]",
+        "[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?(\\.[a-z0-9]{1,8})?",
+        "[a-z]{2,6}",
+        proptest::collection::vec(any::<bool>(), 40),
+    )
+        .prop_map(|(local, domain, tld, upper)| {
+            let e = format!("{local}@{domain}.{tld}");
+            e.chars()
+                .zip(upper.iter().cycle())
+                .map(|(c, u)| if *u { c.to_ascii_uppercase() } else { c })
+                .collect()
+        })
+        .boxed()
+}
+
+pub fn actor_section(with_email: bool) -> BoxedStrategy<Map<String, Value>> {
+    let mut entries = vec![
+        entry(&["user_id", "userId"], id_value()),
+        entry(&["email_hash"], hex(64).prop_map(Value::String).boxed()),
+        entry(&["service_name", "serviceName"], id_value()),
+        entry(&["role"], ident_value()),
+        entry(&["anonymous_id", "anonymousId"], id_value()),
+    ];
+    if with_email {
+        entries.push(entry(&["email"], email().prop_map(Value::String).boxed()));
+    }
+    section(entries, safe_map())
+}
+
+pub fn object_section() -> BoxedStrategy<Map<String, Value>> {
+    section(
+        vec![
+            entry(&["order_id", "orderId"], id_value()),
+            entry(&["request_id", "requestId"], id_value()),
+            entry(&["session_id", "sessionId"], id_value()),
+            entry(&["ticket_id", "ticketId"], id_value()),
+            entry(&["resource_id", "resourceId"], id_value()),
+        ],
+        safe_map(),
+    )
+}
+
+pub fn trace_like() -> BoxedStrategy<Value> {
+    prop_oneof![hex(32).prop_map(Value::String), id_value()].boxed()
+}
+
+pub fn correlation_section() -> BoxedStrategy<Map<String, Value>> {
+    section(
+        vec![
+            entry(&["trace_id", "traceId"], trace_like()),
+            entry(&["span_id", "spanId"], trace_like()),
+            entry(&["correlation_id", "correlationId"], id_value()),
+            entry(&["parent_event_id", "parentEventId"], id_value()),
+        ],
+        no_extras(),
+    )
+}
+
+pub fn outcome_section() -> BoxedStrategy<Map<String, Value>> {
+    section(
+        vec![
+            entry(
+                &["status"],
+                outcome_status()
+                    .prop_map(|s| Value::from(s.as_str()))
+                    .boxed(),
+            ),
+            entry(&["error_class", "errorClass"], id_value()),
+            entry(&["error_code", "errorCode"], id_value()),
+            entry(&["message"], safe_text().prop_map(Value::String).boxed()),
+        ],
+        no_extras(),
+    )
+}
+
+pub fn evidence_section() -> BoxedStrategy<Map<String, Value>> {
+    let github = section(
+        vec![
+            entry(
+                &["commit_sha", "commitSha"],
+                hex(40).prop_map(Value::String).boxed(),
+            ),
+            entry(&["pr"], id_value()),
+            entry(&["repository"], ident_value()),
+        ],
+        no_extras(),
+    )
+    .prop_map(Value::Object)
+    .boxed();
+    let logs = proptest::collection::vec(safe_text().prop_map(Value::String), 0..4)
+        .prop_map(Value::Array)
+        .boxed();
+    section(
+        vec![
+            entry(&["github"], github),
+            entry(&["raw_pointer", "raw_s3_pointer"], id_value()),
+            entry(&["trace_url"], ident_value()),
+            entry(&["log_references"], logs),
+        ],
+        no_extras(),
+    )
+}
+
+pub fn context_section() -> BoxedStrategy<Map<String, Value>> {
+    section(
+        vec![
+            entry(&["environment"], ident_value()),
+            entry(&["service", "service_name"], id_value()),
+            entry(&["endpoint"], ident_value()),
+            entry(&["version"], id_value()),
+            entry(&["ip"], ident_value()),
+            entry(&["user_agent", "userAgent"], id_value()),
+            entry(&["referer", "referrer"], id_value()),
+        ],
+        safe_map(),
+    )
+}
+
+pub fn stream_id_text() -> BoxedStrategy<String> {
+    ("[a-z]{1,10}", "[A-Za-z0-9-]{1,20}")
+        .prop_map(|(t, id)| format!("{t}:{id}"))
+        .boxed()
+}
+
+/// The optional sections of a body.
+type Sections = (
+    Option<Map<String, Value>>,
+    Option<Map<String, Value>>,
+    Option<Map<String, Value>>,
+    Option<Map<String, Value>>,
+    Option<Map<String, Value>>,
+    Option<Map<String, Value>>,
+);
+
+/// The optional top-level scalars of a body.
+type TopLevel = (
+    Option<EventSource>,
+    Option<TsSpec>,
+    Option<String>,
+    Option<Value>,
+    Option<Value>,
+    Option<Map<String, Value>>,
+    Option<(String, Option<u64>)>,
+    Option<(&'static str, String)>,
+    Option<u32>,
+    Option<TraceParentText>,
+    Vec<(String, Value)>,
+);
+
+/// A complete, valid ingest body with any mix of optional parts, aliases
+/// and unknown top-level keys.
+pub fn valid_body(with_email: bool) -> BoxedStrategy<Value> {
+    let sections = (
+        proptest::option::of(actor_section(with_email)),
+        proptest::option::of(object_section()),
+        proptest::option::of(correlation_section()),
+        proptest::option::of(outcome_section()),
+        proptest::option::of(evidence_section()),
+        proptest::option::of(context_section()),
+    );
+    let top = (
+        proptest::option::of(event_source()),
+        proptest::option::of(ts_spec()),
+        proptest::option::of(ident()),
+        proptest::option::of(id_value()),
+        proptest::option::of(safe_json()),
+        proptest::option::of(safe_map()),
+        proptest::option::of((stream_id_text(), proptest::option::of(any::<u64>()))),
+        proptest::option::of((select(IDEMPOTENCY_ALIASES.to_vec()), ident())),
+        proptest::option::of(1u32..=u32::MAX),
+        proptest::option::of(valid_traceparent()),
+        proptest::collection::vec((safe_key(), safe_json()), 0..3),
+    );
+    (head(), sections, top)
+        .prop_map(|(head, sections, top)| assemble(&head, sections, top))
+        .boxed()
+}
+
+fn assemble(head: &Head, sections: Sections, top: TopLevel) -> Value {
+    let (actor, object, correlation, outcome, evidence, context) = sections;
+    let (source, ts, tenant, user, data, metadata, stream, idem, schema, tp, unknown) = top;
+    let mut b = head.body();
+    let mut put = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            b.insert(k.to_string(), v);
+        }
+    };
+    put("event_source", source.map(|s| s.as_str().into()));
+    put("timestamp", ts.map(|t| t.text().into()));
+    put("tenant_id", tenant.map(Value::String));
+    let actor = actor.map(|mut a| {
+        // A top-level user_id must agree with the actor's.
+        if let Some(user) = &user {
+            for key in ["user_id", "userId"] {
+                if let Some(v) = a.get_mut(key) {
+                    *v = user.clone();
+                }
+            }
+        }
+        a
+    });
+    put("user_id", user);
+    put("actor", actor.map(Value::Object));
+    put("object", object.map(Value::Object));
+    put("correlation", correlation.map(Value::Object));
+    put("outcome", outcome.map(Value::Object));
+    put("evidence", evidence.map(Value::Object));
+    put("context", context.map(Value::Object));
+    put("data", data);
+    put("metadata", metadata.map(Value::Object));
+    if let Some((stream_id, version)) = stream {
+        put("stream_id", Some(stream_id.into()));
+        put("expected_version", version.map(Value::from));
+    }
+    if let Some((key, value)) = idem {
+        put(key, Some(value.into()));
+    }
+    put("schema_version", schema.map(Value::from));
+    put("traceparent", tp.map(|t| t.text.into()));
+    for (k, v) in unknown {
+        put(&k, Some(v));
+    }
+    Value::Object(b)
+}
+
+/// A string or integer identifier as the decoder reads it.
+pub fn id_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of `keys` present in `section`, as identifier text.
+pub fn first_id(section: Option<&Map<String, Value>>, keys: &[&str]) -> Option<String> {
+    let section = section?;
+    keys.iter().find_map(|k| section.get(*k).and_then(id_text))
+}
+
+/// The keys of `section` that are not among `known`.
+pub fn extras_of(section: Option<&Map<String, Value>>, known: &[&str]) -> Map<String, Value> {
+    section
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !known.contains(&k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn object_at<'v>(body: &'v Value, key: &str) -> Option<&'v Map<String, Value>> {
+    body.get(key).and_then(Value::as_object)
+}
+
+/// Sets `pointer` in `body`, creating objects on the way.
+pub fn set_pointer(body: &mut Value, pointer: &str, value: Value) {
+    let tokens: Vec<String> = pointer
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let mut at = body;
+    for (i, token) in tokens.iter().enumerate() {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        let map = at.as_object_mut().expect("object");
+        if i + 1 == tokens.len() {
+            map.insert(token.clone(), value);
+            return;
+        }
+        at = map
+            .entry(token.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Arbitrary JSON and canonical-event parts (for codecs, no redaction)
+// ---------------------------------------------------------------------------
+
+/// Any JSON: all integer ranges, floats, any text (control characters,
+/// unicode), nested arrays and objects with any keys.
+pub fn any_json() -> BoxedStrategy<Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        any::<u64>().prop_map(Value::from),
+        select(vec![u64::MAX, (1 << 53) + 1, 0]).prop_map(Value::from),
+        Just(Value::from(i64::MIN)),
+        finite_f64().prop_map(float_value),
+        any::<String>().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(8, 64, 8, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..8).prop_map(Value::Array),
+            proptest::collection::vec((any::<String>(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+    .boxed()
+}
+
+/// Extra keys beside named fields: any text except the named fields.
+pub fn extra_map(reserved: &'static [&'static str]) -> BoxedStrategy<Map<String, Value>> {
+    proptest::collection::vec(
+        (
+            any::<String>().prop_filter("not a named field", move |k| {
+                !reserved.contains(&k.as_str())
+            }),
+            any_json(),
+        ),
+        0..4,
+    )
+    .prop_map(|kv| kv.into_iter().collect())
+    .boxed()
+}
+
+pub fn opt_string() -> BoxedStrategy<Option<String>> {
+    proptest::option::of(any::<String>()).boxed()
+}
