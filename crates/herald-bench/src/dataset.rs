@@ -225,9 +225,83 @@ impl Gen {
     }
 }
 
+/// Event definitions for every type the dataset sends, each with a typical
+/// payload schema (typed properties, some required, bounded strings), as
+/// `POST /api/v1/event-definitions` bodies: what a tenant that uses the
+/// registry would have registered.
+pub fn definitions() -> Vec<Value> {
+    let details = json!({"type": "string", "maxLength": 8192});
+    let checkout = json!({
+        "type": "object", "required": ["amount", "currency", "items"],
+        "properties": {
+            "amount": {"type": "integer", "minimum": 0}, "currency": {"enum": ["EUR", "USD", "GBP"]},
+            "items": {"type": "integer", "minimum": 1, "maximum": 100}, "word": {"type": "string", "maxLength": 32},
+            "details": details
+        }
+    });
+    let browsing = json!({
+        "type": "object", "required": ["path"],
+        "properties": {"path": {"type": "string", "minLength": 1, "maxLength": 2048}, "referrer": {"type": "string"}, "details": details}
+    });
+    let security = json!({
+        "type": "object", "required": ["resource"],
+        "properties": {"resource": {"type": "string"}, "ip_class": {"enum": ["internal", "external"]}, "details": details}
+    });
+    let delivery = json!({
+        "type": "object", "required": ["service"],
+        "properties": {"service": {"type": "string"}, "duration_s": {"type": "integer", "minimum": 0}, "details": details}
+    });
+    let defs: [(&str, &str, &Value); 12] = [
+        ("checkout_started", "business", &checkout),
+        ("payment_authorized", "business", &checkout),
+        ("order_failed", "business", &checkout),
+        ("request_received", "system", &checkout),
+        ("db_error", "system", &checkout),
+        ("button_clicked", "business", &browsing),
+        ("page_viewed", "business", &browsing),
+        ("permission_denied", "security", &security),
+        ("role_changed", "security", &security),
+        ("unauthorized_access", "security", &security),
+        ("pr_merged", "delivery", &delivery),
+        ("deploy_completed", "delivery", &delivery),
+    ];
+    defs.iter()
+        .map(|(t, c, schema)| json!({"event_type": t, "category": c, "payload_schema": schema}))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_generated_event_passes_the_dataset_definitions() {
+        let defs = definitions()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                herald_registry::parse_input(d, None)
+                    .expect("valid definition")
+                    .into_definition(format!("def_{i}"), 1, herald_core::Timestamp::now())
+            })
+            .collect();
+        let processor = crate::floors::processor_with(defs);
+        let tenant = herald_core::TenantId::parse("bench").unwrap();
+        let hasher = herald_core::EmailHasher::new(b"bench");
+        let ctx = herald_core::ProcessingContext {
+            tenant_id: &tenant,
+            email_hasher: &hasher,
+            processing_timestamp: herald_core::Timestamp::now(),
+            traceparent: None,
+        };
+        for b in generate_bytes(11, 5000) {
+            let p = processor.process_json(&b, &ctx);
+            assert!(
+                p.as_ref().is_ok_and(|p| p.event.schema_version == Some(1)),
+                "{p:?}"
+            );
+        }
+    }
 
     #[test]
     fn deterministic_and_sized_like_real_traffic() {

@@ -52,10 +52,13 @@ pub fn canonicalize(bodies: &[serde_json::Value]) -> Vec<CanonicalEvent> {
 
 /// Events per second for the core pipeline alone (decode, validate,
 /// normalise, redact) on one core, from serialized bodies.
-pub fn pipeline_floor(bodies: &[bytes::Bytes], min_time: Duration) -> f64 {
+pub fn pipeline_floor(
+    bodies: &[bytes::Bytes],
+    min_time: Duration,
+    processor: &EventProcessor,
+) -> f64 {
     let tenant = TenantId::parse("bench").expect("tenant id");
     let hasher = EmailHasher::new(b"bench");
-    let processor = EventProcessor::default();
     let started = Instant::now();
     let mut n = 0u64;
     while started.elapsed() < min_time {
@@ -72,6 +75,19 @@ pub fn pipeline_floor(bodies: &[bytes::Bytes], min_time: Duration) -> f64 {
         }
     }
     n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The pipeline a tenant with these definitions gets (as the server builds it).
+pub fn processor_with(definitions: Vec<herald_registry::EventDefinition>) -> EventProcessor {
+    let registry = herald_registry::Registry::build(
+        TenantId::parse("bench").expect("tenant id"),
+        definitions,
+        std::sync::Arc::new(herald_registry::ValidatorCache::new()),
+    );
+    EventProcessor {
+        vocabulary: std::sync::Arc::new(registry),
+        ..EventProcessor::default()
+    }
 }
 
 /// Events per second inserting `events` in transactions of `batch` into a
