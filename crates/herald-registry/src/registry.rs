@@ -391,3 +391,120 @@ impl Vocabulary for Registry {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::definition::parse_input;
+    use herald_core::{EventType, Limits};
+    use serde_json::json;
+
+    fn def(id: &str, version: u32, body: serde_json::Value) -> EventDefinition {
+        parse_input(&body, None)
+            .unwrap()
+            .into_definition(id.into(), version, Timestamp::now())
+    }
+
+    fn raw(ty: &str, data: serde_json::Value) -> RawEvent {
+        let body = json!({"event_type": ty, "category": "business", "data": data});
+        let (mut r, _) = herald_core::decode::decode_event(body, &Limits::default()).unwrap();
+        r.event_type = EventType::parse(ty).unwrap();
+        r
+    }
+
+    #[test]
+    fn validators_are_compiled_once_per_version_and_dropped_with_it() {
+        let cache = Arc::new(ValidatorCache::new());
+        let (acme, globex) = (
+            TenantId::parse("acme").unwrap(),
+            TenantId::parse("globex").unwrap(),
+        );
+        let schema = |field: &str| json!({"type": "object", "required": [field]});
+        let v1 = def(
+            "d",
+            1,
+            json!({"event_type": "t", "category": "business", "payload_schema": schema("a")}),
+        );
+        let v2 = def(
+            "d",
+            2,
+            json!({"event_type": "t", "category": "business", "payload_schema": schema("b")}),
+        );
+
+        let r = Registry::build(acme.clone(), vec![v1.clone()], cache.clone());
+        assert_eq!(
+            r.check_definition(&raw("t", json!({}))).errors[0].field,
+            "/data/a"
+        );
+        let other = Registry::build(globex.clone(), vec![v1.clone()], cache.clone());
+        assert!(
+            !other
+                .check_definition(&raw("t", json!({})))
+                .errors
+                .is_empty()
+        );
+        assert_eq!(cache.len(), 2, "one per (tenant, definition, version)");
+        let compiled = cache.get_or_compile(&acme, "d", 1, &json!(false)).unwrap();
+
+        // The update: v2 validates at once, v1's validator is reused for pinned events.
+        let r = Registry::build(acme.clone(), vec![v1.clone(), v2.clone()], cache.clone());
+        let check = r.check_definition(&raw("t", json!({})));
+        assert_eq!(
+            (check.errors[0].field.as_str(), check.schema_version),
+            ("/data/b", Some(2))
+        );
+        assert!(Arc::ptr_eq(
+            &compiled,
+            &cache.get_or_compile(&acme, "d", 1, &json!(false)).unwrap()
+        ));
+        assert_eq!(cache.len(), 3);
+
+        // A rebuild without a version drops its validator, and only that tenant's.
+        let _ = Registry::build(acme.clone(), vec![], cache.clone());
+        assert_eq!(cache.len(), 1, "globex keeps its own");
+    }
+
+    #[test]
+    fn resolution_prefers_exact_then_builtin_then_the_most_specific_pattern() {
+        let r = Registry::build(
+            TenantId::parse("acme").unwrap(),
+            vec![
+                def("p1", 1, json!({"event_type": ">", "category": "system"})),
+                def(
+                    "p2",
+                    1,
+                    json!({"event_type": "a.*", "category": "business"}),
+                ),
+                def(
+                    "p3",
+                    1,
+                    json!({"event_type": "a.>", "category": "business"}),
+                ),
+                def(
+                    "e1",
+                    1,
+                    json!({"event_type": "a.b", "category": "security"}),
+                ),
+            ],
+            Arc::new(ValidatorCache::new()),
+        );
+        let id = |t: &str| r.resolve(t).map(|e| e.latest().definition_id.clone());
+        assert_eq!(id("a.b").as_deref(), Some("e1"));
+        assert_eq!(id("a.c").as_deref(), Some("p2"));
+        assert_eq!(id("a.c.d").as_deref(), Some("p3"));
+        assert_eq!(id("db_error").as_deref(), Some("builtin.db_error"));
+        assert_eq!(id("x").as_deref(), Some("p1"));
+        assert_eq!(
+            r.categories_of("a.b"),
+            Some(CategorySet::of(Category::Security))
+        );
+        assert_eq!(
+            r.list(&DefinitionFilter {
+                limit: 100,
+                ..Default::default()
+            })
+            .1,
+            16
+        );
+    }
+}
