@@ -91,6 +91,21 @@ fn minimal_applied(mut res: Response) -> Response {
     res
 }
 
+/// What the core needs to know about this request: tenant, its hasher,
+/// receive time, and the W3C `traceparent` header.
+fn processing_context<'a>(
+    tenant_id: &'a herald_core::TenantId,
+    tenant: &'a crate::TenantContext,
+    headers: &'a HeaderMap,
+) -> ProcessingContext<'a> {
+    ProcessingContext {
+        tenant_id,
+        email_hasher: &tenant.hasher,
+        processing_timestamp: Timestamp::now(),
+        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
+    }
+}
+
 /// Turns one event's rejection into the problem it answers with.
 fn rejection(result: ValidationResult) -> ApiError {
     let n = result.errors.len();
@@ -133,12 +148,7 @@ pub async fn create(
     // A little slack over the event limit so the 413 can say the real size.
     let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
     let tenant = app.tenant_context(&key.tenant_id).await?;
-    let ctx = ProcessingContext {
-        tenant_id: &key.tenant_id,
-        email_hasher: &tenant.hasher,
-        processing_timestamp: Timestamp::now(),
-        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
-    };
+    let ctx = processing_context(&key.tenant_id, &tenant, &headers);
     let processed = tenant
         .processor
         .process_json(&bytes, &ctx)
@@ -260,12 +270,7 @@ pub async fn batch(
     }
     let _room = app.admission.admit(items.len()).await?;
     let tenant = app.tenant_context(&key.tenant_id).await?;
-    let ctx = ProcessingContext {
-        tenant_id: &key.tenant_id,
-        email_hasher: &tenant.hasher,
-        processing_timestamp: Timestamp::now(),
-        traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
-    };
+    let ctx = processing_context(&key.tenant_id, &tenant, &headers);
 
     // Each item on its own: bad ones are answered, good ones stored together.
     // `plan[i]` is the item's index into `accepted`, or its rejection.
