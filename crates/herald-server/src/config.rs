@@ -57,6 +57,32 @@ pub struct Config {
     /// `HERALD_WORKER_IDLE_MS`: how often the status worker looks for work
     /// when nothing woke it.
     pub worker_idle_ms: u64,
+    /// `HERALD_DATABASE_URL`: PostgreSQL (`postgres://user@host:5432/db`)
+    /// instead of the embedded store, for several instances sharing one store.
+    pub database_url: Option<Secret>,
+    /// `HERALD_DATABASE_SCHEMA`: the PostgreSQL schema Herald's tables live in.
+    pub database_schema: String,
+    /// `HERALD_DATABASE_POOL_SIZE`: PostgreSQL read connections per instance.
+    pub database_pool_size: usize,
+    /// `HERALD_REGISTRY_REFRESH_MS`: on a shared store, how stale this
+    /// instance's view of a tenant's definitions and settings may get when
+    /// another instance changes them.
+    pub registry_refresh_ms: u64,
+    /// `HERALD_NATS_URL`: publish every stored event and lifecycle event to
+    /// NATS JetStream (`nats://127.0.0.1:4222`).
+    pub nats_url: Option<String>,
+    /// `HERALD_NATS_STREAM`: the JetStream stream (created if missing).
+    pub nats_stream: String,
+    /// `HERALD_NATS_SUBJECT_PREFIX`: first token of every subject.
+    pub nats_subject_prefix: String,
+    /// `HERALD_NATS_MAX_AGE_SECS`: stream retention by age; 0 keeps messages
+    /// until `nats_max_bytes` says otherwise.
+    pub nats_max_age_secs: u64,
+    /// `HERALD_NATS_MAX_BYTES`: stream retention by size; 0 is unbounded.
+    pub nats_max_bytes: u64,
+    /// `HERALD_NATS_DUPLICATE_WINDOW_SECS`: how long JetStream drops
+    /// repeated message ids (repeats after a crash mid-publish).
+    pub nats_duplicate_window_secs: u64,
 }
 
 impl Default for Config {
@@ -74,6 +100,16 @@ impl Default for Config {
             max_inflight_events: 100_000,
             sync_full: true,
             worker_idle_ms: 500,
+            database_url: None,
+            database_schema: "herald".into(),
+            database_pool_size: 16,
+            registry_refresh_ms: 1000,
+            nats_url: None,
+            nats_stream: "HERALD".into(),
+            nats_subject_prefix: "herald".into(),
+            nats_max_age_secs: 7 * 24 * 3600,
+            nats_max_bytes: 0,
+            nats_duplicate_window_secs: 600,
         }
     }
 }
@@ -105,6 +141,16 @@ pub const ENV_VARS: &[&str] = &[
     "HERALD_MAX_INFLIGHT_EVENTS",
     "HERALD_SYNC_FULL",
     "HERALD_WORKER_IDLE_MS",
+    "HERALD_DATABASE_URL",
+    "HERALD_DATABASE_SCHEMA",
+    "HERALD_DATABASE_POOL_SIZE",
+    "HERALD_REGISTRY_REFRESH_MS",
+    "HERALD_NATS_URL",
+    "HERALD_NATS_STREAM",
+    "HERALD_NATS_SUBJECT_PREFIX",
+    "HERALD_NATS_MAX_AGE_SECS",
+    "HERALD_NATS_MAX_BYTES",
+    "HERALD_NATS_DUPLICATE_WINDOW_SECS",
 ];
 
 impl Config {
@@ -156,6 +202,20 @@ impl Config {
                 "MAX_INFLIGHT_EVENTS" => set(parse_into(&value, &mut config.max_inflight_events)),
                 "SYNC_FULL" => set(parse_into(&value, &mut config.sync_full)),
                 "WORKER_IDLE_MS" => set(parse_into(&value, &mut config.worker_idle_ms)),
+                "DATABASE_URL" => {
+                    config.database_url = (!value.is_empty()).then(|| Secret(value.clone()))
+                }
+                "DATABASE_SCHEMA" => config.database_schema = value.clone(),
+                "DATABASE_POOL_SIZE" => set(parse_into(&value, &mut config.database_pool_size)),
+                "REGISTRY_REFRESH_MS" => set(parse_into(&value, &mut config.registry_refresh_ms)),
+                "NATS_URL" => config.nats_url = (!value.is_empty()).then(|| value.clone()),
+                "NATS_STREAM" => config.nats_stream = value.clone(),
+                "NATS_SUBJECT_PREFIX" => config.nats_subject_prefix = value.clone(),
+                "NATS_MAX_AGE_SECS" => set(parse_into(&value, &mut config.nats_max_age_secs)),
+                "NATS_MAX_BYTES" => set(parse_into(&value, &mut config.nats_max_bytes)),
+                "NATS_DUPLICATE_WINDOW_SECS" => {
+                    set(parse_into(&value, &mut config.nats_duplicate_window_secs))
+                }
                 // Read by other parts (tests, later backends); not ours to refuse.
                 _ => {}
             }
@@ -219,6 +279,55 @@ impl Config {
             && k.len() < 16
         {
             p.push("hash_secret: must be at least 16 characters".into());
+        }
+        if let Some(Secret(url)) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            p.push("database_url: expected postgres://user@host:port/database".into());
+        }
+        if !herald_store::postgres::valid_schema_name(&self.database_schema) {
+            p.push(format!(
+                "database_schema {:?}: use lower-case letters, digits and `_`, starting with a letter or `_` (at most 63)",
+                self.database_schema
+            ));
+        }
+        if !(1..=1000).contains(&self.database_pool_size) {
+            p.push(format!(
+                "database_pool_size {}: expected 1 ..= 1000",
+                self.database_pool_size
+            ));
+        }
+        if self.nats_stream.is_empty()
+            || !self
+                .nats_stream
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            p.push(format!(
+                "nats_stream {:?}: use ASCII letters, digits, `-` and `_`",
+                self.nats_stream
+            ));
+        }
+        if self.nats_subject_prefix.is_empty()
+            || !self.nats_subject_prefix.split('.').all(|t| {
+                !t.is_empty()
+                    && t.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            })
+        {
+            p.push(format!(
+                "nats_subject_prefix {:?}: dot-separated tokens of ASCII letters, digits, `-` and `_`",
+                self.nats_subject_prefix
+            ));
+        }
+        if self.nats_duplicate_window_secs == 0 {
+            p.push("nats_duplicate_window_secs: must be at least 1".into());
+        }
+        if self.nats_max_age_secs > 0 && self.nats_duplicate_window_secs > self.nats_max_age_secs {
+            p.push(format!(
+                "nats_duplicate_window_secs {} exceeds nats_max_age_secs {}: JetStream requires the window within the retention",
+                self.nats_duplicate_window_secs, self.nats_max_age_secs
+            ));
         }
         p
     }

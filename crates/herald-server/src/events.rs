@@ -168,7 +168,7 @@ pub async fn create(
         }])
         .await?
         .pop();
-    app.worker_wake.notify_one();
+    app.after_commit();
     let minimal_create = wants_minimal(&headers);
     match outcome {
         Some(AppendOutcome::Stored(e)) if minimal_create => Ok(minimal_applied(json_response(
@@ -293,7 +293,7 @@ pub async fn batch(
         }));
     }
     let outcomes = app.store.append(accepted).await?;
-    app.worker_wake.notify_one();
+    app.after_commit();
     if outcomes.len() != warnings.len() {
         return Err(ApiError::internal(
             "store returned a different number of outcomes",

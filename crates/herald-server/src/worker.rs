@@ -1,13 +1,16 @@
 //! The status worker: moves stored events `pending → processing →
 //! processed`, recording each transition's duration. Processors plug in
 //! later; with none registered processing is a no-op that still records.
-//! Written as one `step` (tests call it directly) and a thin loop.
+//! When events are published to NATS, each outcome also queues its
+//! lifecycle notification (`event.processed.success` / `.failed`) in the
+//! same transaction. Written as one `step` (tests call it directly) and a
+//! thin loop; `maintain` is the store's periodic upkeep.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use herald_core::{EventStatus, Timestamp};
-use herald_store::{ProcessingResult, Store, StoreError};
+use herald_store::{LifecycleRecord, ProcessingResult, Store, StoreError};
 use tokio::sync::{Notify, watch};
 
 /// What one step did.
@@ -23,6 +26,8 @@ pub enum Step {
 pub struct StatusWorker {
     pub store: Store,
     pub batch: usize,
+    /// Queue lifecycle notifications for the publisher.
+    pub lifecycle: bool,
 }
 
 impl StatusWorker {
@@ -44,8 +49,38 @@ impl StatusWorker {
                 }
             })
             .collect();
+        let lifecycle = if self.lifecycle {
+            claimed
+                .iter()
+                .zip(&results)
+                .map(|(event, r)| {
+                    let kind = match r.status {
+                        EventStatus::Failed => "event.processed.failed",
+                        _ => "event.processed.success",
+                    };
+                    LifecycleRecord {
+                        tenant_id: event.tenant_id.to_string(),
+                        event_id: event.event_id,
+                        kind: kind.into(),
+                        payload: serde_json::json!({
+                            "type": kind,
+                            "event_id": event.event_id,
+                            "tenant_id": event.tenant_id,
+                            "category": event.category.as_str(),
+                            "event_type": event.event_type.as_str(),
+                            "status": r.status.as_str(),
+                            "duration_ms": r.duration_ms,
+                            "at": r.finished_at.to_string(),
+                        })
+                        .to_string(),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let n = results.len();
-        self.store.finish_processing(results).await?;
+        self.store.finish_processing(results, lifecycle).await?;
         Ok(Step::Completed(n))
     }
 
@@ -66,6 +101,20 @@ impl StatusWorker {
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.changed() => return,
             }
+        }
+    }
+}
+
+/// Runs the store's upkeep every `every` (and once at start) until `stop`
+/// flips: on PostgreSQL, the coming months' partitions.
+pub async fn maintain(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
+    loop {
+        if let Err(e) = store.maintain().await {
+            tracing::warn!(error = %e, "store upkeep failed; retrying later");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -1,10 +1,13 @@
 //! Herald's store contract (DESIGN.md §9): one [`Store`] type that every
-//! other crate talks to, over interchangeable backends. Today the embedded
-//! SQLite backend; the PostgreSQL backend joins as a second variant and must
-//! pass the same conformance suite (`tests/conformance.rs`). No backend type
-//! leaks through this interface.
+//! other crate talks to, over interchangeable backends: the embedded SQLite
+//! backend and PostgreSQL for scale-out. Both pass the same conformance
+//! suite (`tests/conformance.rs`). No backend type leaks through this
+//! interface.
 
+pub mod postgres;
+mod query;
 mod records;
+mod rows;
 pub mod sqlite;
 
 use std::sync::Arc;
@@ -18,6 +21,17 @@ pub use records::*;
 #[derive(Clone, Debug)]
 pub enum Store {
     Sqlite(Arc<sqlite::SqliteStore>),
+    Postgres(Arc<postgres::PgStore>),
+}
+
+/// Calls the same method on whichever backend this is.
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
 }
 
 impl Store {
@@ -31,19 +45,37 @@ impl Store {
         )?)))
     }
 
+    /// Connects to PostgreSQL, creating the schema and applying migrations
+    /// (under an advisory lock, so instances starting together do not race).
+    pub async fn open_postgres(options: postgres::PgOptions) -> Result<Store, StoreError> {
+        Ok(Store::Postgres(Arc::new(
+            postgres::PgStore::open(options).await?,
+        )))
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Whether several Herald instances may share this store (and so must
+    /// share generated secrets and see each other's changes).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
     /// Appends events durably: returns only after the transaction holding
     /// them is committed. Outcomes come back in input order.
     pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.append(events).await,
-        }
+        each!(self, s => s.append(events).await)
     }
 
     /// Queues an audit record; it is committed with the next group commit.
     pub fn record_audit(&self, record: AuditRecord) {
-        match self {
-            Store::Sqlite(s) => s.record_audit(record),
-        }
+        each!(self, s => s.record_audit(record))
     }
 
     pub async fn get_event(
@@ -51,9 +83,7 @@ impl Store {
         tenant: &TenantId,
         id: EventId,
     ) -> Result<Option<StoredEvent>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get_event(tenant, id).await,
-        }
+        each!(self, s => s.get_event(tenant, id).await)
     }
 
     pub async fn query_events(
@@ -61,9 +91,7 @@ impl Store {
         tenant: &TenantId,
         query: &EventQuery,
     ) -> Result<EventPage, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.query_events(tenant, query).await,
-        }
+        each!(self, s => s.query_events(tenant, query).await)
     }
 
     /// Like `query_events`, with rows left as stored JSON (see [`EventJson`]).
@@ -72,63 +100,124 @@ impl Store {
         tenant: &TenantId,
         query: &EventQuery,
     ) -> Result<Page<EventJson>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.query_events_json(tenant, query).await,
-        }
+        each!(self, s => s.query_events_json(tenant, query).await)
     }
 
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.create_tenant(tenant).await,
-        }
+        each!(self, s => s.create_tenant(tenant).await)
     }
 
     pub async fn get_tenant(&self, tenant: &TenantId) -> Result<Option<Tenant>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get_tenant(tenant).await,
-        }
+        each!(self, s => s.get_tenant(tenant).await)
     }
 
     pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_key(key).await,
-        }
+        each!(self, s => s.insert_key(key).await)
     }
 
     /// The live (not revoked) key whose secret hashes to `hash`.
     pub async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.find_key(hash).await,
-        }
+        each!(self, s => s.find_key(hash).await)
     }
 
     /// Revokes a key; `false` when the tenant has no such live key.
     pub async fn revoke_key(&self, tenant: &TenantId, key_id: &str) -> Result<bool, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.revoke_key(tenant, key_id).await,
-        }
+        each!(self, s => s.revoke_key(tenant, key_id).await)
     }
 
     pub async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.query_audit(query).await,
-        }
+        each!(self, s => s.query_audit(query).await)
     }
 
     /// Moves up to `limit` pending events to `processing` and returns them.
     pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.claim_pending(limit).await,
-        }
+        each!(self, s => s.claim_pending(limit).await)
     }
 
-    /// Records how processing ended for claimed events.
+    /// Records how processing ended for claimed events and, in the same
+    /// transaction, queues their lifecycle notifications for the publisher.
     pub async fn finish_processing(
         &self,
         results: Vec<ProcessingResult>,
+        lifecycle: Vec<LifecycleRecord>,
     ) -> Result<(), StoreError> {
+        each!(self, s => s.finish_processing(results, lifecycle).await)
+    }
+
+    /// Up to `limit` stored events with `seq > after`, in commit order.
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEvent>, StoreError> {
+        each!(self, s => s.events_after(after, limit).await)
+    }
+
+    /// The last `seq` the publisher named `name` has delivered (0 at first).
+    pub async fn publish_cursor(&self, name: &str) -> Result<i64, StoreError> {
+        each!(self, s => s.publish_cursor(name).await)
+    }
+
+    /// Moves the cursor forward (never back) to `seq`.
+    pub async fn advance_publish_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        each!(self, s => s.advance_publish_cursor(name, seq).await)
+    }
+
+    /// The oldest lifecycle notifications still to publish.
+    pub async fn pending_lifecycle(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PendingLifecycle>, StoreError> {
+        each!(self, s => s.pending_lifecycle(limit).await)
+    }
+
+    /// Forgets published lifecycle notifications.
+    pub async fn delete_lifecycle(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        each!(self, s => s.delete_lifecycle(ids).await)
+    }
+
+    /// Tries to become the one publisher among the instances sharing this
+    /// store. `None` while another instance holds the lease; the lease is
+    /// released when dropped (or when its holder dies).
+    pub async fn try_publisher_lease(&self) -> Result<Option<PublisherLease>, StoreError> {
         match self {
-            Store::Sqlite(s) => s.finish_processing(results).await,
+            Store::Sqlite(_) => Ok(Some(PublisherLease(LeaseInner::Local))),
+            Store::Postgres(s) => Ok(s
+                .try_publisher_lease()
+                .await?
+                .map(|l| PublisherLease(LeaseInner::Postgres(l)))),
+        }
+    }
+
+    /// A number that changes whenever the tenant's definitions or settings
+    /// change, for instances that share the store; `None` when only this
+    /// instance can change them (the embedded store).
+    pub async fn tenant_revision(&self, tenant: &TenantId) -> Result<Option<i64>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(s) => s.tenant_revision(tenant).await.map(Some),
+        }
+    }
+
+    /// For shared stores: the secret stored under `name`, or `candidate`
+    /// after storing it when there was none (first instance wins). `None`
+    /// for the embedded store, whose secrets live in the data directory.
+    pub async fn shared_secret(
+        &self,
+        name: &str,
+        candidate: &str,
+    ) -> Result<Option<(String, bool)>, StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(None),
+            Store::Postgres(s) => s.shared_secret(name, candidate).await.map(Some),
+        }
+    }
+
+    /// Periodic upkeep (PostgreSQL: creates the coming months' partitions).
+    pub async fn maintain(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(_) => Ok(()),
+            Store::Postgres(s) => s.maintain().await,
         }
     }
 
@@ -140,16 +229,12 @@ impl Store {
         tenant: &TenantId,
         definition: EventDefinition,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.insert_definition(tenant, definition).await,
-        }
+        each!(self, s => s.insert_definition(tenant, definition).await)
     }
 
     /// Every version of every definition of the tenant.
     pub async fn definitions(&self, tenant: &TenantId) -> Result<Vec<EventDefinition>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.definitions(tenant).await,
-        }
+        each!(self, s => s.definitions(tenant).await)
     }
 
     /// One version of one definition; the latest when `version` is `None`.
@@ -159,16 +244,12 @@ impl Store {
         definition_id: &str,
         version: Option<u32>,
     ) -> Result<Option<EventDefinition>, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get_definition(tenant, definition_id, version).await,
-        }
+        each!(self, s => s.get_definition(tenant, definition_id, version).await)
     }
 
     /// The tenant's settings; the defaults when none were ever set.
     pub async fn get_settings(&self, tenant: &TenantId) -> Result<TenantSettings, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.get_settings(tenant).await,
-        }
+        each!(self, s => s.get_settings(tenant).await)
     }
 
     pub async fn put_settings(
@@ -176,15 +257,31 @@ impl Store {
         tenant: &TenantId,
         settings: TenantSettings,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => s.put_settings(tenant, settings).await,
-        }
+        each!(self, s => s.put_settings(tenant, settings).await)
     }
 
     /// Commits what is queued and stops the writer.
     pub async fn close(&self) {
-        match self {
-            Store::Sqlite(s) => s.close().await,
+        each!(self, s => s.close().await)
+    }
+}
+
+/// The right to publish, held by one instance at a time.
+#[derive(Debug)]
+pub struct PublisherLease(LeaseInner);
+
+#[derive(Debug)]
+enum LeaseInner {
+    Local,
+    Postgres(postgres::Lease),
+}
+
+impl PublisherLease {
+    /// Whether the lease still holds (a lost database session loses it).
+    pub fn is_held(&self) -> bool {
+        match &self.0 {
+            LeaseInner::Local => true,
+            LeaseInner::Postgres(l) => l.is_held(),
         }
     }
 }

@@ -193,6 +193,31 @@ pub struct Page<T> {
     pub next_cursor: Option<String>,
 }
 
+impl<T> Page<T> {
+    /// A page from its rows and what the count query said (`counted` is
+    /// capped at `TOTAL_CAP + 1` unless the total was asked to be exact).
+    pub(crate) fn assemble(
+        events: Vec<T>,
+        counted: u64,
+        exact_total: bool,
+        has_more: bool,
+        last: Option<Cursor>,
+    ) -> Page<T> {
+        let total_exact = exact_total || counted <= TOTAL_CAP;
+        Page {
+            events,
+            total: if total_exact { counted } else { TOTAL_CAP },
+            total_exact,
+            has_more,
+            next_cursor: if has_more {
+                last.map(|c| c.encode())
+            } else {
+                None
+            },
+        }
+    }
+}
+
 /// A page of decoded events.
 pub type EventPage = Page<StoredEvent>;
 
@@ -225,6 +250,38 @@ pub struct AuditRecord {
     pub duration_us: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+}
+
+/// A stored event as the publisher reads it, in commit order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SequencedEvent {
+    /// Commit order: a later commit never has a smaller `seq`.
+    pub seq: i64,
+    pub event_id: EventId,
+    pub tenant_id: String,
+    pub category: String,
+    pub event_type: String,
+    /// The canonical JSON as stored.
+    pub body: String,
+}
+
+/// A lifecycle notification (seed 003 §9.4: `event.processed.success`,
+/// `event.processed.failed`, ...) kept until it is published.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LifecycleRecord {
+    pub tenant_id: String,
+    pub event_id: EventId,
+    /// `event.processed.success`, `event.processed.failed`, ...
+    pub kind: String,
+    /// The message body (JSON).
+    pub payload: String,
+}
+
+/// A lifecycle record waiting in the outbox, with its outbox id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingLifecycle {
+    pub id: i64,
+    pub record: LifecycleRecord,
 }
 
 /// A tenant's settings (`GET/PUT /api/v1/settings`).

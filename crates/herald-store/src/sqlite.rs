@@ -19,7 +19,9 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::query;
 use crate::records::*;
+use crate::rows::*;
 
 /// Tuning for the embedded store.
 #[derive(Debug, Clone)]
@@ -394,6 +396,7 @@ impl SqliteStore {
     pub async fn finish_processing(
         &self,
         results: Vec<ProcessingResult>,
+        lifecycle: Vec<LifecycleRecord>,
     ) -> Result<(), StoreError> {
         self.write(move |c| {
             let mut stmt = c.prepare_cached(
@@ -401,6 +404,93 @@ impl SqliteStore {
             )?;
             for r in results {
                 stmt.execute(params![r.event_id.as_bytes().as_slice(), r.status.as_str(), r.finished_at.to_string(), r.duration_ms])?;
+            }
+            let mut stmt = c.prepare_cached(
+                "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)",
+            )?;
+            for l in lifecycle {
+                stmt.execute(params![l.tenant_id, l.event_id.as_bytes().as_slice(), l.kind, l.payload])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn events_after(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<SequencedEvent>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, event_id, tenant_id, category, event_type, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            })?;
+            rows.map(|r| {
+                let (seq, id, tenant_id, category, event_type, body) = r?;
+                Ok(SequencedEvent { seq, event_id: event_id_from(&id)?, tenant_id, category, event_type, body })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn publish_cursor(&self, name: &str) -> Result<i64, StoreError> {
+        let name = name.to_string();
+        self.read(move |c| {
+            Ok(
+                c.prepare_cached("SELECT seq FROM publish_cursors WHERE name = ?1")?
+                    .query_row([name], |r| r.get(0))
+                    .optional()?
+                    .unwrap_or(0),
+            )
+        })
+        .await
+    }
+
+    pub async fn advance_publish_cursor(&self, name: &str, seq: i64) -> Result<(), StoreError> {
+        let name = name.to_string();
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO publish_cursors (name, seq) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET seq = max(seq, excluded.seq)",
+            )?
+            .execute(params![name, seq])?;
+            Ok(())
+        })
+        .await
+    }
+
+    pub async fn pending_lifecycle(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PendingLifecycle>, StoreError> {
+        self.read(move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT id, tenant_id, event_id, kind, payload FROM lifecycle_outbox ORDER BY id LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get(1)?, r.get::<_, Vec<u8>>(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.map(|r| {
+                let (id, tenant_id, event_id, kind, payload) = r?;
+                Ok(PendingLifecycle {
+                    id,
+                    record: LifecycleRecord { tenant_id, event_id: event_id_from(&event_id)?, kind, payload },
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    pub async fn delete_lifecycle(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.write(move |c| {
+            let mut stmt = c.prepare_cached("DELETE FROM lifecycle_outbox WHERE id = ?1")?;
+            for id in ids {
+                stmt.execute([id])?;
             }
             Ok(())
         })
@@ -413,6 +503,7 @@ impl SqliteStore {
         d: EventDefinition,
     ) -> Result<(), StoreError> {
         let tenant = tenant.to_string();
+        let v = DefinitionValues::of(&d)?;
         self.write(move |c| {
             c.prepare_cached(
                 "INSERT INTO event_definitions (tenant_id, definition_id, version, event_type, is_pattern, category, \
@@ -420,30 +511,12 @@ impl SqliteStore {
                  created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
             )?
             .execute(params![
-                tenant,
-                d.definition_id,
-                d.version,
-                d.event_type.as_str(),
-                d.event_type.is_pattern(),
-                d.category.as_str(),
-                d.event_category.map(|c| c.as_str()),
-                d.name,
-                d.description,
-                d.payload_schema.as_ref().map(to_json).transpose()?,
-                to_json(&d.allowed_sources)?,
-                to_json(&d.examples)?,
-                to_json(&d.ui)?,
-                d.compatibility.as_ref().map(to_json).transpose()?,
-                d.created_at.to_string(),
-                d.updated_at.to_string(),
+                tenant, v.id, v.version, v.event_type, v.is_pattern, v.category, v.event_category, v.name,
+                v.description, v.schema, v.sources, v.examples, v.ui, v.compatibility, v.created, v.updated,
             ])
             .map_err(|e| match e {
                 rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => {
-                    StoreError::Conflict(if d.version == 1 {
-                        format!("tenant {tenant} already has a definition for `{}`", d.event_type)
-                    } else {
-                        format!("definition {} already has a version {}", d.definition_id, d.version)
-                    })
+                    v.conflict(&tenant)
                 }
                 e => e.into(),
             })?;
@@ -530,70 +603,8 @@ impl SqliteStore {
     }
 }
 
-/// A JSON column's text.
-fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
-    corrupt(serde_json::to_string(v))
-}
-
 const DEFINITION_COLUMNS: &str = "definition_id, version, event_type, category, event_category, name, description, \
 payload_schema, allowed_sources, examples, ui, compatibility, created_at, updated_at";
-
-fn row_to_definition(
-    r: &rusqlite::Row<'_>,
-) -> rusqlite::Result<Result<EventDefinition, StoreError>> {
-    fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-        corrupt(serde_json::from_str(s))
-    }
-    let text = |i: usize| r.get::<_, String>(i);
-    let opt = |i: usize| r.get::<_, Option<String>>(i);
-    let (id, version, ty, category, event_category, name, description) = (
-        text(0)?,
-        r.get::<_, u32>(1)?,
-        text(2)?,
-        text(3)?,
-        opt(4)?,
-        text(5)?,
-        opt(6)?,
-    );
-    let (schema, sources, examples, ui, compatibility, created, updated) = (
-        opt(7)?,
-        text(8)?,
-        text(9)?,
-        text(10)?,
-        opt(11)?,
-        text(12)?,
-        text(13)?,
-    );
-    Ok((|| {
-        Ok(EventDefinition {
-            definition_id: id,
-            version,
-            event_type: corrupt(herald_registry::TypePattern::parse(&ty))?,
-            category: herald_core::Category::parse(&category)
-                .ok_or_else(|| StoreError::Corrupt(format!("category `{category}`")))?,
-            event_category: event_category
-                .map(|c| {
-                    herald_core::EventCategory::parse(&c)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event_category `{c}`")))
-                })
-                .transpose()?,
-            name,
-            description,
-            payload_schema: schema.map(|s| json(&s)).transpose()?,
-            allowed_sources: json(&sources)?,
-            examples: json(&examples)?,
-            ui: json(&ui)?,
-            compatibility: compatibility.map(|s| json(&s)).transpose()?,
-            builtin: false,
-            created_at: corrupt(Timestamp::parse(&created))?,
-            updated_at: corrupt(Timestamp::parse(&updated))?,
-        })
-    })())
-}
-
-fn corrupt<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::Corrupt(e.to_string()))
-}
 
 struct ReaderPool {
     path: PathBuf,
@@ -861,47 +872,6 @@ fn insert_audit(c: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
     ])
 }
 
-/// The text FTS5 indexes for `q`: the type, outcome, context and ids, and
-/// every string in `data`, capped so one event cannot bloat the index.
-fn search_text(e: &CanonicalEvent) -> String {
-    const CAP: usize = 8 * 1024;
-    let mut out = String::with_capacity(256);
-    let mut push = |s: &str| {
-        if out.len() + s.len() < CAP {
-            out.push_str(s);
-            out.push(' ');
-        }
-    };
-    push(e.event_type.as_str());
-    for s in [
-        &e.outcome.error_class,
-        &e.outcome.error_code,
-        &e.outcome.message,
-        &e.context.service,
-        &e.context.endpoint,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        push(s);
-    }
-    for k in CorrelationKey::ALL {
-        if let Some(v) = k.value_in(e) {
-            push(v);
-        }
-    }
-    fn strings<'a>(v: &'a serde_json::Value, push: &mut impl FnMut(&'a str)) {
-        match v {
-            serde_json::Value::String(s) => push(s),
-            serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, push)),
-            serde_json::Value::Object(m) => m.values().for_each(|v| strings(v, push)),
-            _ => {}
-        }
-    }
-    strings(&e.data, &mut push);
-    out
-}
-
 // ----------------------------------------------------------------- reads --
 
 const EVENT_COLUMNS: &str = "body, status, processed_at, processing_ms";
@@ -909,35 +879,29 @@ const EVENT_COLUMNS: &str = "body, status, processed_at, processing_ms";
 fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<StoredEvent, StoreError>> {
     let body: String = r.get(0)?;
     let status: String = r.get(1)?;
-    let processed_at: Option<String> = r.get(2)?;
-    let processing_ms: Option<f64> = r.get(3)?;
-    Ok((|| {
-        let mut event = decode_body(&body)?;
-        event.status = EventStatus::parse(&status)
-            .ok_or_else(|| StoreError::Corrupt(format!("status `{status}`")))?;
-        let processed_at = processed_at
-            .map(|t| corrupt(Timestamp::parse(&t)))
-            .transpose()?;
-        Ok(StoredEvent {
-            event,
-            processed_at,
-            processing_ms,
-        })
-    })())
+    Ok(stored_event(&body, &status, r.get(2)?, r.get(3)?))
 }
 
-fn decode_body(body: &str) -> Result<CanonicalEvent, StoreError> {
-    herald_core::codec::json::decode(body.as_bytes())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-/// Quotes each whitespace-separated term so user text is never FTS5 syntax.
-fn fts_terms(q: &str) -> Option<String> {
-    let terms: Vec<String> = q
-        .split_whitespace()
-        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" "))
+fn row_to_definition(
+    r: &rusqlite::Row<'_>,
+) -> rusqlite::Result<Result<EventDefinition, StoreError>> {
+    Ok(DefinitionRow {
+        id: r.get(0)?,
+        version: r.get(1)?,
+        event_type: r.get(2)?,
+        category: r.get(3)?,
+        event_category: r.get(4)?,
+        name: r.get(5)?,
+        description: r.get(6)?,
+        schema: r.get(7)?,
+        sources: r.get(8)?,
+        examples: r.get(9)?,
+        ui: r.get(10)?,
+        compatibility: r.get(11)?,
+        created: r.get(12)?,
+        updated: r.get(13)?,
+    }
+    .parse())
 }
 
 /// Runs `q`; each row is `EVENT_COLUMNS, ts, seq, user_id`, turned into a
@@ -948,134 +912,25 @@ fn run_query<T>(
     q: &EventQuery,
     row_to: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
-    let mut filter = String::from(" FROM events WHERE tenant_id = ?");
-    let mut args: Vec<SqlValue> = vec![SqlValue::Text(tenant.to_string())];
-    let mut any_of = |filter: &mut String, col: &str, values: Vec<String>| {
-        if values.is_empty() {
-            return;
-        }
-        filter.push_str(&format!(
-            " AND {col} IN ({})",
-            vec!["?"; values.len()].join(",")
-        ));
-        args.extend(values.into_iter().map(SqlValue::Text));
-    };
-    any_of(&mut filter, "event_type", q.event_types.clone());
-    any_of(
-        &mut filter,
-        "event_source",
-        q.event_sources
-            .iter()
-            .map(|v| v.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        &mut filter,
-        "event_category",
-        q.event_categories
-            .iter()
-            .map(|v| v.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        &mut filter,
-        "category",
-        q.categories
-            .iter()
-            .map(|v| v.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        &mut filter,
-        "status",
-        q.statuses.iter().map(|v| v.as_str().to_string()).collect(),
-    );
-    any_of(
-        &mut filter,
-        "outcome_status",
-        q.outcome_status
-            .iter()
-            .map(|v| v.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        &mut filter,
-        "environment",
-        q.environment.iter().cloned().collect(),
-    );
-    any_of(&mut filter, "service", q.service.iter().cloned().collect());
-    any_of(
-        &mut filter,
-        "stream_id",
-        q.stream_id.iter().cloned().collect(),
-    );
-    for (key, value) in &q.keys {
-        any_of(&mut filter, key.as_str(), vec![value.clone()]);
-    }
-    if let Some(t) = q.start_time {
-        filter.push_str(" AND ts >= ?");
-        args.push(SqlValue::Integer(t.unix_micros()));
-    }
-    if let Some(t) = q.end_time {
-        filter.push_str(" AND ts <= ?");
-        args.push(SqlValue::Integer(t.unix_micros()));
-    }
-    for (part, key, value) in &q.json_fields {
-        filter.push_str(" AND json_extract(body, ?) = ?");
-        args.push(SqlValue::Text(format!(
-            "$.{part}.\"{}\"",
-            key.replace('"', "")
-        )));
-        args.push(SqlValue::Text(value.clone()));
-    }
-    if let Some(terms) = q.text.as_deref().and_then(fts_terms) {
-        filter.push_str(" AND seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)");
-        args.push(SqlValue::Text(terms));
-    }
-
-    let count_sql = if q.exact_total {
-        format!("SELECT COUNT(*){filter}")
-    } else {
-        format!(
-            "SELECT COUNT(*) FROM (SELECT 1{filter} LIMIT {})",
-            TOTAL_CAP + 1
-        )
+    let sql = query::build(query::Dialect::Sqlite, tenant, q);
+    let values = |args: Vec<query::Arg>| {
+        args.into_iter().map(|a| match a {
+            query::Arg::Text(t) => SqlValue::Text(t),
+            query::Arg::Int(i) => SqlValue::Integer(i),
+        })
     };
     let counted: i64 = c
-        .prepare(&count_sql)?
-        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))?;
-    let total_exact = q.exact_total || (counted as u64) <= TOTAL_CAP;
-    let total = if total_exact {
-        counted as u64
-    } else {
-        TOTAL_CAP
-    };
-
-    let (dir, cmp) = match q.order {
-        Order::Asc => ("ASC", ">"),
-        Order::Desc => ("DESC", "<"),
-    };
-    if let Some(cur) = q.cursor {
-        filter.push_str(&format!(" AND (ts {cmp} ? OR (ts = ? AND seq {cmp} ?))"));
-        args.extend([
-            SqlValue::Integer(cur.ts_micros),
-            SqlValue::Integer(cur.ts_micros),
-            SqlValue::Integer(cur.seq),
-        ]);
-    }
-    let limit = q.limit.clamp(1, 1000);
-    args.push(SqlValue::Integer(limit as i64 + 1));
-    args.push(SqlValue::Integer(q.offset as i64));
-    let sql = format!(
-        "SELECT {EVENT_COLUMNS}, ts, seq, user_id{filter} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?"
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-    let mut events = Vec::with_capacity(limit.min(128));
+        .prepare(&sql.count_sql)?
+        .query_row(rusqlite::params_from_iter(values(sql.count_args)), |r| {
+            r.get(0)
+        })?;
+    let mut stmt = c.prepare(&sql.page_sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(values(sql.page_args)))?;
+    let mut events = Vec::with_capacity(sql.limit.min(128));
     let mut last = None;
     let mut has_more = false;
     while let Some(row) = rows.next()? {
-        if events.len() == limit {
+        if events.len() == sql.limit {
             has_more = true;
             break;
         }
@@ -1085,17 +940,13 @@ fn run_query<T>(
             seq: row.get(5)?,
         });
     }
-    Ok(Page {
+    Ok(Page::assemble(
         events,
-        total,
-        total_exact,
+        counted as u64,
+        q.exact_total,
         has_more,
-        next_cursor: if has_more {
-            last.map(|c| c.encode())
-        } else {
-            None
-        },
-    })
+        last,
+    ))
 }
 
 /// Settings of the one write connection. A 64 MiB page cache keeps the
@@ -1261,6 +1112,20 @@ CREATE UNIQUE INDEX event_definitions_type ON event_definitions (tenant_id, even
 CREATE TABLE tenant_settings (
     tenant_id TEXT PRIMARY KEY,
     settings TEXT NOT NULL
+) STRICT;
+"#,
+    r#"
+CREATE TABLE publish_cursors (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE lifecycle_outbox (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
 ) STRICT;
 "#,
 ];

@@ -13,6 +13,7 @@ struct Backend {
     name: &'static str,
     store: Store,
     _dir: Option<tempfile::TempDir>,
+    _schema: Option<PgSchema>,
 }
 
 fn sqlite() -> Backend {
@@ -23,11 +24,108 @@ fn sqlite() -> Backend {
         name: "sqlite",
         store,
         _dir: Some(dir),
+        _schema: None,
     }
 }
 
-fn backends() -> Vec<Backend> {
-    vec![sqlite()]
+/// The PostgreSQL every backend test runs against, from
+/// `HERALD_TEST_DATABASE_URL` (`.ci/run` sets it). Without it the
+/// PostgreSQL half of the suite is skipped, and says so.
+fn pg_url() -> Option<String> {
+    match std::env::var("HERALD_TEST_DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            eprintln!(
+                "\n*** SKIPPED: the PostgreSQL backend was NOT tested: set HERALD_TEST_DATABASE_URL \
+                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// A schema of its own per test, so tests run in parallel on one database;
+/// dropped when the test ends.
+struct PgSchema {
+    url: String,
+    name: String,
+}
+
+impl PgSchema {
+    fn new(url: &str) -> PgSchema {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        PgSchema {
+            url: url.to_string(),
+            name: format!(
+                "conformance_{}_{}_{nanos}",
+                std::process::id(),
+                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ),
+        }
+    }
+
+    fn options(&self) -> postgres::PgOptions {
+        postgres::PgOptions {
+            schema: self.name.clone(),
+            pool_size: 4,
+            ..postgres::PgOptions::new(&self.url)
+        }
+    }
+
+    async fn open(&self) -> Store {
+        Store::open_postgres(self.options())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
+            })
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        // Drop runs inside the test's runtime: do the cleanup on a thread of its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok((client, conn)) =
+                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
+                {
+                    tokio::spawn(conn);
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn postgres_backend(url: &str) -> Backend {
+    let schema = PgSchema::new(url);
+    let store = schema.open().await;
+    Backend {
+        name: "postgres",
+        store,
+        _dir: None,
+        _schema: Some(schema),
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut all = vec![sqlite()];
+    if let Some(url) = pg_url() {
+        all.push(postgres_backend(&url).await);
+    }
+    all
 }
 
 fn tenant(name: &str) -> TenantId {
@@ -60,7 +158,7 @@ fn stored(outcome: &AppendOutcome) -> &herald_core::CanonicalEvent {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn append_then_get_returns_the_same_event_and_isolates_tenants() {
-    for b in backends() {
+    for b in backends().await {
         let (a, other) = (tenant("acme"), tenant("globex"));
         let out = b.store.append(vec![event(&a, json!({"event_type": "checkout_started", "category": "business", "data": {"cart": 3}}))]).await.unwrap();
         let e = stored(&out[0]).clone();
@@ -98,7 +196,7 @@ async fn append_then_get_returns_the_same_event_and_isolates_tenants() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotency_key_returns_the_first_event_and_stores_nothing_new() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let body = json!({"event_type": "order.created", "category": "business", "idempotency_key": "k-1", "data": {"n": 1}});
         let first =
@@ -144,7 +242,7 @@ async fn idempotency_key_returns_the_first_event_and_stores_nothing_new() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_get_consecutive_versions_and_expected_version_conflicts() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let mk = |v: Option<u64>| {
             let mut body = json!({"event_type": "order.updated", "category": "business", "stream_id": "order:1"});
@@ -205,7 +303,7 @@ fn types(page: &EventPage) -> Vec<&str> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn query_filters_each_narrow_the_result() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         seed_for_queries(&b.store, &t).await;
         let q = |f: fn(&mut EventQuery)| {
@@ -341,7 +439,7 @@ async fn query_filters_each_narrow_the_result() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_rows_are_the_stored_events_with_their_current_status() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         seed_for_queries(&b.store, &t).await;
         let claimed = b.store.claim_pending(2).await.unwrap();
@@ -383,7 +481,7 @@ async fn json_rows_are_the_stored_events_with_their_current_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cursor_and_offset_paging_visit_every_event_once() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let events: Vec<NewEvent> = (0..25)
             .map(|i| event(&t, json!({"event_type": "tick", "category": "system", "timestamp": format!("2025-01-01T00:00:{:02}Z", i / 2), "data": {"i": i}})))
@@ -448,7 +546,7 @@ async fn cursor_and_offset_paging_visit_every_event_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let n = TOTAL_CAP as usize + 25;
         let one = event(&t, json!({"event_type": "tick", "category": "system"}));
@@ -513,7 +611,7 @@ async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenants_keys_and_revocation() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         b.store
             .create_tenant(Tenant {
@@ -564,7 +662,7 @@ async fn tenants_keys_and_revocation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn audit_records_are_committed_and_filterable() {
-    for b in backends() {
+    for b in backends().await {
         for (i, op) in ["events.create", "events.query", "events.create"]
             .iter()
             .enumerate()
@@ -616,7 +714,7 @@ async fn audit_records_are_committed_and_filterable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let out = b
             .store
@@ -647,7 +745,10 @@ async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
                 finished_at: Timestamp::now(),
             })
             .collect();
-        b.store.finish_processing(results).await.unwrap();
+        b.store
+            .finish_processing(results, Vec::new())
+            .await
+            .unwrap();
         assert!(b.store.claim_pending(10).await.unwrap().is_empty());
         let got = b
             .store
@@ -663,7 +764,7 @@ async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_appends_are_all_stored() {
-    for b in backends() {
+    for b in backends().await {
         let t = tenant("acme");
         let mut tasks = Vec::new();
         for w in 0..8 {
@@ -745,7 +846,7 @@ fn definition(id: &str, version: u32, body: serde_json::Value) -> herald_registr
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn definitions_keep_every_version_and_one_definition_per_type() {
-    for b in backends() {
+    for b in backends().await {
         let (t, other) = (tenant("acme"), tenant("globex"));
         let v1 = definition(
             "def_a",
@@ -825,7 +926,7 @@ async fn definitions_keep_every_version_and_one_definition_per_type() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn settings_default_to_permissive_and_persist_per_tenant() {
-    for b in backends() {
+    for b in backends().await {
         let (t, other) = (tenant("acme"), tenant("globex"));
         let defaults = b.store.get_settings(&t).await.unwrap();
         assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
@@ -877,7 +978,8 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
     {
         let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
         conn.execute_batch(
-            "DROP TABLE event_definitions; DROP TABLE tenant_settings; PRAGMA user_version = 1;",
+            "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
+             DROP TABLE lifecycle_outbox; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -892,4 +994,449 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         vec![d],
         "survives a reopen"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward() {
+    for b in backends().await {
+        let (a, g) = (tenant("acme"), tenant("globex"));
+        let mut ids = Vec::new();
+        for round in 0..3 {
+            let out = b
+                .store
+                .append(vec![
+                    event(
+                        &a,
+                        json!({"event_type": "x", "category": "system", "data": {"r": round}}),
+                    ),
+                    event(
+                        &g,
+                        json!({"event_type": "order.created", "category": "business"}),
+                    ),
+                ])
+                .await
+                .unwrap();
+            ids.extend(out.iter().map(|o| stored(o).event_id));
+        }
+        let all = b.store.events_after(0, 100).await.unwrap();
+        assert_eq!(
+            all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            ids,
+            "{}: every stored event, in commit order",
+            b.name
+        );
+        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(all[1].tenant_id, "globex");
+        assert_eq!(all[1].category, "business");
+        assert_eq!(all[1].event_type, "order.created");
+        let decoded = herald_core::codec::json::decode(all[0].body.as_bytes()).unwrap();
+        assert_eq!(decoded.event_id, ids[0]);
+
+        let page = b.store.events_after(all[1].seq, 2).await.unwrap();
+        assert_eq!(
+            page.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+            ids[2..4].to_vec(),
+            "{}",
+            b.name
+        );
+
+        assert_eq!(b.store.publish_cursor("nats:S").await.unwrap(), 0);
+        b.store
+            .advance_publish_cursor("nats:S", all[3].seq)
+            .await
+            .unwrap();
+        b.store
+            .advance_publish_cursor("nats:S", all[1].seq)
+            .await
+            .unwrap();
+        assert_eq!(
+            b.store.publish_cursor("nats:S").await.unwrap(),
+            all[3].seq,
+            "{}: a cursor never moves back",
+            b.name
+        );
+        assert_eq!(b.store.publish_cursor("nats:other").await.unwrap(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted() {
+    for b in backends().await {
+        let t = tenant("acme");
+        let out = b
+            .store
+            .append(vec![
+                event(&t, json!({"event_type": "x", "category": "system"})),
+                event(&t, json!({"event_type": "y", "category": "system"})),
+            ])
+            .await
+            .unwrap();
+        let claimed = b.store.claim_pending(10).await.unwrap();
+        assert_eq!(claimed.len(), 2);
+        let (results, lifecycle): (Vec<_>, Vec<_>) = claimed
+            .iter()
+            .map(|e| {
+                (
+                    ProcessingResult {
+                        event_id: e.event_id,
+                        status: EventStatus::Processed,
+                        duration_ms: 1.0,
+                        finished_at: Timestamp::now(),
+                    },
+                    LifecycleRecord {
+                        tenant_id: "acme".into(),
+                        event_id: e.event_id,
+                        kind: "event.processed.success".into(),
+                        payload: format!("{{\"event_id\":\"{}\"}}", e.event_id),
+                    },
+                )
+            })
+            .unzip();
+        b.store
+            .finish_processing(results, lifecycle.clone())
+            .await
+            .unwrap();
+        let pending = b.store.pending_lifecycle(10).await.unwrap();
+        assert_eq!(
+            pending.iter().map(|p| p.record.clone()).collect::<Vec<_>>(),
+            lifecycle,
+            "{}",
+            b.name
+        );
+        assert!(pending[0].id < pending[1].id);
+        b.store.delete_lifecycle(vec![pending[0].id]).await.unwrap();
+        let left = b.store.pending_lifecycle(10).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", b.name);
+        assert_eq!(left[0].record.event_id, stored(&out[1]).event_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable() {
+    for b in backends().await {
+        let t = tenant("acme");
+        let weird = "u\u{0}1\u{1}\u{7f}é😀";
+        let out = b
+            .store
+            .append(vec![event(
+                &t,
+                json!({"event_type": "x", "category": "system", "user_id": weird,
+                       "data": {"note": "nul \u{0} inside", "k\u{0}": 1}}),
+            )])
+            .await
+            .unwrap();
+        let e = stored(&out[0]).clone();
+        let got = b.store.get_event(&t, e.event_id).await.unwrap().unwrap();
+        assert_eq!(got.event, e, "{}", b.name);
+        let page = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    keys: vec![(CorrelationKey::UserId, weird.into())],
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.total, 1, "{}", b.name);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let t = tenant("acme");
+    let first = schema.open().await;
+    let out = first
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system", "idempotency_key": "once"}),
+        )])
+        .await
+        .unwrap();
+    let id = stored(&out[0]).event_id;
+    first.close().await;
+    let second = schema.open().await;
+    assert!(second.get_event(&t, id).await.unwrap().is_some());
+    let again = second
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system", "idempotency_key": "once"}),
+        )])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again[0], AppendOutcome::Duplicate(d) if d.event.event_id == id),
+        "idempotency holds across restarts: {again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_consecutively() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let (a, b) = (schema.open().await, schema.open().await);
+    let t = tenant("acme");
+
+    // The same 40 idempotency keys and one stream, through both at once.
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        let t = t.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut outcomes = Vec::new();
+            for i in 0..40 {
+                let out = store
+                    .append(vec![
+                        event(&t, json!({"event_type": "x", "category": "system", "idempotency_key": format!("k{i}"), "data": {"writer": n}})),
+                        event(&t, json!({"event_type": "y", "category": "system", "stream_id": "order:1"})),
+                    ])
+                    .await
+                    .unwrap();
+                outcomes.extend(out);
+            }
+            outcomes
+        }));
+    }
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.extend(task.await.unwrap());
+    }
+    let stored_keys = outcomes
+        .iter()
+        .filter(|o| matches!(o, AppendOutcome::Stored(e) if e.idempotency_key.is_some()))
+        .count();
+    assert_eq!(
+        stored_keys, 40,
+        "each key stored once across both instances"
+    );
+    let mut versions: Vec<u64> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            AppendOutcome::Stored(e) if e.stream_id.is_some() => e.stream_version,
+            _ => None,
+        })
+        .collect();
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (1..=160).collect::<Vec<u64>>(),
+        "no gap, no repeat"
+    );
+
+    // Both claim at once: every pending event is claimed exactly once.
+    let mut claims = Vec::new();
+    for store in [a.clone(), b.clone(), a.clone(), b.clone()] {
+        claims.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            loop {
+                let got = store.claim_pending(7).await.unwrap();
+                if got.is_empty() {
+                    return ids;
+                }
+                ids.extend(got.into_iter().map(|e| e.event_id));
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for c in claims {
+        claimed.extend(c.await.unwrap());
+    }
+    let total = claimed.len();
+    claimed.sort();
+    claimed.dedup();
+    assert_eq!(claimed.len(), total, "no event claimed twice");
+    assert_eq!(total, 40 + 160);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let short = Store::open_postgres(postgres::PgOptions {
+        claim_lease: std::time::Duration::from_millis(300),
+        ..schema.options()
+    })
+    .await
+    .unwrap();
+    let t = tenant("acme");
+    short
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system"}),
+        )])
+        .await
+        .unwrap();
+    let first = short.claim_pending(10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(
+        short.claim_pending(10).await.unwrap().is_empty(),
+        "held while the lease runs"
+    );
+    // Its claimer never finishes: another claim takes it back once the lease ends.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = short.claim_pending(10).await.unwrap();
+        if let Some(e) = again.first() {
+            assert_eq!(e.event_id, first[0].event_id);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "claim never came back"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_publisher_lease_revision_and_shared_secrets() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let (a, b) = (schema.open().await, schema.open().await);
+
+    let lease = a.try_publisher_lease().await.unwrap().expect("first lease");
+    assert!(lease.is_held());
+    assert!(
+        b.try_publisher_lease().await.unwrap().is_none(),
+        "one publisher at a time"
+    );
+    drop(lease);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while b.try_publisher_lease().await.unwrap().is_none() {
+        assert!(std::time::Instant::now() < deadline, "lease never freed");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    let t = tenant("acme");
+    let r0 = b.tenant_revision(&t).await.unwrap().unwrap();
+    a.put_settings(
+        &t,
+        TenantSettings {
+            validation_mode: herald_core::ValidationMode::Strict,
+            updated_at: Some(Timestamp::now()),
+        },
+    )
+    .await
+    .unwrap();
+    let r1 = b.tenant_revision(&t).await.unwrap().unwrap();
+    assert!(r1 > r0, "settings change the revision");
+    a.insert_definition(
+        &t,
+        definition("def_x", 1, json!({"event_type": "x", "category": "system"})),
+    )
+    .await
+    .unwrap();
+    assert!(b.tenant_revision(&t).await.unwrap().unwrap() > r1);
+
+    let (first, created) = a.shared_secret("hash", "secret-a").await.unwrap().unwrap();
+    assert_eq!((first.as_str(), created), ("secret-a", true));
+    let (second, created) = b.shared_secret("hash", "secret-b").await.unwrap().unwrap();
+    assert_eq!(
+        (second.as_str(), created),
+        ("secret-a", false),
+        "the first instance's secret wins"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let store = schema.open().await;
+    let t = tenant("acme");
+    let now = Timestamp::now().to_string();
+    let out = store
+        .append(vec![
+            event(&t, json!({"event_type": "x", "category": "system", "timestamp": now})),
+            event(&t, json!({"event_type": "x", "category": "system", "timestamp": "2001-02-03T04:05:06Z"})),
+        ])
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let partition = |id: herald_core::EventId| {
+        let (client, name) = (&client, schema.name.clone());
+        async move {
+            client
+                .query_one(
+                    &format!(
+                        "SELECT tableoid::regclass::text FROM \"{name}\".events WHERE event_id = $1"
+                    ),
+                    &[id.as_uuid()],
+                )
+                .await
+                .unwrap()
+                .get::<_, String>(0)
+        }
+    };
+    let month = time::OffsetDateTime::now_utc();
+    let current = partition(stored(&out[0]).event_id).await;
+    assert!(
+        current.ends_with(&format!(
+            "events_p{:04}_{:02}",
+            month.year(),
+            month.month() as u8
+        )),
+        "{current}"
+    );
+    assert!(
+        partition(stored(&out[1]).event_id)
+            .await
+            .ends_with("events_default")
+    );
+    // Upkeep is idempotent: running it again creates nothing new and fails on nothing.
+    store.maintain().await.unwrap();
+    let count: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = 'events'",
+            &[&schema.name],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(count, 5, "default + this month + 3 ahead");
+
+    // An event five months ahead waits in the default partition until its
+    // month's partition is created, then moves there with it.
+    let ahead = month + time::Duration::days(31 * 5);
+    let far = time::OffsetDateTime::new_utc(
+        time::Date::from_calendar_date(ahead.year(), ahead.month(), 15).unwrap(),
+        time::Time::MIDNIGHT,
+    );
+    let stamp = far
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let out = store
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system", "timestamp": stamp}),
+        )])
+        .await
+        .unwrap();
+    let id = stored(&out[0]).event_id;
+    assert!(partition(id).await.ends_with("events_default"));
+    let Store::Postgres(pg) = &store else {
+        unreachable!()
+    };
+    pg.maintain_at(month + time::Duration::days(31 * 3))
+        .await
+        .unwrap();
+    assert!(
+        partition(id).await.ends_with(&format!(
+            "events_p{:04}_{:02}",
+            far.year(),
+            far.month() as u8
+        )),
+        "moved into its month"
+    );
+    assert!(store.get_event(&t, id).await.unwrap().is_some());
 }

@@ -1,0 +1,314 @@
+//! PostgreSQL schema: versioned migrations applied at start inside one
+//! transaction holding an advisory lock (instances starting together wait
+//! for each other instead of racing), and the monthly partitions of
+//! `events`, created ahead of time.
+//!
+//! `events` is range-partitioned by event time (`ts`, microseconds) into
+//! one partition per month, plus a default partition for events far in the
+//! past or future. A month's partition is created with the rows the default
+//! partition already holds for it, then attached, so creating partitions
+//! ahead never fails on earlier out-of-range events.
+
+use time::{Date, Month, OffsetDateTime, Time};
+use tokio_postgres::Client;
+
+use crate::records::StoreError;
+
+use super::pg_err;
+
+/// Schema versions in order; `schema_migrations` records which were applied.
+/// Never edit one that has shipped: add a new one.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE tenants (
+    tenant_id text PRIMARY KEY,
+    name text NOT NULL,
+    created_at text NOT NULL
+);
+
+CREATE TABLE api_keys (
+    key_id text PRIMARY KEY,
+    tenant_id text NOT NULL REFERENCES tenants (tenant_id),
+    name text NOT NULL,
+    scopes text NOT NULL,
+    secret_hash bytea NOT NULL UNIQUE,
+    created_at text NOT NULL,
+    revoked_at text
+);
+
+CREATE SEQUENCE events_seq;
+
+CREATE TABLE events (
+    seq bigint NOT NULL DEFAULT nextval('events_seq'),
+    event_id uuid NOT NULL,
+    tenant_id text NOT NULL,
+    ts bigint NOT NULL,
+    processing_ts bigint NOT NULL,
+    category text NOT NULL,
+    event_category text,
+    event_type text NOT NULL,
+    event_source text NOT NULL,
+    status text NOT NULL,
+    outcome_status text NOT NULL,
+    trace_id text,
+    span_id text,
+    correlation_id text,
+    request_id text,
+    order_id text,
+    session_id text,
+    ticket_id text,
+    user_id text,
+    email_hash text,
+    environment text NOT NULL,
+    service text,
+    stream_id text,
+    stream_version bigint,
+    idempotency_key text,
+    processed_at text,
+    processing_ms double precision,
+    attempts integer NOT NULL DEFAULT 0,
+    claimed_until bigint,
+    body json NOT NULL,
+    search tsvector NOT NULL
+) PARTITION BY RANGE (ts);
+
+CREATE TABLE events_default PARTITION OF events DEFAULT;
+
+CREATE INDEX events_tenant_ts ON events (tenant_id, ts, seq);
+CREATE INDEX events_tenant_category ON events (tenant_id, category, ts);
+CREATE INDEX events_tenant_type ON events (tenant_id, event_type, ts);
+CREATE INDEX events_tenant_source ON events (tenant_id, event_source, ts);
+CREATE INDEX events_tenant_status ON events (tenant_id, status, ts);
+CREATE INDEX events_tenant_environment ON events (tenant_id, environment, ts);
+CREATE INDEX events_tenant_service ON events (tenant_id, service, ts) WHERE service IS NOT NULL;
+CREATE INDEX events_pending ON events (seq) WHERE status IN ('pending', 'processing');
+CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL;
+CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL;
+CREATE INDEX events_correlation_id ON events (tenant_id, correlation_id, ts) WHERE correlation_id IS NOT NULL;
+CREATE INDEX events_request_id ON events (tenant_id, request_id, ts) WHERE request_id IS NOT NULL;
+CREATE INDEX events_order_id ON events (tenant_id, order_id, ts) WHERE order_id IS NOT NULL;
+CREATE INDEX events_session_id ON events (tenant_id, session_id, ts) WHERE session_id IS NOT NULL;
+CREATE INDEX events_ticket_id ON events (tenant_id, ticket_id, ts) WHERE ticket_id IS NOT NULL;
+CREATE INDEX events_user_id ON events (tenant_id, user_id, ts) WHERE user_id IS NOT NULL;
+CREATE INDEX events_email_hash ON events (tenant_id, email_hash, ts) WHERE email_hash IS NOT NULL;
+CREATE INDEX events_stream ON events (tenant_id, stream_id, stream_version) WHERE stream_id IS NOT NULL;
+CREATE INDEX events_event_id ON events (event_id);
+CREATE INDEX events_seq_idx ON events (seq);
+CREATE INDEX events_search ON events USING gin (search);
+
+-- Uniqueness that a table partitioned by time cannot enforce itself.
+CREATE TABLE idempotency_keys (
+    tenant_id text NOT NULL,
+    key text NOT NULL,
+    event_id uuid NOT NULL,
+    PRIMARY KEY (tenant_id, key)
+);
+
+CREATE TABLE stream_heads (
+    tenant_id text NOT NULL,
+    stream_id text NOT NULL,
+    version bigint NOT NULL,
+    PRIMARY KEY (tenant_id, stream_id)
+);
+
+CREATE TABLE audit (
+    seq bigserial PRIMARY KEY,
+    at text NOT NULL,
+    at_us bigint NOT NULL,
+    tenant_id text,
+    key_id text,
+    operation text NOT NULL,
+    resource text NOT NULL,
+    outcome text NOT NULL,
+    status_code integer NOT NULL,
+    request_id text NOT NULL,
+    duration_us bigint NOT NULL,
+    detail text
+);
+CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
+
+CREATE TABLE event_definitions (
+    tenant_id text NOT NULL,
+    definition_id text NOT NULL,
+    version integer NOT NULL CHECK (version > 0),
+    event_type text NOT NULL,
+    is_pattern boolean NOT NULL,
+    category text NOT NULL,
+    event_category text,
+    name text NOT NULL,
+    description text,
+    payload_schema text,
+    allowed_sources text NOT NULL,
+    examples text NOT NULL,
+    ui text NOT NULL,
+    compatibility text,
+    created_at text NOT NULL,
+    updated_at text NOT NULL,
+    PRIMARY KEY (tenant_id, definition_id, version)
+);
+CREATE UNIQUE INDEX event_definitions_type ON event_definitions (tenant_id, event_type) WHERE version = 1;
+
+CREATE TABLE tenant_settings (
+    tenant_id text PRIMARY KEY,
+    settings text NOT NULL
+);
+
+-- Bumped with every definition or settings change, so other instances
+-- know to reload the tenant's registry snapshot.
+CREATE TABLE tenant_revisions (
+    tenant_id text PRIMARY KEY,
+    revision bigint NOT NULL
+);
+
+CREATE TABLE publish_cursors (
+    name text PRIMARY KEY,
+    seq bigint NOT NULL
+);
+
+CREATE TABLE lifecycle_outbox (
+    id bigserial PRIMARY KEY,
+    tenant_id text NOT NULL,
+    event_id uuid NOT NULL,
+    kind text NOT NULL,
+    payload text NOT NULL
+);
+
+-- Secrets every instance must share (the email hash key, the root key's hash).
+CREATE TABLE server_secrets (
+    name text PRIMARY KEY,
+    value text NOT NULL
+);
+"#];
+
+/// How many months of partitions exist ahead of the current one.
+pub(crate) const MONTHS_AHEAD: u32 = 3;
+
+/// Creates the schema if needed and applies every pending migration, then
+/// the partitions; all under the migration lock, in one transaction.
+pub(crate) async fn migrate(
+    client: &mut Client,
+    schema: &str,
+    lock_key: i64,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
+        .await
+        .map_err(pg_err)?;
+    tx.batch_execute(&format!(
+        "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\";
+         CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at text NOT NULL);"
+    ))
+    .await
+    .map_err(pg_err)?;
+    let applied: i32 = tx
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(pg_err)?
+        .get(0);
+    let applied = applied as usize;
+    if applied > MIGRATIONS.len() {
+        return Err(StoreError::Unavailable(format!(
+            "database schema version {applied} is newer than this Herald ({}); upgrade Herald",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied) {
+        tx.batch_execute(sql).await.map_err(pg_err)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
+            &[
+                &((i + 1) as i32),
+                &herald_core::Timestamp::now().to_string(),
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+    }
+    ensure_partitions_in(&tx, schema, OffsetDateTime::now_utc()).await?;
+    tx.commit().await.map_err(pg_err)
+}
+
+/// Creates the partitions from the month of `now` to `MONTHS_AHEAD` later
+/// that do not exist yet, under the migration lock.
+pub(crate) async fn ensure_partitions(
+    client: &mut Client,
+    schema: &str,
+    lock_key: i64,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
+        .await
+        .map_err(pg_err)?;
+    ensure_partitions_in(&tx, schema, now).await?;
+    tx.commit().await.map_err(pg_err)
+}
+
+async fn ensure_partitions_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    now: OffsetDateTime,
+) -> Result<(), StoreError> {
+    let mut month = first_of_month(now.date());
+    for _ in 0..=MONTHS_AHEAD {
+        let next = next_month(month);
+        let name = format!("events_p{:04}_{:02}", month.year(), month.month() as u8);
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &name],
+            )
+            .await
+            .map_err(pg_err)?
+            .is_some();
+        if !exists {
+            let (from, to) = (micros(month), micros(next));
+            tx.batch_execute(&format!(
+                "CREATE TABLE {name} (LIKE events INCLUDING DEFAULTS);
+                 INSERT INTO {name} SELECT * FROM events_default WHERE ts >= {from} AND ts < {to};
+                 DELETE FROM events_default WHERE ts >= {from} AND ts < {to};
+                 ALTER TABLE events ATTACH PARTITION {name} FOR VALUES FROM ({from}) TO ({to});"
+            ))
+            .await
+            .map_err(pg_err)?;
+            tracing::info!(partition = %name, "created events partition");
+        }
+        month = next;
+    }
+    Ok(())
+}
+
+fn first_of_month(d: Date) -> Date {
+    Date::from_calendar_date(d.year(), d.month(), 1).unwrap_or(d)
+}
+
+fn next_month(d: Date) -> Date {
+    let (year, month) = match d.month() {
+        Month::December => (d.year() + 1, Month::January),
+        m => (d.year(), m.next()),
+    };
+    Date::from_calendar_date(year, month, 1).unwrap_or(d)
+}
+
+fn micros(d: Date) -> i64 {
+    (d.with_time(Time::MIDNIGHT)
+        .assume_utc()
+        .unix_timestamp_nanos()
+        / 1000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn months_roll_over_the_year_and_bounds_are_utc_midnights() {
+        assert_eq!(next_month(date!(2026 - 12 - 01)), date!(2027 - 01 - 01));
+        assert_eq!(first_of_month(date!(2026 - 02 - 17)), date!(2026 - 02 - 01));
+        assert_eq!(micros(date!(1970 - 01 - 02)), 86_400_000_000);
+    }
+}

@@ -1,0 +1,244 @@
+//! The SQL of `POST /api/v1/events/query`, built once for both backends.
+//! Filters, counting, ordering and keyset paging are the same everywhere;
+//! only full text, JSON field access and placeholders differ, and a
+//! [`Dialect`] says how. Every user value travels as a bound argument.
+
+use crate::records::{EventQuery, Order, TOTAL_CAP};
+
+/// One bound argument.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg {
+    Text(String),
+    Int(i64),
+}
+
+/// Where the backends' SQL differs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `?` placeholders, FTS5, `json_extract`.
+    Sqlite,
+    /// `$n` placeholders, `tsvector` + GIN, `json` operators.
+    Postgres,
+}
+
+/// The statements of one query: count first, then the page. Each page row
+/// is `body, status, processed_at, processing_ms, ts, seq, user_id`.
+#[derive(Debug)]
+pub(crate) struct QuerySql {
+    pub count_sql: String,
+    pub count_args: Vec<Arg>,
+    pub page_sql: String,
+    pub page_args: Vec<Arg>,
+    /// The page's row limit (the statement asks for one more to see `has_more`).
+    pub limit: usize,
+}
+
+/// The columns a page row starts with; `body` is text in both backends.
+pub(crate) fn page_columns(d: Dialect) -> &'static str {
+    match d {
+        Dialect::Sqlite => "body, status, processed_at, processing_ms, ts, seq, user_id",
+        Dialect::Postgres => "body::text, status, processed_at, processing_ms, ts, seq, user_id",
+    }
+}
+
+struct Builder {
+    sql: String,
+    args: Vec<Arg>,
+}
+
+impl Builder {
+    fn any_of(&mut self, col: &str, values: impl IntoIterator<Item = String>) {
+        let values: Vec<String> = values.into_iter().collect();
+        if values.is_empty() {
+            return;
+        }
+        self.sql.push_str(&format!(
+            " AND {col} IN ({})",
+            vec!["?"; values.len()].join(",")
+        ));
+        self.args.extend(values.into_iter().map(Arg::Text));
+    }
+}
+
+/// Quotes each whitespace-separated term so user text is never FTS5 syntax.
+fn fts5_terms(q: &str) -> Option<String> {
+    let terms: Vec<String> = q
+        .split_whitespace()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
+    let mut b = Builder {
+        sql: String::from(" FROM events WHERE tenant_id = ?"),
+        args: vec![Arg::Text(tenant.to_string())],
+    };
+    b.any_of("event_type", q.event_types.iter().cloned());
+    b.any_of(
+        "event_source",
+        q.event_sources.iter().map(|s| s.as_str().to_string()),
+    );
+    b.any_of(
+        "event_category",
+        q.event_categories.iter().map(|s| s.as_str().to_string()),
+    );
+    b.any_of(
+        "category",
+        q.categories.iter().map(|s| s.as_str().to_string()),
+    );
+    b.any_of("status", q.statuses.iter().map(|s| s.as_str().to_string()));
+    b.any_of(
+        "outcome_status",
+        q.outcome_status.iter().map(|s| s.as_str().to_string()),
+    );
+    b.any_of("environment", q.environment.iter().cloned());
+    b.any_of("service", q.service.iter().cloned());
+    b.any_of("stream_id", q.stream_id.iter().cloned());
+    for (key, value) in &q.keys {
+        b.any_of(key.as_str(), [value.clone()]);
+    }
+    if let Some(t) = q.start_time {
+        b.sql.push_str(" AND ts >= ?");
+        b.args.push(Arg::Int(t.unix_micros()));
+    }
+    if let Some(t) = q.end_time {
+        b.sql.push_str(" AND ts <= ?");
+        b.args.push(Arg::Int(t.unix_micros()));
+    }
+    for (part, key, value) in &q.json_fields {
+        match d {
+            Dialect::Sqlite => {
+                b.sql.push_str(" AND json_extract(body, ?) = ?");
+                b.args
+                    .push(Arg::Text(format!("$.{part}.\"{}\"", key.replace('"', ""))));
+            }
+            Dialect::Postgres => {
+                b.sql.push_str(" AND (body -> ? ->> ?) = ?");
+                b.args.push(Arg::Text(part.clone()));
+                b.args.push(Arg::Text(key.clone()));
+            }
+        }
+        b.args.push(Arg::Text(value.clone()));
+    }
+    if let Some(text) = &q.text {
+        match d {
+            Dialect::Sqlite => {
+                if let Some(terms) = fts5_terms(text) {
+                    b.sql.push_str(
+                        " AND seq IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)",
+                    );
+                    b.args.push(Arg::Text(terms));
+                }
+            }
+            // Each whitespace-separated term is a phrase and all must
+            // occur: FTS5's meaning of quoted terms.
+            Dialect::Postgres => {
+                for term in text.split_whitespace() {
+                    b.sql
+                        .push_str(" AND search @@ phraseto_tsquery('simple', ?)");
+                    b.args.push(Arg::Text(term.to_string()));
+                }
+            }
+        }
+    }
+
+    let count_sql = if q.exact_total {
+        format!("SELECT COUNT(*){}", b.sql)
+    } else {
+        format!(
+            "SELECT COUNT(*) FROM (SELECT 1{} LIMIT {}) AS capped",
+            b.sql,
+            TOTAL_CAP + 1
+        )
+    };
+    let count_args = b.args.clone();
+
+    let (dir, cmp) = match q.order {
+        Order::Asc => ("ASC", ">"),
+        Order::Desc => ("DESC", "<"),
+    };
+    if let Some(cur) = q.cursor {
+        b.sql
+            .push_str(&format!(" AND (ts {cmp} ? OR (ts = ? AND seq {cmp} ?))"));
+        b.args.extend([
+            Arg::Int(cur.ts_micros),
+            Arg::Int(cur.ts_micros),
+            Arg::Int(cur.seq),
+        ]);
+    }
+    let limit = q.limit.clamp(1, 1000);
+    b.args.push(Arg::Int(limit as i64 + 1));
+    b.args.push(Arg::Int(q.offset as i64));
+    let page_sql = format!(
+        "SELECT {}{} ORDER BY ts {dir}, seq {dir} LIMIT ? OFFSET ?",
+        page_columns(d),
+        b.sql
+    );
+    let (count_sql, page_sql) = match d {
+        Dialect::Sqlite => (count_sql, page_sql),
+        Dialect::Postgres => (numbered(&count_sql), numbered(&page_sql)),
+    };
+    QuerySql {
+        count_sql,
+        count_args,
+        page_sql,
+        page_args: b.args,
+        limit,
+    }
+}
+
+/// `?` → `$1, $2, ...`. The builder never writes a literal `?` otherwise.
+pub(crate) fn numbered(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for ch in sql.chars() {
+        if ch == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_placeholders_are_numbered_in_order_and_match_the_arguments() {
+        let q = EventQuery {
+            event_types: vec!["a".into(), "b".into()],
+            text: Some("red widget".into()),
+            json_fields: vec![("actor".into(), "tier".into(), "gold".into())],
+            limit: 10,
+            ..Default::default()
+        };
+        let sql = build(Dialect::Postgres, "acme", &q);
+        let n = sql.page_args.len();
+        assert!(sql.page_sql.contains(&format!("${n}")), "{}", sql.page_sql);
+        assert!(!sql.page_sql.contains(&format!("${}", n + 1)));
+        assert!(!sql.page_sql.contains('?'));
+        assert_eq!(sql.count_args.len() + 2, sql.page_args.len());
+        // Two terms, two phrase conditions.
+        assert_eq!(sql.page_sql.matches("phraseto_tsquery").count(), 2);
+    }
+
+    #[test]
+    fn sqlite_text_terms_are_quoted_and_empty_text_adds_nothing() {
+        assert_eq!(fts5_terms("a \"b"), Some("\"a\" \"\"\"b\"".into()));
+        let sql = build(
+            Dialect::Sqlite,
+            "acme",
+            &EventQuery {
+                text: Some("   ".into()),
+                limit: 1,
+                ..Default::default()
+            },
+        );
+        assert!(!sql.page_sql.contains("MATCH"));
+    }
+}
