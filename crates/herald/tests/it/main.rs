@@ -1,9 +1,11 @@
 //! Herald's one integration-test binary: every test spawns the real server
 //! on port 0 with its own data directory and talks HTTP to it.
 
+mod binary;
 mod crash;
 mod helpers;
 mod ingest;
 mod query;
 mod registry;
+mod shutdown;
 mod tenancy;
