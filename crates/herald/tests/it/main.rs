@@ -2,6 +2,7 @@
 //! on port 0 with its own data directory and talks HTTP to it.
 
 mod binary;
+mod commit;
 mod crash;
 mod helpers;
 mod ingest;
