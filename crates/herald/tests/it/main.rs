@@ -6,6 +6,7 @@ mod commit;
 mod crash;
 mod helpers;
 mod ingest;
+mod problems;
 mod query;
 mod registry;
 mod shutdown;

@@ -334,6 +334,122 @@ async fn health_and_openapi_document_every_route() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    // Query parameters are documented as parameters, and a route takes
+    // exactly the ones it documents: each documented one is accepted (the
+    // answer may refuse its value, never its name), any other is named.
+    let t = app.tenant("Acme").await;
+    let query_params = |path: &str, method: &str| -> Vec<(String, String)> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .map(|p| {
+                assert!(
+                    p["description"].is_string() && p["schema"]["type"].is_string(),
+                    "{p}"
+                );
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["schema"]["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let names = |path: &str, method: &str| -> Vec<String> {
+        query_params(path, method)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    assert_eq!(
+        names("/api/v1/audit", "get"),
+        [
+            "tenant_id",
+            "key_id",
+            "operation",
+            "outcome",
+            "start_time",
+            "end_time",
+            "limit"
+        ]
+    );
+    assert_eq!(
+        names("/api/v1/event-definitions", "get"),
+        [
+            "category",
+            "source",
+            "type_prefix",
+            "q",
+            "builtin",
+            "limit",
+            "offset"
+        ]
+    );
+    assert_eq!(names("/api/v1/event-definitions/{id}", "get"), ["version"]);
+    assert_eq!(
+        names("/api/v1/event-definitions/{id}", "put"),
+        ["allow_breaking"]
+    );
+    let mut with_params = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let params = query_params(path, method);
+            if params.is_empty() {
+                continue;
+            }
+            with_params += 1;
+            let concrete = path.replace("{id}", "order.created");
+            let unknown = |res: &Value, name: &str| {
+                res["errors"].as_array().into_iter().flatten().any(|e| {
+                    e["field"] == format!("/{name}")
+                        && e["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("unknown parameter")
+                })
+            };
+            for (name, kind) in &params {
+                let value = match kind.as_str() {
+                    "integer" => "1",
+                    "boolean" => "true",
+                    _ => "x",
+                };
+                let res = app
+                    .client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        app.url(&format!("{concrete}?{name}={value}")),
+                    )
+                    .bearer_auth(&t.admin_key)
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                assert!(
+                    !unknown(&body, name),
+                    "{method} {path} documents `{name}` but refuses it: {body}"
+                );
+            }
+            let res = app
+                .client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    app.url(&format!("{concrete}?undocumented=1")),
+                )
+                .bearer_auth(&t.admin_key)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            assert!(
+                unknown(&body, "undocumented"),
+                "{method} {path} takes an undocumented parameter: {body}"
+            );
+        }
+    }
+    assert_eq!(with_params, 4);
 }
 
 #[tokio::test]
