@@ -145,8 +145,10 @@ pub async fn create(
     let key = principal.require(Scope::Ingest)?;
     let _room = app.admission.admit(1).await?;
     body::require_json(&headers)?;
-    // A little slack over the event limit so the 413 can say the real size.
-    let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
+    // A little slack over the event limit so the 413 can say the real size;
+    // beyond the slack it states the limit all the same.
+    let limit = app.config.max_event_bytes;
+    let bytes = body::read_with_slack(&headers, body, limit, limit.saturating_mul(2)).await?;
     let tenant = app.tenant_context(&key.tenant_id).await?;
     let ctx = processing_context(&key.tenant_id, &tenant, &headers);
     let processed = tenant
