@@ -1,9 +1,11 @@
 //! Tenants and keys (DESIGN.md §4) and the audit trail's read side.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use herald_core::error::type_name;
 use herald_core::{ErrorKind, FieldError, TenantId, Timestamp};
 use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
@@ -24,7 +26,14 @@ fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> Fiel
 fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::invalid("expected a JSON object", Vec::new())),
+        Ok(other) => Err(ApiError::invalid(
+            "expected a JSON object",
+            vec![field_error(
+                "",
+                ErrorKind::InvalidType,
+                format!("expected an object, got {}", type_name(&other)),
+            )],
+        )),
         Err(e) => Err(ApiError::invalid(
             "the body is not valid JSON",
             vec![field_error(
@@ -141,9 +150,10 @@ pub async fn create_tenant(
 pub async fn create_key(
     State(app): State<App>,
     principal: Principal,
-    Path(tenant): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    let Path(tenant) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
     principal.require_admin_of(&tenant)?;
     if app.store.get_tenant(&tenant).await?.is_none() {
@@ -192,8 +202,9 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(app): State<App>,
     principal: Principal,
-    Path((tenant, key_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((tenant, key_id)) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
     principal.require_admin_of(&tenant)?;
     if app.store.revoke_key(&tenant, &key_id).await? {

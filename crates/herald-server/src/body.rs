@@ -1,4 +1,4 @@
-//! Reading request bodies the way every ingest route needs: a size limit
+//! Reading request bodies the way every JSON route needs: a size limit
 //! that answers 413 with the limit, gzip/deflate decoding by
 //! `Content-Encoding` (bounded, so a small bomb cannot expand without
 //! limit), and 415 for bodies that are not JSON.
@@ -75,7 +75,16 @@ pub async fn read_with_slack(
         .take(cap as u64 + 1)
         .read_to_end(&mut out)
         .map_err(|e| {
-            ApiError::invalid(format!("the body is not valid {encoding}: {e}"), Vec::new())
+            ApiError::invalid(
+                format!("the body is not valid {encoding}"),
+                vec![FieldError {
+                    field: String::new(),
+                    message: format!(
+                        "Content-Encoding is {encoding} but the body does not decode: {e}"
+                    ),
+                    kind: ErrorKind::Syntax,
+                }],
+            )
         })?;
     if n > cap {
         return Err(too_large());

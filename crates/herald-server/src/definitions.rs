@@ -7,6 +7,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
@@ -150,12 +151,13 @@ pub async fn update(
     State(app): State<App>,
     principal: Principal,
     axum::extract::Extension(slot): axum::extract::Extension<AuditSlot>,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
+    let Path(id) = path?;
     let (query, mut errors) = params::parse(&uri, UPDATE_PARAMS);
     let allow_breaking = flag("allow_breaking", query.get("allow_breaking"), &mut errors);
     params::check(errors)?;
@@ -236,10 +238,11 @@ pub const GET_PARAMS: &[Param] = &[Param {
 pub async fn get(
     State(app): State<App>,
     principal: Principal,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     uri: Uri,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
+    let Path(id) = path?;
     let (query, mut errors) = params::parse(&uri, GET_PARAMS);
     let version = match query.get("version").map(str::parse::<u32>) {
         None => None,

@@ -7,6 +7,7 @@ use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, on};
 
 use crate::params::Param;
+use crate::problem::ApiError;
 use crate::{App, admin, definitions, events, openapi, settings};
 
 /// An HTTP method a route answers.
@@ -63,11 +64,22 @@ impl Route {
     }
 }
 
-/// Every row of [`ROUTES`] mounted; rows sharing a path share its method router.
+/// Every row of [`ROUTES`] mounted; rows sharing a path share its method
+/// router. A method a path does not take is a problem+json 405.
 pub fn mount() -> Router<App> {
-    ROUTES.iter().fold(Router::new(), |router, r| {
-        router.route(r.path, r.method_router())
-    })
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, r| {
+            router.route(r.path, r.method_router())
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::method_not_allowed(format!(
+                    "{} does not take {method}; see GET /api/openapi.json",
+                    uri.path()
+                ))
+            },
+        )
 }
 
 pub const ROUTES: &[Route] = &[

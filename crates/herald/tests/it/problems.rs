@@ -1,5 +1,8 @@
-//! Every 400 names its bad fields as JSON pointers (DESIGN.md §3): query
-//! parameters (named `/{parameter}`).
+//! Every 400 names its bad fields as JSON pointers (DESIGN.md §3): bodies
+//! that are not the right shape, undecodable gzip, and query parameters
+//! (named `/{parameter}`).
+
+use std::io::Write;
 
 use serde_json::{Value, json};
 
@@ -35,6 +38,104 @@ async fn raw(app: &TestApp, method: &str, path: &str, key: &str, body: &str) -> 
         .send()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn bodies_of_the_wrong_shape_name_the_field_that_is_wrong() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let k = t.admin_key.as_str();
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        ("POST", "/api/v1/events/batch", "[]", &[""]),
+        (
+            "POST",
+            "/api/v1/events/batch",
+            r#"{"events": []}"#,
+            &["/events"],
+        ),
+        (
+            "POST",
+            "/api/v1/events/batch",
+            r#"{"events": "x"}"#,
+            &["/events"],
+        ),
+        (
+            "POST",
+            "/api/v1/events/batch",
+            r#"{"events": null}"#,
+            &["/events"],
+        ),
+        (
+            "POST",
+            "/api/v1/events/batch",
+            r#"{"evnts": []}"#,
+            &["/events"],
+        ),
+        ("POST", "/api/v1/events/batch", r#""x""#, &[""]),
+        ("POST", "/api/v1/events/query", "[]", &[""]),
+        ("POST", "/api/v1/events/query", "42", &[""]),
+        ("PUT", "/api/v1/settings", r#"["strict"]"#, &[""]),
+    ];
+    for (method, path, body, want) in cases {
+        let (status, fields, p) = named(raw(&app, method, path, k, body).await).await;
+        assert_eq!(status, 400, "{method} {path} {body}: {p}");
+        assert_eq!(fields, *want, "{method} {path} {body}: {p}");
+    }
+    let (_, _, p) = named(
+        raw(
+            &app,
+            "POST",
+            "/api/v1/events/batch",
+            k,
+            r#"{"events": "x"}"#,
+        )
+        .await,
+    )
+    .await;
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("got string"),
+        "{p}"
+    );
+    for path in [
+        "/api/v1/admin/tenants",
+        &format!("/api/v1/admin/tenants/{}/keys", t.tenant_id),
+    ] {
+        let (status, fields, p) = named(raw(&app, "POST", path, ROOT_KEY, "[1]").await).await;
+        assert_eq!((status, fields), (400, vec![String::new()]), "{path}: {p}");
+    }
+}
+
+#[tokio::test]
+async fn an_undecodable_gzip_body_is_named() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(br#"{"event_type": "x", "category": "system"}"#)
+        .unwrap();
+    let mut truncated = gz.finish().unwrap();
+    truncated.truncate(truncated.len() / 2);
+    for body in [b"not gzip at all".to_vec(), truncated] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/events/create"))
+            .bearer_auth(&t.admin_key)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, fields, p) = named(res).await;
+        assert_eq!((status, fields), (400, vec![String::new()]), "{p}");
+        assert_eq!(p["errors"][0]["kind"], "syntax", "{p}");
+        assert!(
+            p["errors"][0]["message"].as_str().unwrap().contains("gzip"),
+            "{p}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -112,4 +213,52 @@ async fn bad_query_parameters_are_all_named() {
             .contains("operation"),
         "{p}"
     );
+}
+
+#[tokio::test]
+async fn a_path_that_does_not_decode_is_a_problem_json_404() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    for (method, path, key) in [
+        (
+            "GET",
+            "/api/v1/events/%FF".to_string(),
+            t.admin_key.as_str(),
+        ),
+        (
+            "GET",
+            "/api/v1/event-definitions/%FF".into(),
+            t.admin_key.as_str(),
+        ),
+        (
+            "PUT",
+            "/api/v1/event-definitions/%FF".into(),
+            t.admin_key.as_str(),
+        ),
+        ("POST", "/api/v1/admin/tenants/%FF/keys".into(), ROOT_KEY),
+        (
+            "DELETE",
+            format!("/api/v1/admin/tenants/{}/keys/%FF", t.tenant_id),
+            ROOT_KEY,
+        ),
+    ] {
+        let res = raw(&app, method, &path, key, "{}").await;
+        assert_eq!(res.status(), 404, "{method} {path}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{method} {path}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_take_is_a_problem_json_405_with_allow() {
+    let app = spawn_app().await;
+    let res = app.get("/api/v1/events/create", ROOT_KEY).await;
+    assert_eq!(res.status(), 405);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    assert_eq!(res.headers()["allow"], "POST");
+    let p: Value = res.json().await.unwrap();
+    assert_eq!(p["status"], 405, "{p}");
 }
