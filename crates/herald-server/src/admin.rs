@@ -1,9 +1,10 @@
 //! Tenants and keys (DESIGN.md §4) and the audit trail's read side.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::type_name;
 use herald_core::{ErrorKind, FieldError, TenantId, Timestamp};
@@ -12,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::App;
 use crate::auth::{self, Principal};
+use crate::body;
 use crate::params::{self, Param};
 use crate::problem::ApiError;
 
@@ -23,8 +25,18 @@ fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> Fiel
     }
 }
 
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
+/// Largest admin request body (a tenant or key request is a few hundred bytes).
+pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+
+/// The body as a JSON object, read with the same rules as every JSON
+/// route: 415 unless JSON, gzip/deflate, 413 over [`MAX_ADMIN_BODY_BYTES`].
+async fn read_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    body::require_json(headers)?;
+    let bytes = body::read(headers, body, MAX_ADMIN_BODY_BYTES).await?;
+    match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(ApiError::invalid(
             "expected a JSON object",
@@ -102,12 +114,13 @@ fn scope_names(scopes: &[Scope]) -> Vec<&'static str> {
 pub async fn create_tenant(
     State(app): State<App>,
     principal: Principal,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     if !matches!(principal, Principal::Root) {
         return Err(ApiError::forbidden("creating tenants needs the root key"));
     }
-    let m = object(&body)?;
+    let m = read_object(&headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let tenant_id = match m.get("tenant_id") {
@@ -151,7 +164,8 @@ pub async fn create_key(
     State(app): State<App>,
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Path(tenant) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
@@ -159,7 +173,7 @@ pub async fn create_key(
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
-    let m = object(&body)?;
+    let m = read_object(&headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let allowed = Scope::ALL.map(|s| s.as_str()).join(", ");

@@ -209,6 +209,77 @@ async fn body_naming_another_tenant_is_refused_and_audited_as_a_security_event()
 }
 
 #[tokio::test]
+async fn admin_bodies_follow_the_same_rules_as_every_json_route() {
+    let app = spawn_app().await;
+    let gz = |v: &Value| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &serde_json::to_vec(v).unwrap()).unwrap();
+        enc.finish().unwrap()
+    };
+    let send = |path: String, content_type: &'static str, encoding: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(ROOT_KEY)
+            .header("content-type", content_type)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let tenants = "/api/v1/admin/tenants".to_string();
+    let res = send(
+        tenants.clone(),
+        "application/json",
+        "gzip",
+        gz(&json!({"name": "Zipped"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201, "gzip is decoded");
+    let tenant: Value = res.json().await.unwrap();
+    let keys = format!(
+        "/api/v1/admin/tenants/{}/keys",
+        tenant["tenant_id"].as_str().unwrap()
+    );
+    let res = send(
+        keys.clone(),
+        "application/json",
+        "gzip",
+        gz(&json!({"name": "k", "scopes": ["read"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201, "gzip is decoded");
+
+    for path in [tenants, keys] {
+        let res = send(
+            path.clone(),
+            "text/plain",
+            "identity",
+            br#"{"name": "x", "scopes": ["read"]}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 415, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let big = serde_json::to_vec(
+            &json!({"name": "x", "scopes": ["read"], "pad": "a".repeat(20_000)}),
+        )
+        .unwrap();
+        for (encoding, body) in [
+            ("identity", big.clone()),
+            ("gzip", gz(&serde_json::from_slice(&big).unwrap())),
+        ] {
+            let res = send(path.clone(), "application/json", encoding, body)
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 413, "{path} {encoding}");
+            let p: Value = res.json().await.unwrap();
+            assert!(p["detail"].as_str().unwrap().contains("16384"), "{p}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn every_request_leaves_one_audit_record_with_who_what_and_how_it_went() {
     let app = spawn_app().await;
     let t = app.tenant("Acme").await;
