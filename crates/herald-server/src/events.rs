@@ -123,9 +123,15 @@ fn rejection(result: ValidationResult) -> ApiError {
     }
 }
 
-fn check_body_tenant(slot: &AuditSlot, processed: &Processed) -> Result<(), ApiError> {
-    match &processed.body_tenant_id {
-        Some(t) if t != processed.event.tenant_id.as_str() => {
+/// 403 and a security audit record when the body names a tenant other
+/// than the key's.
+fn check_body_tenant(
+    slot: &AuditSlot,
+    own: &TenantId,
+    named: Option<&str>,
+) -> Result<(), ApiError> {
+    match named {
+        Some(t) if t != own.as_str() => {
             let named: String = t.chars().take(64).collect();
             slot.security_violation(format!("body named tenant `{named}`"));
             Err(ApiError::forbidden(
@@ -133,6 +139,26 @@ fn check_body_tenant(slot: &AuditSlot, processed: &Processed) -> Result<(), ApiE
             ))
         }
         _ => Ok(()),
+    }
+}
+
+/// The problem for an event the processor refused. A body naming another
+/// tenant is a 403 (and a security record) whatever else is wrong with it,
+/// so its `tenant_id` is read on its own here, off the happy path.
+fn reject(slot: &AuditSlot, own: &TenantId, bytes: &[u8], result: ValidationResult) -> ApiError {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        tenant_id: Option<Value>,
+    }
+    let named = serde_json::from_slice::<Named>(bytes)
+        .ok()
+        .and_then(|n| match n.tenant_id {
+            Some(Value::String(t)) => Some(t),
+            _ => None,
+        });
+    match check_body_tenant(slot, own, named.as_deref()) {
+        Err(forbidden) => forbidden,
+        Ok(()) => rejection(result),
     }
 }
 
@@ -155,8 +181,8 @@ pub async fn create(
     let processed = tenant
         .processor
         .process_json(&bytes, &ctx)
-        .map_err(rejection)?;
-    check_body_tenant(&slot, &processed)?;
+        .map_err(|result| reject(&slot, &key.tenant_id, &bytes, result))?;
+    check_body_tenant(&slot, &key.tenant_id, processed.body_tenant_id.as_deref())?;
     let Processed {
         event,
         warnings,
@@ -327,11 +353,14 @@ pub async fn batch(
     let mut accepted = Vec::new();
     let mut warnings = Vec::new();
     for item in &items {
+        let bytes = item.get().as_bytes();
         let checked = tenant
             .processor
-            .process_json(item.get().as_bytes(), &ctx)
-            .map_err(rejection)
-            .and_then(|p| check_body_tenant(&slot, &p).map(|()| p));
+            .process_json(bytes, &ctx)
+            .map_err(|result| reject(&slot, &key.tenant_id, bytes, result))
+            .and_then(|p| {
+                check_body_tenant(&slot, &key.tenant_id, p.body_tenant_id.as_deref()).map(|()| p)
+            });
         plan.push(checked.map(|p| {
             warnings.push(p.warnings);
             accepted.push(NewEvent {

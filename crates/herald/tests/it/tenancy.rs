@@ -209,6 +209,55 @@ async fn body_naming_another_tenant_is_refused_and_audited_as_a_security_event()
 }
 
 #[tokio::test]
+async fn a_body_naming_another_tenant_is_403_even_when_the_event_is_invalid_too() {
+    let app = spawn_with(|c| c.max_event_bytes = 1024).await;
+    let t = app.tenant("Acme").await;
+    let invalid = json!({"tenant_id": "mallory", "category": "finance", "event_source": "fax"});
+    let too_large = json!({"tenant_id": "mallory", "event_type": "x", "category": "system", "data": "a".repeat(1500)});
+    for body in [&invalid, &too_large] {
+        let (status, problem) = app.create(&t.admin_key, body).await;
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(problem["status"], 403);
+    }
+    // In a batch, the item is refused as such; its neighbours are not.
+    let res = app
+        .post(
+            "/api/v1/events/batch",
+            &t.admin_key,
+            &json!([invalid, event("fine", "system")]),
+        )
+        .await;
+    assert_eq!(res.status(), 207);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["results"][0]["status"], 403, "{body}");
+    assert_eq!(body["results"][1]["status"], 201, "{body}");
+    // Invalid without naming another tenant is still a plain 400.
+    let (status, _) = app
+        .create(
+            &t.admin_key,
+            &json!({"tenant_id": t.tenant_id, "category": "finance"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    app.eventually("three security events in the audit trail", || async {
+        let body: Value = app
+            .get("/api/v1/audit?outcome=security_violation", &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 3
+            && body["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["detail"].as_str().unwrap_or("").contains("mallory"))
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn admin_bodies_follow_the_same_rules_as_every_json_route() {
     let app = spawn_app().await;
     let gz = |v: &Value| {
