@@ -1,15 +1,20 @@
 //! Tenants and keys (DESIGN.md §4) and the audit trail's read side.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use herald_core::error::type_name;
 use herald_core::{ErrorKind, FieldError, TenantId, Timestamp};
 use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
 
 use crate::App;
 use crate::auth::{self, Principal};
+use crate::body;
+use crate::params::{self, Param};
 use crate::problem::ApiError;
 
 fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
@@ -20,10 +25,27 @@ fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> Fiel
     }
 }
 
-fn object(body: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    match serde_json::from_slice::<Value>(body) {
+/// Largest admin request body (a tenant or key request is a few hundred bytes).
+pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
+
+/// The body as a JSON object, read with the same rules as every JSON
+/// route: 415 unless JSON, gzip/deflate, 413 over [`MAX_ADMIN_BODY_BYTES`].
+async fn read_object(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    body::require_json(headers)?;
+    let bytes = body::read(headers, body, MAX_ADMIN_BODY_BYTES).await?;
+    match serde_json::from_slice::<Value>(&bytes) {
         Ok(Value::Object(m)) => Ok(m),
-        Ok(_) => Err(ApiError::invalid("expected a JSON object", Vec::new())),
+        Ok(other) => Err(ApiError::invalid(
+            "expected a JSON object",
+            vec![field_error(
+                "",
+                ErrorKind::InvalidType,
+                format!("expected an object, got {}", type_name(&other)),
+            )],
+        )),
         Err(e) => Err(ApiError::invalid(
             "the body is not valid JSON",
             vec![field_error(
@@ -92,12 +114,13 @@ fn scope_names(scopes: &[Scope]) -> Vec<&'static str> {
 pub async fn create_tenant(
     State(app): State<App>,
     principal: Principal,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
     if !matches!(principal, Principal::Root) {
         return Err(ApiError::forbidden("creating tenants needs the root key"));
     }
-    let m = object(&body)?;
+    let m = read_object(&headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let tenant_id = match m.get("tenant_id") {
@@ -140,15 +163,17 @@ pub async fn create_tenant(
 pub async fn create_key(
     State(app): State<App>,
     principal: Principal,
-    Path(tenant): Path<String>,
-    body: axum::body::Bytes,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    let Path(tenant) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
     principal.require_admin_of(&tenant)?;
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
-    let m = object(&body)?;
+    let m = read_object(&headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let allowed = Scope::ALL.map(|s| s.as_str()).join(", ");
@@ -191,8 +216,9 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(app): State<App>,
     principal: Principal,
-    Path((tenant, key_id)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
+    let Path((tenant, key_id)) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
     principal.require_admin_of(&tenant)?;
     if app.store.revoke_key(&tenant, &key_id).await? {
@@ -205,32 +231,58 @@ pub async fn revoke_key(
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditParams {
-    tenant_id: Option<String>,
-    key_id: Option<String>,
-    operation: Option<String>,
-    outcome: Option<String>,
-    start_time: Option<String>,
-    end_time: Option<String>,
-    limit: Option<usize>,
-}
+/// `GET /api/v1/audit`'s filters.
+pub const AUDIT_PARAMS: &[Param] = &[
+    Param {
+        name: "tenant_id",
+        kind: "string",
+        description: "only this tenant's records (root key; a tenant key sees only its own)",
+    },
+    Param {
+        name: "key_id",
+        kind: "string",
+        description: "only requests made with this key (`root` for the operator)",
+    },
+    Param {
+        name: "operation",
+        kind: "string",
+        description: "method and route, e.g. `POST /api/v1/events/create`",
+    },
+    Param {
+        name: "outcome",
+        kind: "string",
+        description: "success, denied, rejected, error or security_violation",
+    },
+    Param {
+        name: "start_time",
+        kind: "string",
+        description: "RFC 3339 instant; records at or after it",
+    },
+    Param {
+        name: "end_time",
+        kind: "string",
+        description: "RFC 3339 instant; records at or before it",
+    },
+    Param {
+        name: "limit",
+        kind: "integer",
+        description: "1 to 1000 records, default 100",
+    },
+];
 
 /// `GET /api/v1/audit`: a tenant's records with a `manage` key; any
 /// tenant's (or all) with the root key.
 pub async fn list_audit(
     State(app): State<App>,
     principal: Principal,
-    params: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(|e| ApiError::invalid(format!("bad query parameters: {e}; known: tenant_id, key_id, operation, outcome, start_time, end_time, limit"), Vec::new()))?;
+    let (mut p, mut errors) = params::parse(&uri, AUDIT_PARAMS);
     let tenant_id = match &principal {
-        Principal::Root => p.tenant_id,
+        Principal::Root => p.take("tenant_id"),
         Principal::Tenant(_) => {
             let key = principal.require(Scope::Manage)?;
-            if p.tenant_id
-                .as_deref()
+            if p.get("tenant_id")
                 .is_some_and(|t| t != key.tenant_id.as_str())
             {
                 return Err(ApiError::forbidden(
@@ -240,29 +292,34 @@ pub async fn list_audit(
             Some(key.tenant_id.to_string())
         }
     };
-    let mut errors = Vec::new();
-    let mut time = |field: &str, v: Option<String>| {
-        v.and_then(|s| {
-            Timestamp::parse(&s)
-                .map_err(|e| errors.push(field_error(field, ErrorKind::InvalidValue, e)))
+    let mut time = |name: &str| {
+        p.get(name).and_then(|s| {
+            Timestamp::parse(s)
+                .map_err(|e| errors.push(params::bad(name, e)))
                 .ok()
         })
     };
-    let start_time = time("/start_time", p.start_time);
-    let end_time = time("/end_time", p.end_time);
-    if !errors.is_empty() {
-        return Err(ApiError::invalid("bad audit filters", errors));
-    }
+    let start_time = time("start_time");
+    let end_time = time("end_time");
+    let limit = match p.get("limit").map(|v| v.parse::<usize>()) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            errors.push(params::bad("limit", "expected an integer in 1..=1000"));
+            100
+        }
+    };
+    params::check(errors)?;
     let records = app
         .store
         .query_audit(&AuditQuery {
             tenant_id,
-            key_id: p.key_id,
-            operation: p.operation,
-            outcome: p.outcome,
+            key_id: p.take("key_id"),
+            operation: p.take("operation"),
+            outcome: p.take("outcome"),
             start_time,
             end_time,
-            limit: p.limit.unwrap_or(100).clamp(1, 1000),
+            limit,
         })
         .await?;
     Ok(Json(json!({ "records": records, "count": records.len() })).into_response())

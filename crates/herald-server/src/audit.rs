@@ -24,6 +24,20 @@ struct Filled {
     detail: Option<String>,
 }
 
+/// A record's detail stops growing here (a batch of many bad items).
+const MAX_DETAIL: usize = 1024;
+
+impl Filled {
+    fn add_detail(&mut self, detail: String) {
+        self.detail = Some(match self.detail.take() {
+            Some(before) if before.ends_with('…') => before,
+            Some(before) if before.len() >= MAX_DETAIL => before + "; …",
+            Some(before) => format!("{before}; {detail}"),
+            None => detail,
+        });
+    }
+}
+
 /// What a request's handlers learned that the audit record needs.
 #[derive(Debug, Clone, Default)]
 pub struct AuditSlot(Arc<Mutex<Filled>>);
@@ -49,13 +63,15 @@ impl AuditSlot {
         let detail = detail.into();
         self.with(|s| {
             s.outcome = Some("security_violation");
-            s.detail = Some(detail);
+            s.add_detail(detail);
         });
     }
 
+    /// Adds to the record's detail; earlier details (a security event in
+    /// one batch item) are kept.
     pub fn detail(&self, detail: impl Into<String>) {
         let detail = detail.into();
-        self.with(|s| s.detail = Some(detail));
+        self.with(|s| s.add_detail(detail));
     }
 }
 

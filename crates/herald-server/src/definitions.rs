@@ -5,12 +5,11 @@
 //! with filters and paging. Every write rebuilds the tenant's registry
 //! snapshot, so the next event is validated against it.
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::decode::json_error_message;
 use herald_core::{Category, ErrorKind, EventSource, FieldError, Timestamp};
@@ -22,6 +21,7 @@ use crate::App;
 use crate::audit::AuditSlot;
 use crate::auth::{self, Principal};
 use crate::body;
+use crate::params::{self, Param};
 use crate::problem::ApiError;
 
 /// Largest definition body (schema, examples and UI metadata included).
@@ -128,25 +128,21 @@ pub async fn register(
     Ok(res)
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateParams {
-    #[serde(default)]
-    allow_breaking: Option<String>,
-}
+/// `PUT /api/v1/event-definitions/{id}`'s parameter.
+pub const UPDATE_PARAMS: &[Param] = &[Param {
+    name: "allow_breaking",
+    kind: "boolean",
+    description: "register a breaking change anyway (otherwise 409 with the reasons); true, false, 1, 0 or empty for true",
+}];
 
-fn flag(field: &str, v: Option<&str>) -> Result<bool, ApiError> {
+fn flag(field: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> bool {
     match v {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") | Some("") => Ok(true),
-        Some(_) => Err(ApiError::invalid(
-            format!("`{field}` is true or false"),
-            vec![FieldError {
-                field: format!("/{field}"),
-                message: "expected true or false".into(),
-                kind: ErrorKind::InvalidValue,
-            }],
-        )),
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") | Some("") => true,
+        Some(_) => {
+            errors.push(params::bad(field, "expected true or false"));
+            false
+        }
     }
 }
 
@@ -155,19 +151,16 @@ pub async fn update(
     State(app): State<App>,
     principal: Principal,
     axum::extract::Extension(slot): axum::extract::Extension<AuditSlot>,
-    Path(id): Path<String>,
-    params: Result<Query<UpdateParams>, axum::extract::rejection::QueryRejection>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::invalid(
-            format!("bad query parameters: {e}; known: allow_breaking"),
-            Vec::new(),
-        )
-    })?;
-    let allow_breaking = flag("allow_breaking", params.allow_breaking.as_deref())?;
+    let Path(id) = path?;
+    let (query, mut errors) = params::parse(&uri, UPDATE_PARAMS);
+    let allow_breaking = flag("allow_breaking", query.get("allow_breaking"), &mut errors);
+    params::check(errors)?;
     let value = read_json(&headers, body).await?;
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
@@ -233,43 +226,33 @@ pub async fn update(
     Ok((StatusCode::OK, Json(view(&next, &versions))).into_response())
 }
 
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetParams {
-    version: Option<String>,
-}
+/// `GET /api/v1/event-definitions/{id}`'s parameter.
+pub const GET_PARAMS: &[Param] = &[Param {
+    name: "version",
+    kind: "integer",
+    description: "an older version (1, 2, ...); the latest when absent",
+}];
 
 /// `GET /api/v1/event-definitions/{id_or_type}`: by id, by exact type or
 /// pattern, or the definition that applies to a type; `?version=N`.
 pub async fn get(
     State(app): State<App>,
     principal: Principal,
-    Path(id): Path<String>,
-    params: Result<Query<GetParams>, axum::extract::rejection::QueryRejection>,
+    path: Result<Path<String>, PathRejection>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::invalid(
-            format!("bad query parameters: {e}; known: version"),
-            Vec::new(),
-        )
-    })?;
-    let version = match params.version.as_deref() {
+    let Path(id) = path?;
+    let (query, mut errors) = params::parse(&uri, GET_PARAMS);
+    let version = match query.get("version").map(str::parse::<u32>) {
         None => None,
-        Some(v) => match v.parse::<u32>() {
-            Ok(n) if n > 0 => Some(n),
-            _ => {
-                return Err(ApiError::invalid(
-                    "version is a positive integer",
-                    vec![FieldError {
-                        field: "/version".into(),
-                        message: "expected a positive integer".into(),
-                        kind: ErrorKind::InvalidValue,
-                    }],
-                ));
-            }
-        },
+        Some(Ok(n)) if n > 0 => Some(n),
+        Some(_) => {
+            errors.push(params::bad("version", "expected a positive integer"));
+            None
+        }
     };
+    params::check(errors)?;
     let ctx = app.tenant_context(&key.tenant_id).await?;
     let shown: String = id.chars().take(64).collect();
     let entry = ctx.registry.lookup(&id).ok_or_else(|| {
@@ -295,29 +278,60 @@ pub async fn get(
     Ok(Json(view(definition, &versions)).into_response())
 }
 
-const LIST_PARAMS: &str = "category, source, type_prefix, q, builtin, limit, offset";
+/// `GET /api/v1/event-definitions`' filters and paging.
+pub const LIST_PARAMS: &[Param] = &[
+    Param {
+        name: "category",
+        kind: "string",
+        description: "business, system, delivery or security",
+    },
+    Param {
+        name: "source",
+        kind: "string",
+        description: "definitions this event_source may send (no allowed_sources means any)",
+    },
+    Param {
+        name: "type_prefix",
+        kind: "string",
+        description: "event types (or patterns) starting with this",
+    },
+    Param {
+        name: "q",
+        kind: "string",
+        description: "words that all appear in the type, name, description or ui (case-insensitive)",
+    },
+    Param {
+        name: "builtin",
+        kind: "boolean",
+        description: "true: only seed 000's built-in types; false: only the tenant's own",
+    },
+    Param {
+        name: "limit",
+        kind: "integer",
+        description: "1 to 1000 definitions, default 100",
+    },
+    Param {
+        name: "offset",
+        kind: "integer",
+        description: "definitions to skip, default 0",
+    },
+];
 
 /// `GET /api/v1/event-definitions`: latest versions, sorted by type.
 pub async fn list(
     State(app): State<App>,
     principal: Principal,
-    Query(params): Query<HashMap<String, String>>,
+    uri: Uri,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
-    let mut errors = Vec::new();
-    let mut bad = |field: &str, message: String| {
-        errors.push(FieldError {
-            field: format!("/{field}"),
-            message,
-            kind: ErrorKind::InvalidValue,
-        })
-    };
+    let (query, mut errors) = params::parse(&uri, LIST_PARAMS);
+    let mut bad = |field: &str, message: String| errors.push(params::bad(field, message));
     let mut filter = DefinitionFilter {
         limit: 100,
         ..Default::default()
     };
-    for (k, v) in &params {
-        match k.as_str() {
+    for (k, v) in query.iter() {
+        match k {
             "category" => match Category::parse(v) {
                 Some(c) => filter.category = Some(c),
                 None => bad(k, format!("expected one of: {}", Category::allowed())),
@@ -326,9 +340,9 @@ pub async fn list(
                 Some(s) => filter.source = Some(s),
                 None => bad(k, format!("expected one of: {}", EventSource::allowed())),
             },
-            "type_prefix" => filter.type_prefix = Some(v.clone()),
-            "q" => filter.text = Some(v.clone()),
-            "builtin" => match v.as_str() {
+            "type_prefix" => filter.type_prefix = Some(v.to_string()),
+            "q" => filter.text = Some(v.to_string()),
+            "builtin" => match v {
                 "true" => filter.builtin = Some(true),
                 "false" => filter.builtin = Some(false),
                 _ => bad(k, "expected true or false".into()),
@@ -341,12 +355,11 @@ pub async fn list(
                 Ok(n) => filter.offset = n,
                 _ => bad(k, "expected a non-negative integer".into()),
             },
-            _ => bad(k, format!("unknown parameter; known: {LIST_PARAMS}")),
+            // `params::parse` let through only LIST_PARAMS.
+            _ => {}
         }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::invalid("bad list parameters", errors));
-    }
+    params::check(errors)?;
     let ctx = app.tenant_context(&key.tenant_id).await?;
     let (page, total) = ctx.registry.list(&filter);
     let definitions: Vec<Value> = page.into_iter().map(|e| entry_view(e)).collect();

@@ -4,6 +4,7 @@
 
 use axum::Json;
 use axum::body::Body;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +13,7 @@ use herald_core::decode::json_error_message;
 use herald_core::error::{pointer_push, type_name};
 use herald_core::{
     CanonicalEvent, Category, ErrorKind, EventCategory, EventId, EventSource, EventStatus,
-    FieldError, FieldWarning, OutcomeStatus, Processed, ProcessingContext, Timestamp,
+    FieldError, FieldWarning, OutcomeStatus, Processed, ProcessingContext, TenantId, Timestamp,
     ValidationResult,
 };
 use herald_store::{
@@ -94,7 +95,7 @@ fn minimal_applied(mut res: Response) -> Response {
 /// What the core needs to know about this request: tenant, its hasher,
 /// receive time, and the W3C `traceparent` header.
 fn processing_context<'a>(
-    tenant_id: &'a herald_core::TenantId,
+    tenant_id: &'a TenantId,
     tenant: &'a crate::TenantContext,
     headers: &'a HeaderMap,
 ) -> ProcessingContext<'a> {
@@ -122,9 +123,15 @@ fn rejection(result: ValidationResult) -> ApiError {
     }
 }
 
-fn check_body_tenant(slot: &AuditSlot, processed: &Processed) -> Result<(), ApiError> {
-    match &processed.body_tenant_id {
-        Some(t) if t != processed.event.tenant_id.as_str() => {
+/// 403 and a security audit record when the body names a tenant other
+/// than the key's.
+fn check_body_tenant(
+    slot: &AuditSlot,
+    own: &TenantId,
+    named: Option<&str>,
+) -> Result<(), ApiError> {
+    match named {
+        Some(t) if t != own.as_str() => {
             let named: String = t.chars().take(64).collect();
             slot.security_violation(format!("body named tenant `{named}`"));
             Err(ApiError::forbidden(
@@ -132,6 +139,26 @@ fn check_body_tenant(slot: &AuditSlot, processed: &Processed) -> Result<(), ApiE
             ))
         }
         _ => Ok(()),
+    }
+}
+
+/// The problem for an event the processor refused. A body naming another
+/// tenant is a 403 (and a security record) whatever else is wrong with it,
+/// so its `tenant_id` is read on its own here, off the happy path.
+fn reject(slot: &AuditSlot, own: &TenantId, bytes: &[u8], result: ValidationResult) -> ApiError {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        tenant_id: Option<Value>,
+    }
+    let named = serde_json::from_slice::<Named>(bytes)
+        .ok()
+        .and_then(|n| match n.tenant_id {
+            Some(Value::String(t)) => Some(t),
+            _ => None,
+        });
+    match check_body_tenant(slot, own, named.as_deref()) {
+        Err(forbidden) => forbidden,
+        Ok(()) => rejection(result),
     }
 }
 
@@ -145,15 +172,17 @@ pub async fn create(
     let key = principal.require(Scope::Ingest)?;
     let _room = app.admission.admit(1).await?;
     body::require_json(&headers)?;
-    // A little slack over the event limit so the 413 can say the real size.
-    let bytes = body::read(&headers, body, app.config.max_event_bytes.saturating_mul(2)).await?;
+    // A little slack over the event limit so the 413 can say the real size;
+    // beyond the slack it states the limit all the same.
+    let limit = app.config.max_event_bytes;
+    let bytes = body::read_with_slack(&headers, body, limit, limit.saturating_mul(2)).await?;
     let tenant = app.tenant_context(&key.tenant_id).await?;
     let ctx = processing_context(&key.tenant_id, &tenant, &headers);
     let processed = tenant
         .processor
         .process_json(&bytes, &ctx)
-        .map_err(rejection)?;
-    check_body_tenant(&slot, &processed)?;
+        .map_err(|result| reject(&slot, &key.tenant_id, &bytes, result))?;
+    check_body_tenant(&slot, &key.tenant_id, processed.body_tenant_id.as_deref())?;
     let Processed {
         event,
         warnings,
@@ -199,36 +228,71 @@ pub async fn create(
 #[derive(serde::Deserialize)]
 struct Wrapped<'a> {
     #[serde(borrow)]
-    events: Vec<&'a RawValue>,
+    events: Option<&'a RawValue>,
 }
 
-/// Splits `{"events": [...]}` or `[...]` into the items' raw JSON.
-fn split_batch(bytes: &[u8]) -> Result<Vec<&RawValue>, ApiError> {
-    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
-    let parsed = match first {
-        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(bytes),
-        Some(b'{') => serde_json::from_slice::<Wrapped<'_>>(bytes).map(|w| w.events),
-        _ => {
-            return Err(ApiError::invalid(
-                "a batch is {\"events\": [...]} or a JSON array of events",
-                vec![FieldError {
-                    field: String::new(),
-                    message: "expected a JSON object or array".into(),
-                    kind: ErrorKind::InvalidType,
-                }],
-            ));
+fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+        kind,
+    }
+}
+
+/// Malformed JSON, pointing at the position.
+fn not_json(detail: &str, e: &serde_json::Error) -> ApiError {
+    ApiError::invalid(
+        detail,
+        vec![field_error("", ErrorKind::Syntax, json_error_message(e))],
+    )
+}
+
+/// Splits `{"events": [...]}` or `[...]` into the items' raw JSON, with the
+/// pointer to the array (`/events` or the whole body).
+fn split_batch(bytes: &[u8]) -> Result<(Vec<&RawValue>, &'static str), ApiError> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(bytes)
+            .map(|items| (items, ""))
+            .map_err(|e| not_json("the batch is not valid JSON", &e)),
+        Some(b'{') => {
+            let events = serde_json::from_slice::<Wrapped<'_>>(bytes)
+                .map_err(|e| not_json("the batch is not valid JSON", &e))?
+                .events
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "the batch has no `events`",
+                        vec![field_error(
+                            "/events",
+                            ErrorKind::Missing,
+                            "required: the array of events",
+                        )],
+                    )
+                })?;
+            match serde_json::from_str::<Vec<&RawValue>>(events.get()) {
+                Ok(items) => Ok((items, "/events")),
+                Err(_) => {
+                    let got = serde_json::from_str::<Value>(events.get())
+                        .map_or("invalid JSON", |v| type_name(&v));
+                    Err(ApiError::invalid(
+                        "`events` is not an array",
+                        vec![field_error(
+                            "/events",
+                            ErrorKind::InvalidType,
+                            format!("expected an array of events, got {got}"),
+                        )],
+                    ))
+                }
+            }
         }
-    };
-    parsed.map_err(|e| {
-        ApiError::invalid(
-            "the batch is not valid JSON",
-            vec![FieldError {
-                field: String::new(),
-                message: json_error_message(&e),
-                kind: ErrorKind::Syntax,
-            }],
-        )
-    })
+        _ => Err(ApiError::invalid(
+            "a batch is {\"events\": [...]} or a JSON array of events",
+            vec![field_error(
+                "",
+                ErrorKind::InvalidType,
+                "expected a JSON object or array",
+            )],
+        )),
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -254,18 +318,29 @@ pub async fn batch(
     body::require_json(&headers)?;
     let bytes = body::read(&headers, body, app.config.max_batch_bytes).await?;
     let minimal = wants_minimal(&headers);
-    let items = split_batch(&bytes)?;
+    let (items, array) = split_batch(&bytes)?;
     if items.is_empty() {
-        return Err(ApiError::invalid("the batch holds no events", Vec::new()));
+        return Err(ApiError::invalid(
+            "the batch holds no events",
+            vec![field_error(
+                array,
+                ErrorKind::InvalidValue,
+                "expected at least one event",
+            )],
+        ));
     }
-    if items.len() > app.config.max_batch_events {
+    let max = app.config.max_batch_events;
+    if items.len() > max {
         return Err(ApiError::too_large(
             format!(
-                "the batch holds {} events; the limit is {} per request",
-                items.len(),
-                app.config.max_batch_events
+                "the batch holds {} events; the limit is {max} per request",
+                items.len()
             ),
-            Vec::new(),
+            vec![field_error(
+                array,
+                ErrorKind::TooLarge,
+                format!("{} events; at most {max}", items.len()),
+            )],
         ));
     }
     let _room = app.admission.admit(items.len()).await?;
@@ -278,11 +353,14 @@ pub async fn batch(
     let mut accepted = Vec::new();
     let mut warnings = Vec::new();
     for item in &items {
+        let bytes = item.get().as_bytes();
         let checked = tenant
             .processor
-            .process_json(item.get().as_bytes(), &ctx)
-            .map_err(rejection)
-            .and_then(|p| check_body_tenant(&slot, &p).map(|()| p));
+            .process_json(bytes, &ctx)
+            .map_err(|result| reject(&slot, &key.tenant_id, bytes, result))
+            .and_then(|p| {
+                check_body_tenant(&slot, &key.tenant_id, p.body_tenant_id.as_deref()).map(|()| p)
+            });
         plan.push(checked.map(|p| {
             warnings.push(p.warnings);
             accepted.push(NewEvent {
@@ -346,9 +424,10 @@ pub async fn batch(
 pub async fn get(
     State(app): State<App>,
     principal: Principal,
-    Path(id): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
+    let Path(id) = path?;
     let shown: String = id.chars().take(64).collect();
     let not_found = || ApiError::not_found(format!("no event `{shown}` in this tenant"));
     let Ok(event_id) = EventId::parse(&id) else {
@@ -375,16 +454,7 @@ pub async fn query(
     let value: Value = if bytes.iter().all(u8::is_ascii_whitespace) {
         Value::Object(Map::new())
     } else {
-        serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::invalid(
-                "the query is not valid JSON",
-                vec![FieldError {
-                    field: String::new(),
-                    message: json_error_message(&e),
-                    kind: ErrorKind::Syntax,
-                }],
-            )
-        })?
+        serde_json::from_slice(&bytes).map_err(|e| not_json("the query is not valid JSON", &e))?
     };
     let q = parse_query(value)?;
     let page = app.store.query_events_json(&key.tenant_id, &q).await?;
@@ -512,11 +582,18 @@ pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
             kind,
         })
     };
-    let Value::Object(body) = value else {
-        return Err(ApiError::invalid(
-            "a query is a JSON object of filters",
-            Vec::new(),
-        ));
+    let body = match value {
+        Value::Object(body) => body,
+        other => {
+            return Err(ApiError::invalid(
+                "a query is a JSON object of filters",
+                vec![field_error(
+                    "",
+                    ErrorKind::InvalidType,
+                    format!("expected an object of filters, got {}", type_name(&other)),
+                )],
+            ));
+        }
     };
     let mut q = EventQuery {
         limit: 100,

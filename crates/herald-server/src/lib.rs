@@ -11,8 +11,10 @@ pub mod config;
 pub mod definitions;
 pub mod events;
 pub mod openapi;
+pub mod params;
 pub mod problem;
 pub mod publish;
+pub mod routes;
 pub mod settings;
 pub mod worker;
 
@@ -24,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
 use herald_core::{EmailHasher, EventProcessor, Limits, TenantId};
 use herald_registry::{Registry, ValidatorCache};
 use herald_store::{Store, StoreError, TenantSettings};
@@ -204,35 +205,7 @@ pub enum ServerError {
 }
 
 pub fn router(app: App) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route(
-            "/api/openapi.json",
-            get(|| async { axum::Json(openapi::document()) }),
-        )
-        .route("/api/v1/events/create", post(events::create))
-        .route("/api/v1/events/batch", post(events::batch))
-        .route("/api/v1/events/query", post(events::query))
-        .route("/api/v1/events/{event_id}", get(events::get))
-        .route(
-            "/api/v1/event-definitions",
-            get(definitions::list).post(definitions::register),
-        )
-        .route(
-            "/api/v1/event-definitions/{id}",
-            get(definitions::get).put(definitions::update),
-        )
-        .route("/api/v1/settings", get(settings::get).put(settings::put))
-        .route("/api/v1/audit", get(admin::list_audit))
-        .route("/api/v1/admin/tenants", post(admin::create_tenant))
-        .route(
-            "/api/v1/admin/tenants/{tenant_id}/keys",
-            post(admin::create_key),
-        )
-        .route(
-            "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
-            delete(admin::revoke_key),
-        )
+    routes::mount()
         .fallback(|| async {
             problem::ApiError::not_found("no such route; see GET /api/openapi.json")
         })

@@ -1,151 +1,11 @@
-//! `GET /api/openapi.json`: the OpenAPI 3.1 document, built from the same
-//! route table (`ROUTES`) the router is checked against in the tests, so a
-//! route cannot exist undocumented.
+//! `GET /api/openapi.json`: the OpenAPI 3.1 document, built from the route
+//! table (`routes::ROUTES`) the router is mounted from, so a route cannot
+//! exist undocumented; query parameters come from the same slices the
+//! handlers parse with.
 
 use serde_json::{Map, Value, json};
 
-/// One documented operation.
-#[derive(Debug)]
-pub struct RouteDoc {
-    pub method: &'static str,
-    pub path: &'static str,
-    pub summary: &'static str,
-    /// `None` for unauthenticated routes; `root` for operator routes.
-    pub scope: Option<&'static str>,
-    pub request: Option<&'static str>,
-    pub success: (u16, &'static str),
-}
-
-pub const ROUTES: &[RouteDoc] = &[
-    RouteDoc {
-        method: "get",
-        path: "/health",
-        summary: "Service health",
-        scope: None,
-        request: None,
-        success: (200, "Health"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/openapi.json",
-        summary: "This document",
-        scope: None,
-        request: None,
-        success: (200, "Object"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/events/create",
-        summary: "Create one event (seed 003 EventCreateRequest + canonical fields)",
-        scope: Some("ingest"),
-        request: Some("EventCreateRequest"),
-        success: (201, "EventResponse"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/events/batch",
-        summary: "Create events item by item; results in request order (201, or 207 when any was rejected)",
-        scope: Some("ingest"),
-        request: Some("BatchRequest"),
-        success: (201, "BatchResponse"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/v1/events/{event_id}",
-        summary: "One event",
-        scope: Some("read"),
-        request: None,
-        success: (200, "EventResponse"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/events/query",
-        summary: "Query events with filters, offset or keyset cursor paging",
-        scope: Some("read"),
-        request: Some("EventQueryRequest"),
-        success: (200, "EventQueryResponse"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/v1/event-definitions",
-        summary: "List event definitions (latest versions, built-ins included); filters category, source, type_prefix, q, builtin; limit/offset paging",
-        scope: Some("read"),
-        request: None,
-        success: (200, "EventDefinitionList"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/event-definitions",
-        summary: "Register an event definition (version 1); 409 when the type already has one",
-        scope: Some("manage"),
-        request: Some("EventDefinitionRequest"),
-        success: (201, "EventDefinition"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/v1/event-definitions/{id}",
-        summary: "One definition by id, exact type or pattern, or the one that applies to a type; ?version=N for an older version",
-        scope: Some("read"),
-        request: None,
-        success: (200, "EventDefinition"),
-    },
-    RouteDoc {
-        method: "put",
-        path: "/api/v1/event-definitions/{id}",
-        summary: "Update: a new immutable version with its compatibility; a breaking change needs ?allow_breaking=true (else 409 with the reasons)",
-        scope: Some("manage"),
-        request: Some("EventDefinitionRequest"),
-        success: (200, "EventDefinition"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/v1/settings",
-        summary: "The tenant's settings (validation_mode)",
-        scope: Some("read"),
-        request: None,
-        success: (200, "Settings"),
-    },
-    RouteDoc {
-        method: "put",
-        path: "/api/v1/settings",
-        summary: "Change the tenant's settings: validation_mode permissive (default) or strict",
-        scope: Some("manage"),
-        request: Some("Settings"),
-        success: (200, "Settings"),
-    },
-    RouteDoc {
-        method: "get",
-        path: "/api/v1/audit",
-        summary: "Audit trail, newest first",
-        scope: Some("manage"),
-        request: None,
-        success: (200, "AuditResponse"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/admin/tenants",
-        summary: "Create a tenant and its admin key",
-        scope: Some("root"),
-        request: Some("TenantCreateRequest"),
-        success: (201, "TenantCreated"),
-    },
-    RouteDoc {
-        method: "post",
-        path: "/api/v1/admin/tenants/{tenant_id}/keys",
-        summary: "Issue a scoped key",
-        scope: Some("root"),
-        request: Some("KeyCreateRequest"),
-        success: (201, "KeyCreated"),
-    },
-    RouteDoc {
-        method: "delete",
-        path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
-        summary: "Revoke a key",
-        scope: Some("root"),
-        request: None,
-        success: (204, "Empty"),
-    },
-];
+use crate::routes::ROUTES;
 
 fn s(t: &str) -> Value {
     json!({ "type": t })
@@ -261,12 +121,13 @@ pub fn document() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
+            .chain(r.query.iter().map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": { "type": p.kind } })))
             .collect();
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);
         }
         let entry = paths.entry(r.path.to_string()).or_insert_with(|| json!({}));
-        entry[r.method] = op;
+        entry[r.method.as_str()] = op;
     }
     json!({
         "openapi": "3.1.0",

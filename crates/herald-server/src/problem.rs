@@ -3,6 +3,7 @@
 //! validation, every bad field; internal errors are an opaque 500 whose
 //! cause is logged, never sent.
 
+use axum::extract::rejection::PathRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::FieldError;
@@ -47,7 +48,11 @@ impl ApiError {
         }
     }
 
+    /// A 400. `errors` names every bad field (DESIGN.md §3); an empty
+    /// list is a bug at the call site, caught by the tests.
     pub fn invalid(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        let detail = detail.into();
+        debug_assert!(!errors.is_empty(), "a 400 without its bad fields: {detail}");
         ApiError {
             errors,
             ..Self::new(
@@ -86,6 +91,15 @@ impl ApiError {
 
     pub fn not_found(detail: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not-found", "Not found", detail)
+    }
+
+    pub fn method_not_allowed(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            detail,
+        )
     }
 
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
@@ -152,6 +166,14 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    /// Every path parameter names a resource; one that does not decode
+    /// (`%FF`) names none, so it is a 404 like any unknown id.
+    fn from(e: PathRejection) -> Self {
+        ApiError::not_found(format!("no such resource: {}", e.body_text()))
     }
 }
 

@@ -47,11 +47,18 @@ pub async fn put(
             }],
         )
     })?;
-    let Value::Object(m) = value else {
-        return Err(ApiError::invalid(
-            "settings are a JSON object, like {\"validation_mode\": \"strict\"}",
-            Vec::new(),
-        ));
+    let m = match value {
+        Value::Object(m) => m,
+        other => {
+            return Err(ApiError::invalid(
+                "settings are a JSON object, like {\"validation_mode\": \"strict\"}",
+                vec![FieldError {
+                    field: String::new(),
+                    message: format!("expected an object, got {}", type_name(&other)),
+                    kind: ErrorKind::InvalidType,
+                }],
+            ));
+        }
     };
     let mut errors = Vec::new();
     let mut mode = None;

@@ -1,52 +1,25 @@
 //! The durability promise, tested on the real binary: concurrent writers,
 //! `SIGKILL` mid-flight, restart on the same data dir, and every
-//! acknowledged event present exactly once.
+//! acknowledged event present exactly once, by the payload's own identity.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
 
-const ROOT: &str = "crash-test-root-key-0123456789";
+use crate::binary::{self, start};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// A payload's own identity: (writer, request, item in the batch).
+type Identity = (u64, u64, Option<u64>);
 
-async fn start(dir: &std::path::Path) -> (Child, String) {
-    let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("HERALD_DATA_DIR", dir)
-        .env("HERALD_ROOT_KEY", ROOT)
-        .env("HERALD_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start herald");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    for _ in 0..500 {
-        if client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return (child, base);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("herald did not become healthy on {base}");
+fn identity(data: &Value) -> Identity {
+    (
+        data["w"].as_u64().expect("w"),
+        data["i"].as_u64().expect("i"),
+        data["j"].as_u64(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -54,26 +27,18 @@ async fn sigkill_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = start(dir.path()).await;
     let client = reqwest::Client::new();
-    let tenant: Value = client
-        .post(format!("{base}/api/v1/admin/tenants"))
-        .bearer_auth(ROOT)
-        .json(&json!({"name": "crash"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let key = tenant["api_key"].as_str().unwrap().to_string();
+    let key = binary::tenant(&client, &base, "crash").await;
 
     let acked = Arc::new(AtomicUsize::new(0));
+    let running = Arc::new(AtomicUsize::new(8));
     let mut writers = Vec::new();
-    for w in 0..8 {
-        let (client, base, key, acked) = (client.clone(), base.clone(), key.clone(), acked.clone());
+    for w in 0..8u64 {
+        let (client, base, key) = (client.clone(), base.clone(), key.clone());
+        let (acked, running) = (acked.clone(), running.clone());
         writers.push(tokio::spawn(async move {
-            let mut ids = Vec::new();
+            let mut ids: Vec<Identity> = Vec::new();
             // Bounded: at most 400 requests per writer; stops at the first failure (the kill).
-            for i in 0..400 {
+            for i in 0..400u64 {
                 let single = i % 3 != 0;
                 let body = if single {
                     json!({"event_type": "crash.test", "category": "system", "data": {"w": w, "i": i}})
@@ -90,17 +55,30 @@ async fn sigkill_loses_no_acknowledged_event() {
                 }
                 let Ok(v) = res.json::<Value>().await else { break };
                 if single {
-                    ids.push(v["event_id"].as_str().unwrap().to_string());
+                    ids.push(identity(&v["data"]));
                 } else {
-                    ids.extend(v["results"].as_array().unwrap().iter().map(|r| r["event_id"].as_str().unwrap().to_string()));
+                    ids.extend(v["results"].as_array().unwrap().iter().map(|r| identity(&r["event"]["data"])));
                 }
                 acked.fetch_add(1, Ordering::Relaxed);
             }
+            running.fetch_sub(1, Ordering::Relaxed);
             ids
         }));
     }
-    // Kill in the middle of the stream of writes.
+    // Kill in the middle of the stream of writes; fail rather than hang if
+    // the writers stop or stall before getting there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while acked.load(Ordering::Relaxed) < 300 {
+        assert!(
+            running.load(Ordering::Relaxed) > 0,
+            "every writer stopped after {} acknowledged requests, before the kill",
+            acked.load(Ordering::Relaxed)
+        );
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} requests acknowledged in 60 s",
+            acked.load(Ordering::Relaxed)
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     child.start_kill().expect("SIGKILL");
@@ -116,42 +94,26 @@ async fn sigkill_loses_no_acknowledged_event() {
     );
 
     let (_child, base) = start(dir.path()).await;
-    let mut stored: HashMap<String, usize> = HashMap::new();
-    let mut cursor = Value::Null;
-    loop {
-        let page: Value = client
-            .post(format!("{base}/api/v1/events/query"))
-            .bearer_auth(&key)
-            .json(&json!({"limit": 1000, "cursor": cursor}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        for e in page["events"].as_array().unwrap() {
-            *stored
-                .entry(e["event_id"].as_str().unwrap().to_string())
-                .or_default() += 1;
-        }
-        if page["has_more"] != true {
-            break;
-        }
-        cursor = page["next_cursor"].clone();
+    let events = binary::all_events(&client, &base, &key).await;
+    let mut stored: HashMap<Identity, usize> = HashMap::new();
+    for e in &events {
+        *stored.entry(identity(&e["data"])).or_default() += 1;
     }
-    let missing: Vec<&String> = acked_ids
+    let missing: Vec<&Identity> = acked_ids
         .iter()
         .filter(|id| !stored.contains_key(*id))
         .collect();
     assert!(
         missing.is_empty(),
-        "{} acknowledged events lost after SIGKILL, e.g. {:?}",
+        "{} acknowledged events lost after SIGKILL, e.g. (writer, i, j) = {:?}",
         missing.len(),
         missing.first()
     );
+    let twice: Vec<(&Identity, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
     assert!(
-        stored.values().all(|n| *n == 1),
-        "an event is stored more than once"
+        twice.is_empty(),
+        "payloads stored more than once, e.g. {:?}",
+        twice.first()
     );
     eprintln!(
         "crash test: {} acknowledged, {} stored after restart",

@@ -1,9 +1,13 @@
 //! Herald's one integration-test binary: every test spawns the real server
 //! on port 0 with its own data directory and talks HTTP to it.
 
+mod binary;
+mod commit;
 mod crash;
 mod helpers;
 mod ingest;
+mod problems;
 mod query;
 mod registry;
+mod shutdown;
 mod tenancy;

@@ -209,6 +209,126 @@ async fn body_naming_another_tenant_is_refused_and_audited_as_a_security_event()
 }
 
 #[tokio::test]
+async fn a_body_naming_another_tenant_is_403_even_when_the_event_is_invalid_too() {
+    let app = spawn_with(|c| c.max_event_bytes = 1024).await;
+    let t = app.tenant("Acme").await;
+    let invalid = json!({"tenant_id": "mallory", "category": "finance", "event_source": "fax"});
+    let too_large = json!({"tenant_id": "mallory", "event_type": "x", "category": "system", "data": "a".repeat(1500)});
+    for body in [&invalid, &too_large] {
+        let (status, problem) = app.create(&t.admin_key, body).await;
+        assert_eq!(status, 403, "{problem}");
+        assert_eq!(problem["status"], 403);
+    }
+    // In a batch, the item is refused as such; its neighbours are not.
+    let res = app
+        .post(
+            "/api/v1/events/batch",
+            &t.admin_key,
+            &json!([invalid, event("fine", "system")]),
+        )
+        .await;
+    assert_eq!(res.status(), 207);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["results"][0]["status"], 403, "{body}");
+    assert_eq!(body["results"][1]["status"], 201, "{body}");
+    // Invalid without naming another tenant is still a plain 400.
+    let (status, _) = app
+        .create(
+            &t.admin_key,
+            &json!({"tenant_id": t.tenant_id, "category": "finance"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    app.eventually("three security events in the audit trail", || async {
+        let body: Value = app
+            .get("/api/v1/audit?outcome=security_violation", &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 3
+            && body["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["detail"].as_str().unwrap_or("").contains("mallory"))
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn admin_bodies_follow_the_same_rules_as_every_json_route() {
+    let app = spawn_app().await;
+    let gz = |v: &Value| {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut enc, &serde_json::to_vec(v).unwrap()).unwrap();
+        enc.finish().unwrap()
+    };
+    let send = |path: String, content_type: &'static str, encoding: &'static str, body: Vec<u8>| {
+        app.client
+            .post(app.url(&path))
+            .bearer_auth(ROOT_KEY)
+            .header("content-type", content_type)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+    };
+    let tenants = "/api/v1/admin/tenants".to_string();
+    let res = send(
+        tenants.clone(),
+        "application/json",
+        "gzip",
+        gz(&json!({"name": "Zipped"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201, "gzip is decoded");
+    let tenant: Value = res.json().await.unwrap();
+    let keys = format!(
+        "/api/v1/admin/tenants/{}/keys",
+        tenant["tenant_id"].as_str().unwrap()
+    );
+    let res = send(
+        keys.clone(),
+        "application/json",
+        "gzip",
+        gz(&json!({"name": "k", "scopes": ["read"]})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 201, "gzip is decoded");
+
+    for path in [tenants, keys] {
+        let res = send(
+            path.clone(),
+            "text/plain",
+            "identity",
+            br#"{"name": "x", "scopes": ["read"]}"#.to_vec(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(res.status(), 415, "{path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+        let big = serde_json::to_vec(
+            &json!({"name": "x", "scopes": ["read"], "pad": "a".repeat(20_000)}),
+        )
+        .unwrap();
+        for (encoding, body) in [
+            ("identity", big.clone()),
+            ("gzip", gz(&serde_json::from_slice(&big).unwrap())),
+        ] {
+            let res = send(path.clone(), "application/json", encoding, body)
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 413, "{path} {encoding}");
+            let p: Value = res.json().await.unwrap();
+            assert!(p["detail"].as_str().unwrap().contains("16384"), "{p}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn every_request_leaves_one_audit_record_with_who_what_and_how_it_went() {
     let app = spawn_app().await;
     let t = app.tenant("Acme").await;
@@ -334,6 +454,122 @@ async fn health_and_openapi_document_every_route() {
         .unwrap();
     assert_eq!(res.status(), 404);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
+
+    // Query parameters are documented as parameters, and a route takes
+    // exactly the ones it documents: each documented one is accepted (the
+    // answer may refuse its value, never its name), any other is named.
+    let t = app.tenant("Acme").await;
+    let query_params = |path: &str, method: &str| -> Vec<(String, String)> {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["in"] == "query")
+            .map(|p| {
+                assert!(
+                    p["description"].is_string() && p["schema"]["type"].is_string(),
+                    "{p}"
+                );
+                (
+                    p["name"].as_str().unwrap().to_string(),
+                    p["schema"]["type"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let names = |path: &str, method: &str| -> Vec<String> {
+        query_params(path, method)
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    };
+    assert_eq!(
+        names("/api/v1/audit", "get"),
+        [
+            "tenant_id",
+            "key_id",
+            "operation",
+            "outcome",
+            "start_time",
+            "end_time",
+            "limit"
+        ]
+    );
+    assert_eq!(
+        names("/api/v1/event-definitions", "get"),
+        [
+            "category",
+            "source",
+            "type_prefix",
+            "q",
+            "builtin",
+            "limit",
+            "offset"
+        ]
+    );
+    assert_eq!(names("/api/v1/event-definitions/{id}", "get"), ["version"]);
+    assert_eq!(
+        names("/api/v1/event-definitions/{id}", "put"),
+        ["allow_breaking"]
+    );
+    let mut with_params = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let params = query_params(path, method);
+            if params.is_empty() {
+                continue;
+            }
+            with_params += 1;
+            let concrete = path.replace("{id}", "order.created");
+            let unknown = |res: &Value, name: &str| {
+                res["errors"].as_array().into_iter().flatten().any(|e| {
+                    e["field"] == format!("/{name}")
+                        && e["message"]
+                            .as_str()
+                            .unwrap_or("")
+                            .starts_with("unknown parameter")
+                })
+            };
+            for (name, kind) in &params {
+                let value = match kind.as_str() {
+                    "integer" => "1",
+                    "boolean" => "true",
+                    _ => "x",
+                };
+                let res = app
+                    .client
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        app.url(&format!("{concrete}?{name}={value}")),
+                    )
+                    .bearer_auth(&t.admin_key)
+                    .send()
+                    .await
+                    .unwrap();
+                let body: Value = res.json().await.unwrap_or(Value::Null);
+                assert!(
+                    !unknown(&body, name),
+                    "{method} {path} documents `{name}` but refuses it: {body}"
+                );
+            }
+            let res = app
+                .client
+                .request(
+                    method.to_uppercase().parse().unwrap(),
+                    app.url(&format!("{concrete}?undocumented=1")),
+                )
+                .bearer_auth(&t.admin_key)
+                .send()
+                .await
+                .unwrap();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            assert!(
+                unknown(&body, "undocumented"),
+                "{method} {path} takes an undocumented parameter: {body}"
+            );
+        }
+    }
+    assert_eq!(with_params, 4);
 }
 
 #[tokio::test]

@@ -1,0 +1,289 @@
+//! The route table: every route's method, path, handler and documentation
+//! in one row. `router()` mounts exactly these rows and
+//! `GET /api/openapi.json` documents exactly these rows, so a route cannot
+//! exist undocumented, nor be documented without existing.
+
+use axum::Router;
+use axum::routing::{MethodFilter, MethodRouter, on};
+
+use crate::params::Param;
+use crate::problem::ApiError;
+use crate::{App, admin, definitions, events, openapi, settings};
+
+/// An HTTP method a route answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Method {
+    /// The lowercase name OpenAPI uses as the operation key.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "get",
+            Method::Post => "post",
+            Method::Put => "put",
+            Method::Delete => "delete",
+        }
+    }
+
+    fn filter(self) -> MethodFilter {
+        match self {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Put => MethodFilter::PUT,
+            Method::Delete => MethodFilter::DELETE,
+        }
+    }
+}
+
+/// One operation: what is mounted and how it is documented.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// The handler, mounted for `method` only (the filter is passed in, so
+    /// a row cannot mount a handler under a method it does not document).
+    pub handler: fn(MethodFilter) -> MethodRouter<App>,
+    pub summary: &'static str,
+    /// `None` for unauthenticated routes; `root` for operator routes.
+    pub scope: Option<&'static str>,
+    /// Query parameters: the same slice the handler parses with.
+    pub query: &'static [Param],
+    pub request: Option<&'static str>,
+    pub success: (u16, &'static str),
+}
+
+impl Route {
+    /// The row as axum's method router.
+    pub fn method_router(&self) -> MethodRouter<App> {
+        (self.handler)(self.method.filter())
+    }
+}
+
+/// Every row of [`ROUTES`] mounted; rows sharing a path share its method
+/// router. A method a path does not take is a problem+json 405.
+pub fn mount() -> Router<App> {
+    ROUTES
+        .iter()
+        .fold(Router::new(), |router, r| {
+            router.route(r.path, r.method_router())
+        })
+        .method_not_allowed_fallback(
+            |method: axum::http::Method, uri: axum::http::Uri| async move {
+                ApiError::method_not_allowed(format!(
+                    "{} does not take {method}; see GET /api/openapi.json",
+                    uri.path()
+                ))
+            },
+        )
+}
+
+pub const ROUTES: &[Route] = &[
+    Route {
+        method: Method::Get,
+        path: "/health",
+        handler: |m| on(m, crate::health),
+        summary: "Service health",
+        scope: None,
+        query: &[],
+        request: None,
+        success: (200, "Health"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/openapi.json",
+        handler: |m| on(m, || async { axum::Json(openapi::document()) }),
+        summary: "This document",
+        scope: None,
+        query: &[],
+        request: None,
+        success: (200, "Object"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/create",
+        handler: |m| on(m, events::create),
+        summary: "Create one event (seed 003 EventCreateRequest + canonical fields)",
+        scope: Some("ingest"),
+        query: &[],
+        request: Some("EventCreateRequest"),
+        success: (201, "EventResponse"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/batch",
+        handler: |m| on(m, events::batch),
+        summary: "Create events item by item; results in request order (201, or 207 when any was rejected)",
+        scope: Some("ingest"),
+        query: &[],
+        request: Some("BatchRequest"),
+        success: (201, "BatchResponse"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/{event_id}",
+        handler: |m| on(m, events::get),
+        summary: "One event",
+        scope: Some("read"),
+        query: &[],
+        request: None,
+        success: (200, "EventResponse"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/query",
+        handler: |m| on(m, events::query),
+        summary: "Query events with filters, offset or keyset cursor paging",
+        scope: Some("read"),
+        query: &[],
+        request: Some("EventQueryRequest"),
+        success: (200, "EventQueryResponse"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/event-definitions",
+        handler: |m| on(m, definitions::list),
+        summary: "List event definitions (latest versions, built-ins included), sorted by type",
+        scope: Some("read"),
+        query: definitions::LIST_PARAMS,
+        request: None,
+        success: (200, "EventDefinitionList"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/event-definitions",
+        handler: |m| on(m, definitions::register),
+        summary: "Register an event definition (version 1); 409 when the type already has one",
+        scope: Some("manage"),
+        query: &[],
+        request: Some("EventDefinitionRequest"),
+        success: (201, "EventDefinition"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/event-definitions/{id}",
+        handler: |m| on(m, definitions::get),
+        summary: "One definition by id, exact type or pattern, or the one that applies to a type",
+        scope: Some("read"),
+        query: definitions::GET_PARAMS,
+        request: None,
+        success: (200, "EventDefinition"),
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/event-definitions/{id}",
+        handler: |m| on(m, definitions::update),
+        summary: "Update: a new immutable version with its compatibility; a breaking change is 409 with the reasons unless allowed",
+        scope: Some("manage"),
+        query: definitions::UPDATE_PARAMS,
+        request: Some("EventDefinitionRequest"),
+        success: (200, "EventDefinition"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/settings",
+        handler: |m| on(m, settings::get),
+        summary: "The tenant's settings (validation_mode)",
+        scope: Some("read"),
+        query: &[],
+        request: None,
+        success: (200, "Settings"),
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/settings",
+        handler: |m| on(m, settings::put),
+        summary: "Change the tenant's settings: validation_mode permissive (default) or strict",
+        scope: Some("manage"),
+        query: &[],
+        request: Some("Settings"),
+        success: (200, "Settings"),
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/audit",
+        handler: |m| on(m, admin::list_audit),
+        summary: "Audit trail, newest first",
+        scope: Some("manage"),
+        query: admin::AUDIT_PARAMS,
+        request: None,
+        success: (200, "AuditResponse"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/admin/tenants",
+        handler: |m| on(m, admin::create_tenant),
+        summary: "Create a tenant and its admin key",
+        scope: Some("root"),
+        query: &[],
+        request: Some("TenantCreateRequest"),
+        success: (201, "TenantCreated"),
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/admin/tenants/{tenant_id}/keys",
+        handler: |m| on(m, admin::create_key),
+        summary: "Issue a scoped key",
+        scope: Some("root"),
+        query: &[],
+        request: Some("KeyCreateRequest"),
+        success: (201, "KeyCreated"),
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+        handler: |m| on(m, admin::revoke_key),
+        summary: "Revoke a key",
+        scope: Some("root"),
+        query: &[],
+        request: None,
+        success: (204, "Empty"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn the_table_mounts() {
+        // axum panics on a path mounted twice for one method.
+        let _ = mount();
+    }
+
+    #[test]
+    fn every_row_is_one_operation_with_its_parameters_described() {
+        let mut seen = HashSet::new();
+        for r in ROUTES {
+            assert!(
+                seen.insert((r.path, r.method)),
+                "{} {} is in the table twice",
+                r.method.as_str(),
+                r.path
+            );
+            let mut names = HashSet::new();
+            for p in r.query {
+                assert!(
+                    names.insert(p.name),
+                    "{} {}: `{}` twice",
+                    r.method.as_str(),
+                    r.path,
+                    p.name
+                );
+                assert!(
+                    ["string", "integer", "boolean"].contains(&p.kind) && !p.description.is_empty(),
+                    "{} {}: `{}` needs a type and a description",
+                    r.method.as_str(),
+                    r.path,
+                    p.name
+                );
+            }
+        }
+    }
+}

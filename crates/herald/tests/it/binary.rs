@@ -1,0 +1,87 @@
+//! The real `herald` binary as a child process, for the tests that need a
+//! process to kill or signal (crash, SIGTERM).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+pub const ROOT: &str = "binary-test-root-key-0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `herald serve` on a free port over `dir`, once it answers `/health`.
+pub async fn start(dir: &std::path::Path) -> (Child, String) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env("HERALD_DATA_DIR", dir)
+        .env("HERALD_ROOT_KEY", ROOT)
+        .env("HERALD_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start herald");
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if client
+            .get(format!("{base}/health"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return (child, base);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("herald exited before it was healthy: {status}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("herald did not become healthy on {base} within 30 s");
+}
+
+/// A new tenant's admin key.
+pub async fn tenant(client: &reqwest::Client, base: &str, name: &str) -> String {
+    let res = client
+        .post(format!("{base}/api/v1/admin/tenants"))
+        .bearer_auth(ROOT)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let body: Value = res.json().await.unwrap();
+    body["api_key"].as_str().unwrap().to_string()
+}
+
+/// Every event of the key's tenant, through cursor paging.
+pub async fn all_events(client: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = Value::Null;
+    loop {
+        let res = client
+            .post(format!("{base}/api/v1/events/query"))
+            .bearer_auth(key)
+            .json(&json!({"limit": 1000, "cursor": cursor}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let page: Value = res.json().await.unwrap();
+        out.extend(page["events"].as_array().unwrap().iter().cloned());
+        if page["has_more"] != true {
+            return out;
+        }
+        cursor = page["next_cursor"].clone();
+    }
+}
