@@ -19,12 +19,18 @@ fn free_port() -> u16 {
 
 /// `herald serve` on a free port over `dir`, once it answers `/health`.
 pub async fn start(dir: &std::path::Path) -> (Child, String) {
+    start_with(dir, &[]).await
+}
+
+/// The same with more `HERALD_*` settings.
+pub async fn start_with(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ROOT_KEY", ROOT)
         .env("HERALD_LOG_LEVEL", "warn")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
