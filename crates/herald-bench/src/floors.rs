@@ -117,3 +117,38 @@ pub fn storage_floor(
     }
     n as f64 / started.elapsed().as_secs_f64()
 }
+
+/// Events per second writing `events` to PostgreSQL with Herald's schema and
+/// indexes: binary `COPY` into a staging table, then one `INSERT ... SELECT`,
+/// one transaction per `batch`, for at most `max_time`. The schema is
+/// created fresh and dropped afterwards.
+pub async fn pg_storage_floor(
+    url: &str,
+    events: &[CanonicalEvent],
+    batch: usize,
+    max_time: Duration,
+) -> f64 {
+    use herald_store::postgres::floor as pg;
+    let schema = format!("bench_floor_{}", std::process::id());
+    let mut client = pg::open(url, &schema).await.expect("open postgres floor");
+    let mut rows: Vec<CanonicalEvent> = events.to_vec();
+    let started = Instant::now();
+    let mut n = 0usize;
+    'outer: loop {
+        for chunk in rows.chunks_mut(batch) {
+            for e in chunk.iter_mut() {
+                e.event_id = herald_core::EventId::new();
+            }
+            pg::insert_batch(&mut client, chunk)
+                .await
+                .expect("postgres floor insert");
+            n += chunk.len();
+            if started.elapsed() >= max_time {
+                break 'outer;
+            }
+        }
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    pg::drop_schema(&client, &schema).await;
+    rate
+}

@@ -25,12 +25,18 @@ herald-bench — Herald against the machine's floors, in one run
 USAGE:
     cargo build --release -p herald -p herald-bench
     target/release/herald-bench [--quick] [--seed N] [--preload N] [--duration SECS] [--out DIR] [--herald PATH]
+                                [--database-url URL]
 
     --quick        smoke run: 3 s per scenario, 50k preloaded events (< 2 min)
     --preload N    events stored before the read scenarios (default 1000000)
     --duration S   seconds per scenario (default 12)
     --out DIR      where results.json and results.md go (default bench-results)
     --herald PATH  the Herald binary (default: next to this one)
+    --database-url URL
+                   also measure Herald on PostgreSQL and the PostgreSQL COPY floor
+                   (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
+    --only LIST    run only these sections (comma-separated):
+                   pipeline, batch, schemas, single, open, pg, reads
 ";
 
 #[derive(Debug, Clone)]
@@ -41,6 +47,15 @@ struct Opts {
     out: PathBuf,
     herald: PathBuf,
     quick: bool,
+    database_url: Option<String>,
+    /// Sections to run (`--only`); all when empty.
+    only: Vec<String>,
+}
+
+impl Opts {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
 }
 
 fn parse_opts() -> Result<Opts, String> {
@@ -53,6 +68,10 @@ fn parse_opts() -> Result<Opts, String> {
             .map_err(|e| e.to_string())?
             .with_file_name("herald"),
         quick: false,
+        database_url: std::env::var("HERALD_BENCH_DATABASE_URL")
+            .ok()
+            .filter(|u| !u.is_empty()),
+        only: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut it = args.iter();
@@ -72,6 +91,19 @@ fn parse_opts() -> Result<Opts, String> {
             }
             "--out" => o.out = PathBuf::from(val()?),
             "--herald" => o.herald = PathBuf::from(val()?),
+            "--database-url" => o.database_url = Some(val()?),
+            "--only" => {
+                o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
+                const SECTIONS: [&str; 7] = [
+                    "pipeline", "batch", "schemas", "single", "open", "pg", "reads",
+                ];
+                if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+                    return Err(format!(
+                        "--only: no section `{bad}` (sections: {})",
+                        SECTIONS.join(", ")
+                    ));
+                }
+            }
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument `{other}`")),
         }
@@ -157,12 +189,25 @@ struct Herald {
     peak_rss_kb: Arc<AtomicU64>,
     sampler: tokio::task::JoinHandle<()>,
     dir: PathBuf,
+    /// `(url, schema)` when this Herald runs on PostgreSQL.
+    pg: Option<(String, String)>,
 }
 
 const ROOT: &str = "bench-root-key-0123456789abcdef";
 
 impl Herald {
     async fn start(opts: &Opts, work: &Path, name: &str) -> Herald {
+        Herald::start_on(opts, work, name, None).await
+    }
+
+    /// The same on PostgreSQL at `pg_url`, in a schema of its own.
+    async fn start_on(opts: &Opts, work: &Path, name: &str, pg_url: Option<&str>) -> Herald {
+        let pg = pg_url.map(|u| {
+            (
+                u.to_string(),
+                format!("bench_{}_{}", std::process::id(), name.replace('-', "_")),
+            )
+        });
         let dir = work.join(name);
         let _ = std::fs::remove_dir_all(&dir);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -174,6 +219,12 @@ impl Herald {
             .env("HERALD_DATA_DIR", &dir)
             .env("HERALD_ROOT_KEY", ROOT)
             .env("HERALD_LOG_LEVEL", "error")
+            .envs(pg.iter().flat_map(|(url, schema)| {
+                [
+                    ("HERALD_DATABASE_URL", url.clone()),
+                    ("HERALD_DATABASE_SCHEMA", schema.clone()),
+                ]
+            }))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -224,6 +275,7 @@ impl Herald {
             peak_rss_kb,
             sampler,
             dir,
+            pg,
         }
     }
 
@@ -247,6 +299,12 @@ impl Herald {
         let _ = tokio::time::timeout(Duration::from_secs(20), self.child.wait()).await;
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((url, schema)) = &self.pg
+            && let Ok((client, conn)) = tokio_postgres::connect(url, tokio_postgres::NoTls).await
+        {
+            tokio::spawn(conn);
+            herald_store::postgres::floor::drop_schema(&client, schema).await;
+        }
     }
 }
 
@@ -342,336 +400,427 @@ async fn main() {
     let canonical = floors::canonicalize(&sample_values);
     let http_floor = floors::start_http_floor().await;
 
-    // -- the core pipeline alone, one core
-    // Alternated rounds, best of each, so load drift on a shared machine
-    // does not decide the ratio.
-    let definitions: Vec<_> = dataset::definitions()
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            herald_registry::parse_input(d, None)
-                .expect("dataset definitions are valid")
-                .into_definition(format!("def_{i}"), 1, herald_core::Timestamp::now())
-        })
-        .collect();
-    let (plain, with_schemas) = (
-        herald_core::EventProcessor::default(),
-        floors::processor_with(definitions),
-    );
-    let (mut pipeline, mut pipeline_schemas) = (0.0f64, 0.0f64);
-    for _ in 0..3 {
-        let round = Duration::from_millis(if opts.quick { 300 } else { 1000 });
-        pipeline = pipeline.max(floors::pipeline_floor(&sample[..5000], round, &plain));
-        pipeline_schemas = pipeline_schemas.max(floors::pipeline_floor(
-            &sample[..5000],
-            round,
-            &with_schemas,
-        ));
-    }
-    push(Row {
-        note: Some("decode+validate+normalise+redact, 1 thread, no IO".into()),
-        ..Row::new("core pipeline alone", "events/s", pipeline)
-    });
-    push(Row {
-        note: Some(
-            "the same with a payload schema for every type (registry); ratio = throughput kept"
-                .into(),
-        ),
-        ..Row::new("core pipeline with schemas", "events/s", pipeline_schemas)
-            .floor("no schema", pipeline)
-    });
-
-    // -- batch ingest
     let mut storage_floor = std::collections::HashMap::new();
     let mut batch100_4 = 0.0;
-    for batch in [100usize, 1000] {
-        let floor = floors::storage_floor(&work, &canonical, batch, d);
-        let _ = std::fs::remove_file(work.join("floor.db"));
-        storage_floor.insert(batch, floor);
+    let singles: Vec<Bytes> = sample.clone();
+    let mut single_64 = 0.0;
+
+    if opts.wants("pipeline") {
+        // -- the core pipeline alone, one core
+        // Alternated rounds, best of each, so load drift on a shared machine
+        // does not decide the ratio.
+        let definitions: Vec<_> = dataset::definitions()
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                herald_registry::parse_input(d, None)
+                    .expect("dataset definitions are valid")
+                    .into_definition(format!("def_{i}"), 1, herald_core::Timestamp::now())
+            })
+            .collect();
+        let (plain, with_schemas) = (
+            herald_core::EventProcessor::default(),
+            floors::processor_with(definitions),
+        );
+        let (mut pipeline, mut pipeline_schemas) = (0.0f64, 0.0f64);
+        for _ in 0..3 {
+            let round = Duration::from_millis(if opts.quick { 300 } else { 1000 });
+            pipeline = pipeline.max(floors::pipeline_floor(&sample[..5000], round, &plain));
+            pipeline_schemas = pipeline_schemas.max(floors::pipeline_floor(
+                &sample[..5000],
+                round,
+                &with_schemas,
+            ));
+        }
         push(Row {
-            note: Some("Herald's schema + row insert, 1 tx per batch, synchronous=FULL".into()),
-            ..Row::new(format!("storage floor, batch {batch}"), "events/s", floor)
+            note: Some("decode+validate+normalise+redact, 1 thread, no IO".into()),
+            ..Row::new("core pipeline alone", "events/s", pipeline)
         });
-        let bodies = batch_bodies(&sample, batch);
-        for conns in [4usize, 16] {
+        push(Row {
+            note: Some(
+                "the same with a payload schema for every type (registry); ratio = throughput kept"
+                    .into(),
+            ),
+            ..Row::new("core pipeline with schemas", "events/s", pipeline_schemas)
+                .floor("no schema", pipeline)
+        });
+    }
+
+    if opts.wants("batch") {
+        // -- batch ingest
+        for batch in [100usize, 1000] {
+            let floor = floors::storage_floor(&work, &canonical, batch, d);
+            let _ = std::fs::remove_file(work.join("floor.db"));
+            storage_floor.insert(batch, floor);
+            push(Row {
+                note: Some("Herald's schema + row insert, 1 tx per batch, synchronous=FULL".into()),
+                ..Row::new(format!("storage floor, batch {batch}"), "events/s", floor)
+            });
+            let bodies = batch_bodies(&sample, batch);
+            for conns in [4usize, 16] {
+                let h = Herald::start(&opts, &work, "batch").await;
+                let w = workload(
+                    Method::POST,
+                    vec![h.url("/api/v1/events/batch")],
+                    bodies.clone(),
+                    Some(&h.key),
+                );
+                let r = load::closed_loop(&w, conns, d, usize::MAX).await;
+                let herald = r.per_sec() * batch as f64;
+                if batch == 100 && conns == 4 {
+                    batch100_4 = herald;
+                }
+                let rss = h.take_peak_rss_mb();
+                h.stop().await;
+                let fw = workload(
+                    Method::POST,
+                    vec![format!("{http_floor}/")],
+                    bodies.clone(),
+                    None,
+                );
+                let fr = load::closed_loop(&fw, conns, d, usize::MAX).await;
+                let http = fr.per_sec() * batch as f64;
+                let row = Row {
+                    peak_rss_mb: Some(rss),
+                    ..Row::new(
+                        format!("batch ingest, batch {batch}, {conns} conns"),
+                        "events/s",
+                        herald,
+                    )
+                }
+                .latency(&r);
+                push(row.clone().floor("storage", floor));
+                push(Row {
+                    scenario: "  same vs HTTP floor".into(),
+                    ..row.floor("http", http)
+                });
+            }
+            // The same, acknowledged with ids only (`Prefer: return=minimal`).
             let h = Herald::start(&opts, &work, "batch").await;
+            let w = Workload {
+                minimal: true,
+                ..workload(
+                    Method::POST,
+                    vec![h.url("/api/v1/events/batch")],
+                    bodies.clone(),
+                    Some(&h.key),
+                )
+            };
+            let r = load::closed_loop(&w, 4, d, usize::MAX).await;
+            let rss = h.take_peak_rss_mb();
+            h.stop().await;
+            push(
+                Row {
+                    peak_rss_mb: Some(rss),
+                    ..Row::new(
+                        format!("batch ingest, batch {batch}, 4 conns, return=minimal"),
+                        "events/s",
+                        r.per_sec() * batch as f64,
+                    )
+                }
+                .latency(&r)
+                .floor("storage", floor),
+            );
+        }
+    }
+
+    if opts.wants("schemas") {
+        // -- batch ingest with every type defined by a payload schema
+        {
+            let h = Herald::start(&opts, &work, "schemas").await;
+            let client = reqwest::Client::new();
+            for d in dataset::definitions() {
+                let res = client
+                    .post(h.url("/api/v1/event-definitions"))
+                    .bearer_auth(&h.key)
+                    .json(&d)
+                    .send()
+                    .await
+                    .expect("register definition");
+                assert_eq!(res.status().as_u16(), 201, "definition {d}");
+            }
             let w = workload(
                 Method::POST,
                 vec![h.url("/api/v1/events/batch")],
-                bodies.clone(),
+                batch_bodies(&sample, 100),
+                Some(&h.key),
+            );
+            let r = load::closed_loop(&w, 4, d, usize::MAX).await;
+            let rss = h.take_peak_rss_mb();
+            h.stop().await;
+            push(
+                Row {
+                    peak_rss_mb: Some(rss),
+                    note: Some(
+                        "12 definitions with payload schemas; ratio = throughput kept".into(),
+                    ),
+                    ..Row::new(
+                        "batch ingest, batch 100, 4 conns, with schemas",
+                        "events/s",
+                        r.per_sec() * 100.0,
+                    )
+                }
+                .latency(&r)
+                .floor("no schema", batch100_4),
+            );
+        }
+    }
+
+    if opts.wants("single") {
+        // -- single-event ingest, closed loop
+        for conns in [64usize, 256] {
+            let h = Herald::start(&opts, &work, "single").await;
+            let w = workload(
+                Method::POST,
+                vec![h.url("/api/v1/events/create")],
+                singles.clone(),
                 Some(&h.key),
             );
             let r = load::closed_loop(&w, conns, d, usize::MAX).await;
-            let herald = r.per_sec() * batch as f64;
-            if batch == 100 && conns == 4 {
-                batch100_4 = herald;
-            }
             let rss = h.take_peak_rss_mb();
             h.stop().await;
             let fw = workload(
                 Method::POST,
                 vec![format!("{http_floor}/")],
-                bodies.clone(),
+                singles.clone(),
                 None,
             );
             let fr = load::closed_loop(&fw, conns, d, usize::MAX).await;
-            let http = fr.per_sec() * batch as f64;
-            let row = Row {
-                peak_rss_mb: Some(rss),
-                ..Row::new(
-                    format!("batch ingest, batch {batch}, {conns} conns"),
-                    "events/s",
-                    herald,
-                )
+            if conns == 64 {
+                single_64 = r.per_sec();
             }
-            .latency(&r);
-            push(row.clone().floor("storage", floor));
-            push(Row {
-                scenario: "  same vs HTTP floor".into(),
-                ..row.floor("http", http)
-            });
+            push(
+                Row {
+                    peak_rss_mb: Some(rss),
+                    ..Row::new(
+                        format!("single ingest, {conns} conns"),
+                        "req/s",
+                        r.per_sec(),
+                    )
+                }
+                .latency(&r)
+                .floor("http", fr.per_sec()),
+            );
+            push(
+                Row::new(
+                    format!("  HTTP floor, {conns} conns"),
+                    "req/s",
+                    fr.per_sec(),
+                )
+                .latency(&fr),
+            );
         }
-        // The same, acknowledged with ids only (`Prefer: return=minimal`).
-        let h = Herald::start(&opts, &work, "batch").await;
-        let w = Workload {
-            minimal: true,
-            ..workload(
-                Method::POST,
-                vec![h.url("/api/v1/events/batch")],
-                bodies.clone(),
-                Some(&h.key),
-            )
-        };
-        let r = load::closed_loop(&w, 4, d, usize::MAX).await;
-        let rss = h.take_peak_rss_mb();
-        h.stop().await;
-        push(
-            Row {
-                peak_rss_mb: Some(rss),
-                ..Row::new(
-                    format!("batch ingest, batch {batch}, 4 conns, return=minimal"),
-                    "events/s",
-                    r.per_sec() * batch as f64,
-                )
-            }
-            .latency(&r)
-            .floor("storage", floor),
-        );
     }
 
-    // -- batch ingest with every type defined by a payload schema
-    {
-        let h = Herald::start(&opts, &work, "schemas").await;
-        let client = reqwest::Client::new();
-        for d in dataset::definitions() {
-            let res = client
-                .post(h.url("/api/v1/event-definitions"))
-                .bearer_auth(&h.key)
-                .json(&d)
-                .send()
-                .await
-                .expect("register definition");
-            assert_eq!(res.status().as_u16(), 201, "definition {d}");
+    if opts.wants("open") {
+        // -- single-event ingest, open loop at half the closed-loop rate
+        {
+            let rate = (single_64 * 0.5).max(50.0);
+            let h = Herald::start(&opts, &work, "open").await;
+            let w = workload(
+                Method::POST,
+                vec![h.url("/api/v1/events/create")],
+                singles.clone(),
+                Some(&h.key),
+            );
+            let r = load::open_loop(&w, rate, d, 2048).await;
+            let rss = h.take_peak_rss_mb();
+            h.stop().await;
+            push(
+                Row {
+                    peak_rss_mb: Some(rss),
+                    note: Some(format!(
+                        "fixed arrival rate {rate:.0}/s; latency from scheduled start"
+                    )),
+                    ..Row::new("single ingest, open loop", "req/s", r.per_sec())
+                }
+                .latency(&r),
+            );
         }
+    }
+
+    if opts.wants("pg") {
+        // -- the same ingest on PostgreSQL, beside its COPY floor
+        if let Some(url) = opts.database_url.clone() {
+            for batch in [100usize, 1000] {
+                let floor = floors::pg_storage_floor(&url, &canonical, batch, d).await;
+                push(Row {
+                    note: Some(
+                        "Herald's schema + indexes, binary COPY → INSERT…SELECT, 1 tx per batch"
+                            .into(),
+                    ),
+                    ..Row::new(
+                        format!("PostgreSQL COPY floor, batch {batch}"),
+                        "events/s",
+                        floor,
+                    )
+                });
+                let bodies = batch_bodies(&sample, batch);
+                for conns in [4usize, 16] {
+                    let h = Herald::start_on(&opts, &work, "pg-batch", Some(&url)).await;
+                    let w = workload(
+                        Method::POST,
+                        vec![h.url("/api/v1/events/batch")],
+                        bodies.clone(),
+                        Some(&h.key),
+                    );
+                    let r = load::closed_loop(&w, conns, d, usize::MAX).await;
+                    let rss = h.take_peak_rss_mb();
+                    h.stop().await;
+                    push(
+                        Row {
+                            peak_rss_mb: Some(rss),
+                            ..Row::new(
+                                format!("Herald on PostgreSQL: batch {batch}, {conns} conns"),
+                                "events/s",
+                                r.per_sec() * batch as f64,
+                            )
+                        }
+                        .latency(&r)
+                        .floor("pg copy", floor),
+                    );
+                }
+            }
+            let h = Herald::start_on(&opts, &work, "pg-single", Some(&url)).await;
+            let w = workload(
+                Method::POST,
+                vec![h.url("/api/v1/events/create")],
+                singles.clone(),
+                Some(&h.key),
+            );
+            let r = load::closed_loop(&w, 64, d, usize::MAX).await;
+            let rss = h.take_peak_rss_mb();
+            h.stop().await;
+            push(
+                Row {
+                    peak_rss_mb: Some(rss),
+                    ..Row::new(
+                        "Herald on PostgreSQL: single ingest, 64 conns",
+                        "req/s",
+                        r.per_sec(),
+                    )
+                }
+                .latency(&r)
+                .floor("sqlite herald", single_64),
+            );
+        }
+    }
+
+    if opts.wants("reads") {
+        // -- reads on a preloaded store
+        let h = Herald::start(&opts, &work, "reads").await;
+        eprintln!("preloading {} events", opts.preload);
+        let preload_bodies = batch_bodies(&events[..opts.preload], 1000);
+        let n_batches = preload_bodies.len();
         let w = workload(
             Method::POST,
             vec![h.url("/api/v1/events/batch")],
-            batch_bodies(&sample, 100),
+            preload_bodies,
             Some(&h.key),
         );
-        let r = load::closed_loop(&w, 4, d, usize::MAX).await;
-        let rss = h.take_peak_rss_mb();
-        h.stop().await;
-        push(
-            Row {
-                peak_rss_mb: Some(rss),
-                note: Some("12 definitions with payload schemas; ratio = throughput kept".into()),
-                ..Row::new(
-                    "batch ingest, batch 100, 4 conns, with schemas",
-                    "events/s",
-                    r.per_sec() * 100.0,
-                )
-            }
-            .latency(&r)
-            .floor("no schema", batch100_4),
-        );
-    }
-
-    // -- single-event ingest, closed loop
-    let singles: Vec<Bytes> = sample.clone();
-    let mut single_64 = 0.0;
-    for conns in [64usize, 256] {
-        let h = Herald::start(&opts, &work, "single").await;
-        let w = workload(
-            Method::POST,
-            vec![h.url("/api/v1/events/create")],
-            singles.clone(),
-            Some(&h.key),
-        );
-        let r = load::closed_loop(&w, conns, d, usize::MAX).await;
-        let rss = h.take_peak_rss_mb();
-        h.stop().await;
-        let fw = workload(
-            Method::POST,
-            vec![format!("{http_floor}/")],
-            singles.clone(),
-            None,
-        );
-        let fr = load::closed_loop(&fw, conns, d, usize::MAX).await;
-        if conns == 64 {
-            single_64 = r.per_sec();
-        }
-        push(
-            Row {
-                peak_rss_mb: Some(rss),
-                ..Row::new(
-                    format!("single ingest, {conns} conns"),
-                    "req/s",
-                    r.per_sec(),
-                )
-            }
-            .latency(&r)
-            .floor("http", fr.per_sec()),
-        );
-        push(
-            Row::new(
-                format!("  HTTP floor, {conns} conns"),
-                "req/s",
-                fr.per_sec(),
-            )
-            .latency(&fr),
-        );
-    }
-
-    // -- single-event ingest, open loop at half the closed-loop rate
-    {
-        let rate = (single_64 * 0.5).max(50.0);
-        let h = Herald::start(&opts, &work, "open").await;
-        let w = workload(
-            Method::POST,
-            vec![h.url("/api/v1/events/create")],
-            singles.clone(),
-            Some(&h.key),
-        );
-        let r = load::open_loop(&w, rate, d, 2048).await;
-        let rss = h.take_peak_rss_mb();
-        h.stop().await;
-        push(
-            Row {
-                peak_rss_mb: Some(rss),
-                note: Some(format!(
-                    "fixed arrival rate {rate:.0}/s; latency from scheduled start"
-                )),
-                ..Row::new("single ingest, open loop", "req/s", r.per_sec())
-            }
-            .latency(&r),
-        );
-    }
-
-    // -- reads on a preloaded store
-    let h = Herald::start(&opts, &work, "reads").await;
-    eprintln!("preloading {} events", opts.preload);
-    let preload_bodies = batch_bodies(&events[..opts.preload], 1000);
-    let n_batches = preload_bodies.len();
-    let w = workload(
-        Method::POST,
-        vec![h.url("/api/v1/events/batch")],
-        preload_bodies,
-        Some(&h.key),
-    );
-    let r = load::closed_loop(&w, 4, Duration::from_secs(3600), n_batches).await;
-    push(
-        Row {
-            peak_rss_mb: Some(h.take_peak_rss_mb()),
-            note: Some(format!("{} events stored", r.ok * 1000)),
-            ..Row::new(
-                "preload, batch 1000, 4 conns",
-                "events/s",
-                r.per_sec() * 1000.0,
-            )
-        }
-        .latency(&r)
-        .floor("storage", storage_floor[&1000]),
-    );
-
-    let client = reqwest::Client::new();
-    let page: Value = client
-        .post(h.url("/api/v1/events/query"))
-        .bearer_auth(&h.key)
-        .json(&json!({"limit": 1000, "order": "asc"}))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
-    let ids: Vec<String> = page["events"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|e| e["event_id"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default();
-    let get_urls: Vec<String> = ids
-        .iter()
-        .map(|id| h.url(&format!("/api/v1/events/{id}")))
-        .collect();
-    let w = workload(Method::GET, get_urls, Vec::new(), Some(&h.key));
-    let r = load::closed_loop(&w, 64, d, usize::MAX).await;
-    push(
-        Row {
-            peak_rss_mb: Some(h.take_peak_rss_mb()),
-            ..Row::new("get by id, 64 conns", "req/s", r.per_sec())
-        }
-        .latency(&r),
-    );
-
-    let values: Vec<Value> = events
-        .iter()
-        .step_by((events.len() / 2000).max(1))
-        .filter_map(|b| serde_json::from_slice(b).ok())
-        .collect();
-    let pick = |f: &dyn Fn(&Value) -> Option<Value>| -> Vec<Bytes> {
-        values
-            .iter()
-            .filter_map(f)
-            .take(500)
-            .map(|q| Bytes::from(q.to_string()))
-            .collect()
-    };
-    let mid = values
-        .get(values.len() / 2)
-        .and_then(|v| v["timestamp"].as_str())
-        .unwrap_or("2025-01-01T00:00:00Z")
-        .to_string();
-    let queries: Vec<(&str, Vec<Bytes>)> = vec![
-        ("query 1000 rows: category", vec![Bytes::from(json!({"category": "system", "limit": 1000}).to_string())]),
-        ("query 1000 rows: type + time range", vec![Bytes::from(json!({"event_type": "request_received", "start_time": mid, "limit": 1000, "order": "asc"}).to_string())]),
-        ("lookup by trace_id", pick(&|v| v["correlation"]["trace_id"].as_str().map(|t| json!({"trace_id": t})))),
-        ("lookup by order_id", pick(&|v| v["object"]["order_id"].as_str().map(|t| json!({"order_id": t})))),
-        ("lookup by user_id", pick(&|v| v["actor"]["user_id"].as_str().or(v["user_id"].as_str()).map(|t| json!({"user_id": t})))),
-    ];
-    for (name, bodies) in queries {
-        let w = workload(
-            Method::POST,
-            vec![h.url("/api/v1/events/query")],
-            bodies,
-            Some(&h.key),
-        );
-        let r = load::closed_loop(&w, 4, d, usize::MAX).await;
+        let r = load::closed_loop(&w, 4, Duration::from_secs(3600), n_batches).await;
         push(
             Row {
                 peak_rss_mb: Some(h.take_peak_rss_mb()),
-                ..Row::new(format!("{name}, 4 conns"), "req/s", r.per_sec())
+                note: Some(format!("{} events stored", r.ok * 1000)),
+                ..Row::new(
+                    "preload, batch 1000, 4 conns",
+                    "events/s",
+                    r.per_sec() * 1000.0,
+                )
+            }
+            .latency(&r)
+            .floor("storage", storage_floor.get(&1000).copied().unwrap_or(0.0)),
+        );
+
+        let client = reqwest::Client::new();
+        let page: Value = client
+            .post(h.url("/api/v1/events/query"))
+            .bearer_auth(&h.key)
+            .json(&json!({"limit": 1000, "order": "asc"}))
+            .send()
+            .await
+            .expect("query")
+            .json()
+            .await
+            .expect("json");
+        let ids: Vec<String> = page["events"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| e["event_id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let get_urls: Vec<String> = ids
+            .iter()
+            .map(|id| h.url(&format!("/api/v1/events/{id}")))
+            .collect();
+        let w = workload(Method::GET, get_urls, Vec::new(), Some(&h.key));
+        let r = load::closed_loop(&w, 64, d, usize::MAX).await;
+        push(
+            Row {
+                peak_rss_mb: Some(h.take_peak_rss_mb()),
+                ..Row::new("get by id, 64 conns", "req/s", r.per_sec())
             }
             .latency(&r),
         );
+
+        let values: Vec<Value> = events
+            .iter()
+            .step_by((events.len() / 2000).max(1))
+            .filter_map(|b| serde_json::from_slice(b).ok())
+            .collect();
+        let pick = |f: &dyn Fn(&Value) -> Option<Value>| -> Vec<Bytes> {
+            values
+                .iter()
+                .filter_map(f)
+                .take(500)
+                .map(|q| Bytes::from(q.to_string()))
+                .collect()
+        };
+        let mid = values
+            .get(values.len() / 2)
+            .and_then(|v| v["timestamp"].as_str())
+            .unwrap_or("2025-01-01T00:00:00Z")
+            .to_string();
+        let queries: Vec<(&str, Vec<Bytes>)> = vec![
+            ("query 1000 rows: category", vec![Bytes::from(json!({"category": "system", "limit": 1000}).to_string())]),
+            ("query 1000 rows: type + time range", vec![Bytes::from(json!({"event_type": "request_received", "start_time": mid, "limit": 1000, "order": "asc"}).to_string())]),
+            ("lookup by trace_id", pick(&|v| v["correlation"]["trace_id"].as_str().map(|t| json!({"trace_id": t})))),
+            ("lookup by order_id", pick(&|v| v["object"]["order_id"].as_str().map(|t| json!({"order_id": t})))),
+            ("lookup by user_id", pick(&|v| v["actor"]["user_id"].as_str().or(v["user_id"].as_str()).map(|t| json!({"user_id": t})))),
+        ];
+        for (name, bodies) in queries {
+            let w = workload(
+                Method::POST,
+                vec![h.url("/api/v1/events/query")],
+                bodies,
+                Some(&h.key),
+            );
+            let r = load::closed_loop(&w, 4, d, usize::MAX).await;
+            push(
+                Row {
+                    peak_rss_mb: Some(h.take_peak_rss_mb()),
+                    ..Row::new(format!("{name}, 4 conns"), "req/s", r.per_sec())
+                }
+                .latency(&r),
+            );
+        }
+        h.stop().await;
     }
-    h.stop().await;
+
     let _ = std::fs::remove_dir_all(&work);
 
     report(&opts, &rows, sizes);
+}
+
+fn not_measured(opts: &Opts) -> Vec<&'static str> {
+    let mut v = vec!["statistics (no /api/v1/events/statistics endpoint yet)"];
+    if opts.database_url.is_none() {
+        v.push("Herald on PostgreSQL and the PostgreSQL COPY floor (no --database-url)");
+    }
+    v
 }
 
 fn machine() -> Value {
@@ -711,7 +860,7 @@ fn report(opts: &Opts, rows: &[Row], sizes: (usize, usize, usize)) {
     let result = json!({
         "machine": m, "seed": opts.seed, "preload": opts.preload, "seconds_per_scenario": opts.duration.as_secs_f64(),
         "quick": opts.quick, "event_bytes": {"min": sizes.0, "median": sizes.1, "max": sizes.2}, "rows": rows,
-        "not_measured": ["statistics (no /api/v1/events/statistics endpoint yet)", "Herald on PostgreSQL and the PostgreSQL COPY floor (backend not built yet)"],
+        "not_measured": not_measured(opts),
     });
     std::fs::write(
         opts.out.join("results.json"),
@@ -753,7 +902,10 @@ fn report(opts: &Opts, rows: &[Row], sizes: (usize, usize, usize)) {
             r.note.as_deref().unwrap_or("")
         ));
     }
-    md.push_str("\nNot measured: statistics (no endpoint yet); Herald on PostgreSQL and the PostgreSQL COPY floor (backend not built yet).\n");
+    md.push_str(&format!(
+        "\nNot measured: {}.\n",
+        not_measured(opts).join("; ")
+    ));
     std::fs::write(opts.out.join("results.md"), &md).expect("write results.md");
     #[allow(clippy::print_stdout)]
     {
