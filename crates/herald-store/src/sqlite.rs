@@ -693,24 +693,34 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>) -> Option<oneshot::S
             return shutdown;
         }
     };
+    let mut appends = Vec::new();
+    let mut audits = Vec::new();
     for op in batch {
         match op {
-            WriteOp::Append { events, reply } => {
-                let result = in_savepoint(&mut tx, |c| {
-                    events.into_iter().map(|e| append_one(c, e)).collect()
-                });
-                done.push(Done::Append(reply, result));
-            }
+            WriteOp::Append { events, reply } => appends.push((events, reply)),
+            // Other writes run once each, alone in a savepoint.
             WriteOp::Exec { f, reply } => {
                 let result = in_savepoint(&mut tx, f);
                 done.push(Done::Exec(reply, result));
             }
-            WriteOp::Audit(record) => {
-                if let Err(e) = insert_audit(&tx, &record) {
-                    tracing::error!(error = %e, "audit record not written");
-                }
-            }
+            WriteOp::Audit(record) => audits.push(record),
             WriteOp::Shutdown(reply) => shutdown = Some(reply),
+        }
+    }
+    let decisions = append_all(&mut tx, &mut appends);
+    for ((events, reply), decided) in appends.into_iter().zip(decisions) {
+        let result = decided.map(|d| {
+            events
+                .into_iter()
+                .zip(d)
+                .map(|(new, d)| d.into_outcome(new))
+                .collect()
+        });
+        done.push(Done::Append(reply, result));
+    }
+    for record in &audits {
+        if let Err(e) = insert_audit(&tx, record) {
+            tracing::error!(error = %e, "audit record not written");
         }
     }
     match tx.commit() {
@@ -732,6 +742,50 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>) -> Option<oneshot::S
         }
     }
     shutdown
+}
+
+type AppendReply = oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>;
+
+/// Appends every request's events inside one savepoint; only if that fails
+/// are they redone one savepoint per request, so a refused request fails
+/// alone. A savepoint per request on the common path made FTS5 flush its
+/// pending terms for every request: single-event requests went from 15k to
+/// 22k events/s without it (`examples/append_profile`).
+fn append_all(
+    tx: &mut rusqlite::Transaction<'_>,
+    requests: &mut [(Vec<NewEvent>, AppendReply)],
+) -> Vec<Result<Vec<Decision>, StoreError>> {
+    if requests.is_empty() {
+        return Vec::new();
+    }
+    let one = |c: &Connection, events: &mut [NewEvent]| -> Result<Vec<Decision>, StoreError> {
+        events.iter_mut().map(|e| append_one(c, e)).collect()
+    };
+    let versions: Vec<Vec<Option<u64>>> = requests
+        .iter()
+        .map(|(events, _)| events.iter().map(|e| e.event.stream_version).collect())
+        .collect();
+    match in_savepoint(tx, |c| {
+        requests
+            .iter_mut()
+            .map(|(events, _)| one(c, events))
+            .collect::<Result<Vec<_>, _>>()
+    }) {
+        Ok(all) => all.into_iter().map(Ok).collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "a group of appends failed; redoing it request by request");
+            // The rollback undid the stream versions; so must the events.
+            for ((events, _), versions) in requests.iter_mut().zip(versions) {
+                for (e, v) in events.iter_mut().zip(versions) {
+                    e.event.stream_version = v;
+                }
+            }
+            requests
+                .iter_mut()
+                .map(|(events, _)| in_savepoint(tx, |c| one(c, events)))
+                .collect()
+        }
+    }
 }
 
 fn into_done(op: WriteOp, shutdown: &mut Option<oneshot::Sender<()>>) -> Option<Done> {
@@ -770,11 +824,40 @@ fn in_savepoint<T>(
     Ok(result)
 }
 
-fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError> {
-    let NewEvent {
-        mut event,
-        expected_version,
-    } = new;
+/// What happened to one event inside the transaction; the event itself
+/// stays with the caller until the commit is settled.
+enum Decision {
+    Stored,
+    Duplicate(StoredEvent),
+    Conflict {
+        stream_id: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+impl Decision {
+    fn into_outcome(self, new: NewEvent) -> AppendOutcome {
+        match self {
+            Decision::Stored => AppendOutcome::Stored(new.event),
+            Decision::Duplicate(first) => AppendOutcome::Duplicate(first),
+            Decision::Conflict {
+                stream_id,
+                expected,
+                actual,
+            } => AppendOutcome::VersionConflict {
+                stream_id,
+                expected,
+                actual,
+            },
+        }
+    }
+}
+
+/// Decides one event's fate and stores it if it is new, assigning its
+/// stream version in place.
+fn append_one(c: &Connection, new: &mut NewEvent) -> Result<Decision, StoreError> {
+    let event = &mut new.event;
     let tenant = event.tenant_id.as_str();
     if let Some(key) = &event.idempotency_key {
         let existing = c
@@ -784,7 +867,7 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
             .query_row(params![tenant, key], row_to_stored)
             .optional()?;
         if let Some(existing) = existing {
-            return Ok(AppendOutcome::Duplicate(existing?));
+            return Ok(Decision::Duplicate(existing?));
         }
     }
     if let Some(stream) = &event.stream_id {
@@ -792,10 +875,10 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
             .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant_id = ?1 AND stream_id = ?2")?
             .query_row(params![tenant, stream.as_str()], |r| r.get(0))?;
         let current = current as u64;
-        if let Some(expected) = expected_version
+        if let Some(expected) = new.expected_version
             && expected != current
         {
-            return Ok(AppendOutcome::VersionConflict {
+            return Ok(Decision::Conflict {
                 stream_id: stream.to_string(),
                 expected,
                 actual: current,
@@ -803,8 +886,8 @@ fn append_one(c: &Connection, new: NewEvent) -> Result<AppendOutcome, StoreError
         }
         event.stream_version = Some(current + 1);
     }
-    insert_row(c, &event)?;
-    Ok(AppendOutcome::Stored(event))
+    insert_row(c, event)?;
+    Ok(Decision::Stored)
 }
 
 /// Writes one event row and its full-text entry: the whole cost of storing

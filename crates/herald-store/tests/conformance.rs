@@ -1440,3 +1440,106 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
     );
     assert!(store.get_event(&t, id).await.unwrap().is_some());
 }
+
+/// Makes the database itself refuse events of type `poison`, as a real
+/// constraint or a full disk might refuse one request's rows.
+async fn refuse_poison(b: &Backend) {
+    match (&b._dir, &b._schema) {
+        (Some(dir), _) => {
+            let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
+            conn.execute_batch(
+                "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_type = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",
+            )
+            .unwrap();
+        }
+        (_, Some(schema)) => {
+            let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client
+                .batch_execute(&format!(
+                    "CREATE FUNCTION \"{s}\".poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN IF NEW.event_type = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$; \
+                     CREATE TRIGGER poison BEFORE INSERT ON \"{s}\".events FOR EACH ROW EXECUTE FUNCTION \"{s}\".poison();",
+                    s = schema.name
+                ))
+                .await
+                .unwrap();
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_database_refuses_fails_alone_in_its_group_commit() {
+    for b in backends().await {
+        refuse_poison(&b).await;
+        let t = tenant("acme");
+        // A large request first keeps the writer busy, so the ones after it
+        // queue up and share the next group commit.
+        let big = b.store.clone();
+        let big_events: Vec<_> = (0..2000)
+            .map(|i| {
+                event(
+                    &t,
+                    json!({"event_type": "x", "category": "system", "data": {"i": i}}),
+                )
+            })
+            .collect();
+        let first = tokio::spawn(async move { big.append(big_events).await });
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let (store, t) = (b.store.clone(), t.clone());
+            let ty = if i == 3 { "poison" } else { "y" };
+            tasks.push(tokio::spawn(async move {
+                store
+                    .append(vec![
+                        event(&t, json!({"event_type": "y", "category": "system", "idempotency_key": format!("k{i}")})),
+                        event(&t, json!({"event_type": ty, "category": "system", "data": {"i": i}})),
+                    ])
+                    .await
+            }));
+        }
+        assert_eq!(first.await.unwrap().unwrap().len(), 2000, "{}", b.name);
+        for (i, task) in tasks.into_iter().enumerate() {
+            let r = task.await.unwrap();
+            if i == 3 {
+                assert!(r.is_err(), "{}: the refused request fails", b.name);
+            } else {
+                let out = r.unwrap_or_else(|e| {
+                    panic!("{}: request {i} failed with its neighbour: {e}", b.name)
+                });
+                assert!(out.iter().all(|o| matches!(o, AppendOutcome::Stored(_))));
+            }
+        }
+        let page = b
+            .store
+            .query_events(
+                &t,
+                &EventQuery {
+                    event_types: vec!["y".into()],
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            page.total, 14,
+            "{}: nothing of the refused request is stored, all else is",
+            b.name
+        );
+        // Its idempotency key was not kept: sending it again stores it.
+        let again = b
+            .store
+            .append(vec![event(
+                &t,
+                json!({"event_type": "y", "category": "system", "idempotency_key": "k3"}),
+            )])
+            .await
+            .unwrap();
+        assert!(matches!(again[0], AppendOutcome::Stored(_)), "{}", b.name);
+    }
+}
