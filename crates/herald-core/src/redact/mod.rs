@@ -108,8 +108,9 @@ pub struct PathRule {
 #[serde(default)]
 pub struct RedactionPolicy {
     /// Key names treated as secrets, compared case-insensitively ignoring
-    /// `_ - .` and matching as a suffix (`db_password`, `X-Api-Key`). Also
-    /// the keys of secrets written inline in text (`token=…`).
+    /// `_ - .` and spaces, matching as a suffix (`password` matches
+    /// `db_password`, `apikey` matches `X-Api-Key`). Also the keys of
+    /// secrets written inline in text (`token=…`).
     pub secret_keys: Vec<String>,
     pub secret_action: RedactAction,
     /// Emails anywhere become hashes.
@@ -277,15 +278,13 @@ impl RedactionPolicy {
 }
 
 /// `key` ends with `suffix` when both are lower-cased and `_ - . space` are
-/// ignored; `suffix` is given already normalised. No allocation.
+/// ignored (so a tenant may list `API_KEY` or `apikey`). No allocation.
 fn ends_with_normalised(key: &str, suffix: &str) -> bool {
-    let mut k = key
-        .bytes()
-        .rev()
-        .filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' '));
-    for want in suffix.bytes().rev() {
+    let kept = |b: &u8| !matches!(b, b'_' | b'-' | b'.' | b' ');
+    let mut k = key.bytes().rev().filter(kept);
+    for want in suffix.bytes().rev().filter(kept) {
         match k.next() {
-            Some(got) if got.to_ascii_lowercase() == want => {}
+            Some(got) if got.eq_ignore_ascii_case(&want) => {}
             _ => return false,
         }
     }

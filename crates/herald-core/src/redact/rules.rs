@@ -47,14 +47,24 @@ fn named_field<'e>(
     part: &str,
     name: &str,
 ) -> Option<&'e mut Option<String>> {
+    let (actor, object, context) = (&mut event.actor, &mut event.object, &mut event.context);
     Some(match (part, name) {
-        ("actor", "user_id") => &mut event.actor.user_id,
-        ("actor", "anonymous_id") => &mut event.actor.anonymous_id,
-        ("actor", "role") => &mut event.actor.role,
-        ("context", "ip") => &mut event.context.ip,
-        ("context", "user_agent") => &mut event.context.user_agent,
-        ("context", "referer") => &mut event.context.referer,
-        ("context", "endpoint") => &mut event.context.endpoint,
+        ("actor", "user_id") => &mut actor.user_id,
+        ("actor", "email_hash") => &mut actor.email_hash,
+        ("actor", "service_name") => &mut actor.service_name,
+        ("actor", "role") => &mut actor.role,
+        ("actor", "anonymous_id") => &mut actor.anonymous_id,
+        ("object", "order_id") => &mut object.order_id,
+        ("object", "request_id") => &mut object.request_id,
+        ("object", "session_id") => &mut object.session_id,
+        ("object", "ticket_id") => &mut object.ticket_id,
+        ("object", "resource_id") => &mut object.resource_id,
+        ("context", "service") => &mut context.service,
+        ("context", "endpoint") => &mut context.endpoint,
+        ("context", "version") => &mut context.version,
+        ("context", "ip") => &mut context.ip,
+        ("context", "user_agent") => &mut context.user_agent,
+        ("context", "referer") => &mut context.referer,
         _ => return None,
     })
 }
@@ -80,7 +90,8 @@ fn rule_map(
     for key in keys {
         if rest.is_empty() {
             if action == RedactAction::Drop {
-                map.remove(&key);
+                // Keeps the order of the other keys (`remove` would not).
+                map.shift_remove(&key);
             } else if let Some(v) = map.get_mut(&key) {
                 redact_value(v, action, hasher);
             }

@@ -45,6 +45,13 @@ fn policy_with(secret_action: RedactAction, rules: Vec<PathRule>) -> RedactionPo
     }
 }
 
+fn rule(path: &str, action: RedactAction) -> PathRule {
+    PathRule {
+        path: path.into(),
+        action,
+    }
+}
+
 #[test]
 fn emails_in_every_part_become_hashes() {
     let e = redacted(
@@ -182,6 +189,224 @@ fn inline_secrets_are_masked_in_fields_and_text() {
         e.data["note"],
         format!("token=hash:{}", hasher().hash("abc"))
     );
+}
+
+/// A body with secrets at several depths of the free-form parts.
+fn secrets_body() -> Value {
+    with_head(json!({
+        "actor": {"user_id": "u1", "session_token": "st-1"},
+        "object": {"order_id": "o1", "webhook": {"signing_secret": "ss-1", "url": "https://h"}},
+        "context": {"db": {"Password": "pw-1", "host": "db1"}},
+        "data": {"a": {"b": [{"api_key": "ak-1", "keep": 1}, {"list": [{"Authorization": {"basic": "x"}}]}]},
+                 "none_token": null, "ok9": {"token": null, "n": 1, "pwd": "p"}},
+        "metadata": {"deep": {"er": {"refreshToken": 12345}}},
+    }))
+}
+
+#[test]
+fn secret_action_mask_on_nested_paths() {
+    let e = redacted(&policy_with(RedactAction::Mask, vec![]), secrets_body());
+    assert_eq!(e.actor.extra["session_token"], MASK);
+    assert_eq!(
+        e.object.extra["webhook"],
+        json!({"signing_secret": MASK, "url": "https://h"})
+    );
+    assert_eq!(
+        e.context.extra["db"],
+        json!({"Password": MASK, "host": "db1"})
+    );
+    assert_eq!(
+        e.data,
+        json!({"a": {"b": [{"api_key": MASK, "keep": 1}, {"list": [{"Authorization": MASK}]}]},
+               "none_token": null, "ok9": {"token": null, "n": 1, "pwd": MASK}})
+    );
+    assert_eq!(e.metadata["deep"]["er"]["refreshToken"], MASK);
+    assert_eq!(e.actor.user_id.as_deref(), Some("u1"));
+}
+
+#[test]
+fn secret_action_drop_on_nested_paths() {
+    let e = redacted(&policy_with(RedactAction::Drop, vec![]), secrets_body());
+    assert!(!e.actor.extra.contains_key("session_token"));
+    assert_eq!(e.object.extra["webhook"], json!({"url": "https://h"}));
+    assert_eq!(e.context.extra["db"], json!({"host": "db1"}));
+    // A null secret stays: there is nothing to hide.
+    assert_eq!(
+        e.data,
+        json!({"a": {"b": [{"keep": 1}, {"list": [{}]}]}, "none_token": null,
+               "ok9": {"token": null, "n": 1}})
+    );
+    assert_eq!(e.metadata["deep"]["er"], json!({}));
+}
+
+#[test]
+fn secret_action_hash_on_nested_paths() {
+    let h = hasher();
+    let e = redacted(&policy_with(RedactAction::Hash, vec![]), secrets_body());
+    assert_eq!(
+        e.actor.extra["session_token"],
+        format!("hash:{}", h.hash("st-1"))
+    );
+    assert_eq!(
+        e.data["a"]["b"][0]["api_key"],
+        format!("hash:{}", h.hash("ak-1"))
+    );
+    // A non-string secret is hashed as its JSON text.
+    assert_eq!(
+        e.data["a"]["b"][1]["list"][0]["Authorization"],
+        format!("hash:{}", h.hash(r#"{"basic":"x"}"#))
+    );
+    assert_eq!(
+        e.metadata["deep"]["er"]["refreshToken"],
+        format!("hash:{}", h.hash("12345"))
+    );
+    // Same secret, same tenant: same hash (it stays correlatable).
+    let again = redacted(&policy_with(RedactAction::Hash, vec![]), secrets_body());
+    assert_eq!(again.data, e.data);
+}
+
+#[test]
+fn tenant_secret_keys_match_whatever_their_spelling() {
+    let p = RedactionPolicy {
+        secret_keys: vec!["MEMBER_PIN".into(), "door code".into()],
+        ..RedactionPolicy::default()
+    };
+    let e = redacted(
+        &p,
+        with_head(json!({"data": {"member-pin": 1234, "DoorCode": "77", "password": "kept"}})),
+    );
+    assert_eq!(
+        e.data,
+        json!({"member-pin": MASK, "DoorCode": MASK, "password": "kept"})
+    );
+}
+
+fn rules_body() -> Value {
+    with_head(json!({
+        "actor": {"user_id": "u-1", "role": "admin", "nick": "ada"},
+        "object": {"order_id": "o-1", "ticket_id": "t-1"},
+        "context": {"ip": "10.0.0.1", "region": {"city": "Oslo", "zip": "0150"}},
+        "data": {"customer": {"phone": "+47 555", "name": "Ada", "tier": 2},
+                 "items": [{"sku": "A", "price": 3}, {"sku": "B", "price": 4}],
+                 "a/b": {"c~d": "x"}},
+        "metadata": {"src": {"host": "h1", "port": 80}},
+    }))
+}
+
+#[test]
+fn rule_drop_on_nested_paths() {
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![
+            rule("/data/customer/phone", RedactAction::Drop),
+            rule("/data/items/*/price", RedactAction::Drop),
+            rule("/data/a~1b/c~0d", RedactAction::Drop),
+            rule("/metadata/src/host", RedactAction::Drop),
+            rule("/context/region/city", RedactAction::Drop),
+            rule("/actor/user_id", RedactAction::Drop),
+            rule("/object/order_id", RedactAction::Drop),
+            rule("/actor/nick", RedactAction::Drop),
+        ],
+    );
+    let e = redacted(&p, rules_body());
+    assert_eq!(
+        e.data,
+        json!({"customer": {"name": "Ada", "tier": 2},
+               "items": [{"sku": "A"}, {"sku": "B"}], "a/b": {}})
+    );
+    // The remaining keys keep the sender's order.
+    let keys: Vec<&String> = e.data["customer"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["name", "tier"]);
+    assert_eq!(e.metadata["src"], json!({"port": 80}));
+    assert_eq!(e.context.extra["region"], json!({"zip": "0150"}));
+    assert_eq!(e.actor.user_id, None);
+    assert_eq!(e.object.order_id, None);
+    assert_eq!(e.object.ticket_id.as_deref(), Some("t-1"));
+    assert!(!e.actor.extra.contains_key("nick"));
+
+    // An array item by index.
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![rule("/data/items/0", RedactAction::Drop)],
+    );
+    assert_eq!(
+        redacted(&p, rules_body()).data["items"],
+        json!([{"sku": "B", "price": 4}])
+    );
+}
+
+#[test]
+fn rule_mask_on_nested_paths() {
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![
+            rule("/data/customer/*", RedactAction::Mask),
+            rule("/data/items/1/sku", RedactAction::Mask),
+            rule("/context/ip", RedactAction::Mask),
+            rule("/context/region/zip", RedactAction::Mask),
+            rule("/actor/role", RedactAction::Mask),
+        ],
+    );
+    let e = redacted(&p, rules_body());
+    assert_eq!(
+        e.data["customer"],
+        json!({"phone": MASK, "name": MASK, "tier": MASK})
+    );
+    assert_eq!(
+        e.data["items"],
+        json!([{"sku": "A", "price": 3}, {"sku": MASK, "price": 4}])
+    );
+    assert_eq!(e.context.ip.as_deref(), Some(MASK));
+    assert_eq!(e.context.extra["region"]["zip"], MASK);
+    assert_eq!(e.actor.role.as_deref(), Some(MASK));
+}
+
+#[test]
+fn rule_hash_on_nested_paths() {
+    let h = hasher();
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![
+            rule("/data/customer/phone", RedactAction::Hash),
+            rule("/data/items/*/price", RedactAction::Hash),
+            rule("/metadata/src", RedactAction::Hash),
+            rule("/object/ticket_id", RedactAction::Hash),
+        ],
+    );
+    let e = redacted(&p, rules_body());
+    assert_eq!(
+        e.data["customer"]["phone"],
+        format!("hash:{}", h.hash("+47 555"))
+    );
+    assert_eq!(
+        e.data["items"],
+        json!([{"sku": "A", "price": format!("hash:{}", h.hash("3"))},
+               {"sku": "B", "price": format!("hash:{}", h.hash("4"))}])
+    );
+    assert_eq!(
+        e.metadata["src"],
+        format!("hash:{}", h.hash(r#"{"host":"h1","port":80}"#))
+    );
+    assert_eq!(e.object.ticket_id, Some(format!("hash:{}", h.hash("t-1"))));
+}
+
+#[test]
+fn rules_outside_the_free_parts_or_missing_paths_change_nothing() {
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![
+            rule("/correlation/trace_id", RedactAction::Drop),
+            rule("/data/nowhere/deep", RedactAction::Mask),
+            rule("/data/items/9", RedactAction::Drop),
+            rule("/data/items/x", RedactAction::Drop),
+        ],
+    );
+    let mut body = rules_body();
+    body["correlation"] = json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"});
+    let e = redacted(&p, body.clone());
+    let mut plain = redacted(&RedactionPolicy::default(), body);
+    plain.event_id = e.event_id;
+    assert_eq!(e, plain);
 }
 
 #[test]
