@@ -34,6 +34,16 @@ impl Default for Limits {
 /// Where unknown top-level keys are kept, inside `metadata`.
 pub const UNKNOWN_FIELDS_KEY: &str = "unknown_fields";
 
+/// The most arrays and objects JSON may nest, the event's own object
+/// included: serde_json's recursion limit, for reading requests and for
+/// reading stored events back alike.
+pub const MAX_NESTING: usize = 127;
+
+/// How deep an unknown top-level key's value may nest: it is stored two
+/// levels further down (`/metadata/unknown_fields/<key>`), and must still
+/// read back.
+const MAX_UNKNOWN_NESTING: usize = MAX_NESTING - 3;
+
 /// An ingest request after decoding: aliases resolved, types checked,
 /// defaults not yet applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -75,7 +85,19 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Value, ValidationResu
     }
     serde_json::from_slice(bytes).map_err(|e| {
         let mut f = Findings::default();
-        f.error("", ErrorKind::Syntax, json_error_message(&e));
+        if e.to_string().starts_with("recursion limit exceeded") {
+            f.error(
+                "",
+                ErrorKind::InvalidValue,
+                format!(
+                    "nested more than {MAX_NESTING} arrays and objects deep (at line {}, column {}); flatten the event",
+                    e.line(),
+                    e.column()
+                ),
+            );
+        } else {
+            f.error("", ErrorKind::Syntax, json_error_message(&e));
+        }
         ValidationResult::from_parts(f.errors, f.warnings)
     })
 }
@@ -276,6 +298,16 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         let kept = match metadata.entry(UNKNOWN_FIELDS_KEY) {
             serde_json::map::Entry::Occupied(mut o) => {
                 if !o.get().is_object() {
+                    if nesting(o.get()) > MAX_UNKNOWN_NESTING {
+                        d.f.error(
+                            "/metadata/unknown_fields",
+                            ErrorKind::InvalidValue,
+                            too_deep_to_keep(
+                                nesting(o.get()),
+                                "/metadata/unknown_fields/_previous",
+                            ),
+                        );
+                    }
                     let previous = o.insert(Value::Object(Map::new()));
                     o.get_mut()
                         .as_object_mut()
@@ -287,12 +319,18 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         };
         if let Value::Object(kept) = kept {
             for (key, value) in body {
+                let kept_at = pointer_push("/metadata/unknown_fields", &key);
+                if nesting(&value) > MAX_UNKNOWN_NESTING {
+                    d.f.error(
+                        pointer_push("", &key),
+                        ErrorKind::InvalidValue,
+                        too_deep_to_keep(nesting(&value), &kept_at),
+                    );
+                    continue;
+                }
                 d.f.warn(
                     pointer_push("", &key),
-                    format!(
-                        "unknown field kept as {}",
-                        pointer_push("/metadata/unknown_fields", &key)
-                    ),
+                    format!("unknown field kept as {kept_at}"),
                 );
                 kept.insert(key, value);
             }
@@ -675,11 +713,100 @@ impl Decoder<'_> {
     }
 }
 
+/// The arrays and objects nested in `v`, itself included (a scalar has 0).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn too_deep_to_keep(depth: usize, kept_at: &str) -> String {
+    format!(
+        "unknown field nested {depth} levels deep; kept as {kept_at} it would exceed \
+         {MAX_NESTING} levels in the stored event, so at most {MAX_UNKNOWN_NESTING} fit \
+         (send deep payloads under /data)"
+    )
+}
+
 /// "a negative number", "string" and so on, for integer fields.
 fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) if n.is_i64() => format!("negative integer {n}"),
         Value::Number(n) => format!("non-integer number {n}"),
         other => type_name(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json;
+    use crate::{EmailHasher, EventProcessor, ProcessingContext, TenantId, Timestamp};
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    fn process(body: &str) -> Result<crate::Processed, ValidationResult> {
+        let tenant = TenantId::parse("t").unwrap();
+        let hasher = EmailHasher::new(b"k");
+        let ctx = ProcessingContext {
+            tenant_id: &tenant,
+            email_hasher: &hasher,
+            processing_timestamp: Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
+            traceparent: None,
+        };
+        EventProcessor::default().process_json(body.as_bytes(), &ctx)
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error() {
+        let head = r#"{"event_type":"x.y","category":"system","data":"#;
+        let ok = process(&format!("{head}{}}}", nested(MAX_NESTING - 1))).expect("127 levels");
+        assert_eq!(
+            json::decode(&json::encode(&ok.event)).unwrap(),
+            ok.event,
+            "reads back"
+        );
+        let r = process(&format!("{head}{}}}", nested(MAX_NESTING))).expect_err("128 levels");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].kind, ErrorKind::InvalidValue);
+        assert!(
+            r.errors[0]
+                .message
+                .starts_with("nested more than 127 arrays and objects deep (at line 1, column"),
+            "{}",
+            r.errors[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_fields_must_fit_where_they_are_kept() {
+        let head = r#"{"event_type":"x.y","category":"system","zz":"#;
+        let ok = process(&format!("{head}{}}}", nested(MAX_UNKNOWN_NESTING))).expect("fits");
+        assert_eq!(
+            json::decode(&json::encode(&ok.event)).unwrap(),
+            ok.event,
+            "reads back"
+        );
+        for levels in [MAX_UNKNOWN_NESTING + 1, MAX_NESTING - 1] {
+            let r = process(&format!("{head}{}}}", nested(levels))).expect_err("too deep to keep");
+            assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+            assert_eq!(r.errors[0].field, "/zz");
+            assert!(
+                r.errors[0].message.contains("/metadata/unknown_fields/zz"),
+                "{}",
+                r.errors[0].message
+            );
+        }
+        // A non-object metadata.unknown_fields moves one level down too.
+        let body = format!(
+            r#"{{"event_type":"x.y","category":"system","other":1,"metadata":{{"unknown_fields":{}}}}}"#,
+            nested(MAX_UNKNOWN_NESTING + 1)
+        );
+        let r = process(&body).expect_err("too deep to keep");
+        assert_eq!(r.errors[0].field, "/metadata/unknown_fields");
     }
 }

@@ -407,13 +407,14 @@ proptest! {
     #[test]
     fn property_13_validation_error_handling(
         head in head(),
-        mutation in 0usize..9,
+        mutation in 0usize..10,
         pointer in select(vec!["/actor", "/object", "/correlation", "/outcome", "/evidence", "/context", "/metadata",
                                "/event_source", "/timestamp", "/stream_id", "/expected_version", "/schema_version",
                                "/actor/user_id", "/object/order_id", "/outcome/status", "/evidence/log_references", "/correlation/trace_id"]),
         junk in prop_oneof![Just(json!(true)), Just(json!([1, 2])), Just(json!(-1.5)), Just(json!([[{"deep": [[]]}]]))],
         cut in any::<prop::sample::Index>(),
         noise in proptest::collection::vec(any::<u8>(), 0..512),
+        deep in (prop_oneof![3 => 118usize..=130, 1 => 1usize..=12, 1 => 128usize..=5000], select(DEEP_PLACES.to_vec()), any::<u64>()),
     ) {
         let fx = Fixture::new("acme");
         let p = processor(ValidationMode::Permissive);
@@ -427,6 +428,32 @@ proptest! {
             5 => { set_pointer(&mut body, "/event_source", json!("fax")); ("/event_source".into(), ErrorKind::InvalidValue) }
             6 => { set_pointer(&mut body, "/stream_id", json!("no-colon")); ("/stream_id".into(), ErrorKind::InvalidValue) }
             7 => { set_pointer(&mut body, "/expected_version", json!(-3)); ("/expected_version".into(), ErrorKind::InvalidType) }
+            8 => {
+                // Deep nesting: beyond serde_json's limit an error, never a
+                // panic; within it, an event whose stored forms read back.
+                let (levels, (place, extra), shape) = deep;
+                let bytes = with_deep_value(&body, place, levels, shape);
+                let nesting = 1 + extra + levels;
+                let result = p.process_json(&bytes, &fx.ctx());
+                prop_assert!(json_codec::decode(&bytes).is_err(), "not a canonical event");
+                if nesting > 127 {
+                    let r = result.expect_err("too deep");
+                    assert_well_formed(&r);
+                    prop_assert_eq!(&r.errors[0].field, "");
+                    prop_assert_eq!(r.errors[0].kind, ErrorKind::InvalidValue);
+                    prop_assert!(r.errors[0].message.contains("127"), "{}", r.errors[0].message);
+                } else if place == "/zz9" && levels > 124 {
+                    // Kept under /metadata/unknown_fields it would not read back.
+                    let r = result.expect_err("an unknown field too deep to keep");
+                    assert_well_formed(&r);
+                    prop_assert!(r.errors.iter().any(|e| e.field == "/zz9" && e.kind == ErrorKind::InvalidValue), "{:?}", r.errors);
+                } else {
+                    let e = result.map_err(|r| TestCaseError::fail(format!("{:?}", r.errors)))?.event;
+                    prop_assert_eq!(&json_codec::decode(&json_codec::encode(&e)).expect("stored JSON reads back"), &e);
+                    prop_assert_eq!(&proto_codec::decode(&proto_codec::encode(&e)).expect("stored protobuf reads back"), &e);
+                }
+                return Ok(());
+            }
             _ => {
                 // Malformed JSON: the body cut short.
                 let bytes = bytes_of(&body);

@@ -1121,3 +1121,46 @@ pub fn extra_map(reserved: &'static [&'static str]) -> BoxedStrategy<Map<String,
 pub fn opt_string() -> BoxedStrategy<Option<String>> {
     proptest::option::of(any::<String>()).boxed()
 }
+
+// ---------------------------------------------------------------------------
+// Deep nesting (hostile input)
+// ---------------------------------------------------------------------------
+
+/// Where a deep value goes, and how many containers the body adds above it
+/// besides the event's own object.
+pub const DEEP_PLACES: [(&str, usize); 8] = [
+    ("/data", 0),
+    ("/data/x9", 1),
+    ("/data/arr9", 2),
+    ("/metadata/x9", 1),
+    ("/actor/x9", 1),
+    ("/context/x9", 1),
+    ("/object/x9", 1),
+    ("/zz9", 0),
+];
+
+/// `body` as JSON bytes with a value of `levels` nested arrays and objects
+/// (chosen by the bits of `shape`) at `place`. Written as text, so no
+/// deeply nested value is ever built, serialised or dropped here.
+pub fn with_deep_value(body: &Value, place: &str, levels: usize, shape: u64) -> Vec<u8> {
+    const HOLE: &str = "\u{0}deep";
+    let mut body = body.clone();
+    if place == "/data/arr9" {
+        set_pointer(&mut body, place, Value::Array(vec![HOLE.into()]));
+    } else {
+        set_pointer(&mut body, place, HOLE.into());
+    }
+    let text = serde_json::to_string(&body).expect("serialises");
+    let array = |i: usize| shape >> (i % 64) & 1 == 1;
+    let mut deep = String::with_capacity(levels * 6);
+    for i in 0..levels {
+        deep.push_str(if array(i) { "[" } else { "{\"k\":" });
+    }
+    deep.push('1');
+    for i in (0..levels).rev() {
+        deep.push(if array(i) { ']' } else { '}' });
+    }
+    let hole = serde_json::to_string(HOLE).expect("serialises");
+    assert_eq!(text.matches(&hole).count(), 1);
+    text.replacen(&hole, &deep, 1).into_bytes()
+}
