@@ -305,7 +305,17 @@ impl Body {
     /// The body read from JSON bytes; a JSON value that is not an object is
     /// handed back (as `Ok(Err(value))`).
     pub(crate) fn from_slice(bytes: &[u8]) -> serde_json::Result<Result<Box<Body>, Value>> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
+        // Valid UTF-8 is checked once for the whole body, not string by
+        // string; invalid bytes take the slice reader, which says where.
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Self::read(&mut serde_json::Deserializer::from_str(text)),
+            Err(_) => Self::read(&mut serde_json::Deserializer::from_slice(bytes)),
+        }
+    }
+
+    fn read<'de, R: serde_json::de::Read<'de>>(
+        de: &mut serde_json::Deserializer<R>,
+    ) -> serde_json::Result<Result<Box<Body>, Value>> {
         let mut body = Body::new();
         let read = de.deserialize_any(ObjectOr(Fill {
             body: &mut body,
@@ -549,10 +559,23 @@ mod tests {
             "{} x",
             "{\"actor\":{\"a\" 1}}",
             "",
+            "{\"a\":\"\u{0}\"}",
         ] {
             let want = serde_json::from_str::<Value>(bad).unwrap_err().to_string();
             let got = Body::from_slice(bad.as_bytes()).unwrap_err().to_string();
             assert_eq!(got, want, "{bad}");
+        }
+        // Invalid UTF-8, in a key or a value: the slice reader's message.
+        for bad in [
+            &b"{\"a\":\"\xff\"}"[..],
+            b"{\"\xc3\":1}",
+            b"{\"data\":[\"ok\",\"\xe2\x82\"]}",
+        ] {
+            let want = serde_json::from_slice::<Value>(bad)
+                .unwrap_err()
+                .to_string();
+            let got = Body::from_slice(bad).unwrap_err().to_string();
+            assert_eq!(got, want);
         }
         let deep = format!("{{\"actor\":{}1{}}}", "[".repeat(127), "]".repeat(127));
         let want = serde_json::from_str::<Value>(&deep)
