@@ -158,6 +158,7 @@ impl RedactionPolicy {
     pub fn apply(&self, event: &mut CanonicalEvent, hasher: &EmailHasher) {
         let mut walk = Walk {
             policy: self,
+            secret_keys: SecretKeys::new(&self.secret_keys),
             hasher,
             naming_actor: true,
             first_email: None,
@@ -262,10 +263,9 @@ impl RedactionPolicy {
         }
     }
 
+    #[cfg(test)]
     fn is_secret_key(&self, key: &str) -> bool {
-        self.secret_keys
-            .iter()
-            .any(|s| ends_with_normalised(key, s))
+        SecretKeys::new(&self.secret_keys).matches(key)
     }
 
     /// What a secret written inline becomes.
@@ -275,6 +275,50 @@ impl RedactionPolicy {
             RedactAction::Hash => format!("hash:{}", hasher.hash(value)),
         }
     }
+}
+
+/// The policy's secret keys, with a filter on the last two characters
+/// (normalised): most keys (`amount`, `sku`) share no ending with any
+/// secret key and are told apart without comparing them all.
+struct SecretKeys<'p> {
+    keys: &'p [String],
+    /// A bit per secret key's ending; all set when a secret key is too short
+    /// to have one.
+    endings: [u64; 4],
+}
+
+impl<'p> SecretKeys<'p> {
+    fn new(keys: &'p [String]) -> Self {
+        let mut endings = [0u64; 4];
+        for key in keys {
+            match ending(key) {
+                Some(bit) => endings[bit / 64] |= 1 << (bit % 64),
+                None => endings = [u64::MAX; 4],
+            }
+        }
+        SecretKeys { keys, endings }
+    }
+
+    fn matches(&self, key: &str) -> bool {
+        let possible = match ending(key) {
+            Some(bit) => self.endings[bit / 64] & (1 << (bit % 64)) != 0,
+            // Only a secret key as short as this one could match it.
+            None => self.endings == [u64::MAX; 4],
+        };
+        possible && self.keys.iter().any(|s| ends_with_normalised(key, s))
+    }
+}
+
+/// A bit (0–255) for the last two characters of `key`, lower-cased and
+/// without `_ - . space`; `None` when it has fewer.
+fn ending(key: &str) -> Option<usize> {
+    let mut kept = key
+        .bytes()
+        .rev()
+        .filter(|b| !matches!(b, b'_' | b'-' | b'.' | b' '))
+        .map(|b| usize::from(b.to_ascii_lowercase()));
+    let (last, before) = (kept.next()?, kept.next()?);
+    Some((before * 31 + last) & 255)
 }
 
 /// `key` ends with `suffix` when both are lower-cased and `_ - . space` are
@@ -294,6 +338,7 @@ fn ends_with_normalised(key: &str, suffix: &str) -> bool {
 /// One pass of scrubbing over the parts of an event.
 struct Walk<'p> {
     policy: &'p RedactionPolicy,
+    secret_keys: SecretKeys<'p>,
     hasher: &'p EmailHasher,
     /// Whether an email found now may name the actor (in actor and data).
     naming_actor: bool,
@@ -319,23 +364,27 @@ impl Walk<'_> {
     fn scrubbed(&mut self, s: &str, naming_actor: bool) -> Option<String> {
         let policy = self.policy;
         let hasher = self.hasher;
+        let suspects = Suspects::of(s);
         let mut changed: Option<String> = None;
         if policy.mask_card_numbers
+            && suspects.digits >= 13
             && let Some(masked) = mask_cards(s)
         {
             changed = Some(masked);
         }
-        if !policy.secret_keys.is_empty()
+        let secret_keys = &self.secret_keys;
+        if suspects.inline_secret
+            && !policy.secret_keys.is_empty()
             && let Some(masked) = mask_inline_secrets(
                 changed.as_deref().unwrap_or(s),
-                |key| policy.is_secret_key(key),
+                |key| secret_keys.matches(key),
                 |value| policy.secret_replacement(value, hasher),
             )
         {
             changed = Some(masked);
         }
-        let current = changed.as_deref().unwrap_or(s);
-        if policy.hash_emails && current.contains('@') {
+        if policy.hash_emails && suspects.email {
+            let current = changed.as_deref().unwrap_or(s);
             let mut unnamed = None;
             let first = if naming_actor {
                 &mut self.first_email
@@ -355,7 +404,7 @@ impl Walk<'_> {
         let mut rekey = false;
         for (i, (key, value)) in map.iter_mut().enumerate() {
             // A null is no secret: there is nothing to hide.
-            if policy.is_secret_key(key) && !matches!(value, Value::Null) {
+            if self.secret_keys.matches(key) && !matches!(value, Value::Null) {
                 match policy.secret_action {
                     RedactAction::Drop => dropped.push(i),
                     RedactAction::Mask => *value = Value::String(MASK.into()),
@@ -401,6 +450,48 @@ impl Walk<'_> {
                 }
             }
             _ => {}
+        }
+    }
+}
+
+/// What a string could hide, from one pass over its bytes: most strings
+/// (`checkout`, `ord_99812`) need none of the finders.
+struct Suspects {
+    digits: usize,
+    /// A `=`, a `:` or a `b` (of `bearer`).
+    inline_secret: bool,
+    email: bool,
+}
+
+impl Suspects {
+    fn of(s: &str) -> Self {
+        const SEPARATOR: u8 = 1;
+        const AT: u8 = 2;
+        const DIGIT: u8 = 4;
+        const CLASS: [u8; 256] = {
+            let mut class = [0u8; 256];
+            class[b'=' as usize] = SEPARATOR;
+            class[b':' as usize] = SEPARATOR;
+            class[b'b' as usize] = SEPARATOR;
+            class[b'B' as usize] = SEPARATOR;
+            class[b'@' as usize] = AT;
+            let mut d = b'0';
+            while d <= b'9' {
+                class[d as usize] = DIGIT;
+                d += 1;
+            }
+            class
+        };
+        let (mut digits, mut seen) = (0, 0);
+        for &b in s.as_bytes() {
+            let c = CLASS[usize::from(b)];
+            digits += usize::from(c >> 2);
+            seen |= c;
+        }
+        Suspects {
+            digits,
+            inline_secret: seen & SEPARATOR != 0,
+            email: seen & AT != 0,
         }
     }
 }

@@ -445,3 +445,18 @@ fn secret_key_matching_ignores_case_and_separators() {
         assert!(!p.is_secret_key(k), "{k}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, failure_persistence: None, ..Default::default() })]
+
+    /// The ending filter never changes the answer: a key matches exactly
+    /// when it ends (normalised) with one of the secret keys.
+    #[test]
+    fn secret_key_filter_agrees_with_comparing_all(
+        secrets in proptest::collection::vec("[a-cA-C_. -]{0,4}", 0..5),
+        key in "[a-cA-C_. -]{0,7}",
+    ) {
+        let want = secrets.iter().any(|s| ends_with_normalised(&key, s));
+        proptest::prop_assert_eq!(SecretKeys::new(&secrets).matches(&key), want);
+    }
+}
