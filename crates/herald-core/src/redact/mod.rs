@@ -263,6 +263,22 @@ impl RedactionPolicy {
         }
     }
 
+    /// `text` as it is stored when sent in a named field of an event (an
+    /// id, a name): cards masked, inline secrets masked, emails replaced by
+    /// `email_hash:<hash>`. A query for an identifier that may have been an
+    /// email (`user_id=ada@example.com`) must look for this form.
+    pub fn stored_text(&self, text: &str, hasher: &EmailHasher) -> String {
+        let mut walk = Walk {
+            policy: self,
+            secret_keys: SecretKeys::new(&self.secret_keys),
+            hasher,
+            naming_actor: false,
+            first_email: None,
+        };
+        walk.scrubbed(text, false)
+            .unwrap_or_else(|| text.to_string())
+    }
+
     #[cfg(test)]
     fn is_secret_key(&self, key: &str) -> bool {
         SecretKeys::new(&self.secret_keys).matches(key)

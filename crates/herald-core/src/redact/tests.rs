@@ -140,6 +140,26 @@ fn the_actor_email_comes_from_the_actor_first() {
 }
 
 #[test]
+fn a_query_finds_a_field_by_its_stored_text() {
+    let p = RedactionPolicy::default();
+    let e = redacted(
+        &p,
+        with_head(
+            json!({"user_id": "Ada@Example.com", "object": {"order_id": "ord 4111 1111 1111 1111"}}),
+        ),
+    );
+    assert_eq!(
+        e.actor.user_id,
+        Some(p.stored_text("ada@example.com", &hasher()))
+    );
+    assert_eq!(
+        e.object.order_id,
+        Some(p.stored_text("ord 4111 1111 1111 1111", &hasher()))
+    );
+    assert_eq!(p.stored_text("user_4821", &hasher()), "user_4821");
+}
+
+#[test]
 fn cards_are_masked_inside_any_text() {
     let e = redacted(
         &RedactionPolicy::default(),
