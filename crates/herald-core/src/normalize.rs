@@ -155,6 +155,66 @@ pub(crate) fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::{Limits, decode_event};
+
+    /// The warnings normalising an event sent at `sent` (if any) gives
+    /// when received at `now`.
+    fn warnings(sent: Option<&str>, now: &str) -> Vec<crate::error::FieldWarning> {
+        let mut body = serde_json::json!({"event_type": "x.y", "category": "system"});
+        if let Some(sent) = sent {
+            body["timestamp"] = sent.into();
+        }
+        let (raw, _) = decode_event(body, &Limits::default()).unwrap();
+        let mut findings = Findings::default();
+        let now = Timestamp::parse(now).unwrap();
+        let e = normalize(
+            raw,
+            &TenantId::parse("t").unwrap(),
+            now,
+            None,
+            &mut findings,
+        );
+        assert_eq!(e.processing_timestamp, now);
+        findings.warnings
+    }
+
+    #[test]
+    fn far_future_timestamps_are_flagged() {
+        let now = "2025-12-30T10:00:00Z";
+        for far in [
+            "2025-12-31T10:00:00.000000001Z",
+            "2025-12-31T11:00:00.000000001+01:00",
+            "2026-01-05T00:00:00Z",
+            "9999-12-31T23:59:59Z",
+        ] {
+            let w = warnings(Some(far), now);
+            assert_eq!(w.len(), 1, "{far}: {w:?}");
+            assert_eq!(w[0].field, "/timestamp");
+            assert!(
+                w[0].message.contains("hours after receive time"),
+                "{}",
+                w[0].message
+            );
+        }
+        let w = warnings(Some("2026-01-05T00:00:00Z"), now);
+        assert!(
+            w[0].message.starts_with("timestamp is 134 hours"),
+            "{}",
+            w[0].message
+        );
+        // Within 24 hours ahead (the edge included), in the past, or absent: no warning.
+        for near in [
+            "2025-12-31T10:00:00Z",
+            "2025-12-31T11:00:00+01:00",
+            "2025-12-31T09:59:59.999999999Z",
+            "2025-12-30T10:00:00Z",
+            "2024-01-01T00:00:00Z",
+            "0001-01-01T00:00:00Z",
+        ] {
+            assert_eq!(warnings(Some(near), now), vec![], "{near}");
+        }
+        assert_eq!(warnings(None, now), vec![]);
+    }
 
     #[test]
     fn traceparent_parsing_follows_w3c() {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::decode::{self, Limits, RawEvent};
+use crate::decode::{self, Body, Limits, RawEvent};
 use crate::error::{ErrorKind, FieldWarning, Findings, ValidationResult};
 use crate::event::CanonicalEvent;
 use crate::model::{OutcomeStatus, TenantId};
@@ -76,7 +76,7 @@ impl EventProcessor {
         if size > self.limits.max_event_bytes {
             return decode::too_large(size, &self.limits);
         }
-        match self.decode_and_check(value.clone()) {
+        match self.decode_and_check(Body::from_value(value.clone())) {
             Ok((_, warnings)) => ValidationResult::from_parts(Vec::new(), warnings),
             Err(result) => result,
         }
@@ -88,8 +88,8 @@ impl EventProcessor {
         bytes: &[u8],
         ctx: &ProcessingContext<'_>,
     ) -> Result<Processed, ValidationResult> {
-        let value = decode::parse_json(bytes, &self.limits)?;
-        self.process_value(value, ctx)
+        let body = decode::parse_body(bytes, &self.limits)?;
+        self.process_body(body, ctx)
     }
 
     /// The path from an already-parsed value (size checked by the caller).
@@ -98,7 +98,15 @@ impl EventProcessor {
         value: Value,
         ctx: &ProcessingContext<'_>,
     ) -> Result<Processed, ValidationResult> {
-        let (raw, warnings) = self.decode_and_check(value)?;
+        self.process_body(Body::from_value(value), ctx)
+    }
+
+    fn process_body(
+        &self,
+        body: Result<Box<Body>, Value>,
+        ctx: &ProcessingContext<'_>,
+    ) -> Result<Processed, ValidationResult> {
+        let (raw, warnings) = self.decode_and_check(body)?;
         let mut findings = Findings {
             errors: Vec::new(),
             warnings,
@@ -123,11 +131,11 @@ impl EventProcessor {
 
     fn decode_and_check(
         &self,
-        value: Value,
+        body: Result<Box<Body>, Value>,
     ) -> Result<(RawEvent, Vec<FieldWarning>), ValidationResult> {
         // Leniently, so the vocabulary and definition checks can name their
         // findings alongside any decoding errors.
-        let (raw, mut f) = decode::decode_lenient(value, &self.limits);
+        let (raw, mut f) = decode::decode_body(body, &self.limits);
         let Some(mut raw) = raw else {
             return Err(ValidationResult::from_parts(f.errors, f.warnings));
         };

@@ -324,14 +324,43 @@ pub fn ident() -> BoxedStrategy<String> {
 }
 
 /// An identifier as the decoder accepts one: text, or an integer (kept as
-/// its decimal text), negative and beyond 2^53 included.
+/// its decimal text), negative and beyond 2^53 included, but never one
+/// that reads as a card number (redaction would rightly mask it).
 pub fn id_value() -> BoxedStrategy<Value> {
     prop_oneof![
         4 => ident().prop_map(Value::String),
-        1 => any::<u64>().prop_map(Value::from),
-        1 => any::<i64>().prop_map(Value::from),
+        1 => any::<u64>().prop_filter("not card-like", |u| !is_card_number(&u.to_string())).prop_map(Value::from),
+        1 => any::<i64>().prop_filter("not card-like", |i| !is_card_number(&i.unsigned_abs().to_string())).prop_map(Value::from),
     ]
     .boxed()
+}
+
+/// Whether `digits` (all ASCII digits) is a card number: 13 to 19 digits,
+/// a Visa, Mastercard, Amex, Discover, JCB, Diners or UnionPay prefix and a
+/// valid Luhn check digit. Written apart from Herald's own check.
+pub fn is_card_number(digits: &str) -> bool {
+    if !(13..=19).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return false;
+    }
+    let prefix = |n: usize| digits[..n].parse::<u32>().unwrap_or(0);
+    let network = digits.starts_with('4')
+        || (51..=55).contains(&prefix(2))
+        || (2221..=2720).contains(&prefix(4))
+        || [34, 37, 65, 36, 38, 62].contains(&prefix(2))
+        || prefix(4) == 6011
+        || (644..=649).contains(&prefix(3))
+        || (3528..=3589).contains(&prefix(4))
+        || (300..=305).contains(&prefix(3));
+    let mut sum = 0;
+    for (i, b) in digits.bytes().rev().enumerate() {
+        let d = u32::from(b - b'0');
+        sum += if i % 2 == 1 {
+            (d * 2) / 10 + (d * 2) % 10
+        } else {
+            d
+        };
+    }
+    network && sum % 10 == 0
 }
 
 pub fn ident_value() -> BoxedStrategy<Value> {
@@ -1091,4 +1120,419 @@ pub fn extra_map(reserved: &'static [&'static str]) -> BoxedStrategy<Map<String,
 
 pub fn opt_string() -> BoxedStrategy<Option<String>> {
     proptest::option::of(any::<String>()).boxed()
+}
+
+// ---------------------------------------------------------------------------
+// Sensitive values planted in a body (property 15)
+// ---------------------------------------------------------------------------
+
+/// Where a planted value goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Spot {
+    /// A named string field: its section and every spelling of its key
+    /// (all are removed, then the first is set).
+    Named(&'static str, &'static [&'static str]),
+    /// A new key of the object at this pointer (created on the way).
+    Keyed(&'static str),
+    /// A new item of the array at this pointer (created on the way).
+    Item(&'static str),
+    /// A key (not a value) of `/data/keys9`: for emails.
+    DataKey,
+}
+
+/// Named string fields of every part redaction must cover.
+pub const NAMED_SPOTS: [(&str, &[&str]); 24] = [
+    ("actor", &["user_id", "userId"]),
+    ("actor", &["service_name", "serviceName"]),
+    ("actor", &["role"]),
+    ("actor", &["anonymous_id", "anonymousId"]),
+    ("object", &["order_id", "orderId"]),
+    ("object", &["request_id", "requestId"]),
+    ("object", &["session_id", "sessionId"]),
+    ("object", &["ticket_id", "ticketId"]),
+    ("object", &["resource_id", "resourceId"]),
+    ("correlation", &["correlation_id", "correlationId"]),
+    ("correlation", &["parent_event_id", "parentEventId"]),
+    ("correlation", &["trace_id", "traceId"]),
+    ("outcome", &["message"]),
+    ("outcome", &["error_class", "errorClass"]),
+    ("evidence", &["trace_url"]),
+    ("evidence", &["raw_pointer", "raw_s3_pointer"]),
+    ("context", &["environment"]),
+    ("context", &["service", "service_name"]),
+    ("context", &["endpoint"]),
+    ("context", &["version"]),
+    ("context", &["ip"]),
+    ("context", &["user_agent", "userAgent"]),
+    ("context", &["referer", "referrer"]),
+    ("outcome", &["error_code", "errorCode"]),
+];
+
+/// Objects and arrays of the free-form parts, some nested.
+pub const KEYED_SPOTS: [&str; 9] = [
+    "/actor",
+    "/object",
+    "/context",
+    "/data",
+    "/data/nest9/deeper9",
+    "/metadata",
+    "/metadata/deep9/er9",
+    "/context/extra9/more9",
+    "/object/extra9",
+];
+pub const ITEM_SPOTS: [&str; 4] = [
+    "/data/list9",
+    "/data/nest9/list9",
+    "/metadata/list9",
+    "/evidence/log_references",
+];
+
+pub fn spot() -> BoxedStrategy<Spot> {
+    prop_oneof![
+        4 => select(NAMED_SPOTS.to_vec()).prop_map(|(s, k)| Spot::Named(s, k)),
+        3 => select(KEYED_SPOTS.to_vec()).prop_map(Spot::Keyed),
+        2 => select(ITEM_SPOTS.to_vec()).prop_map(Spot::Item),
+        1 => Just(Spot::DataKey),
+    ]
+    .boxed()
+}
+
+/// How an email is written: alone or inside longer text.
+pub const EMAIL_TEMPLATES: [&str; 5] = [
+    "{}",
+    "write to {} today",
+    "<{}>",
+    "mailto:{}?subject=hi",
+    "from {}, via relay",
+];
+
+/// Secrets written inside text, `{k}` the key and `{v}` the value.
+pub const SECRET_TEMPLATES: [&str; 6] = [
+    "{k}={v}",
+    "https://api.example.test/cb?{k}={v}&n=1",
+    "{k}: {v}",
+    "{\"{k}\": \"{v}\"}",
+    "Authorization: Bearer {v}",
+    "curl -H '{k}: {v}' https://api.example.test",
+];
+
+pub const SECRET_KEYS: [&str; 9] = [
+    "password",
+    "api_key",
+    "Authorization",
+    "db_token",
+    "client_secret",
+    "X-Api-Key",
+    "refreshToken",
+    "passwd",
+    "cvv",
+];
+
+/// Card numbers written alone or inside text.
+pub const CARD_TEMPLATES: [&str; 4] = ["{}", "card {} declined", "paid with {}.", "pan={}"];
+
+/// What is planted.
+#[derive(Debug, Clone)]
+pub enum Sensitive {
+    Email {
+        email: String,
+        template: usize,
+    },
+    /// A secret under a secret key (`inline` false, where the spot has
+    /// keys) or written inside text (`inline`, or at a named field).
+    Secret {
+        key: &'static str,
+        value: String,
+        inline: Option<usize>,
+    },
+    /// A card number (digits), written with `separator` between groups of
+    /// four, as a JSON number when `as_number` (where the spot allows).
+    Card {
+        digits: String,
+        separator: Option<char>,
+        template: usize,
+        as_number: bool,
+    },
+}
+
+/// A random number with a card network's prefix, 13–19 digits and a valid
+/// Luhn check digit.
+pub fn card_digits() -> BoxedStrategy<String> {
+    (
+        select(vec![
+            "4", "51", "55", "2221", "2720", "34", "37", "6011", "65", "3528", "36", "62",
+        ]),
+        13usize..=19,
+        proptest::collection::vec(0u8..10, 19),
+    )
+        .prop_map(|(prefix, len, fill)| {
+            let mut d: Vec<u8> = prefix.bytes().map(|b| b - b'0').collect();
+            d.extend(&fill[..len - 1 - d.len()]);
+            // The check digit that makes the Luhn sum a multiple of ten.
+            let sum: u32 = d
+                .iter()
+                .rev()
+                .enumerate()
+                .map(|(i, &x)| {
+                    let x = u32::from(x);
+                    if i % 2 == 0 {
+                        (x * 2) / 10 + (x * 2) % 10
+                    } else {
+                        x
+                    }
+                })
+                .sum();
+            d.push(((10 - sum % 10) % 10) as u8);
+            d.iter().map(|x| char::from(b'0' + x)).collect::<String>()
+        })
+        .prop_filter("a card number by the independent oracle", |d| {
+            is_card_number(d)
+        })
+        .boxed()
+}
+
+pub fn sensitive() -> BoxedStrategy<Sensitive> {
+    prop_oneof![
+        (email(), 0..EMAIL_TEMPLATES.len())
+            .prop_map(|(email, template)| Sensitive::Email { email, template }),
+        (
+            select(SECRET_KEYS.to_vec()),
+            "[A-Za-z0-9]{12}",
+            proptest::option::of(0..SECRET_TEMPLATES.len())
+        )
+            .prop_map(|(key, value, inline)| Sensitive::Secret {
+                key,
+                value: format!("S3cr3t-{value}"),
+                inline
+            }),
+        (
+            card_digits(),
+            select(vec![None, Some(' '), Some('-')]),
+            0..CARD_TEMPLATES.len(),
+            any::<bool>()
+        )
+            .prop_map(|(digits, separator, template, as_number)| Sensitive::Card {
+                digits,
+                separator,
+                template,
+                as_number
+            }),
+    ]
+    .boxed()
+}
+
+/// Whether an email planted there may name the actor, and in which rank:
+/// the actor's named fields (in their order), its extra keys, then data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ActorRank {
+    Named(usize),
+    Extra,
+    Data,
+}
+
+/// What a plant left in the body, for the oracle.
+#[derive(Debug, Clone)]
+pub struct Planted {
+    pub email: Option<(String, Option<ActorRank>)>,
+    pub secret: Option<String>,
+    /// The card's digits and the text it was written as.
+    pub card: Option<(String, String)>,
+}
+
+/// Plants `what` at `spot` in `body` (plant number `i`, which keeps keys
+/// unique). Named fields already planted (`used`) are left alone.
+pub fn plant(
+    body: &mut Value,
+    i: usize,
+    spot: Spot,
+    what: &Sensitive,
+    used: &mut BTreeSet<(&'static str, &'static str)>,
+) -> Option<Planted> {
+    let spot = match spot {
+        Spot::Named(section, keys) if !used.insert((section, keys[0])) => return None,
+        Spot::DataKey if !matches!(what, Sensitive::Email { .. }) => Spot::Keyed("/data"),
+        other => other,
+    };
+    let named = matches!(spot, Spot::Named(..));
+    let (value, planted) = match what {
+        Sensitive::Email { email, template } => {
+            let text = EMAIL_TEMPLATES[*template].replace("{}", email);
+            let rank = match spot {
+                Spot::Named("actor", keys) => Some(ActorRank::Named(
+                    ["user_id", "service_name", "role", "anonymous_id"]
+                        .iter()
+                        .position(|k| *k == keys[0])
+                        .expect("an actor field"),
+                )),
+                Spot::Keyed("/actor") => Some(ActorRank::Extra),
+                Spot::Keyed(p) | Spot::Item(p) if p.starts_with("/data") => Some(ActorRank::Data),
+                _ => None,
+            };
+            let planted = Planted {
+                email: Some((email.clone(), rank)),
+                secret: None,
+                card: None,
+            };
+            if let Spot::DataKey = spot {
+                set_pointer(
+                    body,
+                    &format!("/data/keys9/{}", escape_token(&text)),
+                    Value::from(i),
+                );
+                return Some(planted);
+            }
+            (Value::from(text), planted)
+        }
+        Sensitive::Secret { key, value, inline } => {
+            let planted = Planted {
+                email: None,
+                secret: Some(value.clone()),
+                card: None,
+            };
+            match (inline, spot) {
+                (None, Spot::Keyed(base)) => {
+                    set_pointer(
+                        body,
+                        &format!("{base}/k{i}_{key}"),
+                        Value::from(value.as_str()),
+                    );
+                    return Some(planted);
+                }
+                (None, Spot::Item(p)) if p.starts_with("/data") || p.starts_with("/metadata") => {
+                    let mut item = Map::new();
+                    item.insert(format!("k{i}_{key}"), Value::from(value.as_str()));
+                    push_item(body, p, Value::Object(item));
+                    return Some(planted);
+                }
+                _ => {
+                    let template = SECRET_TEMPLATES[inline.unwrap_or(0)];
+                    let text = template.replace("{k}", key).replace("{v}", value);
+                    (Value::from(text), planted)
+                }
+            }
+        }
+        Sensitive::Card {
+            digits,
+            separator,
+            template,
+            as_number,
+        } => {
+            let written = match separator {
+                None => digits.clone(),
+                Some(sep) => digits
+                    .as_bytes()
+                    .chunks(4)
+                    .map(|c| std::str::from_utf8(c).expect("ascii"))
+                    .collect::<Vec<_>>()
+                    .join(&sep.to_string()),
+            };
+            let whole_number =
+                *as_number && !named && !matches!(spot, Spot::Item("/evidence/log_references"));
+            let text = CARD_TEMPLATES[*template].replace("{}", &written);
+            let value = if whole_number {
+                Value::from(digits.parse::<u64>().expect("at most 19 digits"))
+            } else {
+                Value::from(text.clone())
+            };
+            let planted = Planted {
+                email: None,
+                secret: None,
+                card: Some((digits.clone(), written)),
+            };
+            (value, planted)
+        }
+    };
+    match spot {
+        Spot::Named(section, keys) => put_named(body, section, keys, value),
+        Spot::Keyed(base) => set_pointer(body, &format!("{base}/plant{i}"), value),
+        Spot::Item(p) => push_item(body, p, value),
+        Spot::DataKey => unreachable!("handled above"),
+    }
+    Some(planted)
+}
+
+/// Sets a named field, removing its other spellings (and, for
+/// `actor.user_id`, the top-level alias) so no two disagree.
+pub fn put_named(body: &mut Value, section: &str, keys: &[&str], value: Value) {
+    if section == "actor" && keys[0] == "user_id" {
+        body.as_object_mut()
+            .expect("a body object")
+            .remove("user_id");
+    }
+    let map = body
+        .as_object_mut()
+        .expect("a body object")
+        .entry(section)
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !map.is_object() {
+        *map = Value::Object(Map::new());
+    }
+    let map = map.as_object_mut().expect("object");
+    for k in keys {
+        map.remove(*k);
+    }
+    map.insert(keys[0].to_string(), value);
+}
+
+/// Appends `item` to the array at `pointer`, creating objects and the
+/// array on the way.
+pub fn push_item(body: &mut Value, pointer: &str, item: Value) {
+    let mut at = body;
+    for token in pointer.split('/').skip(1) {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        at = at
+            .as_object_mut()
+            .expect("object")
+            .entry(token)
+            .or_insert(Value::Null);
+    }
+    if !at.is_array() {
+        *at = Value::Array(Vec::new());
+    }
+    at.as_array_mut().expect("array").push(item);
+}
+
+// ---------------------------------------------------------------------------
+// Deep nesting (hostile input)
+// ---------------------------------------------------------------------------
+
+/// Where a deep value goes, and how many containers the body adds above it
+/// besides the event's own object.
+pub const DEEP_PLACES: [(&str, usize); 8] = [
+    ("/data", 0),
+    ("/data/x9", 1),
+    ("/data/arr9", 2),
+    ("/metadata/x9", 1),
+    ("/actor/x9", 1),
+    ("/context/x9", 1),
+    ("/object/x9", 1),
+    ("/zz9", 0),
+];
+
+/// `body` as JSON bytes with a value of `levels` nested arrays and objects
+/// (chosen by the bits of `shape`) at `place`. Written as text, so no
+/// deeply nested value is ever built, serialised or dropped here.
+pub fn with_deep_value(body: &Value, place: &str, levels: usize, shape: u64) -> Vec<u8> {
+    const HOLE: &str = "\u{0}deep";
+    let mut body = body.clone();
+    if place == "/data/arr9" {
+        set_pointer(&mut body, place, Value::Array(vec![HOLE.into()]));
+    } else {
+        set_pointer(&mut body, place, HOLE.into());
+    }
+    let text = serde_json::to_string(&body).expect("serialises");
+    let array = |i: usize| shape >> (i % 64) & 1 == 1;
+    let mut deep = String::with_capacity(levels * 6);
+    for i in 0..levels {
+        deep.push_str(if array(i) { "[" } else { "{\"k\":" });
+    }
+    deep.push('1');
+    for i in (0..levels).rev() {
+        deep.push(if array(i) { ']' } else { '}' });
+    }
+    let hole = serde_json::to_string(HOLE).expect("serialises");
+    assert_eq!(text.matches(&hole).count(), 1);
+    text.replacen(&hole, &deep, 1).into_bytes()
 }

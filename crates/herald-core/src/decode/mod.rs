@@ -1,10 +1,16 @@
 //! Decoding of the one ingest request shape: the union of seed 003's
 //! `EventCreateRequest` and seed 000's `RawEvent`, with DESIGN.md §2's
-//! aliases. Walks a parsed JSON value once, reports every bad field (never
-//! just the first), keeps unknown keys under `metadata.unknown_fields` with a
+//! aliases. Takes the request apart by key once (`fields.rs`: straight from
+//! the bytes, or from a parsed value), reports every bad field (never just
+//! the first), keeps unknown keys under `metadata.unknown_fields` with a
 //! warning, and produces a typed [`RawEvent`] that normalisation completes.
 
+mod fields;
+
 use serde_json::{Map, Value};
+
+pub(crate) use fields::Body;
+use fields::{FieldsMut, PartMut, Take};
 
 use crate::error::{ErrorKind, FieldWarning, Findings, ValidationResult, pointer_push, type_name};
 use crate::event::{Actor, Context, Correlation, Evidence, Extra, Github, Object, Outcome};
@@ -33,6 +39,16 @@ impl Default for Limits {
 
 /// Where unknown top-level keys are kept, inside `metadata`.
 pub const UNKNOWN_FIELDS_KEY: &str = "unknown_fields";
+
+/// The most arrays and objects JSON may nest, the event's own object
+/// included: serde_json's recursion limit, for reading requests and for
+/// reading stored events back alike.
+pub const MAX_NESTING: usize = 127;
+
+/// How deep an unknown top-level key's value may nest: it is stored two
+/// levels further down (`/metadata/unknown_fields/<key>`), and must still
+/// read back.
+const MAX_UNKNOWN_NESTING: usize = MAX_NESTING - 3;
 
 /// An ingest request after decoding: aliases resolved, types checked,
 /// defaults not yet applied.
@@ -73,11 +89,38 @@ pub fn parse_json(bytes: &[u8], limits: &Limits) -> Result<Value, ValidationResu
     if bytes.len() > limits.max_event_bytes {
         return Err(too_large(bytes.len(), limits));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
-        let mut f = Findings::default();
-        f.error("", ErrorKind::Syntax, json_error_message(&e));
-        ValidationResult::from_parts(f.errors, f.warnings)
-    })
+    serde_json::from_slice(bytes).map_err(|e| unreadable(&e))
+}
+
+/// Reads JSON bytes straight into a [`Body`] (or the value, when it is not
+/// an object), with the same findings as [`parse_json`].
+pub(crate) fn parse_body(
+    bytes: &[u8],
+    limits: &Limits,
+) -> Result<Result<Box<Body>, Value>, ValidationResult> {
+    if bytes.len() > limits.max_event_bytes {
+        return Err(too_large(bytes.len(), limits));
+    }
+    Body::from_slice(bytes).map_err(|e| unreadable(&e))
+}
+
+/// The finding for bytes serde_json cannot read.
+fn unreadable(e: &serde_json::Error) -> ValidationResult {
+    let mut f = Findings::default();
+    if e.to_string().starts_with("recursion limit exceeded") {
+        f.error(
+            "",
+            ErrorKind::InvalidValue,
+            format!(
+                "nested more than {MAX_NESTING} arrays and objects deep (at line {}, column {}); flatten the event",
+                e.line(),
+                e.column()
+            ),
+        );
+    } else {
+        f.error("", ErrorKind::Syntax, json_error_message(e));
+    }
+    ValidationResult::from_parts(f.errors, f.warnings)
 }
 
 /// The finding for an event of `len` bytes over the limit.
@@ -126,19 +169,30 @@ pub fn decode_event(
 /// absent from it), so later checks can add their findings to the same
 /// answer; and every finding.
 pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>, Findings) {
+    decode_body(Body::from_value(value), limits)
+}
+
+/// [`decode_lenient`] of a body already taken apart.
+pub(crate) fn decode_body(
+    body: Result<Box<Body>, Value>,
+    limits: &Limits,
+) -> (Option<RawEvent>, Findings) {
     let mut f = Findings::default();
-    let Value::Object(mut body) = value else {
-        f.error(
-            "",
-            ErrorKind::InvalidType,
-            format!("an event is a JSON object, got {}", type_name(&value)),
-        );
-        return (None, f);
+    let mut body = match body {
+        Ok(body) => body,
+        Err(value) => {
+            f.error(
+                "",
+                ErrorKind::InvalidType,
+                format!("an event is a JSON object, got {}", type_name(&value)),
+            );
+            return (None, f);
+        }
     };
     let mut d = Decoder { f: &mut f, limits };
 
     let event_type = d
-        .aliased_string(&mut body, &EVENT_TYPE_KEYS)
+        .aliased_string(&mut body.top(), &EVENT_TYPE_KEYS)
         .and_then(|(key, s)| {
             EventType::parse(s)
                 .map_err(|e| d.f.error(format!("/{key}"), ErrorKind::InvalidValue, e.0))
@@ -159,12 +213,17 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
     }
 
     let event_category = d.enum_field(
-        &mut body,
+        &mut body.top(),
         "event_category",
         EventCategory::parse,
         EventCategory::allowed,
     );
-    let category_given = d.enum_field(&mut body, "category", Category::parse, Category::allowed);
+    let category_given = d.enum_field(
+        &mut body.top(),
+        "category",
+        Category::parse,
+        Category::allowed,
+    );
     let category = category_given.or(event_category.map(EventCategory::category));
     if category.is_none()
         && !d
@@ -183,13 +242,13 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         );
     }
     let event_source = d.enum_field(
-        &mut body,
+        &mut body.top(),
         "event_source",
         EventSource::parse,
         EventSource::allowed,
     );
 
-    let timestamp = match body.shift_remove("timestamp") {
+    let timestamp = match body.top().take("timestamp") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Timestamp::parse(&s)
             .map_err(|e| d.f.error("/timestamp", ErrorKind::InvalidValue, e))
@@ -206,10 +265,10 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
             None
         }
     };
-    let tenant_id = d.string_field(&mut body, "tenant_id", "");
+    let tenant_id = d.string_field(&mut body.top(), "tenant_id", "");
 
-    let mut actor = d.actor(body.shift_remove("actor"));
-    if let Some(user_id) = d.id_field(&mut body, "user_id", "") {
+    let mut actor = d.actor(body.part(fields::ACTOR));
+    if let Some(user_id) = d.id_field(&mut body.top(), "user_id", "") {
         match &actor.user_id {
             Some(existing) if *existing != user_id => d.f.error(
                 "/user_id",
@@ -223,26 +282,28 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
             _ => actor.user_id = Some(user_id),
         }
     }
-    let object = d.object(body.shift_remove("object"));
-    let correlation = d.correlation(body.shift_remove("correlation"));
-    let outcome = d.outcome(body.shift_remove("outcome"));
-    let evidence = d.evidence(body.shift_remove("evidence"));
-    let (context, environment_given) = d.context(body.shift_remove("context"));
+    let object = d.object(body.part(fields::OBJECT));
+    let correlation = d.correlation(body.part(fields::CORRELATION));
+    let outcome = d.outcome(body.part(fields::OUTCOME));
+    let evidence = d.evidence(body.part(fields::EVIDENCE));
+    let (context, environment_given) = d.context(body.part(fields::CONTEXT));
 
-    let data = match body.shift_remove("data") {
+    let data = match body.top().take("data") {
         None | Some(Value::Null) => Value::Object(Map::new()),
         Some(v) => v,
     };
     let mut metadata = d
-        .object_field(body.shift_remove("metadata"), "/metadata")
+        .object_field(body.top().take("metadata"), "/metadata")
         .unwrap_or_default();
 
-    let stream_id = d.string_field(&mut body, "stream_id", "").and_then(|s| {
-        StreamId::parse(s)
-            .map_err(|e| d.f.error("/stream_id", ErrorKind::InvalidValue, e.0))
-            .ok()
-    });
-    let expected_version = d.unsigned(&mut body, "expected_version");
+    let stream_id = d
+        .string_field(&mut body.top(), "stream_id", "")
+        .and_then(|s| {
+            StreamId::parse(s)
+                .map_err(|e| d.f.error("/stream_id", ErrorKind::InvalidValue, e.0))
+                .ok()
+        });
+    let expected_version = d.unsigned(&mut body.top(), "expected_version");
     if expected_version.is_some()
         && stream_id.is_none()
         && !d.f.errors.iter().any(|e| e.field == "/stream_id")
@@ -254,10 +315,10 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         );
     }
     let idempotency_key = d
-        .aliased_string(&mut body, &IDEMPOTENCY_KEYS)
+        .aliased_string(&mut body.top(), &IDEMPOTENCY_KEYS)
         .map(|(_, s)| s);
     let schema_version =
-        d.unsigned(&mut body, "schema_version")
+        d.unsigned(&mut body.top(), "schema_version")
             .and_then(|v| match u32::try_from(v) {
                 Ok(v) if v > 0 => Some(v),
                 _ => {
@@ -269,13 +330,25 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
                     None
                 }
             });
-    let traceparent = d.string_field(&mut body, "traceparent", "");
+    let traceparent = d.string_field(&mut body.top(), "traceparent", "");
 
     // Whatever is left is unknown: keep it, say so.
+    debug_assert!(body.top().slots_taken(), "every known key is decoded");
+    let body = body.top().take_rest();
     if !body.is_empty() {
         let kept = match metadata.entry(UNKNOWN_FIELDS_KEY) {
             serde_json::map::Entry::Occupied(mut o) => {
                 if !o.get().is_object() {
+                    if nesting(o.get()) > MAX_UNKNOWN_NESTING {
+                        d.f.error(
+                            "/metadata/unknown_fields",
+                            ErrorKind::InvalidValue,
+                            too_deep_to_keep(
+                                nesting(o.get()),
+                                "/metadata/unknown_fields/_previous",
+                            ),
+                        );
+                    }
                     let previous = o.insert(Value::Object(Map::new()));
                     o.get_mut()
                         .as_object_mut()
@@ -287,12 +360,18 @@ pub(crate) fn decode_lenient(value: Value, limits: &Limits) -> (Option<RawEvent>
         };
         if let Value::Object(kept) = kept {
             for (key, value) in body {
+                let kept_at = pointer_push("/metadata/unknown_fields", &key);
+                if nesting(&value) > MAX_UNKNOWN_NESTING {
+                    d.f.error(
+                        pointer_push("", &key),
+                        ErrorKind::InvalidValue,
+                        too_deep_to_keep(nesting(&value), &kept_at),
+                    );
+                    continue;
+                }
                 d.f.warn(
                     pointer_push("", &key),
-                    format!(
-                        "unknown field kept as {}",
-                        pointer_push("/metadata/unknown_fields", &key)
-                    ),
+                    format!("unknown field kept as {kept_at}"),
                 );
                 kept.insert(key, value);
             }
@@ -336,8 +415,8 @@ struct Decoder<'a> {
 impl Decoder<'_> {
     /// A string under `key` of `map`, reported at `{base}/{key}`. `null`
     /// counts as absent.
-    fn string_in(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
-        match map.shift_remove(key)? {
+    fn string_in(&mut self, map: &mut dyn Take, key: &str, base: &str) -> Option<String> {
+        match map.take(key)? {
             Value::Null => None,
             Value::String(s) => self.checked_len(s, base, key),
             other => {
@@ -351,18 +430,13 @@ impl Decoder<'_> {
         }
     }
 
-    fn string_field(
-        &mut self,
-        map: &mut Map<String, Value>,
-        key: &str,
-        base: &str,
-    ) -> Option<String> {
+    fn string_field(&mut self, map: &mut dyn Take, key: &str, base: &str) -> Option<String> {
         self.string_in(map, key, base)
     }
 
     /// An identifier: a string, or an integer taken as its decimal text.
-    fn id_field(&mut self, map: &mut Map<String, Value>, key: &str, base: &str) -> Option<String> {
-        match map.shift_remove(key)? {
+    fn id_field(&mut self, map: &mut dyn Take, key: &str, base: &str) -> Option<String> {
+        match map.take(key)? {
             Value::Null => None,
             Value::String(s) => self.checked_len(s, base, key),
             Value::Number(n) if n.is_i64() || n.is_u64() => Some(n.to_string()),
@@ -381,12 +455,7 @@ impl Decoder<'_> {
     }
 
     /// Like `id_field`, trying camelCase aliases when the snake_case key is absent.
-    fn id_aliased(
-        &mut self,
-        map: &mut Map<String, Value>,
-        keys: &[&str],
-        base: &str,
-    ) -> Option<String> {
+    fn id_aliased(&mut self, map: &mut dyn Take, keys: &[&str], base: &str) -> Option<String> {
         let mut found = None;
         for key in keys {
             if let Some(v) = self.id_field(map, key, base) {
@@ -427,7 +496,7 @@ impl Decoder<'_> {
     /// different value is an error.
     fn aliased_string(
         &mut self,
-        map: &mut Map<String, Value>,
+        map: &mut dyn Take,
         keys: &[&'static str],
     ) -> Option<(&'static str, String)> {
         let mut found: Option<(&'static str, String)> = None;
@@ -453,7 +522,7 @@ impl Decoder<'_> {
 
     fn enum_field<T>(
         &mut self,
-        map: &mut Map<String, Value>,
+        map: &mut dyn Take,
         key: &str,
         parse: fn(&str) -> Option<T>,
         allowed: fn() -> String,
@@ -474,8 +543,8 @@ impl Decoder<'_> {
         parsed
     }
 
-    fn unsigned(&mut self, map: &mut Map<String, Value>, key: &str) -> Option<u64> {
-        match map.shift_remove(key)? {
+    fn unsigned(&mut self, map: &mut dyn Take, key: &str) -> Option<u64> {
+        match map.take(key)? {
             Value::Null => None,
             Value::Number(n) if n.is_u64() => n.as_u64(),
             other => {
@@ -483,6 +552,23 @@ impl Decoder<'_> {
                     pointer_push("", key),
                     ErrorKind::InvalidType,
                     format!("expected a non-negative integer, got {}", describe(&other)),
+                );
+                None
+            }
+        }
+    }
+
+    /// A part that is a JSON object (or absent/null), reported at
+    /// `pointer` otherwise.
+    fn part<'p>(&mut self, v: Option<PartMut<'p>>, pointer: &str) -> Option<FieldsMut<'p>> {
+        match v? {
+            PartMut::Object(fields) => Some(fields),
+            PartMut::Other(Value::Null) => None,
+            PartMut::Other(other) => {
+                self.f.error(
+                    pointer,
+                    ErrorKind::InvalidType,
+                    format!("expected a JSON object, got {}", type_name(other)),
                 );
                 None
             }
@@ -505,8 +591,8 @@ impl Decoder<'_> {
         }
     }
 
-    fn actor(&mut self, v: Option<Value>) -> Actor {
-        let Some(mut m) = self.object_field(v, "/actor") else {
+    fn actor(&mut self, v: Option<PartMut<'_>>) -> Actor {
+        let Some(mut m) = self.part(v, "/actor") else {
             return Actor::default();
         };
         let b = "/actor";
@@ -516,12 +602,12 @@ impl Decoder<'_> {
             service_name: self.id_aliased(&mut m, &["service_name", "serviceName"], b),
             role: self.string_in(&mut m, "role", b),
             anonymous_id: self.id_aliased(&mut m, &["anonymous_id", "anonymousId"], b),
-            extra: m,
+            extra: m.take_rest(),
         }
     }
 
-    fn object(&mut self, v: Option<Value>) -> Object {
-        let Some(mut m) = self.object_field(v, "/object") else {
+    fn object(&mut self, v: Option<PartMut<'_>>) -> Object {
+        let Some(mut m) = self.part(v, "/object") else {
             return Object::default();
         };
         let b = "/object";
@@ -531,12 +617,12 @@ impl Decoder<'_> {
             session_id: self.id_aliased(&mut m, &["session_id", "sessionId"], b),
             ticket_id: self.id_aliased(&mut m, &["ticket_id", "ticketId"], b),
             resource_id: self.id_aliased(&mut m, &["resource_id", "resourceId"], b),
-            extra: m,
+            extra: m.take_rest(),
         }
     }
 
-    fn correlation(&mut self, v: Option<Value>) -> Correlation {
-        let Some(mut m) = self.object_field(v, "/correlation") else {
+    fn correlation(&mut self, v: Option<PartMut<'_>>) -> Correlation {
+        let Some(mut m) = self.part(v, "/correlation") else {
             return Correlation::default();
         };
         let b = "/correlation";
@@ -546,12 +632,16 @@ impl Decoder<'_> {
             correlation_id: self.id_aliased(&mut m, &["correlation_id", "correlationId"], b),
             parent_event_id: self.id_aliased(&mut m, &["parent_event_id", "parentEventId"], b),
         };
-        self.refuse_rest(m, b, "trace_id, span_id, correlation_id, parent_event_id");
+        self.refuse_rest(
+            &m.take_rest(),
+            b,
+            "trace_id, span_id, correlation_id, parent_event_id",
+        );
         c
     }
 
-    fn outcome(&mut self, v: Option<Value>) -> Option<Outcome> {
-        let mut m = self.object_field(v, "/outcome")?;
+    fn outcome(&mut self, v: Option<PartMut<'_>>) -> Option<Outcome> {
+        let mut m = self.part(v, "/outcome")?;
         let b = "/outcome";
         let status = match self.string_in(&mut m, "status", b) {
             None => OutcomeStatus::Success,
@@ -574,17 +664,21 @@ impl Decoder<'_> {
             error_code: self.id_aliased(&mut m, &["error_code", "errorCode"], b),
             message: self.string_in(&mut m, "message", b),
         };
-        self.refuse_rest(m, b, "status, error_class, error_code, message");
+        self.refuse_rest(
+            &m.take_rest(),
+            b,
+            "status, error_class, error_code, message",
+        );
         Some(o)
     }
 
-    fn evidence(&mut self, v: Option<Value>) -> Evidence {
-        let Some(mut m) = self.object_field(v, "/evidence") else {
+    fn evidence(&mut self, v: Option<PartMut<'_>>) -> Evidence {
+        let Some(mut m) = self.part(v, "/evidence") else {
             return Evidence::default();
         };
         let b = "/evidence";
         let github = self
-            .object_field(m.shift_remove("github"), "/evidence/github")
+            .object_field(m.take("github"), "/evidence/github")
             .map(|mut g| {
                 let gb = "/evidence/github";
                 let gh = Github {
@@ -592,12 +686,12 @@ impl Decoder<'_> {
                     pr: self.id_field(&mut g, "pr", gb),
                     repository: self.string_in(&mut g, "repository", gb),
                 };
-                self.refuse_rest(g, gb, "commit_sha, pr, repository");
+                self.refuse_rest(&g, gb, "commit_sha, pr, repository");
                 gh
             });
         let raw_pointer = self.id_aliased(&mut m, &["raw_pointer", "raw_s3_pointer"], b);
         let trace_url = self.string_in(&mut m, "trace_url", b);
-        let log_references = match m.shift_remove("log_references") {
+        let log_references = match m.take("log_references") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) => items
                 .into_iter()
@@ -623,7 +717,11 @@ impl Decoder<'_> {
                 Vec::new()
             }
         };
-        self.refuse_rest(m, b, "github, raw_pointer, trace_url, log_references");
+        self.refuse_rest(
+            &m.take_rest(),
+            b,
+            "github, raw_pointer, trace_url, log_references",
+        );
         Evidence {
             github,
             raw_pointer,
@@ -632,8 +730,8 @@ impl Decoder<'_> {
         }
     }
 
-    fn context(&mut self, v: Option<Value>) -> (Context, bool) {
-        let Some(mut m) = self.object_field(v, "/context") else {
+    fn context(&mut self, v: Option<PartMut<'_>>) -> (Context, bool) {
+        let Some(mut m) = self.part(v, "/context") else {
             return (Context::default(), false);
         };
         let b = "/context";
@@ -655,14 +753,14 @@ impl Decoder<'_> {
             ip: self.string_in(&mut m, "ip", b),
             user_agent: self.id_aliased(&mut m, &["user_agent", "userAgent"], b),
             referer: self.id_aliased(&mut m, &["referer", "referrer"], b),
-            extra: m,
+            extra: m.take_rest(),
         };
         (c, given)
     }
 
     /// Closed objects (correlation, outcome, evidence) name every key they
     /// do not know, with the ones they do.
-    fn refuse_rest(&mut self, rest: Map<String, Value>, base: &str, known: &str) {
+    fn refuse_rest(&mut self, rest: &Map<String, Value>, base: &str, known: &str) {
         for key in rest.keys() {
             self.f.error(
                 pointer_push(base, key),
@@ -675,11 +773,100 @@ impl Decoder<'_> {
     }
 }
 
+/// The arrays and objects nested in `v`, itself included (a scalar has 0).
+fn nesting(v: &Value) -> usize {
+    match v {
+        Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        Value::Object(m) => 1 + m.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn too_deep_to_keep(depth: usize, kept_at: &str) -> String {
+    format!(
+        "unknown field nested {depth} levels deep; kept as {kept_at} it would exceed \
+         {MAX_NESTING} levels in the stored event, so at most {MAX_UNKNOWN_NESTING} fit \
+         (send deep payloads under /data)"
+    )
+}
+
 /// "a negative number", "string" and so on, for integer fields.
 fn describe(v: &Value) -> String {
     match v {
         Value::Number(n) if n.is_i64() => format!("negative integer {n}"),
         Value::Number(n) => format!("non-integer number {n}"),
         other => type_name(other).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::json;
+    use crate::{EmailHasher, EventProcessor, ProcessingContext, TenantId, Timestamp};
+
+    fn nested(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    fn process(body: &str) -> Result<crate::Processed, ValidationResult> {
+        let tenant = TenantId::parse("t").unwrap();
+        let hasher = EmailHasher::new(b"k");
+        let ctx = ProcessingContext {
+            tenant_id: &tenant,
+            email_hasher: &hasher,
+            processing_timestamp: Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
+            traceparent: None,
+        };
+        EventProcessor::default().process_json(body.as_bytes(), &ctx)
+    }
+
+    #[test]
+    fn nesting_beyond_the_limit_is_an_error() {
+        let head = r#"{"event_type":"x.y","category":"system","data":"#;
+        let ok = process(&format!("{head}{}}}", nested(MAX_NESTING - 1))).expect("127 levels");
+        assert_eq!(
+            json::decode(&json::encode(&ok.event)).unwrap(),
+            ok.event,
+            "reads back"
+        );
+        let r = process(&format!("{head}{}}}", nested(MAX_NESTING))).expect_err("128 levels");
+        assert_eq!(r.errors.len(), 1);
+        assert_eq!(r.errors[0].kind, ErrorKind::InvalidValue);
+        assert!(
+            r.errors[0]
+                .message
+                .starts_with("nested more than 127 arrays and objects deep (at line 1, column"),
+            "{}",
+            r.errors[0].message
+        );
+    }
+
+    #[test]
+    fn unknown_fields_must_fit_where_they_are_kept() {
+        let head = r#"{"event_type":"x.y","category":"system","zz":"#;
+        let ok = process(&format!("{head}{}}}", nested(MAX_UNKNOWN_NESTING))).expect("fits");
+        assert_eq!(
+            json::decode(&json::encode(&ok.event)).unwrap(),
+            ok.event,
+            "reads back"
+        );
+        for levels in [MAX_UNKNOWN_NESTING + 1, MAX_NESTING - 1] {
+            let r = process(&format!("{head}{}}}", nested(levels))).expect_err("too deep to keep");
+            assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+            assert_eq!(r.errors[0].field, "/zz");
+            assert!(
+                r.errors[0].message.contains("/metadata/unknown_fields/zz"),
+                "{}",
+                r.errors[0].message
+            );
+        }
+        // A non-object metadata.unknown_fields moves one level down too.
+        let body = format!(
+            r#"{{"event_type":"x.y","category":"system","other":1,"metadata":{{"unknown_fields":{}}}}}"#,
+            nested(MAX_UNKNOWN_NESTING + 1)
+        );
+        let r = process(&body).expect_err("too deep to keep");
+        assert_eq!(r.errors[0].field, "/metadata/unknown_fields");
     }
 }
