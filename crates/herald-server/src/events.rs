@@ -456,7 +456,19 @@ pub async fn query(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| not_json("the query is not valid JSON", &e))?
     };
-    let q = parse_query(value)?;
+    let mut q = parse_query(value)?;
+    // Ids are stored redacted (an email becomes `email_hash:<hash>`, a card
+    // number is masked): look for them the way they were stored.
+    let tenant = app.tenant_context(&key.tenant_id).await?;
+    let stored = |v: &mut String| *v = tenant.processor.redaction.stored_text(v, &tenant.hasher);
+    for (k, v) in &mut q.keys {
+        if *k != CorrelationKey::EmailHash {
+            stored(v);
+        }
+    }
+    for (_, _, v) in &mut q.json_fields {
+        stored(v);
+    }
     let page = app.store.query_events_json(&key.tenant_id, &q).await?;
     let mut out = String::with_capacity(
         page.events

@@ -205,3 +205,33 @@ async fn bad_filters_are_all_named() {
         "{p}"
     );
 }
+
+#[tokio::test]
+async fn an_id_that_was_an_email_is_found_by_the_email_it_was() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let (status, created) = app
+        .create(
+            &t.admin_key,
+            &json!({"event_type": "signup", "category": "business", "user_id": "Ada@Example.com",
+                    "object": {"customer": "ada@example.com"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let stored = created["actor"]["user_id"].as_str().unwrap();
+    assert!(
+        stored.starts_with("email_hash:"),
+        "stored redacted: {stored}"
+    );
+    for filter in [
+        json!({"user_id": "Ada@Example.com"}),
+        json!({"object": {"customer": "ada@example.com"}}),
+    ] {
+        let page = app.query(&t.admin_key, &filter).await;
+        assert_eq!(page["total"], 1, "{filter}");
+    }
+    let page = app
+        .query(&t.admin_key, &json!({"user_id": "bob@example.com"}))
+        .await;
+    assert_eq!(page["total"], 0);
+}
