@@ -6,6 +6,14 @@
 //! category or fewer allowed sources are breaking. A change to a keyword
 //! this diff cannot reason about (`allOf`, `$ref`, `if`, ...) is reported
 //! as breaking: the registry does not guess in the sender's disfavour.
+//!
+//! An optional property added to an *open* object (no
+//! `"additionalProperties": false`) is compatible only if it accepts every
+//! value the old `additionalProperties` did: old events may already carry
+//! that key with any value. Adding a typed property is therefore
+//! compatible on a closed object and breaking on an open one, as in other
+//! JSON Schema registries (Confluent's "property added to open content
+//! model").
 
 use std::collections::BTreeSet;
 
@@ -326,12 +334,27 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
             Some(nv) => schema(d, &at, ov, nv),
         }
     }
-    for k in np.keys().filter(|k| !op.contains_key(*k)) {
-        if !nr.contains(k) {
-            d.compatible(
-                &pointer_push(&props, k),
-                format!("optional property `{k}` added"),
+    for (k, nv) in np.iter().filter(|(k, _)| !op.contains_key(*k)) {
+        if nr.contains(k) {
+            continue; // reported above as newly required
+        }
+        let at = pointer_push(&props, k);
+        // Old events may carry `k` already, as whatever the old
+        // `additionalProperties` allowed (absent: anything).
+        let before = o.get("additionalProperties").unwrap_or(&Value::Bool(true));
+        let mut values = Diff::default();
+        schema(&mut values, &at, before, nv);
+        if values.changes.iter().any(|c| c.breaking) {
+            d.breaking(
+                &at,
+                format!(
+                    "optional property `{k}` added to an open object: events that already send `{k}` \
+                     with another value would now be refused (close the object with \
+                     \"additionalProperties\": false to add properties compatibly)"
+                ),
             );
+        } else {
+            d.compatible(&at, format!("optional property `{k}` added"));
         }
     }
 
@@ -489,7 +512,12 @@ mod tests {
     fn additions_are_backward_compatible() {
         let old = def(1, base());
         assert_eq!(compare(&old, &def(2, base())).level, Level::Identical);
+        let closed = |b: &mut Value| b["payload_schema"]["additionalProperties"] = json!(false);
+        let mut closed_base = base();
+        closed(&mut closed_base);
+        let old = def(1, closed_base);
         let new = with(|b| {
+            closed(b);
             let s = &mut b["payload_schema"];
             s["properties"]["note"] = json!({"type": "string"});
             s["properties"]["amount"]["type"] = json!(["integer", "null"]);
@@ -501,6 +529,23 @@ mod tests {
         let c = compare(&old, &new);
         assert_eq!(c.level, Level::Backward, "{c:?}");
         assert!(c.changes.len() >= 5);
+    }
+
+    #[test]
+    fn a_typed_property_added_to_an_open_object_is_breaking_an_untyped_one_is_not() {
+        let old = def(1, base());
+        let typed = compare(
+            &old,
+            &with(|b| b["payload_schema"]["properties"]["note"] = json!({"type": "string"})),
+        );
+        assert_eq!(typed.level, Level::Breaking, "{typed:?}");
+        assert_eq!(breaking_paths(&typed), ["/payload_schema/properties/note"]);
+        assert!(typed.changes[0].message.contains("additionalProperties"));
+        let untyped = compare(
+            &old,
+            &with(|b| b["payload_schema"]["properties"]["note"] = json!({"description": "free"})),
+        );
+        assert_eq!(untyped.level, Level::Backward, "{untyped:?}");
     }
 
     #[test]

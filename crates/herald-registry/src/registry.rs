@@ -317,12 +317,26 @@ impl Vocabulary for Registry {
     }
 
     fn check_definition(&self, raw: &RawEvent) -> DefinitionCheck {
+        // `schema_version` records the definition version an event was
+        // checked against; without a stored definition there is none to pin.
+        let unpinnable = |v: u32| DefinitionCheck {
+            errors: vec![error(
+                "/schema_version",
+                ErrorKind::InvalidValue,
+                format!(
+                    "`{}` has no registered definition, so there is no version {v} to check against; \
+                     leave schema_version out or register a definition first",
+                    raw.event_type
+                ),
+            )],
+            schema_version: None,
+        };
         let Some(entry) = self.resolve(raw.event_type.as_str()) else {
-            return DefinitionCheck::default();
+            return raw.schema_version.map(unpinnable).unwrap_or_default();
         };
         let latest = entry.latest_compiled();
         if latest.definition.builtin {
-            return DefinitionCheck::default();
+            return raw.schema_version.map(unpinnable).unwrap_or_default();
         }
         let version = match raw.schema_version {
             None => latest,

@@ -546,9 +546,20 @@ async fn updates_are_versions_and_breaking_changes_need_consent() {
     let v1 = app.define(&t.admin_key, &order_definition()).await;
     let path = format!("/api/v1/event-definitions/{}", v1["id"].as_str().unwrap());
 
-    // Backward compatible: an optional property, a wider enum.
+    // A typed property added to this open object could refuse events that
+    // already send `note` with another value: breaking, and it says why.
+    let mut typed = order_definition();
+    typed["payload_schema"]["properties"]["note"] = json!({"type": "string"});
+    let (s, refused) = json_of(app.put(&path, &t.admin_key, &typed).await).await;
+    assert_eq!(s, 409, "{refused}");
+    assert!(
+        refused.to_string().contains("additionalProperties"),
+        "{refused}"
+    );
+
+    // Backward compatible: an optional property that takes any value, a wider enum.
     let mut v2_body = order_definition();
-    v2_body["payload_schema"]["properties"]["note"] = json!({"type": "string"});
+    v2_body["payload_schema"]["properties"]["note"] = json!({"description": "free text"});
     v2_body["payload_schema"]["properties"]["currency"]["enum"] = json!(["EUR", "USD", "GBP"]);
     let (s, v2) = json_of(app.put(&path, &t.admin_key, &v2_body).await).await;
     assert_eq!(s, 200, "{v2}");
@@ -645,6 +656,20 @@ async fn updates_are_versions_and_breaking_changes_need_consent() {
     pinned["schema_version"] = json!(7);
     let (s, p) = app.create(&t.admin_key, &pinned).await;
     assert_eq!((s, fields(&p)), (400, vec!["/schema_version".to_string()]));
+    // No definition (or a built-in one without a schema): nothing to pin.
+    for ty in ["no.definition.here", "checkout_started"] {
+        let (s, p) = app
+            .create(
+                &t.admin_key,
+                &json!({"event_type": ty, "category": "business", "schema_version": 1}),
+            )
+            .await;
+        assert_eq!(
+            (s, fields(&p)),
+            (400, vec!["/schema_version".to_string()]),
+            "{ty}: {p}"
+        );
+    }
 
     // The type of a definition is fixed.
     let mut renamed = v3_body.clone();
