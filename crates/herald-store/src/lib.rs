@@ -144,6 +144,19 @@ impl Store {
         each!(self, s => s.finish_processing(results, lifecycle).await)
     }
 
+    /// Moves up to `limit` pending events straight to `processed` (the
+    /// oldest first), for when no processor has anything to run: one write
+    /// per event instead of a claim and a finish. With `lifecycle`, queues
+    /// each one's `event.processed.success` in the same transaction.
+    /// Returns how many it moved.
+    pub async fn complete_pending(
+        &self,
+        limit: usize,
+        lifecycle: bool,
+    ) -> Result<usize, StoreError> {
+        each!(self, s => s.complete_pending(limit, lifecycle).await)
+    }
+
     /// Up to `limit` stored events with `seq > after`, in commit order.
     pub async fn events_after(
         &self,

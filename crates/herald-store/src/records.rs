@@ -277,6 +277,41 @@ pub struct LifecycleRecord {
     pub payload: String,
 }
 
+impl LifecycleRecord {
+    /// The notification that processing of an event ended:
+    /// `event.processed.success`, or `event.processed.failed`.
+    pub fn processed(
+        tenant_id: &str,
+        event_id: EventId,
+        category: &str,
+        event_type: &str,
+        status: EventStatus,
+        duration_ms: f64,
+        at: Timestamp,
+    ) -> LifecycleRecord {
+        let kind = match status {
+            EventStatus::Failed => "event.processed.failed",
+            _ => "event.processed.success",
+        };
+        LifecycleRecord {
+            tenant_id: tenant_id.to_string(),
+            event_id,
+            kind: kind.into(),
+            payload: serde_json::json!({
+                "type": kind,
+                "event_id": event_id,
+                "tenant_id": tenant_id,
+                "category": category,
+                "event_type": event_type,
+                "status": status.as_str(),
+                "duration_ms": duration_ms,
+                "at": at.to_string(),
+            })
+            .to_string(),
+        }
+    }
+}
+
 /// A lifecycle record waiting in the outbox, with its outbox id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PendingLifecycle {

@@ -23,6 +23,18 @@ use crate::query;
 use crate::records::*;
 use crate::rows::*;
 
+/// The statements that find pending work. Each repeats the partial index's
+/// own condition (`status IN ('pending', 'processing')`): SQLite uses a
+/// partial index only when the query contains that term, and without it
+/// every worker step scanned the table from its first row (found with
+/// `perf`: the writer reading pages back from disk as the store grew).
+const RESET_CLAIMS_SQL: &str = "UPDATE events SET status = 'pending' WHERE status IN ('pending', 'processing') AND status = 'processing'";
+const CLAIM_SQL: &str = "UPDATE events SET status = 'processing' WHERE seq IN \
+                 (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?1) RETURNING body";
+const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at = ?1, processing_ms = 0 WHERE seq IN \
+                 (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?2) \
+                 RETURNING tenant_id, event_id, category, event_type";
+
 /// Tuning for the embedded store.
 #[derive(Debug, Clone)]
 pub struct SqliteOptions {
@@ -105,10 +117,7 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         migrate(&mut conn)?;
         // A crash mid-processing leaves events `processing`: hand them back.
-        conn.execute(
-            "UPDATE events SET status = 'pending' WHERE status = 'processing'",
-            [],
-        )?;
+        conn.execute(RESET_CLAIMS_SQL, [])?;
 
         let (writer, rx) = mpsc::unbounded_channel();
         let max_batch = options.max_batch_events.max(1);
@@ -376,11 +385,10 @@ impl SqliteStore {
 
     pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
         self.write(move |c| {
-            let mut stmt = c.prepare_cached(
-                "UPDATE events SET status = 'processing' WHERE seq IN \
-                 (SELECT seq FROM events WHERE status = 'pending' ORDER BY seq LIMIT ?1) RETURNING body",
-            )?;
-            let bodies = stmt.query_map([limit as i64], |r| r.get::<_, String>(0))?.collect::<Result<Vec<_>, _>>()?;
+            let mut stmt = c.prepare_cached(CLAIM_SQL)?;
+            let bodies = stmt
+                .query_map([limit as i64], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?;
             bodies
                 .iter()
                 .map(|b| {
@@ -412,6 +420,37 @@ impl SqliteStore {
                 stmt.execute(params![l.tenant_id, l.event_id.as_bytes().as_slice(), l.kind, l.payload])?;
             }
             Ok(())
+        })
+        .await
+    }
+
+    pub async fn complete_pending(
+        &self,
+        limit: usize,
+        lifecycle: bool,
+    ) -> Result<usize, StoreError> {
+        self.write(move |c| {
+            let at = Timestamp::now();
+            let mut stmt = c.prepare_cached(
+                COMPLETE_SQL,
+            )?;
+            let rows = stmt
+                .query_map(params![at.to_string(), limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                })?
+                .collect::<Result<Vec<_>, _>>()?;
+            if lifecycle {
+                let mut insert = c.prepare_cached(
+                    "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                for (tenant, id, category, event_type) in &rows {
+                    let l = LifecycleRecord::processed(
+                        tenant, event_id_from(id)?, category, event_type, EventStatus::Processed, 0.0, at,
+                    );
+                    insert.execute(params![l.tenant_id, id, l.kind, l.payload])?;
+                }
+            }
+            Ok(rows.len())
         })
         .await
     }
@@ -1229,4 +1268,30 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finding_pending_work_uses_the_pending_index_not_a_table_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = floor::open(&dir.path().join("plan.db"), false).unwrap();
+        for sql in [RESET_CLAIMS_SQL, CLAIM_SQL, COMPLETE_SQL] {
+            let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+            let nulls = vec![SqlValue::Null; stmt.parameter_count()];
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("USING INDEX events_pending"))
+                    && !plan.iter().any(|l| l == "SCAN events"),
+                "{sql}\n{plan:#?}"
+            );
+        }
+    }
 }

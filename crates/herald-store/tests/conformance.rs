@@ -1543,3 +1543,69 @@ async fn a_request_the_database_refuses_fails_alone_in_its_group_commit() {
         assert!(matches!(again[0], AppendOutcome::Stored(_)), "{}", b.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complete_pending_processes_each_pending_event_once_with_its_notification() {
+    for b in backends().await {
+        let t = tenant("acme");
+        let out = b
+            .store
+            .append(
+                (0..5)
+                    .map(|i| {
+                        event(
+                            &t,
+                            json!({"event_type": "x", "category": "system", "data": {"i": i}}),
+                        )
+                    })
+                    .collect(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            b.store.complete_pending(3, true).await.unwrap(),
+            3,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.complete_pending(10, false).await.unwrap(),
+            2,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.complete_pending(10, true).await.unwrap(),
+            0,
+            "{}",
+            b.name
+        );
+        for o in &out {
+            let got = b
+                .store
+                .get_event(&t, stored(o).event_id)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(got.event.status, EventStatus::Processed, "{}", b.name);
+            assert_eq!(got.processing_ms, Some(0.0));
+            assert!(got.processed_at.is_some());
+        }
+        // The oldest first, and notifications only where asked for.
+        let notes = b.store.pending_lifecycle(10).await.unwrap();
+        assert_eq!(
+            notes.iter().map(|n| n.record.event_id).collect::<Vec<_>>(),
+            out[..3]
+                .iter()
+                .map(|o| stored(o).event_id)
+                .collect::<Vec<_>>(),
+            "{}",
+            b.name
+        );
+        let payload: serde_json::Value = serde_json::from_str(&notes[0].record.payload).unwrap();
+        assert_eq!(notes[0].record.kind, "event.processed.success");
+        assert_eq!(payload["status"], "processed");
+        assert_eq!(payload["event_type"], "x");
+        assert_eq!(payload["tenant_id"], "acme");
+    }
+}

@@ -534,20 +534,49 @@ impl PgStore {
         )
         .await
         .map_err(pg_err)?;
-        if !lifecycle.is_empty() {
-            let tenants: Vec<&str> = lifecycle.iter().map(|l| l.tenant_id.as_str()).collect();
-            let ids: Vec<uuid::Uuid> = lifecycle.iter().map(|l| *l.event_id.as_uuid()).collect();
-            let kinds: Vec<&str> = lifecycle.iter().map(|l| l.kind.as_str()).collect();
-            let payloads: Vec<&str> = lifecycle.iter().map(|l| l.payload.as_str()).collect();
-            tx.execute(
-                "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) \
-                 SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[])",
-                &[&tenants, &ids, &kinds, &payloads],
+        insert_lifecycle(&tx, &lifecycle).await?;
+        tx.commit().await.map_err(pg_err)
+    }
+
+    pub async fn complete_pending(
+        &self,
+        limit: usize,
+        lifecycle: bool,
+    ) -> Result<usize, StoreError> {
+        let mut c = self.conn().await?;
+        let at = Timestamp::now();
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let rows = tx
+            .query(
+                "UPDATE events e SET status = 'processed', processed_at = $1, processing_ms = 0, \
+                 attempts = e.attempts + 1 \
+                 FROM (SELECT seq, ts FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' \
+                       ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c \
+                 WHERE e.seq = c.seq AND e.ts = c.ts \
+                 RETURNING e.tenant_id, e.event_id, e.category, e.event_type",
+                &[&at.to_string(), &(limit as i64)],
             )
             .await
             .map_err(pg_err)?;
+        if lifecycle && !rows.is_empty() {
+            let records: Vec<LifecycleRecord> = rows
+                .iter()
+                .map(|r| {
+                    Ok(LifecycleRecord::processed(
+                        r.get(0),
+                        corrupt(EventId::try_from(r.get::<_, uuid::Uuid>(1)))?,
+                        r.get(2),
+                        r.get(3),
+                        EventStatus::Processed,
+                        0.0,
+                        at,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            insert_lifecycle(&tx, &records).await?;
         }
-        tx.commit().await.map_err(pg_err)
+        tx.commit().await.map_err(pg_err)?;
+        Ok(rows.len())
     }
 
     pub async fn events_after(
@@ -799,6 +828,27 @@ impl PgStore {
         }
         self.pool.close();
     }
+}
+
+async fn insert_lifecycle(
+    tx: &deadpool_postgres::Transaction<'_>,
+    records: &[LifecycleRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let tenants: Vec<&str> = records.iter().map(|l| l.tenant_id.as_str()).collect();
+    let ids: Vec<uuid::Uuid> = records.iter().map(|l| *l.event_id.as_uuid()).collect();
+    let kinds: Vec<&str> = records.iter().map(|l| l.kind.as_str()).collect();
+    let payloads: Vec<&str> = records.iter().map(|l| l.payload.as_str()).collect();
+    tx.execute(
+        "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) \
+         SELECT * FROM UNNEST($1::text[], $2::uuid[], $3::text[], $4::text[])",
+        &[&tenants, &ids, &kinds, &payloads],
+    )
+    .await
+    .map_err(pg_err)?;
+    Ok(())
 }
 
 async fn bump_revision(
