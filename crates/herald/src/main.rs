@@ -7,6 +7,11 @@ use std::process::ExitCode;
 
 use herald_server::config::{Config, LogFormat, Overrides};
 
+/// mimalloc instead of glibc's allocator: allocation was ~19% of the core
+/// pipeline's cycles and ~8% of the SQLite writer's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "\
 herald — a self-hosted event hub
 
