@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::type_name;
@@ -12,6 +12,7 @@ use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
 
 use crate::App;
+use crate::audit::AuditSlot;
 use crate::auth::{self, Principal};
 use crate::body;
 use crate::params::{self, Param};
@@ -114,6 +115,7 @@ fn scope_names(scopes: &[Scope]) -> Vec<&'static str> {
 pub async fn create_tenant(
     State(app): State<App>,
     principal: Principal,
+    Extension(slot): Extension<AuditSlot>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -149,6 +151,8 @@ pub async fn create_tenant(
         })
         .await?;
     let (key, secret) = issue_key(&app, &tenant_id, "admin".into(), Scope::ALL.to_vec()).await?;
+    slot.acted_on(&tenant_id);
+    slot.detail(format!("created tenant; admin key {}", key.key_id));
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -163,6 +167,7 @@ pub async fn create_tenant(
 pub async fn create_key(
     State(app): State<App>,
     principal: Principal,
+    Extension(slot): Extension<AuditSlot>,
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     body: Body,
@@ -202,6 +207,12 @@ pub async fn create_key(
         return Err(ApiError::invalid("the key is invalid", errors));
     }
     let (key, secret) = issue_key(&app, &tenant, name, scopes).await?;
+    slot.acted_on(&tenant);
+    slot.detail(format!(
+        "issued key {} ({})",
+        key.key_id,
+        scope_names(&key.scopes).join(", ")
+    ));
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -216,6 +227,7 @@ pub async fn create_key(
 pub async fn revoke_key(
     State(app): State<App>,
     principal: Principal,
+    Extension(slot): Extension<AuditSlot>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((tenant, key_id)) = path?;
@@ -223,6 +235,8 @@ pub async fn revoke_key(
     principal.require_admin_of(&tenant)?;
     if app.store.revoke_key(&tenant, &key_id).await? {
         app.keys.evict(&key_id);
+        slot.acted_on(&tenant);
+        slot.detail(format!("revoked key {key_id}"));
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::not_found(format!(
@@ -268,6 +282,11 @@ pub const AUDIT_PARAMS: &[Param] = &[
         kind: "integer",
         description: "1 to 1000 records, default 100",
     },
+    Param {
+        name: "cursor",
+        kind: "string",
+        description: "the previous page's `next_cursor`: the next (older) records",
+    },
 ];
 
 /// `GET /api/v1/audit`: a tenant's records with a `manage` key; any
@@ -309,8 +328,19 @@ pub async fn list_audit(
             100
         }
     };
+    let before = match p.get("cursor").map(|v| v.parse::<i64>()) {
+        None => None,
+        Some(Ok(seq)) if seq > 0 => Some(seq),
+        Some(_) => {
+            errors.push(params::bad(
+                "cursor",
+                "expected the `next_cursor` of an earlier page",
+            ));
+            None
+        }
+    };
     params::check(errors)?;
-    let records = app
+    let page = app
         .store
         .query_audit(&AuditQuery {
             tenant_id,
@@ -320,7 +350,14 @@ pub async fn list_audit(
             start_time,
             end_time,
             limit,
+            before,
         })
         .await?;
-    Ok(Json(json!({ "records": records, "count": records.len() })).into_response())
+    Ok(Json(json!({
+        "records": page.records,
+        "count": page.records.len(),
+        "has_more": page.next_cursor.is_some(),
+        "next_cursor": page.next_cursor.map(|seq| seq.to_string()),
+    }))
+    .into_response())
 }

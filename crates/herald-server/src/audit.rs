@@ -58,6 +58,12 @@ impl AuditSlot {
         });
     }
 
+    /// The tenant an operator's request acted on (a tenant created, a key
+    /// issued or revoked by the root key), so it shows in that tenant's trail.
+    pub fn acted_on(&self, tenant: &herald_core::TenantId) {
+        self.with(|s| s.tenant_id = Some(tenant.to_string()));
+    }
+
     /// Marks the request as a security event (a body naming another tenant).
     pub fn security_violation(&self, detail: impl Into<String>) {
         let detail = detail.into();

@@ -225,12 +225,6 @@ pub async fn create(
     }
 }
 
-#[derive(serde::Deserialize)]
-struct Wrapped<'a> {
-    #[serde(borrow)]
-    events: Option<&'a RawValue>,
-}
-
 fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
     FieldError {
         field: field.to_string(),
@@ -248,40 +242,75 @@ fn not_json(detail: &str, e: &serde_json::Error) -> ApiError {
 }
 
 /// Splits `{"events": [...]}` or `[...]` into the items' raw JSON, with the
-/// pointer to the array (`/events` or the whole body).
-fn split_batch(bytes: &[u8]) -> Result<(Vec<&RawValue>, &'static str), ApiError> {
+/// pointer to the array (`/events` or the whole body). A wrapper's
+/// `tenant_id` goes to `check_tenant` before anything else is judged (a
+/// body naming another tenant is a 403 whatever else is wrong with it);
+/// other keys of the wrapper are refused rather than dropped.
+fn split_batch(
+    bytes: &[u8],
+    check_tenant: impl FnOnce(Option<&str>) -> Result<(), ApiError>,
+) -> Result<(Vec<&RawValue>, &'static str), ApiError> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'[') => serde_json::from_slice::<Vec<&RawValue>>(bytes)
             .map(|items| (items, ""))
             .map_err(|e| not_json("the batch is not valid JSON", &e)),
         Some(b'{') => {
-            let events = serde_json::from_slice::<Wrapped<'_>>(bytes)
-                .map_err(|e| not_json("the batch is not valid JSON", &e))?
-                .events
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "the batch has no `events`",
-                        vec![field_error(
-                            "/events",
-                            ErrorKind::Missing,
-                            "required: the array of events",
-                        )],
-                    )
-                })?;
-            match serde_json::from_str::<Vec<&RawValue>>(events.get()) {
-                Ok(items) => Ok((items, "/events")),
-                Err(_) => {
-                    let got = serde_json::from_str::<Value>(events.get())
-                        .map_or("invalid JSON", |v| type_name(&v));
-                    Err(ApiError::invalid(
-                        "`events` is not an array",
-                        vec![field_error(
+            let wrapper =
+                serde_json::from_slice::<std::collections::BTreeMap<String, &RawValue>>(bytes)
+                    .map_err(|e| not_json("the batch is not valid JSON", &e))?;
+            let tenant = wrapper
+                .get("tenant_id")
+                .map(|t| serde_json::from_str::<Value>(t.get()));
+            check_tenant(match &tenant {
+                Some(Ok(Value::String(t))) => Some(t.as_str()),
+                _ => None,
+            })?;
+            let mut errors = Vec::new();
+            if let Some(Ok(v)) = &tenant
+                && !v.is_string()
+            {
+                errors.push(field_error(
+                    "/tenant_id",
+                    ErrorKind::InvalidType,
+                    format!("expected a string, got {}", type_name(v)),
+                ));
+            }
+            for key in wrapper
+                .keys()
+                .filter(|k| !["events", "tenant_id"].contains(&k.as_str()))
+            {
+                errors.push(field_error(
+                    &pointer_push("", key),
+                    ErrorKind::NotAllowed,
+                    "unknown key: a batch is {\"events\": [...]} (and optionally the key's `tenant_id`)",
+                ));
+            }
+            let items = match wrapper.get("events") {
+                None => {
+                    errors.push(field_error(
+                        "/events",
+                        ErrorKind::Missing,
+                        "required: the array of events",
+                    ));
+                    None
+                }
+                Some(events) => match serde_json::from_str::<Vec<&RawValue>>(events.get()) {
+                    Ok(items) => Some(items),
+                    Err(_) => {
+                        let got = serde_json::from_str::<Value>(events.get())
+                            .map_or("invalid JSON", |v| type_name(&v));
+                        errors.push(field_error(
                             "/events",
                             ErrorKind::InvalidType,
                             format!("expected an array of events, got {got}"),
-                        )],
-                    ))
-                }
+                        ));
+                        None
+                    }
+                },
+            };
+            match items {
+                Some(items) if errors.is_empty() => Ok((items, "/events")),
+                _ => Err(ApiError::invalid("the batch body is invalid", errors)),
             }
         }
         _ => Err(ApiError::invalid(
@@ -318,7 +347,9 @@ pub async fn batch(
     body::require_json(&headers)?;
     let bytes = body::read(&headers, body, app.config.max_batch_bytes).await?;
     let minimal = wants_minimal(&headers);
-    let (items, array) = split_batch(&bytes)?;
+    let (items, array) = split_batch(&bytes, |named| {
+        check_body_tenant(&slot, &key.tenant_id, named)
+    })?;
     if items.is_empty() {
         return Err(ApiError::invalid(
             "the batch holds no events",

@@ -125,7 +125,7 @@ impl Store {
         each!(self, s => s.revoke_key(tenant, key_id).await)
     }
 
-    pub async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
+    pub async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         each!(self, s => s.query_audit(query).await)
     }
 

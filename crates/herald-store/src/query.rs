@@ -3,7 +3,7 @@
 //! only full text, JSON field access and placeholders differ, and a
 //! [`Dialect`] says how. Every user value travels as a bound argument.
 
-use crate::records::{EventQuery, Order, TOTAL_CAP};
+use crate::records::{AuditQuery, EventQuery, Order, TOTAL_CAP};
 
 /// One bound argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,6 +186,46 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
         page_args: b.args,
         limit,
     }
+}
+
+/// The audit trail's page, newest first, for both backends (`?`
+/// placeholders): rows are `seq, at, tenant_id, key_id, operation,
+/// resource, outcome, status_code, request_id, duration_us, detail`, one
+/// more than the page holds so the caller sees whether another follows.
+pub(crate) fn audit(q: &AuditQuery) -> (String, Vec<Arg>, usize) {
+    let mut sql = String::from(
+        "SELECT seq, at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail \
+         FROM audit WHERE 1 = 1",
+    );
+    let mut args = Vec::new();
+    for (col, v) in [
+        ("tenant_id", &q.tenant_id),
+        ("key_id", &q.key_id),
+        ("operation", &q.operation),
+        ("outcome", &q.outcome),
+    ] {
+        if let Some(v) = v {
+            sql.push_str(&format!(" AND {col} = ?"));
+            args.push(Arg::Text(v.clone()));
+        }
+    }
+    for (cond, t) in [
+        (" AND at_us >= ?", q.start_time),
+        (" AND at_us <= ?", q.end_time),
+    ] {
+        if let Some(t) = t {
+            sql.push_str(cond);
+            args.push(Arg::Int(t.unix_micros()));
+        }
+    }
+    if let Some(before) = q.before {
+        sql.push_str(" AND seq < ?");
+        args.push(Arg::Int(before));
+    }
+    let limit = q.limit.clamp(1, 1000);
+    sql.push_str(" ORDER BY seq DESC LIMIT ?");
+    args.push(Arg::Int(limit as i64 + 1));
+    (sql, args, limit)
 }
 
 /// `?` → `$1, $2, ...`. The builder never writes a literal `?` otherwise.

@@ -341,4 +341,27 @@ pub struct AuditQuery {
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
     pub limit: usize,
+    /// Keyset paging: only records older than this one (a page's
+    /// `next_cursor`).
+    pub before: Option<i64>,
+}
+
+/// One page of the audit trail, newest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditPage {
+    pub records: Vec<AuditRecord>,
+    /// Pass as `before` for the next (older) page; `None` on the last page.
+    pub next_cursor: Option<i64>,
+}
+
+impl AuditPage {
+    /// A page from up to `limit + 1` rows `(seq, record)`, newest first.
+    pub(crate) fn assemble(mut rows: Vec<(i64, AuditRecord)>, limit: usize) -> AuditPage {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        AuditPage {
+            next_cursor: more.then(|| rows.last().map(|(seq, _)| *seq)).flatten(),
+            records: rows.into_iter().map(|(_, r)| r).collect(),
+        }
+    }
 }

@@ -332,53 +332,40 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn query_audit(&self, query: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let q = query.clone();
+    pub async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let (sql, args, limit) = query::audit(query);
         self.read(move |c| {
-            let mut sql = String::from(
-                "SELECT at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail FROM audit WHERE 1=1",
-            );
-            let mut args: Vec<SqlValue> = Vec::new();
-            for (col, v) in [("tenant_id", &q.tenant_id), ("key_id", &q.key_id), ("operation", &q.operation), ("outcome", &q.outcome)] {
-                if let Some(v) = v {
-                    sql.push_str(&format!(" AND {col} = ?"));
-                    args.push(SqlValue::Text(v.clone()));
-                }
-            }
-            if let Some(t) = q.start_time {
-                sql.push_str(" AND at_us >= ?");
-                args.push(SqlValue::Integer(t.unix_micros()));
-            }
-            if let Some(t) = q.end_time {
-                sql.push_str(" AND at_us <= ?");
-                args.push(SqlValue::Integer(t.unix_micros()));
-            }
-            sql.push_str(" ORDER BY seq DESC LIMIT ?");
-            args.push(SqlValue::Integer(q.limit.clamp(1, 1000) as i64));
-            let mut stmt = c.prepare(&sql)?;
+            let args = args.into_iter().map(|a| match a {
+                query::Arg::Text(t) => SqlValue::Text(t),
+                query::Arg::Int(i) => SqlValue::Integer(i),
+            });
+            let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
                     AuditRecord {
                         at: Timestamp::now(),
-                        tenant_id: r.get(1)?,
-                        key_id: r.get(2)?,
-                        operation: r.get(3)?,
-                        resource: r.get(4)?,
-                        outcome: r.get(5)?,
-                        status_code: r.get(6)?,
-                        request_id: r.get(7)?,
-                        duration_us: r.get::<_, i64>(8)? as u64,
-                        detail: r.get(9)?,
+                        tenant_id: r.get(2)?,
+                        key_id: r.get(3)?,
+                        operation: r.get(4)?,
+                        resource: r.get(5)?,
+                        outcome: r.get(6)?,
+                        status_code: r.get(7)?,
+                        request_id: r.get(8)?,
+                        duration_us: r.get::<_, i64>(9)? as u64,
+                        detail: r.get(10)?,
                     },
                 ))
             })?;
-            rows.map(|r| {
-                let (at, mut rec) = r?;
-                rec.at = corrupt(Timestamp::parse(&at))?;
-                Ok(rec)
-            })
-            .collect()
+            let rows = rows
+                .map(|r| {
+                    let (seq, at, mut rec) = r?;
+                    rec.at = corrupt(Timestamp::parse(&at))?;
+                    Ok((seq, rec))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(AuditPage::assemble(rows, limit))
         })
         .await
     }
@@ -778,9 +765,27 @@ fn commit_batch(conn: &mut Connection, batch: Vec<WriteOp>) -> Option<oneshot::S
         Err(e) => {
             tracing::error!(error = %e, "group commit failed; failing every request in it");
             fail_all(done, &e.to_string());
+            keep_audits(conn, &audits);
         }
     }
     shutdown
+}
+
+/// The audit records of a failed group commit describe requests that did
+/// happen (earlier ones, already answered): they get a commit of their own.
+fn keep_audits(conn: &mut Connection, audits: &[AuditRecord]) {
+    if audits.is_empty() {
+        return;
+    }
+    let kept = conn.transaction().and_then(|tx| {
+        for record in audits {
+            insert_audit(&tx, record)?;
+        }
+        tx.commit()
+    });
+    if let Err(e) = kept {
+        tracing::error!(error = %e, records = audits.len(), "audit records not written");
+    }
 }
 
 type AppendReply = oneshot::Sender<Result<Vec<AppendOutcome>, StoreError>>;
@@ -1249,6 +1254,10 @@ CREATE TABLE lifecycle_outbox (
     kind TEXT NOT NULL,
     payload TEXT NOT NULL
 ) STRICT;
+"#,
+    // The audit listing pages newest first within a tenant.
+    r#"
+CREATE INDEX audit_tenant_seq ON audit (tenant_id, seq);
 "#,
 ];
 

@@ -697,8 +697,9 @@ async fn audit_records_are_committed_and_filterable() {
             })
             .await
             .unwrap();
-        assert_eq!(all.len(), 3, "{}", b.name);
-        assert_eq!(all[0].request_id, "r2", "newest first");
+        assert_eq!(all.records.len(), 3, "{}", b.name);
+        assert_eq!(all.records[0].request_id, "r2", "newest first");
+        assert_eq!(all.next_cursor, None);
         let creates = b
             .store
             .query_audit(&AuditQuery {
@@ -708,7 +709,39 @@ async fn audit_records_are_committed_and_filterable() {
             })
             .await
             .unwrap();
-        assert_eq!(creates.len(), 2);
+        assert_eq!(creates.records.len(), 2);
+        let by_key = b
+            .store
+            .query_audit(&AuditQuery {
+                key_id: Some("k1".into()),
+                limit: 100,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(by_key.records.len(), 1);
+        assert_eq!(by_key.records[0].operation, "events.query");
+        // Keyset pages: r2, then r1, then r0, then nothing more.
+        let mut before = None;
+        let mut seen = Vec::new();
+        loop {
+            let page = b
+                .store
+                .query_audit(&AuditQuery {
+                    tenant_id: Some("acme".into()),
+                    limit: 1,
+                    before,
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
+            seen.extend(page.records.into_iter().map(|r| r.request_id));
+            match page.next_cursor {
+                Some(c) => before = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ["r2", "r1", "r0"], "{}", b.name);
     }
 }
 

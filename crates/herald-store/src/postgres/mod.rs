@@ -435,54 +435,34 @@ impl PgStore {
         Ok(n > 0)
     }
 
-    pub async fn query_audit(&self, q: &AuditQuery) -> Result<Vec<AuditRecord>, StoreError> {
-        let mut sql = String::from(
-            "SELECT at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail \
-             FROM audit WHERE true",
-        );
-        let mut args = Vec::new();
-        for (col, v) in [
-            ("tenant_id", &q.tenant_id),
-            ("key_id", &q.key_id),
-            ("operation", &q.operation),
-            ("outcome", &q.outcome),
-        ] {
-            if let Some(v) = v {
-                sql.push_str(&format!(" AND {col} = ?"));
-                args.push(query::Arg::Text(v.clone()));
-            }
-        }
-        if let Some(t) = q.start_time {
-            sql.push_str(" AND at_us >= ?");
-            args.push(query::Arg::Int(t.unix_micros()));
-        }
-        if let Some(t) = q.end_time {
-            sql.push_str(" AND at_us <= ?");
-            args.push(query::Arg::Int(t.unix_micros()));
-        }
-        sql.push_str(" ORDER BY seq DESC LIMIT ?");
-        args.push(query::Arg::Int(q.limit.clamp(1, 1000) as i64));
+    pub async fn query_audit(&self, q: &AuditQuery) -> Result<AuditPage, StoreError> {
+        let (sql, mut args, limit) = query::audit(q);
         let c = self.conn().await?;
         let rows = c
             .query_typed(&query::numbered(&sql), &typed(&mut args))
             .await
             .map_err(pg_err)?;
-        rows.iter()
+        let rows = rows
+            .iter()
             .map(|r| {
-                Ok(AuditRecord {
-                    at: corrupt(Timestamp::parse(r.get(0)))?,
-                    tenant_id: r.get(1),
-                    key_id: r.get(2),
-                    operation: r.get(3),
-                    resource: r.get(4),
-                    outcome: r.get(5),
-                    status_code: r.get::<_, i32>(6) as u16,
-                    request_id: r.get(7),
-                    duration_us: r.get::<_, i64>(8) as u64,
-                    detail: r.get(9),
-                })
+                Ok((
+                    r.get::<_, i64>(0),
+                    AuditRecord {
+                        at: corrupt(Timestamp::parse(r.get(1)))?,
+                        tenant_id: r.get(2),
+                        key_id: r.get(3),
+                        operation: r.get(4),
+                        resource: r.get(5),
+                        outcome: r.get(6),
+                        status_code: r.get::<_, i32>(7) as u16,
+                        request_id: r.get(8),
+                        duration_us: r.get::<_, i64>(9) as u64,
+                        detail: r.get(10),
+                    },
+                ))
             })
-            .collect()
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(AuditPage::assemble(rows, limit))
     }
 
     /// Claims with `FOR UPDATE SKIP LOCKED`: instances claiming at once get

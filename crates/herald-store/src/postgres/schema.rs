@@ -18,7 +18,8 @@ use super::pg_err;
 
 /// Schema versions in order; `schema_migrations` records which were applied.
 /// Never edit one that has shipped: add a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE tenants (
     tenant_id text PRIMARY KEY,
     name text NOT NULL,
@@ -177,7 +178,12 @@ CREATE TABLE server_secrets (
     name text PRIMARY KEY,
     value text NOT NULL
 );
-"#];
+"#,
+    // The audit listing pages newest first within a tenant.
+    r#"
+CREATE INDEX audit_tenant_seq ON audit (tenant_id, seq);
+"#,
+];
 
 /// How many months of partitions exist ahead of the current one.
 pub(crate) const MONTHS_AHEAD: u32 = 3;

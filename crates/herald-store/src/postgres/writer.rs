@@ -92,7 +92,7 @@ async fn commit(
     config: &tokio_postgres::Config,
     client: &mut Option<Client>,
     commit_lock: i64,
-    batch: Batch,
+    mut batch: Batch,
 ) {
     if batch.requests.is_empty() && batch.audits.is_empty() {
         return;
@@ -121,8 +121,33 @@ async fn commit(
         Err(e) => {
             let why = pg_err(e).to_string();
             tracing::error!(error = %why, "group commit failed; failing every request in it");
+            // Reply first: the audit records wait, the requests do not.
+            let audits = std::mem::take(&mut batch.audits);
             fail_all(batch, &why);
+            keep_audits(c, &audits).await;
         }
+    }
+}
+
+/// The audit records of a failed group commit describe requests that did
+/// happen (earlier ones, already answered): they get a commit of their own.
+async fn keep_audits(c: &mut Client, audits: &[AuditRecord]) {
+    if audits.is_empty() || c.is_closed() {
+        if !audits.is_empty() {
+            tracing::error!(
+                records = audits.len(),
+                "audit records not written: connection lost"
+            );
+        }
+        return;
+    }
+    let kept = async {
+        let tx = c.transaction().await?;
+        insert_audits(&tx, audits).await?;
+        tx.commit().await
+    };
+    if let Err(e) = kept.await {
+        tracing::error!(error = %pg_err(e), records = audits.len(), "audit records not written");
     }
 }
 

@@ -97,6 +97,11 @@ async fn a_failed_commit_is_503_for_every_request_in_it_and_stores_nothing() {
     assert_eq!(count(&db, "poison"), 0);
     assert_eq!(app.query(&t.admin_key, &json!({})).await["total"], 1);
 
+    // One more while the cause is still there: its commit may carry the
+    // audit records of the requests above, which must survive it.
+    let (status, _) = app.create(&t.admin_key, &event("late", "system")).await;
+    assert_eq!(status, 503);
+
     // The writer is not wedged: once the cause is gone, ingest works again.
     db.execute_batch("DROP TRIGGER poison_events;").unwrap();
     let (status, e) = app.create(&t.admin_key, &event("after", "system")).await;
@@ -106,4 +111,23 @@ async fn a_failed_commit_is_503_for_every_request_in_it_and_stores_nothing() {
         .query(&t.admin_key, &json!({"event_type": "after"}))
         .await;
     assert_eq!(q["total"], 1);
+
+    // Every refused request is in the audit trail: a failed commit keeps
+    // the audit records it carried.
+    app.eventually("all eight 503s audited", || async {
+        let body: Value = app
+            .get("/api/v1/audit?outcome=error&limit=1000", &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["status_code"] == 503)
+            .count()
+            == 8
+    })
+    .await;
 }

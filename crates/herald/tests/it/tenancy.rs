@@ -492,7 +492,8 @@ async fn health_and_openapi_document_every_route() {
             "outcome",
             "start_time",
             "end_time",
-            "limit"
+            "limit",
+            "cursor"
         ]
     );
     assert_eq!(
@@ -595,4 +596,271 @@ async fn a_generated_root_key_is_kept_in_the_data_dir_readable_only_by_its_owner
         .post("/api/v1/admin/tenants", key.trim(), &json!({"name": "y"}))
         .await;
     assert_eq!(res.status(), 201);
+}
+
+#[tokio::test]
+async fn a_batch_wrapper_naming_another_tenant_is_refused_and_its_other_keys_are_named() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let batch = |extra: Value| {
+        let mut body = json!({"events": [event("x", "system")]});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    // Another tenant: 403 whatever else is wrong, nothing stored.
+    for body in [
+        batch(json!({"tenant_id": "mallory"})),
+        json!({"tenant_id": "mallory", "sent_at": 1}),
+    ] {
+        let res = app.post("/api/v1/events/batch", &t.admin_key, &body).await;
+        assert_eq!(res.status(), 403, "{body}");
+    }
+    assert_eq!(app.query(&t.admin_key, &json!({})).await["total"], 0);
+    // The wrapper's other keys are named, not dropped.
+    let res = app
+        .post(
+            "/api/v1/events/batch",
+            &t.admin_key,
+            &batch(json!({"tenant_id": 7, "sent_at": 1})),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, vec!["/tenant_id", "/sent_at"], "{problem}");
+    // Naming its own tenant is fine.
+    let res = app
+        .post(
+            "/api/v1/events/batch",
+            &t.admin_key,
+            &batch(json!({"tenant_id": t.tenant_id})),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+
+    app.eventually("both refusals audited as security events", || async {
+        let body: Value = app
+            .get("/api/v1/audit?outcome=security_violation", &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 2
+            && body["records"].as_array().unwrap().iter().all(|r| {
+                r["operation"] == "POST /api/v1/events/batch"
+                    && r["detail"].as_str().unwrap_or("").contains("mallory")
+            })
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_collect_key_is_refused_everywhere_but_collection() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let collect = app.key(&t, &["collect"]).await;
+    let (status, created) = app.create(&t.admin_key, &event("x", "system")).await;
+    assert_eq!(status, 201);
+    let id = created["event_id"].as_str().unwrap();
+
+    let posts = [
+        ("/api/v1/events/create", event("x", "system")),
+        ("/api/v1/events/batch", json!([event("x", "system")])),
+        ("/api/v1/events/query", json!({})),
+        (
+            "/api/v1/event-definitions",
+            json!({"event_type": "x", "category": "system"}),
+        ),
+    ];
+    for (path, body) in &posts {
+        let res = app.post(path, &collect, body).await;
+        assert_eq!(res.status(), 403, "POST {path}");
+        assert_eq!(res.headers()["content-type"], "application/problem+json");
+    }
+    for path in [
+        format!("/api/v1/events/{id}"),
+        "/api/v1/audit".into(),
+        "/api/v1/event-definitions".into(),
+        "/api/v1/settings".into(),
+    ] {
+        assert_eq!(app.get(&path, &collect).await.status(), 403, "GET {path}");
+    }
+    assert_eq!(
+        app.query(&t.admin_key, &json!({})).await["total"],
+        1,
+        "nothing was stored through the collect key"
+    );
+}
+
+#[tokio::test]
+async fn the_audit_trail_pages_and_filters_by_key_time_and_tenant_acted_on() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/keys", t.tenant_id),
+            ROOT_KEY,
+            &json!({"name": "ci", "scopes": ["ingest", "read"]}),
+        )
+        .await;
+    let issued: Value = res.json().await.unwrap();
+    let (ci, ci_id) = (
+        issued["api_key"].as_str().unwrap().to_string(),
+        issued["key_id"].as_str().unwrap().to_string(),
+    );
+    for _ in 0..3 {
+        assert_eq!(app.create(&ci, &event("x", "system")).await.0, 201);
+    }
+    // Every record so far is audited before the window opens.
+    app.eventually("the first requests are audited", || async {
+        let body: Value = app
+            .get(&format!("/api/v1/audit?key_id={ci_id}"), &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 3
+    })
+    .await;
+    let window = herald_core::Timestamp::now().to_string();
+    for _ in 0..2 {
+        assert_eq!(app.create(&t.admin_key, &event("y", "system")).await.0, 201);
+    }
+    let path = format!("/api/v1/admin/tenants/{}/keys/{ci_id}", t.tenant_id);
+    let res = app
+        .client
+        .delete(app.url(&path))
+        .bearer_auth(ROOT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+
+    // The operator's actions on the tenant are in the tenant's own trail.
+    app.eventually("the revocation is in the tenant's trail", || async {
+        let body: Value = app
+            .get(
+                "/api/v1/audit?operation=DELETE%20/api/v1/admin/tenants/%7Btenant_id%7D/keys/%7Bkey_id%7D",
+                &t.admin_key,
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        body["count"] == 1
+            && body["records"][0]["key_id"] == "root"
+            && body["records"][0]["detail"]
+                .as_str()
+                .is_some_and(|d| d.contains(&ci_id))
+    })
+    .await;
+    let issued: Value = app
+        .get(
+            "/api/v1/audit?operation=POST%20/api/v1/admin/tenants/%7Btenant_id%7D/keys",
+            &t.admin_key,
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(issued["count"], 1, "{issued}");
+    assert!(
+        issued["records"][0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("ingest, read"),
+        "{issued}"
+    );
+
+    // Time window: only what came after it (two creates and the revocation).
+    let encoded = window.replace('+', "%2B");
+    let recent: Value = app
+        .get(&format!("/api/v1/audit?start_time={encoded}"), &t.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ops: Vec<&str> = recent["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["operation"].as_str().unwrap())
+        .collect();
+    assert!(
+        ops.iter()
+            .filter(|o| **o == "POST /api/v1/events/create")
+            .count()
+            == 2,
+        "{ops:?}"
+    );
+    let before: Value = app
+        .get(&format!("/api/v1/audit?end_time={encoded}"), &t.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        before["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["at"].as_str().unwrap() <= window.as_str()),
+        "{before}"
+    );
+
+    // Paging: two at a time, newest first, every record once.
+    let all: Value = app
+        .get("/api/v1/audit?limit=1000", &t.admin_key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let everything: Vec<String> = all["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(everything.len() >= 7, "{all}");
+    assert_eq!(all["has_more"], false);
+    let mut paged = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => "/api/v1/audit?limit=2".to_string(),
+            Some(c) => format!("/api/v1/audit?limit=2&cursor={c}"),
+        };
+        let page: Value = app.get(&path, &t.admin_key).await.json().await.unwrap();
+        paged.extend(
+            page["records"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["request_id"].as_str().unwrap().to_string()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(page["has_more"], true);
+                cursor = Some(c.to_string());
+            }
+            None => break,
+        }
+    }
+    // Listings audited after the full one are newer: they can only open the
+    // walk, which then holds the full listing in order, each record once.
+    assert!(paged.ends_with(&everything), "{paged:?} vs {everything:?}");
+    let unique: std::collections::HashSet<&String> = paged.iter().collect();
+    assert_eq!(unique.len(), paged.len(), "no record twice");
+
+    let res = app.get("/api/v1/audit?cursor=soon", &t.admin_key).await;
+    assert_eq!(res.status(), 400);
+    let problem: Value = res.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["field"], "/cursor", "{problem}");
 }
