@@ -83,6 +83,10 @@ pub struct Config {
     /// `HERALD_NATS_DUPLICATE_WINDOW_SECS`: how long JetStream drops
     /// repeated message ids (repeats after a crash mid-publish).
     pub nats_duplicate_window_secs: u64,
+    /// `HERALD_SHUTDOWN_GRACE_SECS`: on SIGTERM, how long in-flight requests
+    /// may take to finish before their connections are closed (work already
+    /// handed to the store still commits).
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for Config {
@@ -110,6 +114,7 @@ impl Default for Config {
             nats_max_age_secs: 7 * 24 * 3600,
             nats_max_bytes: 0,
             nats_duplicate_window_secs: 600,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -151,7 +156,12 @@ pub const ENV_VARS: &[&str] = &[
     "HERALD_NATS_MAX_AGE_SECS",
     "HERALD_NATS_MAX_BYTES",
     "HERALD_NATS_DUPLICATE_WINDOW_SECS",
+    "HERALD_SHUTDOWN_GRACE_SECS",
 ];
+
+/// `HERALD_*` names that belong to Herald's test suite and bench tool, not
+/// to the server.
+const OTHER_TOOLS: &[&str] = &["HERALD_TEST_", "HERALD_BENCH_"];
 
 impl Config {
     /// Loads the layers. `file` is `--config`; without it `./herald.toml` is
@@ -168,15 +178,17 @@ impl Config {
             default.exists().then_some(default)
         }) {
             None => Config::default(),
+            // A file that cannot be used is one problem among the others:
+            // the rest is still checked over the defaults.
             Some(path) => match std::fs::read_to_string(&path) {
                 Err(e) => {
-                    return Err(ConfigError(vec![format!(
-                        "cannot read {}: {e}",
-                        path.display()
-                    )]));
+                    problems.push(format!("cannot read {}: {e}", path.display()));
+                    Config::default()
                 }
-                Ok(text) => toml::from_str(&text)
-                    .map_err(|e| ConfigError(vec![format!("{}: {e}", path.display())]))?,
+                Ok(text) => toml::from_str(&text).unwrap_or_else(|e| {
+                    problems.push(format!("{}: {e}", path.display()));
+                    Config::default()
+                }),
             },
         };
 
@@ -216,8 +228,13 @@ impl Config {
                 "NATS_DUPLICATE_WINDOW_SECS" => {
                     set(parse_into(&value, &mut config.nats_duplicate_window_secs))
                 }
-                // Read by other parts (tests, later backends); not ours to refuse.
-                _ => {}
+                "SHUTDOWN_GRACE_SECS" => set(parse_into(&value, &mut config.shutdown_grace_secs)),
+                _ if OTHER_TOOLS.iter().any(|p| name.starts_with(p)) => {}
+                // A misspelt setting would otherwise be silently ignored.
+                _ => problems.push(format!(
+                    "{name}: not a Herald setting{}",
+                    closest(&name).map_or(String::new(), |c| format!(" (did you mean {c}?)"))
+                )),
             }
         }
 
@@ -333,6 +350,32 @@ impl Config {
     }
 }
 
+/// The known variable nearest to a misspelt one (edit distance ≤ 3).
+fn closest(name: &str) -> Option<&'static str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(here + 1);
+                prev = here;
+            }
+        }
+        row[b.len()]
+    }
+    ENV_VARS
+        .iter()
+        .map(|v| (distance(name, v), *v))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, v)| v)
+}
+
 fn parse_into<T: std::str::FromStr>(s: &str, slot: &mut T) -> Result<(), String>
 where
     T::Err: std::fmt::Display,
@@ -394,6 +437,27 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.0.len(), 3, "{err}");
+
+        // A broken file, a misspelt variable and a bad value: all named.
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nmax_batch_evnts = 10\n").unwrap();
+        let err = Config::load(
+            Some(&file),
+            env(&[
+                ("HERALD_DATABSE_URL", "postgres://x@y/z"),
+                ("HERALD_LOG", "xml"),
+                ("HERALD_TEST_NATS_URL", "nats://127.0.0.1:4222"),
+            ]),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.0[0].contains("max_batch_evnts"), "{err}");
+        assert!(
+            err.0
+                .iter()
+                .any(|p| p.contains("did you mean HERALD_DATABASE_URL?")),
+            "{err}"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

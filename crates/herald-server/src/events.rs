@@ -34,9 +34,16 @@ use crate::problem::ApiError;
 pub struct EventResponse<'a> {
     #[serde(flatten)]
     pub event: &'a CanonicalEvent,
-    /// Seed 003's top-level `user_id` (= `actor.user_id`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Seed 003's top-level `user_id` (= `actor.user_id`); `null` when none.
     pub user_id: Option<&'a str>,
+    /// Seed 003's answer always has `event_category`: `null` here when the
+    /// event has none (the canonical event then leaves the key out).
+    #[serde(
+        rename = "event_category",
+        skip_serializing_if = "std::ops::Not::not",
+        serialize_with = "null"
+    )]
+    pub no_event_category: bool,
     /// Seed 003's `created_at` (= `processing_timestamp`).
     pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +60,7 @@ impl<'a> EventResponse<'a> {
             event,
             // As stored in the `user_id` column: empty means none.
             user_id: event.user_id().filter(|u| !u.is_empty()),
+            no_event_category: event.event_category.is_none(),
             created_at: event.processing_timestamp,
             processed_at: None,
             processing_ms: None,
@@ -67,6 +75,10 @@ impl<'a> EventResponse<'a> {
             ..Self::new(&s.event, &[])
         }
     }
+}
+
+fn null<S: serde::Serializer>(_: &bool, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_none()
 }
 
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {

@@ -19,7 +19,7 @@ pub mod settings;
 pub mod worker;
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,7 +30,7 @@ use herald_core::{EmailHasher, EventProcessor, Limits, TenantId};
 use herald_registry::{Registry, ValidatorCache};
 use herald_store::{Store, StoreError, TenantSettings};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
 
 pub use config::Config;
 
@@ -460,10 +460,32 @@ pub async fn run(
         )));
     }
     let store = app.store.clone();
+    let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "herald listening");
-    let served = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
+    let serve = axum::serve(listener, router(app))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stopping_tx.send(());
+        })
+        .into_future();
+    // A client that never finishes its request must not hold the process
+    // up forever: after the grace period its connection is closed. Nothing
+    // it sent was acknowledged, so nothing acknowledged is lost.
+    let deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    let served = tokio::select! {
+        served = serve => served,
+        () = deadline => {
+            tracing::warn!(grace_secs = grace.as_secs(), "requests still in flight after the shutdown grace period; closing their connections");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
     for task in tasks {
         let _ = task.await;

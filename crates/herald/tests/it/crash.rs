@@ -1,6 +1,8 @@
 //! The durability promise, tested on the real binary: concurrent writers,
 //! `SIGKILL` mid-flight, restart on the same data dir, and every
-//! acknowledged event present exactly once, by the payload's own identity.
+//! acknowledged event present exactly once, by the payload's own identity
+//! and under the event id it was acknowledged with; idempotency keys hold
+//! across the kill.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,12 +38,12 @@ async fn sigkill_loses_no_acknowledged_event() {
         let (client, base, key) = (client.clone(), base.clone(), key.clone());
         let (acked, running) = (acked.clone(), running.clone());
         writers.push(tokio::spawn(async move {
-            let mut ids: Vec<Identity> = Vec::new();
+            let mut ids: Vec<(Identity, String)> = Vec::new();
             // Bounded: at most 400 requests per writer; stops at the first failure (the kill).
             for i in 0..400u64 {
                 let single = i % 3 != 0;
                 let body = if single {
-                    json!({"event_type": "crash.test", "category": "system", "data": {"w": w, "i": i}})
+                    json!({"event_type": "crash.test", "category": "system", "idempotency_key": format!("crash-{w}-{i}"), "data": {"w": w, "i": i}})
                 } else {
                     json!({"events": (0..5).map(|j| json!({"event_type": "crash.batch", "category": "system", "data": {"w": w, "i": i, "j": j}})).collect::<Vec<_>>()})
                 };
@@ -54,10 +56,11 @@ async fn sigkill_loses_no_acknowledged_event() {
                     break;
                 }
                 let Ok(v) = res.json::<Value>().await else { break };
+                let ack = |e: &Value| (identity(&e["data"]), e["event_id"].as_str().expect("event_id").to_string());
                 if single {
-                    ids.push(identity(&v["data"]));
+                    ids.push(ack(&v));
                 } else {
-                    ids.extend(v["results"].as_array().unwrap().iter().map(|r| identity(&r["event"]["data"])));
+                    ids.extend(v["results"].as_array().unwrap().iter().map(|r| ack(&r["event"])));
                 }
                 acked.fetch_add(1, Ordering::Relaxed);
             }
@@ -95,29 +98,60 @@ async fn sigkill_loses_no_acknowledged_event() {
 
     let (_child, base) = start(dir.path()).await;
     let events = binary::all_events(&client, &base, &key).await;
-    let mut stored: HashMap<Identity, usize> = HashMap::new();
+    let mut stored: HashMap<Identity, Vec<String>> = HashMap::new();
     for e in &events {
-        *stored.entry(identity(&e["data"])).or_default() += 1;
+        stored
+            .entry(identity(&e["data"]))
+            .or_default()
+            .push(e["event_id"].as_str().unwrap().to_string());
     }
-    let missing: Vec<&Identity> = acked_ids
+    let missing: Vec<&(Identity, String)> = acked_ids
         .iter()
-        .filter(|id| !stored.contains_key(*id))
+        .filter(|(id, event_id)| stored.get(id).is_none_or(|ids| !ids.contains(event_id)))
         .collect();
     assert!(
         missing.is_empty(),
-        "{} acknowledged events lost after SIGKILL, e.g. (writer, i, j) = {:?}",
+        "{} acknowledged events lost after SIGKILL (or stored under another id), e.g. ((writer, i, j), event_id) = {:?}",
         missing.len(),
         missing.first()
     );
-    let twice: Vec<(&Identity, &usize)> = stored.iter().filter(|(_, n)| **n > 1).collect();
+    let twice: Vec<(&Identity, &Vec<String>)> =
+        stored.iter().filter(|(_, ids)| ids.len() > 1).collect();
     assert!(
         twice.is_empty(),
         "payloads stored more than once, e.g. {:?}",
         twice.first()
     );
+
+    // Idempotency keys survive the kill: a retry of an acknowledged event
+    // answers 200 with the first event's id and stores nothing.
+    let singles: Vec<&(Identity, String)> = acked_ids
+        .iter()
+        .filter(|((_, _, j), _)| j.is_none())
+        .take(200)
+        .collect();
+    assert!(!singles.is_empty());
+    for ((w, i, _), event_id) in &singles {
+        let res = client
+            .post(format!("{base}/api/v1/events/create"))
+            .bearer_auth(&key)
+            .json(&json!({"event_type": "crash.test", "category": "system", "idempotency_key": format!("crash-{w}-{i}"), "data": {"w": w, "i": i}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "retry of ({w}, {i}) after the kill");
+        let v: Value = res.json().await.unwrap();
+        assert_eq!(v["event_id"].as_str(), Some(event_id.as_str()));
+    }
+    assert_eq!(
+        binary::all_events(&client, &base, &key).await.len(),
+        events.len(),
+        "retries stored nothing"
+    );
     eprintln!(
-        "crash test: {} acknowledged, {} stored after restart",
+        "crash test: {} acknowledged, {} stored after restart, {} retried",
         acked_ids.len(),
-        stored.len()
+        stored.len(),
+        singles.len()
     );
 }

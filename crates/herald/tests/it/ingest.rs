@@ -63,6 +63,21 @@ async fn create_returns_201_with_seed_003_and_canonical_fields() {
         .unwrap();
     assert_eq!(got["event_id"], e["event_id"]);
     assert_eq!(got["data"], e["data"]);
+
+    // Seed 003's shape holds for a bare event too: the keys are there, null.
+    let (status, bare) = app
+        .create(
+            &t.admin_key,
+            &json!({"event_type": "x", "category": "system"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{bare}");
+    for field in ["event_category", "user_id"] {
+        assert!(
+            bare.as_object().unwrap().get(field) == Some(&Value::Null),
+            "{field} should be null: {bare}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -193,3 +193,57 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0() {
         missing.first()
     );
 }
+
+/// A client that never sends its body cannot hold the process up: after
+/// `HERALD_SHUTDOWN_GRACE_SECS` its connection is closed and Herald exits 0,
+/// with the events it acknowledged before still there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_is_cut_off_after_the_grace_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, base) =
+        binary::start_with(dir.path(), &[("HERALD_SHUTDOWN_GRACE_SECS", "1".into())]).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let client = reqwest::Client::new();
+    let key = binary::tenant(&client, &base, "stall").await;
+    let res = client
+        .post(format!("{base}/api/v1/events/create"))
+        .bearer_auth(&key)
+        .json(&json!({"event_type": "before", "category": "system"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let acked: Value = res.json().await.unwrap();
+
+    let body = json!({"event_type": "stalled", "category": "system"});
+    let mut stalled = begin(&addr, &key, "/api/v1/events/create", &body).await;
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(WITHIN, child.wait())
+        .await
+        .expect("a stalled client held herald up past the grace period")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "exit status {exit}");
+    // The stalled request was never answered: its connection just closed.
+    let mut rest = Vec::new();
+    let _ = stalled.stream.read_to_end(&mut rest).await;
+    assert!(
+        !String::from_utf8_lossy(&rest).contains("HTTP/1.1 2"),
+        "{rest:?}"
+    );
+
+    let (_child, base) = start(dir.path()).await;
+    let events = binary::all_events(&client, &base, &key).await;
+    let types: Vec<&str> = events
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["before"], "acknowledged kept, unsent never stored");
+    assert_eq!(events[0]["event_id"], acked["event_id"]);
+}
