@@ -39,9 +39,12 @@ fn schemas() -> Value {
             "description": "Aliases: action/type/event/pattern → event_type; message_id/messageId → idempotency_key. Unknown keys are kept under metadata.unknown_fields with a warning." },
         "EventResponse": { "type": "object", "required": ["event_id", "tenant_id", "event_type", "category", "event_source", "timestamp", "processing_timestamp", "status", "created_at"], "properties": {
             "event_id": { "type": "string", "format": "uuid" }, "tenant_id": s("string"), "event_type": s("string"),
-            "category": category, "event_category": event_category, "event_source": source,
+            "category": category, "event_category": { "anyOf": [event_category, { "type": "null" }] }, "event_source": source,
             "timestamp": { "type": "string", "format": "date-time" }, "processing_timestamp": { "type": "string", "format": "date-time" },
-            "created_at": { "type": "string", "format": "date-time" }, "user_id": s("string"), "status": status,
+            "created_at": { "type": "string", "format": "date-time" }, "user_id": { "type": ["string", "null"] }, "status": status,
+            "processed_at": { "type": "string", "format": "date-time", "description": "when processing finished (absent while pending)" },
+            "processing_ms": { "type": "number", "description": "how long processing took" },
+            "schema_version": { "type": "integer", "description": "the definition version data was validated against" },
             "actor": string_map, "object": string_map, "correlation": string_map, "outcome": string_map,
             "evidence": string_map, "context": string_map, "data": {}, "metadata": string_map,
             "stream_id": s("string"), "stream_version": s("integer"), "idempotency_key": s("string"),
@@ -61,14 +64,24 @@ fn schemas() -> Value {
             "limit": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 }, "offset": s("integer"), "cursor": s("string"),
             "track_total": { "type": "boolean", "default": false, "description": "count every match; otherwise total stops at 10000 with total_relation gte" } } },
         "EventQueryResponse": { "type": "object", "properties": { "events": { "type": "array", "items": { "$ref": "#/components/schemas/EventResponse" } },
-            "total": s("integer"), "total_relation": enum_of(vec!["eq", "gte"]), "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"] } } },
-        "AuditResponse": { "type": "object", "properties": { "count": s("integer"), "records": { "type": "array", "items": string_map } } },
+            "total": s("integer"), "total_relation": enum_of(vec!["eq", "gte"]), "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"] },
+            "limit": s("integer"), "offset": s("integer") } },
+        "AuditResponse": { "type": "object", "properties": { "count": s("integer"), "has_more": s("boolean"),
+            "next_cursor": { "type": ["string", "null"], "description": "pass as `cursor` for the next (older) page" },
+            "records": { "type": "array", "items": { "$ref": "#/components/schemas/AuditRecord" } } } },
+        "AuditRecord": { "type": "object", "required": ["at", "operation", "resource", "outcome", "status_code", "request_id", "duration_us"], "properties": {
+            "at": { "type": "string", "format": "date-time" }, "tenant_id": { "type": ["string", "null"] }, "key_id": { "type": ["string", "null"] },
+            "operation": s("string"), "resource": s("string"),
+            "outcome": enum_of(vec!["success", "denied", "rejected", "error", "security_violation"]),
+            "status_code": s("integer"), "request_id": s("string"), "duration_us": s("integer"), "detail": s("string") } },
         "TenantCreateRequest": { "type": "object", "required": ["name"], "properties": { "name": s("string"), "tenant_id": s("string") } },
-        "TenantCreated": { "type": "object", "properties": { "tenant_id": s("string"), "name": s("string"), "api_key": s("string"), "key_id": s("string"), "scopes": { "type": "array" } } },
+        "TenantCreated": { "type": "object", "properties": { "tenant_id": s("string"), "name": s("string"), "api_key": s("string"), "key_id": s("string"),
+            "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
         "KeyCreateRequest": { "type": "object", "required": ["name", "scopes"], "properties": { "name": s("string"),
             "scopes": { "type": "array", "items": enum_of(vec!["ingest", "read", "manage", "collect"]) } } },
-        "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "api_key": s("string"), "scopes": { "type": "array" } } },
-        "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string") } },
+        "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "tenant_id": s("string"), "name": s("string"), "api_key": s("string"),
+            "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
+        "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "store": enum_of(vec!["sqlite", "postgres"]) } },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
     });
@@ -102,13 +115,23 @@ fn schemas() -> Value {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let mut op = json!({
-            "summary": r.summary,
-            "responses": {
-                r.success.0.to_string(): { "description": "success", "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{}", r.success.1) } } } },
-                "default": { "description": "problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } },
-            },
-        });
+        let mut responses: Map<String, Value> = r
+            .success
+            .iter()
+            .map(|(status, schema, when)| {
+                let body = if *schema == "Empty" {
+                    json!({ "description": when })
+                } else {
+                    json!({ "description": when, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+                };
+                (status.to_string(), body)
+            })
+            .collect();
+        responses.insert(
+            "default".into(),
+            json!({ "description": "problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
+        );
+        let mut op = json!({ "summary": r.summary, "responses": responses });
         if let Some(scope) = r.scope {
             op["security"] = json!([{ "bearer": [] }]);
             op["x-herald-scope"] = json!(scope);

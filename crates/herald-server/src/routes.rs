@@ -54,7 +54,8 @@ pub struct Route {
     /// Query parameters: the same slice the handler parses with.
     pub query: &'static [Param],
     pub request: Option<&'static str>,
-    pub success: (u16, &'static str),
+    /// Every non-error answer: status, schema, and when it is given.
+    pub success: &'static [(u16, &'static str, &'static str)],
 }
 
 impl Route {
@@ -91,7 +92,7 @@ pub const ROUTES: &[Route] = &[
         scope: None,
         query: &[],
         request: None,
-        success: (200, "Health"),
+        success: &[(200, "Health", "success")],
     },
     Route {
         method: Method::Get,
@@ -101,7 +102,7 @@ pub const ROUTES: &[Route] = &[
         scope: None,
         query: &[],
         request: None,
-        success: (200, "Object"),
+        success: &[(200, "Object", "success")],
     },
     Route {
         method: Method::Post,
@@ -111,7 +112,14 @@ pub const ROUTES: &[Route] = &[
         scope: Some("ingest"),
         query: &[],
         request: Some("EventCreateRequest"),
-        success: (201, "EventResponse"),
+        success: &[
+            (201, "EventResponse", "stored"),
+            (
+                200,
+                "EventResponse",
+                "a repeat of an idempotency_key: the first event, nothing stored",
+            ),
+        ],
     },
     Route {
         method: Method::Post,
@@ -121,7 +129,18 @@ pub const ROUTES: &[Route] = &[
         scope: Some("ingest"),
         query: &[],
         request: Some("BatchRequest"),
-        success: (201, "BatchResponse"),
+        success: &[
+            (
+                201,
+                "BatchResponse",
+                "every item stored (or a repeat of an earlier one)",
+            ),
+            (
+                207,
+                "BatchResponse",
+                "some items rejected; each result says which and why",
+            ),
+        ],
     },
     Route {
         method: Method::Get,
@@ -131,7 +150,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("read"),
         query: &[],
         request: None,
-        success: (200, "EventResponse"),
+        success: &[(200, "EventResponse", "success")],
     },
     Route {
         method: Method::Post,
@@ -141,7 +160,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("read"),
         query: &[],
         request: Some("EventQueryRequest"),
-        success: (200, "EventQueryResponse"),
+        success: &[(200, "EventQueryResponse", "success")],
     },
     Route {
         method: Method::Get,
@@ -151,7 +170,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("read"),
         query: definitions::LIST_PARAMS,
         request: None,
-        success: (200, "EventDefinitionList"),
+        success: &[(200, "EventDefinitionList", "success")],
     },
     Route {
         method: Method::Post,
@@ -161,7 +180,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("manage"),
         query: &[],
         request: Some("EventDefinitionRequest"),
-        success: (201, "EventDefinition"),
+        success: &[(201, "EventDefinition", "success")],
     },
     Route {
         method: Method::Get,
@@ -171,7 +190,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("read"),
         query: definitions::GET_PARAMS,
         request: None,
-        success: (200, "EventDefinition"),
+        success: &[(200, "EventDefinition", "success")],
     },
     Route {
         method: Method::Put,
@@ -181,7 +200,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("manage"),
         query: definitions::UPDATE_PARAMS,
         request: Some("EventDefinitionRequest"),
-        success: (200, "EventDefinition"),
+        success: &[(200, "EventDefinition", "success")],
     },
     Route {
         method: Method::Get,
@@ -191,7 +210,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("read"),
         query: &[],
         request: None,
-        success: (200, "Settings"),
+        success: &[(200, "Settings", "success")],
     },
     Route {
         method: Method::Put,
@@ -201,7 +220,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("manage"),
         query: &[],
         request: Some("Settings"),
-        success: (200, "Settings"),
+        success: &[(200, "Settings", "success")],
     },
     Route {
         method: Method::Get,
@@ -211,7 +230,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("manage"),
         query: admin::AUDIT_PARAMS,
         request: None,
-        success: (200, "AuditResponse"),
+        success: &[(200, "AuditResponse", "success")],
     },
     Route {
         method: Method::Post,
@@ -221,7 +240,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("root"),
         query: &[],
         request: Some("TenantCreateRequest"),
-        success: (201, "TenantCreated"),
+        success: &[(201, "TenantCreated", "success")],
     },
     Route {
         method: Method::Post,
@@ -231,7 +250,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("root"),
         query: &[],
         request: Some("KeyCreateRequest"),
-        success: (201, "KeyCreated"),
+        success: &[(201, "KeyCreated", "success")],
     },
     Route {
         method: Method::Delete,
@@ -241,7 +260,7 @@ pub const ROUTES: &[Route] = &[
         scope: Some("root"),
         query: &[],
         request: None,
-        success: (204, "Empty"),
+        success: &[(204, "Empty", "success")],
     },
 ];
 

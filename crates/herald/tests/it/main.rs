@@ -7,6 +7,7 @@ mod crash;
 mod helpers;
 mod ingest;
 mod nats;
+mod openapi;
 mod problems;
 mod query;
 mod registry;

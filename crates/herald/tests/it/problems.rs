@@ -69,7 +69,7 @@ async fn bodies_of_the_wrong_shape_name_the_field_that_is_wrong() {
             "POST",
             "/api/v1/events/batch",
             r#"{"evnts": []}"#,
-            &["/events"],
+            &["/events", "/evnts"],
         ),
         ("POST", "/api/v1/events/batch", r#""x""#, &[""]),
         ("POST", "/api/v1/events/query", "[]", &[""]),

@@ -1,0 +1,356 @@
+//! The OpenAPI document describes what the server really answers: real
+//! answers of every route (successes and problems) are validated against
+//! the schema the document gives for that route and status, with every
+//! documented object closed, so an undocumented field or a wrong type fails.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// The document with every object that lists its properties closed to
+/// others, as a JSON Schema root that `$ref`s can resolve against.
+fn strict(doc: &Value) -> Value {
+    fn close(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if m.get("type") == Some(&json!("object"))
+                    && m.contains_key("properties")
+                    && !m.contains_key("additionalProperties")
+                {
+                    m.insert("additionalProperties".into(), json!(false));
+                }
+                m.values_mut().for_each(close);
+            }
+            Value::Array(a) => a.iter_mut().for_each(close),
+            _ => {}
+        }
+    }
+    let mut doc = doc.clone();
+    close(&mut doc["components"]);
+    doc
+}
+
+struct Checker {
+    doc: Value,
+    checked: Vec<String>,
+    /// Answers that do not match, all reported at the end.
+    mismatches: Vec<String>,
+}
+
+impl Checker {
+    /// Checks one real answer against the document's schema for it.
+    async fn check(&mut self, method: &str, route: &str, res: reqwest::Response) -> Value {
+        let status = res.status().as_u16();
+        let media = res.headers()["content-type"].to_str().unwrap().to_string();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        let responses = &self.doc["paths"][route][method]["responses"];
+        assert!(
+            responses.is_object(),
+            "{method} {route} is not in the document"
+        );
+        let (answer, documented) = match responses.get(status.to_string()) {
+            Some(a) => (a, "application/json"),
+            None => (&responses["default"], "application/problem+json"),
+        };
+        assert!(
+            status < 300 || documented == "application/problem+json",
+            "{method} {route} answered {status}, which the document does not list"
+        );
+        assert_eq!(media, documented, "{method} {route} {status}");
+        let schema_ref = answer["content"][documented]["schema"]["$ref"]
+            .as_str()
+            .unwrap();
+        let mut root = self.doc.clone();
+        root["$ref"] = json!(schema_ref);
+        let validator = jsonschema::validator_for(&root).expect("the document compiles");
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .take(5)
+            .collect();
+        if !errors.is_empty() {
+            self.mismatches.push(format!(
+                "{method} {route} {status}: the answer does not match {schema_ref}: {errors:#?}\n{body}"
+            ));
+        }
+        self.checked.push(format!("{method} {route} {status}"));
+        body
+    }
+}
+
+#[tokio::test]
+async fn every_real_answer_matches_the_documented_schema() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/api/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut c = Checker {
+        doc: strict(&doc),
+        checked: Vec::new(),
+        mismatches: Vec::new(),
+    };
+    let post = |path: &str, key: &str, body: Value| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let get = |path: &str, key: &str| app.client.get(app.url(path)).bearer_auth(key).send();
+
+    c.check(
+        "get",
+        "/health",
+        app.client.get(app.url("/health")).send().await.unwrap(),
+    )
+    .await;
+    let tenant = c
+        .check(
+            "post",
+            "/api/v1/admin/tenants",
+            post("/api/v1/admin/tenants", ROOT_KEY, json!({"name": "Acme"}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    let (tid, admin) = (
+        tenant["tenant_id"].as_str().unwrap().to_string(),
+        tenant["api_key"].as_str().unwrap().to_string(),
+    );
+    let keys = format!("/api/v1/admin/tenants/{tid}/keys");
+    let key = c
+        .check(
+            "post",
+            "/api/v1/admin/tenants/{tenant_id}/keys",
+            post(&keys, ROOT_KEY, json!({"name": "ci", "scopes": ["read"]}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    let revoke = format!("{keys}/{}", key["key_id"].as_str().unwrap());
+    let res = app
+        .client
+        .delete(app.url(&revoke))
+        .bearer_auth(ROOT_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+
+    // Events: a full one, a bare one, a repeat, a batch with a bad item.
+    let full = json!({
+        "event_type": "checkout_started", "category": "business", "event_category": "order",
+        "user_id": "u1", "idempotency_key": "k1", "stream_id": "order:1",
+        "actor": {"email": "a@example.com", "role": "buyer"}, "object": {"order_id": "o1"},
+        "correlation": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"},
+        "outcome": {"status": "failure", "error_code": "E1", "message": "declined"},
+        "evidence": {"github": {"commit_sha": "abc"}, "log_references": ["l1"]},
+        "context": {"service": "api", "endpoint": "/cart"}, "data": {"amount": 3},
+        "metadata": {"m": 1}, "surprise": true
+    });
+    let created = c
+        .check(
+            "post",
+            "/api/v1/events/create",
+            post("/api/v1/events/create", &admin, full.clone())
+                .await
+                .unwrap(),
+        )
+        .await;
+    c.check(
+        "post",
+        "/api/v1/events/create",
+        post("/api/v1/events/create", &admin, full).await.unwrap(),
+    )
+    .await;
+    c.check(
+        "post",
+        "/api/v1/events/create",
+        post(
+            "/api/v1/events/create",
+            &admin,
+            json!({"event_type": "x", "category": "system"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    for bad in [
+        json!({"category": "finance"}),
+        json!({"event_type": "x", "category": "system", "data": "a".repeat(70_000)}),
+    ] {
+        c.check(
+            "post",
+            "/api/v1/events/create",
+            post("/api/v1/events/create", &admin, bad).await.unwrap(),
+        )
+        .await;
+    }
+    c.check(
+        "post",
+        "/api/v1/events/batch",
+        post(
+            "/api/v1/events/batch",
+            &admin,
+            json!([{"event_type": "y", "category": "system"}]),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    c.check(
+        "post",
+        "/api/v1/events/batch",
+        post(
+            "/api/v1/events/batch",
+            &admin,
+            json!({"events": [{"event_type": "y", "category": "system"}, {"category": "nope"}]}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let id = created["event_id"].as_str().unwrap();
+    c.check(
+        "get",
+        "/api/v1/events/{event_id}",
+        get(&format!("/api/v1/events/{id}"), &admin).await.unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/events/{event_id}",
+        get("/api/v1/events/nope", &admin).await.unwrap(),
+    )
+    .await;
+    c.check(
+        "post",
+        "/api/v1/events/query",
+        post("/api/v1/events/query", &admin, json!({"limit": 2}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "post",
+        "/api/v1/events/query",
+        post("/api/v1/events/query", "hk_nope", json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // Definitions and settings.
+    let def = json!({"event_type": "order.created", "category": "business", "name": "Order created",
+        "payload_schema": {"type": "object", "properties": {"amount": {"type": "number"}}},
+        "allowed_sources": ["backend"], "examples": [{"amount": 1}], "ui": {"icon": "cart"}});
+    let registered = c
+        .check(
+            "post",
+            "/api/v1/event-definitions",
+            post("/api/v1/event-definitions", &admin, def)
+                .await
+                .unwrap(),
+        )
+        .await;
+    let def_id = registered["id"].as_str().unwrap().to_string();
+    c.check(
+        "put",
+        "/api/v1/event-definitions/{id}",
+        app.client
+            .put(app.url(&format!("/api/v1/event-definitions/{def_id}")))
+            .bearer_auth(&admin)
+            .json(&json!({"event_type": "order.created", "category": "business",
+                "payload_schema": {"type": "object", "properties": {"amount": {"type": "number"}}, "required": ["amount"]}}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/event-definitions/{id}",
+        get(&format!("/api/v1/event-definitions/{def_id}"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/event-definitions",
+        get("/api/v1/event-definitions?limit=3", &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/settings",
+        get("/api/v1/settings", &admin).await.unwrap(),
+    )
+    .await;
+    c.check(
+        "put",
+        "/api/v1/settings",
+        app.client
+            .put(app.url("/api/v1/settings"))
+            .bearer_auth(&admin)
+            .json(&json!({"validation_mode": "strict"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // The audit trail, once the requests above are in it.
+    app.eventually("the requests are audited", || async {
+        let body: Value = get("/api/v1/audit", &admin)
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        body["count"].as_u64().unwrap_or(0) >= 10
+    })
+    .await;
+    c.check(
+        "get",
+        "/api/v1/audit",
+        get("/api/v1/audit?limit=3", &admin).await.unwrap(),
+    )
+    .await;
+
+    // Every route of the document was exercised at least once.
+    let routes: Vec<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| format!("{m} {path}"))
+        })
+        .collect();
+    let missed: Vec<&String> = routes
+        .iter()
+        .filter(|r| {
+            !c.checked
+                .iter()
+                .any(|done| done.starts_with(&format!("{r} ")))
+                && ![
+                    "get /api/openapi.json",
+                    "delete /api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
+                ]
+                .contains(&r.as_str())
+        })
+        .collect();
+    assert!(missed.is_empty(), "routes never checked: {missed:?}");
+    assert!(c.mismatches.is_empty(), "{}", c.mismatches.join("\n\n"));
+}
