@@ -106,7 +106,21 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
     req.extensions_mut().insert(slot.clone());
     req.extensions_mut().insert(RequestId(request_id.clone()));
 
-    let mut res = next.run(req).await;
+    // Every log line written while the request runs carries its request id
+    // and, when the caller sent W3C trace context, its trace id.
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(herald_core::normalize::TraceParent::parse)
+        .map(|t| t.trace_id);
+    let span =
+        tracing::info_span!("request", request_id = %request_id, trace_id = tracing::field::Empty);
+    if let Some(t) = &trace_id {
+        span.record("trace_id", t.as_str());
+    }
+    let mut res = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let _entered = span.enter();
 
     let status = res.status().as_u16();
     if let Ok(v) = HeaderValue::from_str(&request_id) {
@@ -120,7 +134,7 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
         _ => "error",
     });
     let duration_us = started.elapsed().as_micros() as u64;
-    tracing::info!(request_id = %request_id, %operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
+    tracing::info!(%operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
     if operation != "GET /health" {
         app.store.record_audit(AuditRecord {
             at: Timestamp::now(),

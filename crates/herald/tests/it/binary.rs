@@ -24,6 +24,15 @@ pub async fn start(dir: &std::path::Path) -> (Child, String) {
 
 /// The same with more `HERALD_*` settings.
 pub async fn start_with(dir: &std::path::Path, env: &[(&str, String)]) -> (Child, String) {
+    start_logging(dir, env, Stdio::null()).await
+}
+
+/// The same, its log (stderr) going to `log`.
+pub async fn start_logging(
+    dir: &std::path::Path,
+    env: &[(&str, String)],
+    log: Stdio,
+) -> (Child, String) {
     let port = free_port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -32,7 +41,7 @@ pub async fn start_with(dir: &std::path::Path, env: &[(&str, String)]) -> (Child
         .env("HERALD_LOG_LEVEL", "warn")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .kill_on_drop(true)
         .spawn()
         .expect("start herald");

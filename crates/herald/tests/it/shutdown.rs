@@ -247,3 +247,62 @@ async fn a_stalled_client_is_cut_off_after_the_grace_period() {
     assert_eq!(types, ["before"], "acknowledged kept, unsent never stored");
     assert_eq!(events[0]["event_id"], acked["event_id"]);
 }
+
+/// `HERALD_LOG=json`: every line is a JSON object, and the lines a request
+/// writes carry its request id and W3C trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_carry_the_request_and_trace_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("herald.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let data = dir.path().join("data");
+    let (mut child, base) = binary::start_logging(
+        &data,
+        &[
+            ("HERALD_LOG", "json".into()),
+            ("HERALD_LOG_LEVEL", "info".into()),
+        ],
+        log.into(),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let key = binary::tenant(&client, &base, "logs").await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let res = client
+        .post(format!("{base}/api/v1/events/create"))
+        .bearer_auth(&key)
+        .header("x-request-id", "req-log-1")
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(&json!({"event_type": "logged", "category": "system"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let pid = child.id().expect("running").to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let exit = tokio::time::timeout(WITHIN, child.wait())
+        .await
+        .expect("exit after SIGTERM")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0));
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{text}");
+    let request = lines
+        .iter()
+        .find(|l| l["span"]["request_id"] == "req-log-1")
+        .unwrap_or_else(|| panic!("no line of request req-log-1: {text}"));
+    assert_eq!(request["span"]["trace_id"], trace, "{request}");
+    assert_eq!(request["fields"]["status"], 201, "{request}");
+    assert_eq!(request["fields"]["operation"], "POST /api/v1/events/create");
+}
