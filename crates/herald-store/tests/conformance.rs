@@ -1,6 +1,8 @@
 //! The store conformance suite: the behaviour every backend must show,
 //! written against the `Store` contract only. Each test runs once per
-//! backend through `for_each_backend` (SQLite now; PostgreSQL joins it).
+//! backend through `backends()`: SQLite always, PostgreSQL when
+//! `HERALD_TEST_DATABASE_URL` is set (mandatory in CI). Tests named
+//! `postgres_*` cover what only the shared backend has.
 
 use herald_core::correlation::CorrelationKey;
 use herald_core::{
@@ -30,14 +32,26 @@ fn sqlite() -> Backend {
 
 /// The PostgreSQL every backend test runs against, from
 /// `HERALD_TEST_DATABASE_URL` (`.ci/run` sets it). Without it the
-/// PostgreSQL half of the suite is skipped, and says so.
+/// PostgreSQL half of the suite is skipped, and says so on stderr itself:
+/// libtest captures `eprintln!` of passing tests, so a skip written that way
+/// would never be seen. Under CI (`CI` set) a missing URL fails the test.
 fn pg_url() -> Option<String> {
+    use std::io::Write;
     match std::env::var("HERALD_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!(
-                "\n*** SKIPPED: the PostgreSQL backend was NOT tested: set HERALD_TEST_DATABASE_URL \
-                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it ***\n"
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a conformance test")
+                .to_string();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI is set but HERALD_TEST_DATABASE_URL is not; the PostgreSQL backend must be tested in CI"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test} on PostgreSQL: set HERALD_TEST_DATABASE_URL \
+                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it"
             );
             None
         }

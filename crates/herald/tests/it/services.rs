@@ -11,11 +11,26 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A service URL from `var`, or a loud skip: written to stderr directly,
+/// since libtest captures `eprintln!` of passing tests. Under CI (`CI` set)
+/// a missing URL fails the test instead.
 fn env_url(var: &str, what: &str) -> Option<String> {
+    use std::io::Write;
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("\n*** SKIPPED: {what} was NOT tested: set {var} to run it ***\n");
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI is set but {var} is not; {what} must be tested in CI"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {what} was NOT tested; set {var} to run it"
+            );
             None
         }
     }
