@@ -1235,6 +1235,69 @@ async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() 
     );
 }
 
+/// Instances started together on a database nobody has set up: the
+/// migration lock makes one create the schema while the others wait, then
+/// find it done. Without the lock they race (`CREATE SCHEMA` / `CREATE
+/// TABLE` collide, or a migration is recorded twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_on_an_empty_schema_migrate_it_once() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let (a, b, c) = tokio::join!(
+        Store::open_postgres(schema.options()),
+        Store::open_postgres(schema.options()),
+        Store::open_postgres(schema.options()),
+    );
+    let stores: Vec<Store> = [a, b, c]
+        .into_iter()
+        .map(|s| s.expect("every instance starts"))
+        .collect();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT version), min(version), max(version) \
+                 FROM \"{}\".schema_migrations",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct, first, last): (i64, i64, i32, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (rows, distinct, first),
+        (last as i64, last as i64, 1),
+        "each migration applied once, none missing"
+    );
+    // And the schema works through each of them.
+    let t = tenant("acme");
+    for store in &stores {
+        store
+            .append(vec![event(
+                &t,
+                json!({"event_type": "x", "category": "system"}),
+            )])
+            .await
+            .unwrap();
+    }
+    let page = stores[0]
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_consecutively() {
     let Some(url) = pg_url() else { return };
