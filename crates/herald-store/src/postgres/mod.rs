@@ -178,9 +178,13 @@ impl PgStore {
         }
         let mut config = tokio_postgres::Config::from_str(&options.url)
             .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
-        config
-            .options(format!("-c search_path={}", options.schema))
-            .application_name("herald");
+        config.options(format!("-c search_path={}", options.schema));
+        // An `application_name` in the URL wins, so an operator can tell
+        // instances apart in `pg_stat_activity` (and the scale-out test can
+        // tell which instance processed an event).
+        if config.get_application_name().is_none() {
+            config.application_name("herald");
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
