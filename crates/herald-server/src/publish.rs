@@ -24,6 +24,11 @@
 //!
 //! With several instances on one PostgreSQL, one at a time publishes: the
 //! one holding the store's publisher lease.
+//!
+//! The stream is created if missing; an existing one is brought to the
+//! configured retention and given the prefix's subjects
+//! ([`reconcile_stream`]), since JetStream otherwise keeps the settings it
+//! was created with.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -13,7 +13,8 @@
 //!   backend's builder (`query.rs`) in the PostgreSQL dialect.
 //! - **Work claims** (`claim_pending`) use `FOR UPDATE SKIP LOCKED` and a
 //!   lease, so several instances never process one event twice and a dead
-//!   instance's claims come back.
+//!   instance's claims come back; a finish must carry the newest claim's
+//!   token, so a claimer that outlived its lease records nothing.
 //! - Everything lives in one schema (`PgOptions::schema`), so one database
 //!   can hold several independent Herald deployments (and tests run side by
 //!   side); advisory lock keys are derived from the schema name.
