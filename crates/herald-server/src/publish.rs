@@ -24,6 +24,11 @@
 //!
 //! With several instances on one PostgreSQL, one at a time publishes: the
 //! one holding the store's publisher lease.
+//!
+//! The stream is created if missing; an existing one is brought to the
+//! configured retention and given the prefix's subjects
+//! ([`reconcile_stream`]), since JetStream otherwise keeps the settings it
+//! was created with.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -211,12 +216,15 @@ impl Publisher {
         })
     }
 
+    /// The stream as configured: created so if missing, and an existing
+    /// one brought to the configured retention and subjects (see
+    /// [`reconcile_stream`]), saying what changed.
     async fn ensure_stream(&mut self) -> Result<(), PublishError> {
         if self.stream_ready {
             return Ok(());
         }
         let s = &self.settings;
-        let config = jetstream::stream::Config {
+        let wanted = jetstream::stream::Config {
             name: s.stream.clone(),
             subjects: vec![format!("{}.>", s.subject_prefix)],
             max_age: s.max_age.unwrap_or_default(),
@@ -225,10 +233,21 @@ impl Publisher {
             storage: jetstream::stream::StorageType::File,
             ..Default::default()
         };
-        self.js
-            .get_or_create_stream(config)
+        let stream = self
+            .js
+            .get_or_create_stream(wanted.clone())
             .await
             .map_err(|e| PublishError::Nats(format!("stream {}: {e}", s.stream)))?;
+        if let Some((updated, changes)) = reconcile_stream(&stream.cached_info().config, &wanted) {
+            self.js.update_stream(&updated).await.map_err(|e| {
+                PublishError::Nats(format!(
+                    "stream {}: cannot apply {}: {e}",
+                    s.stream,
+                    changes.join(", ")
+                ))
+            })?;
+            tracing::info!(stream = %s.stream, changes = %changes.join(", "), "updated the JetStream stream to the configured settings");
+        }
         self.stream_ready = true;
         Ok(())
     }
@@ -404,6 +423,73 @@ impl Publisher {
     }
 }
 
+/// What must change for an existing stream (`current`) to have the
+/// configured retention (`max_age`, `max_bytes`, `duplicate_window`) and to
+/// take every subject of `wanted`: the updated config (everything else as it
+/// was; subjects only ever added, so an operator's extra subjects stay) and
+/// a description of each change. `None` when nothing differs.
+/// JetStream keeps a stream's settings from its creation, so without this a
+/// changed `HERALD_NATS_MAX_AGE_SECS` would be silently ignored.
+pub fn reconcile_stream(
+    current: &jetstream::stream::Config,
+    wanted: &jetstream::stream::Config,
+) -> Option<(jetstream::stream::Config, Vec<String>)> {
+    let mut updated = current.clone();
+    let mut changes = Vec::new();
+    if current.max_age != wanted.max_age {
+        changes.push(format!(
+            "max_age {}s -> {}s",
+            current.max_age.as_secs(),
+            wanted.max_age.as_secs()
+        ));
+        updated.max_age = wanted.max_age;
+    }
+    // JetStream reports "no limit" as -1; 0 means the same to it.
+    let bytes = |b: i64| if b <= 0 { -1 } else { b };
+    if bytes(current.max_bytes) != bytes(wanted.max_bytes) {
+        changes.push(format!(
+            "max_bytes {} -> {}",
+            bytes(current.max_bytes),
+            bytes(wanted.max_bytes)
+        ));
+        updated.max_bytes = wanted.max_bytes;
+    }
+    if current.duplicate_window != wanted.duplicate_window {
+        changes.push(format!(
+            "duplicate_window {}s -> {}s",
+            current.duplicate_window.as_secs(),
+            wanted.duplicate_window.as_secs()
+        ));
+        updated.duplicate_window = wanted.duplicate_window;
+    }
+    for subject in &wanted.subjects {
+        if !current
+            .subjects
+            .iter()
+            .any(|have| subject_covers(have, subject))
+        {
+            changes.push(format!("subjects + {subject}"));
+            updated.subjects.push(subject.clone());
+        }
+    }
+    (!changes.is_empty()).then_some((updated, changes))
+}
+
+/// Whether every subject `filter` matches is also matched by `pattern`
+/// (NATS wildcards: `*` one token, `>` one or more trailing tokens).
+pub fn subject_covers(pattern: &str, filter: &str) -> bool {
+    let (mut p, mut f) = (pattern.split('.'), filter.split('.'));
+    loop {
+        match (p.next(), f.next()) {
+            (Some(">"), Some(_)) => return true,
+            (Some("*"), Some(t)) if t != ">" => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// Sleeps `d`; `true` when `stop` flipped meanwhile.
 async fn sleep_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     tokio::select! {
@@ -431,6 +517,76 @@ mod tests {
         assert_eq!(
             lifecycle_subject("herald", "acme", "event.processed.success"),
             "herald.lifecycle.acme.event.processed.success"
+        );
+    }
+
+    #[test]
+    fn a_subject_pattern_covers_what_its_wildcards_match() {
+        for (pattern, filter, covers) in [
+            ("herald.>", "herald.>", true),
+            (">", "herald.>", true),
+            ("herald.>", "herald.events.>", true),
+            ("*.>", "herald.>", true),
+            ("herald.*", "herald.>", false),
+            ("herald.events.>", "herald.>", false),
+            ("other.>", "herald.>", false),
+            ("herald", "herald.>", false),
+            ("herald.*.x", "herald.a.x", true),
+            ("herald.*.x", "herald.a.y", false),
+            ("a.b", "a.b", true),
+            ("a.b", "a.b.c", false),
+        ] {
+            assert_eq!(
+                subject_covers(pattern, filter),
+                covers,
+                "{pattern} ⊇ {filter}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_existing_stream_gets_the_configured_retention_and_keeps_the_rest() {
+        use jetstream::stream::Config;
+        let wanted = Config {
+            name: "HERALD".into(),
+            subjects: vec!["herald.>".into()],
+            max_age: Duration::from_secs(7200),
+            max_bytes: -1,
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        };
+        let same = Config {
+            max_bytes: 0,
+            description: Some("an operator's note".into()),
+            ..wanted.clone()
+        };
+        assert_eq!(reconcile_stream(&same, &wanted), None);
+
+        let current = Config {
+            subjects: vec!["old.>".into()],
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
+            duplicate_window: Duration::from_secs(120),
+            ..same
+        };
+        let (updated, changes) = reconcile_stream(&current, &wanted).expect("changes");
+        assert_eq!(
+            changes,
+            [
+                "max_age 3600s -> 7200s",
+                "max_bytes 1073741824 -> -1",
+                "duplicate_window 120s -> 600s",
+                "subjects + herald.>"
+            ]
+        );
+        // Subjects are only added; what Herald does not manage is kept.
+        assert_eq!(
+            updated,
+            Config {
+                subjects: vec!["old.>".into(), "herald.>".into()],
+                description: Some("an operator's note".into()),
+                ..wanted
+            }
         );
     }
 

@@ -3,9 +3,12 @@
 //! each step completes a batch of pending events in one statement (one
 //! write per event, where a claim and a finish would be two) with a
 //! duration of 0 ms. Processors (a later issue) will claim with
-//! `Store::claim_pending` and finish with `Store::finish_processing`. When
-//! events are published to NATS, each completion also queues its
-//! `event.processed.success` notification in the same transaction.
+//! `Store::claim_pending` and finish with `Store::finish_processing`,
+//! passing back each claim's token: a claim that lapsed (PostgreSQL's lease)
+//! and was taken by another worker finishes nothing and notifies nothing.
+//! When events are published to NATS, each completion also queues its
+//! `event.processed.success` notification in the same transaction; nothing
+//! fails yet, so `event.processed.failed` is never sent.
 //! Written as one `step` (tests call it directly) and a thin loop;
 //! `maintain` is the store's periodic upkeep.
 

@@ -12,7 +12,7 @@ pub mod sqlite;
 
 use std::sync::Arc;
 
-use herald_core::{CanonicalEvent, EventId, TenantId};
+use herald_core::{EventId, TenantId};
 use herald_registry::EventDefinition;
 
 pub use records::*;
@@ -129,18 +129,25 @@ impl Store {
         each!(self, s => s.query_audit(query).await)
     }
 
-    /// Moves up to `limit` pending events to `processing` and returns them.
-    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
+    /// Moves up to `limit` pending events to `processing` and returns them,
+    /// each with the token of this claim. On PostgreSQL a claim lapses after
+    /// the lease and may then be taken again; on SQLite claims are handed
+    /// back when the store is opened.
+    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<ClaimedEvent>, StoreError> {
         each!(self, s => s.claim_pending(limit).await)
     }
 
-    /// Records how processing ended for claimed events and, in the same
-    /// transaction, queues their lifecycle notifications for the publisher.
+    /// Records how processing ended for claimed events, each only while its
+    /// claim is still the event's newest: a result whose claim was taken
+    /// over (or that was already finished) changes nothing. With
+    /// `lifecycle`, queues in the same transaction the
+    /// `event.processed.success` / `.failed` notification of each event it
+    /// did finish, and of no other. Returns the ids of those events.
     pub async fn finish_processing(
         &self,
         results: Vec<ProcessingResult>,
-        lifecycle: Vec<LifecycleRecord>,
-    ) -> Result<(), StoreError> {
+        lifecycle: bool,
+    ) -> Result<Vec<EventId>, StoreError> {
         each!(self, s => s.finish_processing(results, lifecycle).await)
     }
 

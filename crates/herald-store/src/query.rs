@@ -158,14 +158,14 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
         Order::Asc => ("ASC", ">"),
         Order::Desc => ("DESC", "<"),
     };
+    // A row value, not `ts < ? OR (ts = ? AND seq < ?)`: both backends
+    // seek straight to the cursor in `events_tenant_ts (tenant_id, ts, seq)`
+    // and walk on in index order. With the `OR`, SQLite read the tenant's
+    // whole range from its end and PostgreSQL sorted every earlier row
+    // (a `BitmapOr`) before the `LIMIT` (see the plan tests below).
     if let Some(cur) = q.cursor {
-        b.sql
-            .push_str(&format!(" AND (ts {cmp} ? OR (ts = ? AND seq {cmp} ?))"));
-        b.args.extend([
-            Arg::Int(cur.ts_micros),
-            Arg::Int(cur.ts_micros),
-            Arg::Int(cur.seq),
-        ]);
+        b.sql.push_str(&format!(" AND (ts, seq) {cmp} (?, ?)"));
+        b.args.extend([Arg::Int(cur.ts_micros), Arg::Int(cur.seq)]);
     }
     let limit = q.limit.clamp(1, 1000);
     b.args.push(Arg::Int(limit as i64 + 1));
@@ -247,6 +247,146 @@ pub(crate) fn numbered(sql: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::records::Cursor;
+
+    fn paged(order: Order) -> EventQuery {
+        EventQuery {
+            order,
+            cursor: Some(Cursor {
+                ts_micros: 1_700_000_000_000_000,
+                seq: 42,
+            }),
+            limit: 50,
+            ..Default::default()
+        }
+    }
+
+    /// The plans of the next page after a cursor, both directions, on a
+    /// Herald database (empty: the plan must not depend on statistics).
+    #[test]
+    fn sqlite_keyset_paging_seeks_the_cursor_in_the_tenant_time_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::sqlite::floor::open(&dir.path().join("plan.db"), false).unwrap();
+        for order in [Order::Desc, Order::Asc] {
+            let sql = build(Dialect::Sqlite, "acme", &paged(order));
+            let args: Vec<rusqlite::types::Value> = sql
+                .page_args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                })
+                .collect();
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.page_sql))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            let cmp = if order == Order::Desc { '<' } else { '>' };
+            // `(tenant_id=?)` alone would be the whole tenant, read from one end.
+            assert!(
+                plan.iter().any(|l| l
+                    .starts_with("SEARCH events USING INDEX events_tenant_ts (tenant_id=? AND ")
+                    && l.contains(&format!("ts{cmp}?"))),
+                "{}\n{plan:#?}",
+                sql.page_sql
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|l| l.starts_with("SCAN") || l.contains("TEMP B-TREE")),
+                "no scan, no sort: {plan:#?}"
+            );
+        }
+    }
+
+    fn pg_url() -> Option<String> {
+        use std::io::Write;
+        match std::env::var("HERALD_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "CI is set but HERALD_TEST_DATABASE_URL is not"
+                );
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIPPED {}: set HERALD_TEST_DATABASE_URL to run it",
+                    std::thread::current().name().unwrap_or("a plan test")
+                );
+                None
+            }
+        }
+    }
+
+    /// On PostgreSQL every partition (the months created ahead and the
+    /// default) is read through its copy of `events_tenant_ts` from the
+    /// cursor on, in order: the row value is part of the index condition,
+    /// and the partitions are merged, not sorted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_keyset_paging_seeks_the_cursor_in_the_tenant_time_index() {
+        let Some(url) = pg_url() else { return };
+        let schema = format!(
+            "plan_{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or(0)
+        );
+        let client = crate::postgres::floor::open(&url, &schema).await.unwrap();
+        for order in [Order::Desc, Order::Asc] {
+            let sql = build(Dialect::Postgres, "acme", &paged(order));
+            let args: Vec<(
+                &(dyn tokio_postgres::types::ToSql + Sync),
+                tokio_postgres::types::Type,
+            )> = sql
+                .page_args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(t) => (t as _, tokio_postgres::types::Type::TEXT),
+                    Arg::Int(i) => (i as _, tokio_postgres::types::Type::INT8),
+                })
+                .collect();
+            let plan: Vec<String> = client
+                .query_typed(&format!("EXPLAIN (COSTS OFF) {}", sql.page_sql), &args)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let cmp = if order == Order::Desc { '<' } else { '>' };
+            let scans: Vec<&String> = plan.iter().filter(|l| l.contains(" Scan")).collect();
+            assert!(
+                scans.len() > 1
+                    && scans
+                        .iter()
+                        .all(|l| l.contains("Index Scan") && l.contains("_tenant_id_ts_seq_idx")),
+                "{plan:#?}"
+            );
+            let conds: Vec<&String> = plan.iter().filter(|l| l.contains("Index Cond")).collect();
+            assert!(
+                conds.len() == scans.len()
+                    && conds
+                        .iter()
+                        .all(|l| l.contains(&format!("ROW(ts, seq) {cmp} ROW("))),
+                "the cursor seeds each index range: {plan:#?}"
+            );
+            assert!(
+                !plan.iter().any(|l| {
+                    let node = l.trim_start().trim_start_matches("->").trim_start();
+                    node == "Sort"
+                        || node.starts_with("Incremental Sort")
+                        || node.starts_with("Filter")
+                }),
+                "no sort, no filter: {plan:#?}"
+            );
+        }
+        crate::postgres::floor::drop_schema(&client, &schema).await;
+    }
 
     #[test]
     fn postgres_placeholders_are_numbered_in_order_and_match_the_arguments() {

@@ -104,10 +104,36 @@ pub struct StoredEvent {
     pub processing_ms: Option<f64>,
 }
 
+/// Which claim of an event a claimer holds. Every claim of an event gets a
+/// new token (PostgreSQL and SQLite: its `attempts` count after the claim),
+/// so a claimer whose lease ran out and whose event was claimed again can
+/// no longer finish it: only the newest claim's token matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimToken(i64);
+
+impl ClaimToken {
+    pub(crate) fn new(attempt: i64) -> ClaimToken {
+        ClaimToken(attempt)
+    }
+
+    pub(crate) fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// An event claimed for processing, with the token its finish must carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedEvent {
+    pub event: CanonicalEvent,
+    pub claim: ClaimToken,
+}
+
 /// How processing of one claimed event ended.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessingResult {
     pub event_id: EventId,
+    /// The claim this result finishes (from [`ClaimedEvent::claim`]).
+    pub claim: ClaimToken,
     pub status: EventStatus,
     pub duration_ms: f64,
     pub finished_at: Timestamp,

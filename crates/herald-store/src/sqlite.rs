@@ -29,9 +29,10 @@ use crate::rows::*;
 /// every worker step scanned the table from its first row (found with
 /// `perf`: the writer reading pages back from disk as the store grew).
 const RESET_CLAIMS_SQL: &str = "UPDATE events SET status = 'pending' WHERE status IN ('pending', 'processing') AND status = 'processing'";
-const CLAIM_SQL: &str = "UPDATE events SET status = 'processing' WHERE seq IN \
-                 (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?1) RETURNING body";
-const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at = ?1, processing_ms = 0 WHERE seq IN \
+const CLAIM_SQL: &str = "UPDATE events SET status = 'processing', attempts = attempts + 1 WHERE seq IN \
+                 (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?1) \
+                 RETURNING body, attempts";
+const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at = ?1, processing_ms = 0, attempts = attempts + 1 WHERE seq IN \
                  (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?2) \
                  RETURNING tenant_id, event_id, category, event_type";
 
@@ -370,43 +371,64 @@ impl SqliteStore {
         .await
     }
 
-    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
+    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<ClaimedEvent>, StoreError> {
         self.write(move |c| {
             let mut stmt = c.prepare_cached(CLAIM_SQL)?;
-            let bodies = stmt
-                .query_map([limit as i64], |r| r.get::<_, String>(0))?
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })?
                 .collect::<Result<Vec<_>, _>>()?;
-            bodies
-                .iter()
-                .map(|b| {
-                    let mut e = decode_body(b)?;
-                    e.status = EventStatus::Processing;
-                    Ok(e)
+            rows.iter()
+                .map(|(body, attempt)| {
+                    let mut event = decode_body(body)?;
+                    event.status = EventStatus::Processing;
+                    Ok(ClaimedEvent {
+                        event,
+                        claim: ClaimToken::new(*attempt),
+                    })
                 })
                 .collect()
         })
         .await
     }
 
+    /// The same contract as PostgreSQL's: a result finishes its event only
+    /// while its claim is the newest (a claim handed back at open and taken
+    /// again has a new token), and only finished events get a notification.
     pub async fn finish_processing(
         &self,
         results: Vec<ProcessingResult>,
-        lifecycle: Vec<LifecycleRecord>,
-    ) -> Result<(), StoreError> {
+        lifecycle: bool,
+    ) -> Result<Vec<EventId>, StoreError> {
         self.write(move |c| {
             let mut stmt = c.prepare_cached(
-                "UPDATE events SET status = ?2, processed_at = ?3, processing_ms = ?4 WHERE event_id = ?1",
+                "UPDATE events SET status = ?2, processed_at = ?3, processing_ms = ?4 \
+                 WHERE event_id = ?1 AND status = 'processing' AND attempts = ?5 \
+                 RETURNING tenant_id, category, event_type",
             )?;
-            for r in results {
-                stmt.execute(params![r.event_id.as_bytes().as_slice(), r.status.as_str(), r.finished_at.to_string(), r.duration_ms])?;
-            }
-            let mut stmt = c.prepare_cached(
+            let mut insert = c.prepare_cached(
                 "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)",
             )?;
-            for l in lifecycle {
-                stmt.execute(params![l.tenant_id, l.event_id.as_bytes().as_slice(), l.kind, l.payload])?;
+            let mut finished = Vec::new();
+            for r in results {
+                let id = r.event_id.as_bytes().as_slice();
+                let row = stmt
+                    .query_row(
+                        params![id, r.status.as_str(), r.finished_at.to_string(), r.duration_ms, r.claim.get()],
+                        |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, String>(2)?)),
+                    )
+                    .optional()?;
+                let Some((tenant, category, event_type)) = row else { continue };
+                finished.push(r.event_id);
+                if lifecycle {
+                    let l = LifecycleRecord::processed(
+                        &tenant, r.event_id, &category, &event_type, r.status, r.duration_ms, r.finished_at,
+                    );
+                    insert.execute(params![l.tenant_id, id, l.kind, l.payload])?;
+                }
             }
-            Ok(())
+            Ok(finished)
         })
         .await
     }
@@ -1254,6 +1276,11 @@ CREATE TABLE lifecycle_outbox (
     kind TEXT NOT NULL,
     payload TEXT NOT NULL
 ) STRICT;
+"#,
+    // Claim tokens: each claim increments it, and a finish must name the
+    // newest claim (as on PostgreSQL). A constant default: no table rewrite.
+    r#"
+ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 "#,
     // The audit listing pages newest first within a tenant.
     r#"

@@ -1,6 +1,8 @@
 //! The store conformance suite: the behaviour every backend must show,
 //! written against the `Store` contract only. Each test runs once per
-//! backend through `for_each_backend` (SQLite now; PostgreSQL joins it).
+//! backend through `backends()`: SQLite always, PostgreSQL when
+//! `HERALD_TEST_DATABASE_URL` is set (mandatory in CI). Tests named
+//! `postgres_*` cover what only the shared backend has.
 
 use herald_core::correlation::CorrelationKey;
 use herald_core::{
@@ -30,14 +32,26 @@ fn sqlite() -> Backend {
 
 /// The PostgreSQL every backend test runs against, from
 /// `HERALD_TEST_DATABASE_URL` (`.ci/run` sets it). Without it the
-/// PostgreSQL half of the suite is skipped, and says so.
+/// PostgreSQL half of the suite is skipped, and says so on stderr itself:
+/// libtest captures `eprintln!` of passing tests, so a skip written that way
+/// would never be seen. Under CI (`CI` set) a missing URL fails the test.
 fn pg_url() -> Option<String> {
+    use std::io::Write;
     match std::env::var("HERALD_TEST_DATABASE_URL") {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!(
-                "\n*** SKIPPED: the PostgreSQL backend was NOT tested: set HERALD_TEST_DATABASE_URL \
-                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it ***\n"
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a conformance test")
+                .to_string();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI is set but HERALD_TEST_DATABASE_URL is not; the PostgreSQL backend must be tested in CI"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test} on PostgreSQL: set HERALD_TEST_DATABASE_URL \
+                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it"
             );
             None
         }
@@ -765,24 +779,45 @@ async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
             .unwrap();
         let claimed = b.store.claim_pending(3).await.unwrap();
         assert_eq!(claimed.len(), 3);
-        assert!(claimed.iter().all(|e| e.status == EventStatus::Processing));
+        assert!(
+            claimed
+                .iter()
+                .all(|c| c.event.status == EventStatus::Processing)
+        );
         let rest = b.store.claim_pending(10).await.unwrap();
         assert_eq!(rest.len(), 2, "{}: no event is claimed twice", b.name);
-        let results = claimed
+        let results: Vec<ProcessingResult> = claimed
             .iter()
             .chain(&rest)
-            .map(|e| ProcessingResult {
-                event_id: e.event_id,
+            .map(|c| ProcessingResult {
+                event_id: c.event.event_id,
+                claim: c.claim,
                 status: EventStatus::Processed,
                 duration_ms: 0.25,
                 finished_at: Timestamp::now(),
             })
             .collect();
-        b.store
-            .finish_processing(results, Vec::new())
+        let finished = b
+            .store
+            .finish_processing(results.clone(), false)
             .await
             .unwrap();
+        assert_eq!(
+            finished,
+            results.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+            "{}",
+            b.name
+        );
         assert!(b.store.claim_pending(10).await.unwrap().is_empty());
+        assert!(
+            b.store
+                .finish_processing(results, false)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{}: a finished event is not finished again",
+            b.name
+        );
         let got = b
             .store
             .get_event(&t, stored(&out[0]).event_id)
@@ -1012,7 +1047,7 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
         conn.execute_batch(
             "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
-             DROP TABLE lifecycle_outbox; PRAGMA user_version = 1;",
+             DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; PRAGMA user_version = 1;",
         )
         .unwrap();
     }
@@ -1027,6 +1062,23 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         vec![d],
         "survives a reopen"
     );
+    // The event stored before claim tokens existed is claimed and finished.
+    let claimed = store.claim_pending(10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let finished = store
+        .finish_processing(
+            vec![ProcessingResult {
+                event_id: id,
+                claim: claimed[0].claim,
+                status: EventStatus::Processed,
+                duration_ms: 1.0,
+                finished_at: Timestamp::now(),
+            }],
+            false,
+        )
+        .await
+        .unwrap();
+    assert_eq!(finished, vec![id]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1106,36 +1158,45 @@ async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted(
             .unwrap();
         let claimed = b.store.claim_pending(10).await.unwrap();
         assert_eq!(claimed.len(), 2);
-        let (results, lifecycle): (Vec<_>, Vec<_>) = claimed
+        let results: Vec<ProcessingResult> = claimed
             .iter()
-            .map(|e| {
-                (
-                    ProcessingResult {
-                        event_id: e.event_id,
-                        status: EventStatus::Processed,
-                        duration_ms: 1.0,
-                        finished_at: Timestamp::now(),
-                    },
-                    LifecycleRecord {
-                        tenant_id: "acme".into(),
-                        event_id: e.event_id,
-                        kind: "event.processed.success".into(),
-                        payload: format!("{{\"event_id\":\"{}\"}}", e.event_id),
-                    },
-                )
+            .zip([EventStatus::Processed, EventStatus::Failed])
+            .map(|(c, status)| ProcessingResult {
+                event_id: c.event.event_id,
+                claim: c.claim,
+                status,
+                duration_ms: 1.5,
+                finished_at: Timestamp::now(),
             })
-            .unzip();
+            .collect();
         b.store
-            .finish_processing(results, lifecycle.clone())
+            .finish_processing(results.clone(), true)
             .await
             .unwrap();
         let pending = b.store.pending_lifecycle(10).await.unwrap();
-        assert_eq!(
-            pending.iter().map(|p| p.record.clone()).collect::<Vec<_>>(),
-            lifecycle,
-            "{}",
-            b.name
-        );
+        assert_eq!(pending.len(), 2, "{}", b.name);
+        for (p, (r, c)) in pending.iter().zip(results.iter().zip(&claimed)) {
+            let kind = match r.status {
+                EventStatus::Failed => "event.processed.failed",
+                _ => "event.processed.success",
+            };
+            assert_eq!(
+                (
+                    p.record.tenant_id.as_str(),
+                    p.record.event_id,
+                    p.record.kind.as_str()
+                ),
+                ("acme", r.event_id, kind),
+                "{}",
+                b.name
+            );
+            let payload: serde_json::Value = serde_json::from_str(&p.record.payload).unwrap();
+            assert_eq!(payload["type"], kind);
+            assert_eq!(payload["status"], r.status.as_str());
+            assert_eq!(payload["duration_ms"], 1.5);
+            assert_eq!(payload["event_type"], c.event.event_type.as_str());
+            assert_eq!(payload["at"], r.finished_at.to_string());
+        }
         assert!(pending[0].id < pending[1].id);
         b.store.delete_lifecycle(vec![pending[0].id]).await.unwrap();
         let left = b.store.pending_lifecycle(10).await.unwrap();
@@ -1207,6 +1268,69 @@ async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() 
     );
 }
 
+/// Instances started together on a database nobody has set up: the
+/// migration lock makes one create the schema while the others wait, then
+/// find it done. Without the lock they race (`CREATE SCHEMA` / `CREATE
+/// TABLE` collide, or a migration is recorded twice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_instances_starting_together_on_an_empty_schema_migrate_it_once() {
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let (a, b, c) = tokio::join!(
+        Store::open_postgres(schema.options()),
+        Store::open_postgres(schema.options()),
+        Store::open_postgres(schema.options()),
+    );
+    let stores: Vec<Store> = [a, b, c]
+        .into_iter()
+        .map(|s| s.expect("every instance starts"))
+        .collect();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let row = client
+        .query_one(
+            &format!(
+                "SELECT count(*), count(DISTINCT version), min(version), max(version) \
+                 FROM \"{}\".schema_migrations",
+                schema.name
+            ),
+            &[],
+        )
+        .await
+        .unwrap();
+    let (rows, distinct, first, last): (i64, i64, i32, i32) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
+    assert_eq!(
+        (rows, distinct, first),
+        (last as i64, last as i64, 1),
+        "each migration applied once, none missing"
+    );
+    // And the schema works through each of them.
+    let t = tenant("acme");
+    for store in &stores {
+        store
+            .append(vec![event(
+                &t,
+                json!({"event_type": "x", "category": "system"}),
+            )])
+            .await
+            .unwrap();
+    }
+    let page = stores[0]
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 3);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_consecutively() {
     let Some(url) = pg_url() else { return };
@@ -1272,7 +1396,7 @@ async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_c
                 if got.is_empty() {
                     return ids;
                 }
-                ids.extend(got.into_iter().map(|e| e.event_id));
+                ids.extend(got.into_iter().map(|c| c.event.event_id));
             }
         }));
     }
@@ -1315,8 +1439,9 @@ async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let again = short.claim_pending(10).await.unwrap();
-        if let Some(e) = again.first() {
-            assert_eq!(e.event_id, first[0].event_id);
+        if let Some(c) = again.first() {
+            assert_eq!(c.event.event_id, first[0].event.event_id);
+            assert_ne!(c.claim, first[0].claim, "a new claim, a new token");
             break;
         }
         assert!(
@@ -1325,6 +1450,121 @@ async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// Both claimers of one event try to finish it: the one whose claim lapsed
+/// (`old`) first, then the current one (`new`), then `old` again.
+async fn finish_after_a_lapsed_claim(
+    name: &str,
+    t: &TenantId,
+    old_store: &Store,
+    old: &ClaimedEvent,
+    new_store: &Store,
+    new: &ClaimedEvent,
+) {
+    let id = new.event.event_id;
+    assert_eq!(old.event.event_id, id, "{name}");
+    assert_ne!(old.claim, new.claim, "{name}: a new claim, a new token");
+    let result = |c: &ClaimedEvent, status, duration_ms| ProcessingResult {
+        event_id: c.event.event_id,
+        claim: c.claim,
+        status,
+        duration_ms,
+        finished_at: Timestamp::now(),
+    };
+    let refused = old_store
+        .finish_processing(vec![result(old, EventStatus::Failed, 9.0)], true)
+        .await
+        .unwrap();
+    assert!(
+        refused.is_empty(),
+        "{name}: the lapsed claim finishes nothing"
+    );
+    let got = new_store.get_event(t, id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.event.status, got.processing_ms),
+        (EventStatus::Processing, None),
+        "{name}: still the new claimer's"
+    );
+    assert!(new_store.pending_lifecycle(10).await.unwrap().is_empty());
+
+    let done = new_store
+        .finish_processing(vec![result(new, EventStatus::Processed, 2.0)], true)
+        .await
+        .unwrap();
+    assert_eq!(done, vec![id], "{name}: the current claim finishes it");
+    let late = old_store
+        .finish_processing(vec![result(old, EventStatus::Failed, 9.0)], true)
+        .await
+        .unwrap();
+    assert!(late.is_empty(), "{name}: nor afterwards");
+
+    let got = new_store.get_event(t, id).await.unwrap().unwrap();
+    assert_eq!(
+        (got.event.status, got.processing_ms),
+        (EventStatus::Processed, Some(2.0)),
+        "{name}"
+    );
+    let notes = new_store.pending_lifecycle(10).await.unwrap();
+    assert_eq!(
+        notes.len(),
+        1,
+        "{name}: exactly one notification: {notes:?}"
+    );
+    assert_eq!(notes[0].record.event_id, id);
+    assert_eq!(notes[0].record.kind, "event.processed.success");
+    let payload: serde_json::Value = serde_json::from_str(&notes[0].record.payload).unwrap();
+    assert_eq!(
+        payload["duration_ms"], 2.0,
+        "{name}: the new claimer's result"
+    );
+}
+
+/// A claim lapses on PostgreSQL when its lease runs out and another
+/// instance claims the event again; on SQLite when the store is reopened
+/// (which hands claims back). Either way its claimer can no longer finish
+/// the event, and only the new claimer's result is recorded and notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies() {
+    let t = tenant("acme");
+    let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+    first.append(one()).await.unwrap();
+    let old = first.claim_pending(10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    first.close().await;
+    let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+    let new = store.claim_pending(10).await.unwrap();
+    assert_eq!(new.len(), 1, "handed back at open and claimed again");
+    finish_after_a_lapsed_claim("sqlite", &t, &store, &old[0], &store, &new[0]).await;
+
+    let Some(url) = pg_url() else { return };
+    let schema = PgSchema::new(&url);
+    let options = postgres::PgOptions {
+        claim_lease: std::time::Duration::from_millis(300),
+        ..schema.options()
+    };
+    let a = Store::open_postgres(options.clone()).await.unwrap();
+    let b = Store::open_postgres(options).await.unwrap();
+    a.append(one()).await.unwrap();
+    let old = a.claim_pending(10).await.unwrap();
+    assert_eq!(old.len(), 1);
+    assert!(b.claim_pending(10).await.unwrap().is_empty(), "leased to A");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let new = loop {
+        let got = b.claim_pending(10).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "A's lease never ran out"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    finish_after_a_lapsed_claim("postgres", &t, &a, &old[0], &b, &new[0]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,8 @@
 //!   backend's builder (`query.rs`) in the PostgreSQL dialect.
 //! - **Work claims** (`claim_pending`) use `FOR UPDATE SKIP LOCKED` and a
 //!   lease, so several instances never process one event twice and a dead
-//!   instance's claims come back.
+//!   instance's claims come back; a finish must carry the newest claim's
+//!   token, so a claimer that outlived its lease records nothing.
 //! - Everything lives in one schema (`PgOptions::schema`), so one database
 //!   can hold several independent Herald deployments (and tests run side by
 //!   side); advisory lock keys are derived from the schema name.
@@ -178,9 +179,13 @@ impl PgStore {
         }
         let mut config = tokio_postgres::Config::from_str(&options.url)
             .map_err(|e| StoreError::Unavailable(format!("database URL: {e}")))?;
-        config
-            .options(format!("-c search_path={}", options.schema))
-            .application_name("herald");
+        config.options(format!("-c search_path={}", options.schema));
+        // An `application_name` in the URL wins, so an operator can tell
+        // instances apart in `pg_stat_activity` (and the scale-out test can
+        // tell which instance processed an event).
+        if config.get_application_name().is_none() {
+            config.application_name("herald");
+        }
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
@@ -466,8 +471,9 @@ impl PgStore {
     }
 
     /// Claims with `FOR UPDATE SKIP LOCKED`: instances claiming at once get
-    /// disjoint events. A claim older than the lease is taken back.
-    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<CanonicalEvent>, StoreError> {
+    /// disjoint events. A claim older than the lease is taken back; the
+    /// incremented `attempts` is the claim's token.
+    pub async fn claim_pending(&self, limit: usize) -> Result<Vec<ClaimedEvent>, StoreError> {
         let c = self.conn().await?;
         let now = Timestamp::now().unix_micros();
         let until = now + self.claim_lease.as_micros() as i64;
@@ -478,7 +484,7 @@ impl PgStore {
                        WHERE status IN ('pending', 'processing') \
                          AND (status = 'pending' OR claimed_until < $3) \
                        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) c \
-                 WHERE e.seq = c.seq AND e.ts = c.ts RETURNING e.body::text",
+                 WHERE e.seq = c.seq AND e.ts = c.ts RETURNING e.body::text, e.attempts",
             )
             .await
             .map_err(pg_err)?;
@@ -488,34 +494,65 @@ impl PgStore {
             .map_err(pg_err)?;
         rows.iter()
             .map(|r| {
-                let mut e = decode_body(r.get(0))?;
-                e.status = EventStatus::Processing;
-                Ok(e)
+                let mut event = decode_body(r.get(0))?;
+                event.status = EventStatus::Processing;
+                Ok(ClaimedEvent {
+                    event,
+                    claim: ClaimToken::new(i64::from(r.get::<_, i32>(1))),
+                })
             })
             .collect()
     }
 
+    /// Finishes only rows still claimed with the result's token (the row
+    /// lock makes a concurrent re-claim wait, then re-check it), and queues
+    /// lifecycle rows for exactly the rows `RETURNING` names.
     pub async fn finish_processing(
         &self,
         results: Vec<ProcessingResult>,
-        lifecycle: Vec<LifecycleRecord>,
-    ) -> Result<(), StoreError> {
+        lifecycle: bool,
+    ) -> Result<Vec<EventId>, StoreError> {
         let mut c = self.conn().await?;
         let tx = c.transaction().await.map_err(pg_err)?;
         let ids: Vec<uuid::Uuid> = results.iter().map(|r| *r.event_id.as_uuid()).collect();
+        let claims: Vec<i64> = results.iter().map(|r| r.claim.get()).collect();
         let statuses: Vec<&str> = results.iter().map(|r| r.status.as_str()).collect();
         let at: Vec<String> = results.iter().map(|r| r.finished_at.to_string()).collect();
         let ms: Vec<f64> = results.iter().map(|r| r.duration_ms).collect();
-        tx.execute(
-            "UPDATE events e SET status = u.status, processed_at = u.at, processing_ms = u.ms, claimed_until = NULL \
-             FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::float8[]) AS u(id, status, at, ms) \
-             WHERE e.event_id = u.id AND e.status = 'processing'",
-            &[&ids, &statuses, &at, &ms],
-        )
-        .await
-        .map_err(pg_err)?;
-        insert_lifecycle(&tx, &lifecycle).await?;
-        tx.commit().await.map_err(pg_err)
+        let rows = tx
+            .query(
+                "UPDATE events e SET status = u.status, processed_at = u.at, processing_ms = u.ms, claimed_until = NULL \
+                 FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) \
+                      WITH ORDINALITY AS u(id, claim, status, at, ms, n) \
+                 WHERE e.event_id = u.id AND e.status = 'processing' AND e.attempts = u.claim \
+                 RETURNING e.tenant_id, e.category, e.event_type, u.n",
+                &[&ids, &claims, &statuses, &at, &ms],
+            )
+            .await
+            .map_err(pg_err)?;
+        let mut finished = Vec::with_capacity(rows.len());
+        let mut records = Vec::new();
+        for r in &rows {
+            let done = usize::try_from(r.get::<_, i64>(3) - 1)
+                .ok()
+                .and_then(|i| results.get(i))
+                .ok_or_else(|| StoreError::Corrupt("finish: a row no result asked for".into()))?;
+            finished.push(done.event_id);
+            if lifecycle {
+                records.push(LifecycleRecord::processed(
+                    r.get(0),
+                    done.event_id,
+                    r.get(1),
+                    r.get(2),
+                    done.status,
+                    done.duration_ms,
+                    done.finished_at,
+                ));
+            }
+        }
+        insert_lifecycle(&tx, &records).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(finished)
     }
 
     pub async fn complete_pending(

@@ -1,6 +1,10 @@
 //! Publishing to the real NATS JetStream: exactly the stored events, in
 //! each tenant's order, with lifecycle events beside them; nothing lost
-//! while NATS is away; no duplicates when Herald dies mid-publish.
+//! while NATS is away; no duplicates when Herald dies mid-publish; a
+//! restart with other retention settings updates the existing stream.
+//! Each publishing test runs on both stores (`<test>::sqlite`,
+//! `<test>::postgres`), since the cursor, the outbox and the publisher
+//! lease are the store's.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -9,9 +13,36 @@ use serde_json::{Value, json};
 
 use crate::binary;
 use crate::helpers::{TestApp, spawn_with};
-use crate::services::{Mode, NatsStream, Proxy, nats_url};
+use crate::services::{Backend, Mode, NatsStream, Proxy, nats_url};
 
-fn point_at(config: &mut herald_server::Config, url: &str, stream: &NatsStream) {
+/// `mod $test { sqlite, postgres }`: the test body `$test(Backend)` once per
+/// store; the PostgreSQL run skips loudly without `HERALD_TEST_DATABASE_URL`.
+macro_rules! on_each_store {
+    ($($test:ident),* $(,)?) => {$(
+        mod $test {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$test(super::Backend::Sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(backend) = super::Backend::postgres() {
+                    super::$test(backend).await
+                }
+            }
+        }
+    )*};
+}
+
+on_each_store!(
+    a_consumer_receives_exactly_the_stored_events_in_each_tenants_order,
+    a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order,
+    no_duplicates_after_herald_dies_between_publishing_and_its_acks,
+);
+
+fn point_at(config: &mut herald_server::Config, backend: &Backend, url: &str, stream: &NatsStream) {
+    backend.apply(config);
     config.nats_url = Some(url.to_string());
     config.nats_stream = stream.name.clone();
     config.nats_subject_prefix = stream.prefix.clone();
@@ -48,11 +79,10 @@ fn ids(messages: &[crate::services::Stored]) -> Vec<String> {
     messages.iter().map(|m| m.msg_id.clone()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order() {
+async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order(backend: Backend) {
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
-    let app = spawn_with(|c| point_at(c, &url, &stream)).await;
+    let app = spawn_with(|c| point_at(c, &backend, &url, &stream)).await;
     let (acme, globex) = (app.tenant("acme").await, app.tenant("globex").await);
 
     // Interleaved: single creates and batches, two tenants, a repeat.
@@ -164,12 +194,11 @@ async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order() {
     app.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order() {
+async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order(backend: Backend) {
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
     let proxy = Proxy::start(&url).await;
-    let app = spawn_with(|c| point_at(c, &proxy.url, &stream)).await;
+    let app = spawn_with(|c| point_at(c, &backend, &proxy.url, &stream)).await;
     let t = app.tenant("acme").await;
     let mut sent = send(&app, &t.admin_key, 30).await;
     stream.wait_for("events.>", 30).await;
@@ -199,18 +228,18 @@ async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order() {
     app.stop().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks() {
+async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend: Backend) {
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
     let proxy = Proxy::start(&url).await;
     let dir = tempfile::tempdir().unwrap();
-    let env = [
+    let mut env = backend.env();
+    env.extend([
         ("HERALD_NATS_URL", proxy.url.clone()),
         ("HERALD_NATS_STREAM", stream.name.clone()),
         ("HERALD_NATS_SUBJECT_PREFIX", stream.prefix.clone()),
         ("HERALD_WORKER_IDLE_MS", "20".to_string()),
-    ];
+    ]);
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
     let client = reqwest::Client::new();
     let key = binary::tenant(&client, &base, "acme").await;
@@ -279,4 +308,79 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks() {
     assert_eq!(stream.read("lifecycle.*.event.stored").await.len(), 300);
     child.start_kill().unwrap();
     child.wait().await.unwrap();
+}
+
+/// JetStream keeps a stream's settings from its creation; Herald brings an
+/// existing stream to the configured retention at start and extends its
+/// subjects to a new prefix, keeping the messages it holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_other_retention_updates_the_existing_stream() {
+    let Some(url) = nats_url() else { return };
+    let stream = NatsStream::new(&url).await;
+    let app = spawn_with(|c| {
+        point_at(c, &Backend::Sqlite, &url, &stream);
+        c.nats_max_age_secs = 3600;
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let first = send(&app, &t.admin_key, 3).await;
+    stream.wait_for("events.>", 3).await;
+    let created = stream.config().await.expect("stream created");
+    assert_eq!(
+        (created.max_age, created.max_bytes),
+        (Duration::from_secs(3600), -1)
+    );
+
+    let new_prefix = format!("{}-moved", stream.prefix);
+    let app = app
+        .restart_with(|c| {
+            point_at(c, &Backend::Sqlite, &url, &stream);
+            c.nats_max_age_secs = 7200;
+            c.nats_max_bytes = 64 << 20;
+            c.nats_duplicate_window_secs = 300;
+            c.nats_subject_prefix = new_prefix.clone();
+        })
+        .await;
+    let later = send(&app, &t.admin_key, 2).await;
+    // The publisher updates the stream before it publishes again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let updated = loop {
+        let config = stream.config().await.unwrap();
+        if config.max_age != created.max_age {
+            break config;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the stream kept its settings: {config:?}, {}",
+            health(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(updated.max_age, Duration::from_secs(7200));
+    assert_eq!(updated.max_bytes, 64 << 20);
+    assert_eq!(updated.duplicate_window, Duration::from_secs(300));
+    assert_eq!(
+        updated.subjects,
+        vec![format!("{}.>", stream.prefix), format!("{new_prefix}.>")]
+    );
+    // The new prefix's subjects are the stream's now: its events land there.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let moved = loop {
+        let got = stream
+            .read_subjects(&format!("{new_prefix}.events.>"))
+            .await;
+        if got.len() >= 2 {
+            break got;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "events under the new prefix never arrived: {}",
+            health(&app).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ids(&moved), later);
+    // What the stream held before stays.
+    assert_eq!(ids(&stream.read("events.>").await), first);
+    app.stop().await.unwrap();
 }

@@ -1,7 +1,8 @@
 //! The real PostgreSQL and NATS JetStream the scale-out tests run against
 //! (`HERALD_TEST_DATABASE_URL`, `HERALD_TEST_NATS_URL`; `.ci/run` sets
-//! both), a schema per test, a JetStream reader, and a loopback TCP proxy
-//! that can cut a connection to NATS or swallow its replies.
+//! both), a schema per test, the store a test runs on ([`Backend`]), a
+//! JetStream reader, and a loopback TCP proxy that can cut a connection to
+//! NATS or swallow its replies.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,11 +12,26 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+/// A service URL from `var`, or a loud skip: written to stderr directly,
+/// since libtest captures `eprintln!` of passing tests. Under CI (`CI` set)
+/// a missing URL fails the test instead.
 fn env_url(var: &str, what: &str) -> Option<String> {
+    use std::io::Write;
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ => {
-            eprintln!("\n*** SKIPPED: {what} was NOT tested: set {var} to run it ***\n");
+            let test = std::thread::current()
+                .name()
+                .unwrap_or("a test")
+                .to_string();
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{test}: CI is set but {var} is not; {what} must be tested in CI"
+            );
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED {test}: {what} was NOT tested; set {var} to run it"
+            );
             None
         }
     }
@@ -89,6 +105,41 @@ impl Drop for PgSchema {
     }
 }
 
+/// The store a server under test uses: the embedded one in its data dir,
+/// or PostgreSQL in a schema of the test's own.
+pub enum Backend {
+    Sqlite,
+    Postgres(PgSchema),
+}
+
+impl Backend {
+    /// PostgreSQL, or `None` after a loud skip when it is not configured.
+    pub fn postgres() -> Option<Backend> {
+        pg_url().map(|url| Backend::Postgres(PgSchema::new(&url)))
+    }
+
+    /// Points an in-process server's config at this store.
+    pub fn apply(&self, config: &mut herald_server::Config) {
+        if let Backend::Postgres(schema) = self {
+            config.database_url = Some(herald_server::config::Secret(schema.url.clone()));
+            config.database_schema = schema.name.clone();
+            config.database_pool_size = 4;
+        }
+    }
+
+    /// The same as `HERALD_*` variables, for the real binary.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Backend::Sqlite => Vec::new(),
+            Backend::Postgres(schema) => vec![
+                ("HERALD_DATABASE_URL", schema.url.clone()),
+                ("HERALD_DATABASE_SCHEMA", schema.name.clone()),
+                ("HERALD_DATABASE_POOL_SIZE", "4".to_string()),
+            ],
+        }
+    }
+}
+
 /// One message as JetStream stored it.
 #[derive(Debug, Clone)]
 pub struct Stored {
@@ -122,15 +173,27 @@ impl NatsStream {
         self.js.get_stream(&self.name).await.is_ok()
     }
 
+    /// The stream's configuration as JetStream reports it now.
+    pub async fn config(&self) -> Option<jetstream::stream::Config> {
+        let stream = self.js.get_stream(&self.name).await.ok()?;
+        Some(stream.cached_info().config.clone())
+    }
+
     /// Every message on subjects matching `filter` (relative to the prefix,
     /// like `events.>`), in stream order, read by a fresh consumer.
     pub async fn read(&self, filter: &str) -> Vec<Stored> {
+        self.read_subjects(&format!("{}.{filter}", self.prefix))
+            .await
+    }
+
+    /// Every message on subjects matching the whole `filter`, in stream order.
+    pub async fn read_subjects(&self, filter: &str) -> Vec<Stored> {
         let Ok(stream) = self.js.get_stream(&self.name).await else {
             return Vec::new();
         };
         let consumer = stream
             .create_consumer(jetstream::consumer::pull::Config {
-                filter_subject: format!("{}.{filter}", self.prefix),
+                filter_subject: filter.to_string(),
                 ack_policy: jetstream::consumer::AckPolicy::None,
                 deliver_policy: jetstream::consumer::DeliverPolicy::All,
                 inactive_threshold: Duration::from_secs(30),
