@@ -539,10 +539,32 @@ async fn main() {
                     .expect("register definition");
                 assert_eq!(res.status().as_u16(), 201, "definition {d}");
             }
+            let bodies = batch_bodies(&sample, 100);
+            // A 207 is a success to the load client, so a schema that refused
+            // the dataset would time cheap rejections, not validated ingest.
+            let res = client
+                .post(h.url("/api/v1/events/batch"))
+                .bearer_auth(&h.key)
+                .header("content-type", "application/json")
+                .body(bodies[0].clone())
+                .send()
+                .await
+                .expect("preflight batch");
+            let status = res.status().as_u16();
+            let answer: Value = res.json().await.unwrap_or(Value::Null);
+            assert!(
+                status == 201 && answer["rejected"] == 0,
+                "the dataset's definitions refuse its own events (status {status}), so the \
+                 'with schemas' row would measure rejections; first refusal: {}",
+                answer["results"]
+                    .as_array()
+                    .and_then(|r| r.iter().find(|i| i["status"] != 201 && i["status"] != 200))
+                    .unwrap_or(&answer)
+            );
             let w = workload(
                 Method::POST,
                 vec![h.url("/api/v1/events/batch")],
-                batch_bodies(&sample, 100),
+                bodies,
                 Some(&h.key),
             );
             let r = load::closed_loop(&w, 4, d, usize::MAX).await;

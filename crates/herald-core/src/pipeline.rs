@@ -154,6 +154,9 @@ impl EventProcessor {
         if raw.schema_version.is_none() {
             raw.schema_version = checked.schema_version;
         }
+        if raw.event_category.is_none() {
+            raw.event_category = checked.event_category;
+        }
         if let Some(o) = &raw.outcome {
             if o.status == OutcomeStatus::Failure
                 && o.error_class.is_none()

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::RawEvent;
 use crate::error::FieldError;
-use crate::model::Category;
+use crate::model::{Category, EventCategory};
 
 /// A set of categories, as a bit set over the four of them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -51,11 +51,15 @@ pub enum ValidationMode {
 pub struct DefinitionCheck {
     /// Every violation: `/data/...` pointers for the payload schema,
     /// `/event_source` for a source the definition does not allow,
+    /// `/event_category` for one other than the definition's,
     /// `/schema_version` for a pinned version that does not exist.
     pub errors: Vec<FieldError>,
     /// The definition version the event was checked against, recorded on
     /// the stored event; `None` when no stored definition applied.
     pub schema_version: Option<u32>,
+    /// The definition's `event_category`, which an event that names none
+    /// takes on (as a default).
+    pub event_category: Option<EventCategory>,
 }
 
 /// The source of truth for event types.

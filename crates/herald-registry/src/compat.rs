@@ -3,9 +3,10 @@
 //! additions (an optional property, a wider type, a looser bound, a new
 //! source) are compatible; a newly required field, a removed property, a
 //! narrowed type, enum or bound, a new `pattern`/`format`, a changed
-//! category or fewer allowed sources are breaking. A change to a keyword
-//! this diff cannot reason about (`allOf`, `$ref`, `if`, ...) is reported
-//! as breaking: the registry does not guess in the sender's disfavour.
+//! category or event_category, or fewer allowed sources are breaking. A
+//! change to a keyword this diff cannot reason about (`allOf`, `$ref`,
+//! `if`, ...) is reported as breaking: the registry does not guess in the
+//! sender's disfavour.
 //!
 //! An optional property added to an *open* object (no
 //! `"additionalProperties": false`) is compatible only if it accepts every
@@ -22,6 +23,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::definition::EventDefinition;
+
+/// How to go on when a typed property added to an open object is refused.
+const OPEN_OBJECT_ADVICE: &str = "if no sender uses that key with another value, send \
+?allow_breaking=true; to stay compatible, declare the property without a type constraint. \
+An object closed with \"additionalProperties\": false takes new typed properties compatibly \
+(closing an open object is itself breaking, once)";
 
 /// The verdict on one new version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +49,10 @@ pub struct Change {
     pub path: String,
     pub breaking: bool,
     pub message: String,
+    /// How to make the change, or an alternative to it, when the way is
+    /// not obvious from the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +70,17 @@ impl Compatibility {
     pub fn breaking_changes(&self) -> impl Iterator<Item = &Change> {
         self.changes.iter().filter(|c| c.breaking)
     }
+
+    /// The distinct advice of the breaking changes, in order.
+    pub fn advice(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for a in self.breaking_changes().filter_map(|c| c.advice.as_deref()) {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Default)]
@@ -72,6 +94,7 @@ impl Diff {
             path: path.to_string(),
             breaking: true,
             message: message.into(),
+            advice: None,
         });
     }
     fn compatible(&mut self, path: &str, message: impl Into<String>) {
@@ -79,6 +102,7 @@ impl Diff {
             path: path.to_string(),
             breaking: false,
             message: message.into(),
+            advice: None,
         });
     }
 }
@@ -95,11 +119,22 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
             ),
         );
     }
-    if old.event_category != new.event_category {
-        d.compatible(
+    // Ingest refuses an event_category other than the definition's.
+    match (old.event_category, new.event_category) {
+        (a, b) if a == b => {}
+        (Some(a), None) => d.compatible(
             "/event_category",
-            "event_category changed (descriptive only)",
-        );
+            format!("event_category {a} removed: events may now send any of their category's"),
+        ),
+        (None, Some(b)) => d.breaking(
+            "/event_category",
+            format!("event_category {b} added: events that send another one are now refused"),
+        ),
+        (Some(a), Some(b)) => d.breaking(
+            "/event_category",
+            format!("event_category changed from {a} to {b}: events that send {a} are now refused"),
+        ),
+        (None, None) => {}
     }
     match (
         old.allowed_sources.is_empty(),
@@ -109,7 +144,10 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
             "/allowed_sources",
             "any source was allowed; now only the listed ones are",
         ),
-        (false, true) => d.compatible("/allowed_sources", "every source is now allowed"),
+        (false, true) => d.compatible(
+            "/allowed_sources",
+            "allowed_sources removed: every source may now send this type",
+        ),
         (false, false) => {
             for s in &old.allowed_sources {
                 if !new.allowed_sources.contains(s) {
@@ -129,7 +167,10 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
     }
     match (&old.payload_schema, &new.payload_schema) {
         (None, None) => {}
-        (Some(_), None) => d.compatible("/payload_schema", "schema removed: any data is accepted"),
+        (Some(_), None) => d.compatible(
+            "/payload_schema",
+            "schema removed: payloads are no longer validated",
+        ),
         (None, Some(s)) if is_any(s) => {}
         (None, Some(_)) => d.breaking(
             "/payload_schema",
@@ -149,11 +190,7 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
     }
     let level = if d.changes.iter().any(|c| c.breaking) {
         Level::Breaking
-    } else if d
-        .changes
-        .iter()
-        .all(|c| c.path.is_empty() || c.path == "/event_category")
-    {
+    } else if d.changes.iter().all(|c| c.path.is_empty()) {
         Level::Identical
     } else {
         Level::Backward
@@ -345,14 +382,15 @@ fn schema(d: &mut Diff, path: &str, old: &Value, new: &Value) {
         let mut values = Diff::default();
         schema(&mut values, &at, before, nv);
         if values.changes.iter().any(|c| c.breaking) {
-            d.breaking(
-                &at,
-                format!(
-                    "optional property `{k}` added to an open object: events that already send `{k}` \
-                     with another value would now be refused (close the object with \
-                     \"additionalProperties\": false to add properties compatibly)"
+            d.changes.push(Change {
+                path: at,
+                breaking: true,
+                message: format!(
+                    "optional property `{k}` added to an open object (no \"additionalProperties\": false): \
+                     events that already send `{k}` with another value would now be refused"
                 ),
-            );
+                advice: Some(OPEN_OBJECT_ADVICE.into()),
+            });
         } else {
             d.compatible(&at, format!("optional property `{k}` added"));
         }
@@ -541,11 +579,69 @@ mod tests {
         assert_eq!(typed.level, Level::Breaking, "{typed:?}");
         assert_eq!(breaking_paths(&typed), ["/payload_schema/properties/note"]);
         assert!(typed.changes[0].message.contains("additionalProperties"));
+        let advice = typed.advice();
+        assert_eq!(advice.len(), 1, "{advice:?}");
+        assert!(
+            advice[0].contains("allow_breaking=true") && advice[0].contains("without a type"),
+            "{advice:?}"
+        );
         let untyped = compare(
             &old,
             &with(|b| b["payload_schema"]["properties"]["note"] = json!({"description": "free"})),
         );
         assert_eq!(untyped.level, Level::Backward, "{untyped:?}");
+    }
+
+    #[test]
+    fn dropping_the_schema_or_the_sources_is_compatible_but_listed() {
+        let old = def(1, base());
+        let c = compare(
+            &old,
+            &with(|b| {
+                let m = b.as_object_mut().unwrap();
+                m.remove("payload_schema");
+                m.remove("allowed_sources");
+            }),
+        );
+        assert_eq!(c.level, Level::Backward, "{c:?}");
+        let listed: Vec<(&str, &str)> = c
+            .changes
+            .iter()
+            .map(|ch| (ch.path.as_str(), ch.message.as_str()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (
+                    "/allowed_sources",
+                    "allowed_sources removed: every source may now send this type"
+                ),
+                (
+                    "/payload_schema",
+                    "schema removed: payloads are no longer validated"
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_category_added_or_changed_is_breaking_and_dropped_is_not() {
+        let none = def(1, base());
+        let order = with(|b| b["event_category"] = json!("order"));
+        let payment = with(|b| b["event_category"] = json!("payment"));
+        for (old, new, level) in [
+            (&none, &order, Level::Breaking),
+            (&order, &payment, Level::Breaking),
+            (&order, &none, Level::Backward),
+            (&order, &order, Level::Identical),
+        ] {
+            let c = compare(old, new);
+            assert_eq!(c.level, level, "{c:?}");
+            assert!(
+                c.changes.iter().all(|ch| ch.path == "/event_category"),
+                "{c:?}"
+            );
+        }
     }
 
     #[test]

@@ -318,27 +318,30 @@ impl Vocabulary for Registry {
 
     fn check_definition(&self, raw: &RawEvent) -> DefinitionCheck {
         // `schema_version` records the definition version an event was
-        // checked against; without a stored definition there is none to pin.
-        let unpinnable = |v: u32| DefinitionCheck {
-            errors: vec![error(
-                "/schema_version",
-                ErrorKind::InvalidValue,
-                format!(
-                    "`{}` has no registered definition, so there is no version {v} to check against; \
-                     leave schema_version out or register a definition first",
-                    raw.event_type
-                ),
-            )],
-            schema_version: None,
-        };
+        // checked against; without a definition there is none to pin.
         let Some(entry) = self.resolve(raw.event_type.as_str()) else {
-            return raw.schema_version.map(unpinnable).unwrap_or_default();
+            return raw
+                .schema_version
+                .map(|v| DefinitionCheck {
+                    errors: vec![error(
+                        "/schema_version",
+                        ErrorKind::InvalidValue,
+                        format!(
+                            "`{}` has no definition, so there is no version {v} to check against; \
+                             leave schema_version out or register a definition first",
+                            raw.event_type
+                        ),
+                    )],
+                    ..DefinitionCheck::default()
+                })
+                .unwrap_or_default();
         };
         let latest = entry.latest_compiled();
-        if latest.definition.builtin {
-            return raw.schema_version.map(unpinnable).unwrap_or_default();
-        }
-        let version = match raw.schema_version {
+        let current = &latest.definition;
+        // A pin selects the payload schema only: who may send a type and how
+        // it is classified are the definition's now, whatever version the
+        // sender was written against.
+        let pinned = match raw.schema_version {
             None => latest,
             Some(v) => match entry.compiled(v) {
                 Some(c) => c,
@@ -349,8 +352,8 @@ impl Vocabulary for Registry {
                             ErrorKind::InvalidValue,
                             format!(
                                 "definition `{}` of `{}` has no version {v}; its versions are: {}",
-                                latest.definition.definition_id,
-                                latest.definition.event_type,
+                                current.definition_id,
+                                current.event_type,
                                 entry
                                     .versions()
                                     .iter()
@@ -359,35 +362,49 @@ impl Vocabulary for Registry {
                                     .join(", ")
                             ),
                         )],
-                        schema_version: None,
+                        ..DefinitionCheck::default()
                     };
                 }
             },
         };
-        let d = &version.definition;
         let mut errors = Vec::new();
-        if !d.allowed_sources.is_empty() {
+        if !current.allowed_sources.is_empty() {
             let source = raw.event_source.unwrap_or(EventSource::Backend);
-            if !d.allowed_sources.contains(&source) {
+            if !current.allowed_sources.contains(&source) {
                 errors.push(error(
                     "/event_source",
                     ErrorKind::NotAllowed,
                     format!(
                         "`{}` events may be sent only by: {} (definition {} v{}); this one is from {source}",
                         raw.event_type,
-                        d.allowed_sources
+                        current
+                            .allowed_sources
                             .iter()
                             .map(|s| s.as_str())
                             .collect::<Vec<_>>()
                             .join(", "),
-                        d.definition_id,
-                        d.version
+                        current.definition_id,
+                        current.version
                     ),
                 ));
             }
         }
+        if let (Some(want), Some(got)) = (current.event_category, raw.event_category)
+            && want != got
+        {
+            errors.push(error(
+                "/event_category",
+                ErrorKind::InvalidValue,
+                format!(
+                    "`{}` events have event_category {want} (definition {} v{}), not {got}; \
+                     send {want} or leave event_category out",
+                    raw.event_type, current.definition_id, current.version
+                ),
+            ));
+        }
+        let d = &pinned.definition;
         if d.payload_schema.is_some() {
-            match self.validator(version) {
+            match self.validator(pinned) {
                 Ok(v) => errors.extend(crate::schema::validate(v, &raw.data, "/data")),
                 Err(why) => errors.push(error(
                     "/data",
@@ -401,7 +418,10 @@ impl Vocabulary for Registry {
         }
         DefinitionCheck {
             errors,
-            schema_version: Some(d.version),
+            // A built-in is not stored, so an event is recorded against it
+            // only when it pins its one version.
+            schema_version: (!d.builtin).then_some(d.version),
+            event_category: current.event_category,
         }
     }
 }
@@ -476,6 +496,60 @@ mod tests {
         // A rebuild without a version drops its validator, and only that tenant's.
         let _ = Registry::build(acme.clone(), vec![], cache.clone());
         assert_eq!(cache.len(), 1, "globex keeps its own");
+    }
+
+    #[test]
+    fn a_pin_selects_the_schema_only_sources_and_event_category_are_the_latest() {
+        let v1 = def(
+            "d",
+            1,
+            json!({"event_type": "t", "event_category": "order", "allowed_sources": ["frontend"],
+                "payload_schema": {"required": ["a"]}}),
+        );
+        let v2 = def(
+            "d",
+            2,
+            json!({"event_type": "t", "event_category": "payment", "allowed_sources": ["backend"],
+                "payload_schema": {"required": ["b"]}}),
+        );
+        let r = Registry::build(
+            TenantId::parse("acme").unwrap(),
+            vec![v1, v2],
+            Arc::new(ValidatorCache::new()),
+        );
+        let mut pinned = raw("t", json!({"b": 1}));
+        pinned.schema_version = Some(1);
+        pinned.event_source = Some(EventSource::Frontend);
+        pinned.event_category = Some(herald_core::EventCategory::Order);
+        let check = r.check_definition(&pinned);
+        let fields: Vec<&str> = check.errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["/event_source", "/event_category", "/data/a"]);
+        assert_eq!(
+            (check.schema_version, check.event_category),
+            (Some(1), Some(herald_core::EventCategory::Payment))
+        );
+    }
+
+    #[test]
+    fn a_builtin_type_has_version_1_and_no_other() {
+        let r = Registry::build(
+            TenantId::parse("acme").unwrap(),
+            vec![],
+            Arc::new(ValidatorCache::new()),
+        );
+        let mut e = raw("checkout_started", json!({}));
+        assert_eq!(r.check_definition(&e), DefinitionCheck::default());
+        e.schema_version = Some(1);
+        assert_eq!(r.check_definition(&e), DefinitionCheck::default());
+        e.schema_version = Some(2);
+        let check = r.check_definition(&e);
+        assert_eq!(check.errors.len(), 1);
+        assert_eq!(check.errors[0].field, "/schema_version");
+        assert!(
+            check.errors[0].message.ends_with("its versions are: 1"),
+            "{}",
+            check.errors[0].message
+        );
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Properties of the registry, through the same `EventProcessor` ingest
 //! uses: a random valid instance of a generated schema is accepted (and
-//! recorded with the version it was checked against); a mutated one is
-//! rejected with exactly one error at the right `/data/...` pointer. Also:
+//! recorded with the version it was checked against); a mutated one (a
+//! wrong type, a missing required field, an undeclared key on a closed
+//! object, a number just outside its bounds, a string one character too
+//! long, a value outside its enum) is rejected with exactly one error at
+//! the right `/data/...` pointer, naming the bound it broke. Also:
 //! NATS-style matching, and that a change the compatibility check calls
 //! backward compatible really keeps every previously valid payload valid.
 
@@ -164,6 +167,19 @@ struct Mutation {
     at: String,
     kind: ErrorKind,
     apply: Apply,
+    /// Text the error message must contain (the bound that was broken).
+    says: Option<String>,
+}
+
+impl Mutation {
+    fn replace(at: &str, kind: ErrorKind, value: Value, says: Option<String>) -> Mutation {
+        Mutation {
+            at: at.to_string(),
+            kind,
+            apply: Apply::Replace(value),
+            says,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -179,11 +195,52 @@ fn mutations(shape: &Shape, value: &Value, at: &str, out: &mut Vec<Mutation>) {
         Shape::Enum(_) => ErrorKind::InvalidValue,
         _ => ErrorKind::InvalidType,
     };
-    out.push(Mutation {
-        at: at.to_string(),
-        kind,
-        apply: Apply::Replace(shape.wrong_value()),
-    });
+    out.push(Mutation::replace(at, kind, shape.wrong_value(), None));
+    // Just outside each bound, with the right type: only that bound is broken.
+    let outside = ErrorKind::InvalidValue;
+    match shape {
+        Shape::Int { min, max } => {
+            out.push(Mutation::replace(
+                at,
+                outside,
+                json!(max + 1),
+                Some(format!("≤ {max}")),
+            ));
+            out.push(Mutation::replace(
+                at,
+                outside,
+                json!(min - 1),
+                Some(format!("≥ {min}")),
+            ));
+        }
+        Shape::Str { max_len } => {
+            // Characters, not bytes: `é` is two bytes and counts once.
+            let long: String = value
+                .as_str()
+                .unwrap_or_default()
+                .chars()
+                .chain(std::iter::repeat('é'))
+                .take(max_len + 1)
+                .collect();
+            out.push(Mutation::replace(
+                at,
+                outside,
+                Value::String(long),
+                Some(format!("at most {max_len} characters")),
+            ));
+        }
+        Shape::Enum(values) => {
+            // Generated members are upper case, so a lower-cased one is outside.
+            let near = value.as_str().unwrap_or("A").to_lowercase();
+            out.push(Mutation::replace(
+                at,
+                outside,
+                Value::String(near),
+                Some(format!("one of: {}", json!(values))),
+            ));
+        }
+        _ => {}
+    }
     match (shape, value) {
         (Shape::Arr(item), Value::Array(items)) => {
             for (i, v) in items.iter().enumerate() {
@@ -199,6 +256,7 @@ fn mutations(shape: &Shape, value: &Value, at: &str, out: &mut Vec<Mutation>) {
                             at: child.clone(),
                             kind: ErrorKind::Missing,
                             apply: Apply::Remove,
+                            says: None,
                         });
                     }
                     mutations(s, v, &child, out);
@@ -209,6 +267,7 @@ fn mutations(shape: &Shape, value: &Value, at: &str, out: &mut Vec<Mutation>) {
                     at: pointer_push(at, "zz_unknown"),
                     kind: ErrorKind::InvalidValue,
                     apply: Apply::Add(json!(true)),
+                    says: None,
                 });
             }
         }
@@ -296,6 +355,9 @@ proptest! {
         prop_assert_eq!(result.errors.len(), 1, "{:?}", result.errors);
         prop_assert_eq!(&result.errors[0].field, &want, "{:?} on {}", m, broken);
         prop_assert_eq!(result.errors[0].kind, m.kind);
+        if let Some(says) = &m.says {
+            prop_assert!(result.errors[0].message.contains(says.as_str()), "{:?} for {:?}", result.errors[0], m);
+        }
     }
 
     #[test]

@@ -191,10 +191,11 @@ pub async fn update(
                         kind: ErrorKind::NotAllowed,
                     })
                     .collect();
+                let advice: String = c.advice().iter().map(|a| format!(" {a}.")).collect();
                 return Err(ApiError {
                     errors: reasons,
                     ..ApiError::conflict(format!(
-                        "version {} would be a breaking change from version {}: events the current version accepts would be refused; send ?allow_breaking=true to register it anyway",
+                        "version {} would be a breaking change from version {}: events the current version accepts would be refused; send ?allow_breaking=true to register it anyway.{advice}",
                         next.version, current.version
                     ))
                 });
@@ -371,4 +372,46 @@ pub async fn list(
         "offset": filter.offset,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every key `view` adds must be one `parse_input` accepts, or a
+    /// fetched definition cannot be sent back.
+    #[test]
+    fn every_version_as_answered_parses_back_to_the_same_definition() {
+        let body = json!({
+            "event_type": "order.*", "event_category": "order", "name": "Orders",
+            "description": "d", "payload_schema": {"type": "object"},
+            "allowed_sources": ["backend"], "examples": [{}], "ui": {"icon": "cart"}
+        });
+        let v1 =
+            parse_input(&body, None)
+                .unwrap()
+                .into_definition("def_1".into(), 1, Timestamp::now());
+        let v2 = v1.next_version(parse_input(&body, None).unwrap(), Timestamp::now());
+        assert!(v2.compatibility.is_some());
+        for (d, versions) in [(&v1, vec![1]), (&v2, vec![1, 2])] {
+            let shown = view(d, &versions);
+            let back = parse_input(&shown, Some(&d.event_type))
+                .unwrap_or_else(|e| panic!("{shown} refused: {e:?}"))
+                .into_definition(d.definition_id.clone(), d.version, d.updated_at);
+            assert_eq!(
+                (
+                    back.payload_schema,
+                    back.allowed_sources,
+                    back.ui,
+                    back.name
+                ),
+                (
+                    d.payload_schema.clone(),
+                    d.allowed_sources.clone(),
+                    d.ui.clone(),
+                    d.name.clone()
+                )
+            );
+        }
+    }
 }

@@ -100,7 +100,7 @@ fn schemas() -> Value {
             "category": category, "event_category": event_category, "name": s("string"), "description": s("string"),
             "payload_schema": {}, "allowed_sources": { "type": "array", "items": source }, "examples": { "type": "array" }, "ui": string_map,
             "compatibility": { "type": "object", "properties": { "previous_version": s("integer"), "level": enum_of(vec!["identical", "backward", "breaking"]),
-                "changes": { "type": "array", "items": { "type": "object", "properties": { "path": s("string"), "breaking": s("boolean"), "message": s("string") } } } } },
+                "changes": { "type": "array", "items": { "type": "object", "properties": { "path": s("string"), "breaking": s("boolean"), "message": s("string"), "advice": s("string") } } } } },
             "created_at": { "type": "string", "format": "date-time" }, "updated_at": { "type": "string", "format": "date-time" } } },
         "EventDefinitionList": { "type": "object", "properties": { "definitions": { "type": "array", "items": { "$ref": "#/components/schemas/EventDefinition" } },
             "total": s("integer"), "has_more": s("boolean"), "limit": s("integer"), "offset": s("integer") } },

@@ -1,6 +1,8 @@
 //! The event-definition registry through the HTTP API: register, get, list,
-//! versions and compatibility, validation of `data` at ingest (create and
-//! batch), allowed sources, pattern precedence, strict mode.
+//! edit-and-send-back, versions and compatibility, validation of `data` at
+//! ingest (create and batch, draft 2020-12 and 7), allowed sources and
+//! event_category, what a pinned version selects, pattern precedence,
+//! strict mode.
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -547,15 +549,28 @@ async fn updates_are_versions_and_breaking_changes_need_consent() {
     let path = format!("/api/v1/event-definitions/{}", v1["id"].as_str().unwrap());
 
     // A typed property added to this open object could refuse events that
-    // already send `note` with another value: breaking, and it says why.
+    // already send `note` with another value: breaking, it says why, and
+    // how to go on.
     let mut typed = order_definition();
     typed["payload_schema"]["properties"]["note"] = json!({"type": "string"});
     let (s, refused) = json_of(app.put(&path, &t.admin_key, &typed).await).await;
     assert_eq!(s, 409, "{refused}");
+    assert_eq!(fields(&refused), ["/payload_schema/properties/note"]);
     assert!(
-        refused.to_string().contains("additionalProperties"),
+        refused["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("open object"),
         "{refused}"
     );
+    let detail = refused["detail"].as_str().unwrap();
+    for how in [
+        "?allow_breaking=true",
+        "without a type constraint",
+        "\"additionalProperties\": false",
+    ] {
+        assert!(detail.contains(how), "{how} missing from: {detail}");
+    }
 
     // Backward compatible: an optional property that takes any value, a wider enum.
     let mut v2_body = order_definition();
@@ -656,20 +671,33 @@ async fn updates_are_versions_and_breaking_changes_need_consent() {
     pinned["schema_version"] = json!(7);
     let (s, p) = app.create(&t.admin_key, &pinned).await;
     assert_eq!((s, fields(&p)), (400, vec!["/schema_version".to_string()]));
-    // No definition (or a built-in one without a schema): nothing to pin.
-    for ty in ["no.definition.here", "checkout_started"] {
-        let (s, p) = app
-            .create(
-                &t.admin_key,
-                &json!({"event_type": ty, "category": "business", "schema_version": 1}),
-            )
-            .await;
-        assert_eq!(
-            (s, fields(&p)),
-            (400, vec!["/schema_version".to_string()]),
-            "{ty}: {p}"
-        );
-    }
+    // No definition: nothing to pin.
+    let pin =
+        |ty: &str, v: u32| json!({"event_type": ty, "category": "business", "schema_version": v});
+    let (s, p) = app
+        .create(&t.admin_key, &pin("no.definition.here", 1))
+        .await;
+    assert_eq!((s, fields(&p)), (400, vec!["/schema_version".to_string()]));
+    // A built-in type is shown as version 1, so that version may be pinned,
+    // and only that one.
+    let (_, builtin) = json_of(
+        app.get("/api/v1/event-definitions/checkout_started", &t.admin_key)
+            .await,
+    )
+    .await;
+    assert_eq!(builtin["versions"], json!([1]));
+    let (s, e) = app.create(&t.admin_key, &pin("checkout_started", 1)).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["schema_version"], 1);
+    let (s, p) = app.create(&t.admin_key, &pin("checkout_started", 2)).await;
+    assert_eq!((s, fields(&p)), (400, vec!["/schema_version".to_string()]));
+    assert!(
+        p["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .ends_with("its versions are: 1"),
+        "{p}"
+    );
 
     // The type of a definition is fixed.
     let mut renamed = v3_body.clone();
@@ -689,6 +717,310 @@ async fn updates_are_versions_and_breaking_changes_need_consent() {
         .await
         .status(),
         400
+    );
+}
+
+#[tokio::test]
+async fn a_fetched_definition_can_be_edited_and_sent_back() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let v1 = app.define(&t.admin_key, &order_definition()).await;
+    let path = format!("/api/v1/event-definitions/{}", v1["id"].as_str().unwrap());
+
+    // Twice: version 1 as answered, then version 2, which also carries its
+    // compatibility verdict.
+    for (edit, want_version) in [("Placed by a customer", 2), ("Placed online", 3)] {
+        let (s, mut fetched) = json_of(app.get(&path, &t.admin_key).await).await;
+        assert_eq!(s, 200);
+        assert_eq!(fetched["latest_version"], want_version - 1, "{fetched}");
+        fetched["description"] = json!(edit);
+        let (s, next) = json_of(app.put(&path, &t.admin_key, &fetched).await).await;
+        assert_eq!(s, 200, "{next}");
+        assert_eq!(next["version"], want_version);
+        assert_eq!(next["description"], edit);
+        assert_eq!(next["compatibility"]["level"], "identical", "{next}");
+        for kept in [
+            "payload_schema",
+            "allowed_sources",
+            "examples",
+            "ui",
+            "event_category",
+        ] {
+            assert_eq!(next[kept], order_definition()[kept], "{kept}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pinned_version_selects_the_schema_only() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let v1 = app.define(&t.admin_key, &order_definition()).await;
+    let path = format!("/api/v1/event-definitions/{}", v1["id"].as_str().unwrap());
+    let breaking = format!("{path}?allow_breaking=true");
+
+    // Version 2: only the backend may send it, it is a payment, and the
+    // currency may be left out.
+    let mut v2 = order_definition();
+    v2["allowed_sources"] = json!(["backend"]);
+    v2["event_category"] = json!("payment");
+    v2["payload_schema"]["required"] = json!(["order_id", "amount"]);
+    let (s, body) = json_of(app.put(&breaking, &t.admin_key, &v2).await).await;
+    assert_eq!(s, 200, "{body}");
+
+    let pinned = |extra: Value| {
+        let mut e = order_event(json!({"order_id": "o-1", "amount": 5, "currency": "EUR"}));
+        e["schema_version"] = json!(1);
+        for (k, v) in extra.as_object().unwrap() {
+            e[k] = v.clone();
+        }
+        e
+    };
+    // Version 1 allowed external_api; the definition no longer does.
+    let (s, p) = app
+        .create(
+            &t.admin_key,
+            &pinned(json!({"event_source": "external_api"})),
+        )
+        .await;
+    assert_eq!(
+        (s, fields(&p)),
+        (400, vec!["/event_source".to_string()]),
+        "{p}"
+    );
+    assert!(
+        p["errors"][0]["message"].as_str().unwrap().contains("v2"),
+        "{p}"
+    );
+    // Version 1 was an order; the definition is a payment now.
+    let (s, p) = app
+        .create(&t.admin_key, &pinned(json!({"event_category": "order"})))
+        .await;
+    assert_eq!(
+        (s, fields(&p)),
+        (400, vec!["/event_category".to_string()]),
+        "{p}"
+    );
+    // The payload is checked against version 1's schema, which needs a currency.
+    let (s, p) = app
+        .create(
+            &t.admin_key,
+            &pinned(json!({"data": {"order_id": "o-1", "amount": 5}})),
+        )
+        .await;
+    assert_eq!(
+        (s, fields(&p)),
+        (400, vec!["/data/currency".to_string()]),
+        "{p}"
+    );
+    let (s, e) = app.create(&t.admin_key, &pinned(json!({}))).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(
+        (&e["schema_version"], &e["event_category"]),
+        (&json!(1), &json!("payment"))
+    );
+
+    // Version 3 moves the type to another category: a pin does not keep the old one.
+    let mut v3 = v2.clone();
+    v3["category"] = json!("system");
+    v3.as_object_mut().unwrap().remove("event_category");
+    let (s, body) = json_of(app.put(&breaking, &t.admin_key, &v3).await).await;
+    assert_eq!(s, 200, "{body}");
+    let (s, p) = app.create(&t.admin_key, &pinned(json!({}))).await;
+    assert_eq!(
+        (s, fields(&p)),
+        (400, vec!["/event_type".to_string()]),
+        "{p}"
+    );
+    let (s, e) = app
+        .create(&t.admin_key, &pinned(json!({"category": "system"})))
+        .await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["schema_version"], 1);
+}
+
+#[tokio::test]
+async fn a_definitions_event_category_is_a_default_and_a_constraint() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    app.define(&t.admin_key, &order_definition()).await;
+    let good = json!({"order_id": "o-1", "amount": 5, "currency": "EUR"});
+
+    // None sent: the definition's is filled in, and stored.
+    let (s, e) = app.create(&t.admin_key, &order_event(good.clone())).await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["event_category"], "order");
+    let (_, stored) = json_of(
+        app.get(
+            &format!("/api/v1/events/{}", e["event_id"].as_str().unwrap()),
+            &t.admin_key,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(stored["event_category"], "order", "{stored}");
+
+    // The same one: accepted. Another one: a 400 naming the expected value,
+    // in a batch as well, beside any other error.
+    let mut same = order_event(good.clone());
+    same["event_category"] = json!("order");
+    assert_eq!(app.create(&t.admin_key, &same).await.0, 201);
+    let mut other = order_event(good.clone());
+    other["event_category"] = json!("payment");
+    let (s, p) = app.create(&t.admin_key, &other).await;
+    assert_eq!(
+        (s, fields(&p)),
+        (400, vec!["/event_category".to_string()]),
+        "{p}"
+    );
+    let message = p["errors"][0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("event_category order") && message.contains("not payment"),
+        "{p}"
+    );
+    let mut both = other.clone();
+    both["data"]["amount"] = json!(-1);
+    let res = app
+        .post("/api/v1/events/batch", &t.admin_key, &json!([same, both]))
+        .await;
+    assert_eq!(res.status(), 207);
+    let b: Value = res.json().await.unwrap();
+    assert_eq!(b["results"][0]["status"], 201, "{b}");
+    assert_eq!(
+        fields(&b["results"][1]["error"]),
+        ["/data/amount", "/event_category"]
+    );
+
+    // A definition without one leaves the event's alone.
+    app.define(
+        &t.admin_key,
+        &json!({"event_type": "order.shipped", "category": "business"}),
+    )
+    .await;
+    for (sent, stored) in [(None, Value::Null), (Some("task"), json!("task"))] {
+        let mut e = json!({"event_type": "order.shipped", "category": "business"});
+        if let Some(c) = sent {
+            e["event_category"] = json!(c);
+        }
+        let (s, got) = app.create(&t.admin_key, &e).await;
+        assert_eq!(s, 201, "{got}");
+        assert_eq!(got["event_category"], stored, "{got}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_schema_or_the_sources_is_allowed_and_reported() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let v1 = app.define(&t.admin_key, &order_definition()).await;
+    let path = format!("/api/v1/event-definitions/{}", v1["id"].as_str().unwrap());
+
+    let mut loose = order_definition();
+    let m = loose.as_object_mut().unwrap();
+    m.remove("payload_schema");
+    m.remove("allowed_sources");
+    let (s, v2) = json_of(app.put(&path, &t.admin_key, &loose).await).await;
+    assert_eq!(s, 200, "{v2}");
+    assert_eq!(v2["compatibility"]["level"], "backward");
+    let changes: Vec<(String, String, bool)> = v2["compatibility"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["path"].as_str().unwrap().to_string(),
+                c["message"].as_str().unwrap().to_string(),
+                c["breaking"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    for want in [
+        (
+            "/payload_schema",
+            "schema removed: payloads are no longer validated",
+        ),
+        (
+            "/allowed_sources",
+            "allowed_sources removed: every source may now send this type",
+        ),
+    ] {
+        assert!(
+            changes.contains(&(want.0.to_string(), want.1.to_string(), false)),
+            "{want:?} not in {changes:?}"
+        );
+    }
+
+    // And it does what it says.
+    let mut e = order_event(json!({"anything": true}));
+    e["event_source"] = json!("frontend");
+    let (s, got) = app.create(&t.admin_key, &e).await;
+    assert_eq!(s, 201, "{got}");
+    assert_eq!(got["schema_version"], 2);
+}
+
+#[tokio::test]
+async fn a_draft_7_schema_is_registered_and_enforced_as_draft_7() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    // Tuple `items`, `dependencies` and `definitions` are draft 7's; in
+    // 2020-12 an array under `items` is not even a valid schema.
+    let schema = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object", "required": ["point"],
+        "definitions": {"coordinate": {"type": "number", "minimum": -180, "maximum": 180}},
+        "properties": {
+            "point": {"type": "array", "items": [{"$ref": "#/definitions/coordinate"}, {"$ref": "#/definitions/coordinate"}], "additionalItems": false},
+            "card": {"type": "string"}, "billing_address": {"type": "string"}
+        },
+        "dependencies": {"card": ["billing_address"]}
+    });
+    let defined = app
+        .define(
+            &t.admin_key,
+            &json!({"event_type": "geo.pinged", "category": "system", "payload_schema": schema,
+                "examples": [{"point": [13.4, 52.5]}]}),
+        )
+        .await;
+    assert_eq!(defined["payload_schema"], schema, "kept as sent");
+    let mut as_2020 = schema.clone();
+    as_2020.as_object_mut().unwrap().remove("$schema");
+    let (s, p) = json_of(
+        app.post(
+            "/api/v1/event-definitions",
+            &t.admin_key,
+            &json!({"event_type": "geo.other", "category": "system", "payload_schema": as_2020}),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(s, 400, "tuple items are not 2020-12: {p}");
+    assert!(
+        fields(&p)
+            .iter()
+            .any(|f| f.starts_with("/payload_schema/properties/point/items")),
+        "{p}"
+    );
+
+    let ping =
+        |data: Value| json!({"event_type": "geo.pinged", "category": "system", "data": data});
+    let (s, e) = app
+        .create(
+            &t.admin_key,
+            &ping(json!({"point": [13.4, 52.5], "card": "x", "billing_address": "y"})),
+        )
+        .await;
+    assert_eq!(s, 201, "{e}");
+    assert_eq!(e["schema_version"], 1);
+    let (s, p) = app
+        .create(
+            &t.admin_key,
+            &ping(json!({"point": [200, 52.5, 1], "card": "x"})),
+        )
+        .await;
+    assert_eq!(s, 400, "{p}");
+    assert_eq!(
+        fields(&p),
+        ["/data/billing_address", "/data/point", "/data/point/0"]
     );
 }
 
