@@ -567,20 +567,26 @@ fn splice_response(out: &mut String, row: &EventJson) -> bool {
     }
     // Fields before `processing_timestamp` are scalars, so its first
     // occurrence is the top-level key.
-    let Some(created) = body
-        .find(CREATED)
-        .map(|at| &body[at + CREATED.len()..])
-        .and_then(|r| r.split('"').next())
-    else {
+    let Some((scalars, created)) = body.find(CREATED).and_then(|at| {
+        let created = body[at + CREATED.len()..].split('"').next()?;
+        Some((&body[..at], created))
+    }) else {
         return false;
     };
+    // An unescaped `"` cannot occur inside a JSON string, so this finds the
+    // top-level key only.
+    let has_event_category = scalars.contains(",\"event_category\":\"");
     out.push_str(&body[..cut]);
     out.push_str(STATUS);
     out.push_str(row.status.as_str());
     out.push('"');
-    if let Some(u) = row.user_id.as_deref() {
-        out.push_str(",\"user_id\":");
-        out.push_str(&json_text(u));
+    out.push_str(",\"user_id\":");
+    match row.user_id.as_deref() {
+        Some(u) => out.push_str(&json_text(u)),
+        None => out.push_str("null"),
+    }
+    if !has_event_category {
+        out.push_str(",\"event_category\":null");
     }
     out.push_str(",\"created_at\":\"");
     out.push_str(created);
@@ -950,6 +956,7 @@ mod tests {
             serde_json::json!({"event_type": "b", "category": "business", "user_id": "u-\"quoted\"\n", "data": {"status": "x", "processing_timestamp": "nope"},
                                "metadata": {"k": "\",\"status\":\"pending\"}"}, "idempotency_key": "k1", "schema_version": 3}),
             serde_json::json!({"event_type": "c", "category": "security", "actor": {"user_id": ""}, "stream_id": "order:1"}),
+            serde_json::json!({"event_type": "d", "event_category": "order", "data": {"event_category": null}}),
         ];
         for body in bodies {
             let event = EventProcessor::default()

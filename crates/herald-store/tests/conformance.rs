@@ -1047,7 +1047,8 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
         conn.execute_batch(
             "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
-             DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; PRAGMA user_version = 1;",
+             DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; DROP INDEX audit_tenant_seq; \
+             PRAGMA user_version = 1;",
         )
         .unwrap();
     }
