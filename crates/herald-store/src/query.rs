@@ -70,9 +70,29 @@ fn fts5_terms(q: &str) -> Option<String> {
 }
 
 pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
-    let mut b = Builder {
-        sql: String::from(" FROM events WHERE tenant_id = ?"),
-        args: vec![Arg::Text(tenant.to_string())],
+    let mut b = match d {
+        // On SQLite the correlation keys are found through `events_keys`
+        // (FTS5 tokens, see `sqlite::keys`), then held to the column's exact
+        // value. `CROSS JOIN` fixes the order: the few candidate rows by
+        // rowid, then the filters and a sort. Left to itself the planner
+        // walked the tenant's whole time index testing each row.
+        Dialect::Sqlite if !q.keys.is_empty() => Builder {
+            sql: String::from(
+                " FROM (SELECT rowid AS key_row FROM events_keys WHERE events_keys MATCH ?) AS keyed \
+                 CROSS JOIN events ON events.seq = keyed.key_row WHERE tenant_id = ?",
+            ),
+            args: vec![
+                Arg::Text(crate::sqlite::keys::match_all(
+                    tenant,
+                    q.keys.iter().map(|(k, v)| (*k, v.as_str())),
+                )),
+                Arg::Text(tenant.to_string()),
+            ],
+        },
+        _ => Builder {
+            sql: String::from(" FROM events WHERE tenant_id = ?"),
+            args: vec![Arg::Text(tenant.to_string())],
+        },
     };
     b.any_of("event_type", q.event_types.iter().cloned());
     b.any_of(
@@ -299,6 +319,63 @@ mod tests {
                     .iter()
                     .any(|l| l.starts_with("SCAN") || l.contains("TEMP B-TREE")),
                 "no scan, no sort: {plan:#?}"
+            );
+        }
+    }
+
+    /// A correlation-key lookup reaches its rows through `events_keys` by
+    /// rowid: it neither scans the tenant's events nor walks its time index.
+    #[test]
+    fn sqlite_key_lookups_find_rows_through_the_keys_index() {
+        use herald_core::correlation::CorrelationKey;
+        let dir = tempfile::tempdir().unwrap();
+        let conn = crate::sqlite::floor::open(&dir.path().join("plan.db"), false).unwrap();
+        let q = EventQuery {
+            keys: vec![
+                (
+                    CorrelationKey::TraceId,
+                    "4bf92f3577b34da6a3ce929d0e0e4736".into(),
+                ),
+                (CorrelationKey::UserId, "u1".into()),
+            ],
+            limit: 100,
+            ..Default::default()
+        };
+        let sql = build(Dialect::Sqlite, "acme", &q);
+        for (statement, args) in [
+            (&sql.page_sql, &sql.page_args),
+            (&sql.count_sql, &sql.count_args),
+        ] {
+            let args: Vec<rusqlite::types::Value> = args
+                .iter()
+                .map(|a| match a {
+                    Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
+                    Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                })
+                .collect();
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .unwrap();
+            let plan: Vec<String> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("SCAN events_keys VIRTUAL TABLE")),
+                "{statement}\n{plan:#?}"
+            );
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("USING INTEGER PRIMARY KEY (rowid=?)")),
+                "rows fetched by rowid: {plan:#?}"
+            );
+            assert!(
+                !plan
+                    .iter()
+                    .any(|l| l.starts_with("SCAN events") && !l.contains("events_keys")),
+                "no scan of the events table: {plan:#?}"
             );
         }
     }

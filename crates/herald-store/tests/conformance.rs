@@ -1035,7 +1035,8 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         let out = store
             .append(vec![event(
                 &t,
-                json!({"event_type": "x", "category": "system"}),
+                json!({"event_type": "x", "category": "system", "user_id": "u-7",
+                       "correlation": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}}),
             )])
             .await
             .unwrap();
@@ -1048,12 +1049,40 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         conn.execute_batch(
             "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
              DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; DROP INDEX audit_tenant_seq; \
+             DROP TABLE events_keys; \
+             CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL; \
+             CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL; \
+             CREATE INDEX events_correlation_id ON events (tenant_id, correlation_id, ts) WHERE correlation_id IS NOT NULL; \
+             CREATE INDEX events_request_id ON events (tenant_id, request_id, ts) WHERE request_id IS NOT NULL; \
+             CREATE INDEX events_order_id ON events (tenant_id, order_id, ts) WHERE order_id IS NOT NULL; \
+             CREATE INDEX events_session_id ON events (tenant_id, session_id, ts) WHERE session_id IS NOT NULL; \
+             CREATE INDEX events_ticket_id ON events (tenant_id, ticket_id, ts) WHERE ticket_id IS NOT NULL; \
+             CREATE INDEX events_user_id ON events (tenant_id, user_id, ts) WHERE user_id IS NOT NULL; \
+             CREATE INDEX events_email_hash ON events (tenant_id, email_hash, ts) WHERE email_hash IS NOT NULL; \
              PRAGMA user_version = 1;",
         )
         .unwrap();
     }
     let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
     assert!(store.get_event(&t, id).await.unwrap().is_some());
+    // Its correlation keys moved from B-tree indexes to `events_keys`.
+    for key in [
+        (CorrelationKey::TraceId, "4bf92f3577b34da6a3ce929d0e0e4736"),
+        (CorrelationKey::UserId, "u-7"),
+    ] {
+        let page = store
+            .query_events(
+                &t,
+                &EventQuery {
+                    keys: vec![(key.0, key.1.to_string())],
+                    limit: 10,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(page.events.len(), 1, "{key:?} after the migration");
+    }
     let d = definition("def_a", 1, json!({"event_type": "x", "category": "system"}));
     store.insert_definition(&t, d.clone()).await.unwrap();
     store.close().await;
