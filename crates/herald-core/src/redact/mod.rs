@@ -11,8 +11,16 @@
 //! tenant's own path rules (drop / mask / hash) run last. The policy is a
 //! plain serde value so a tenant can configure it.
 //!
-//! Left alone on purpose: `event_type`, `stream_id` and `idempotency_key`,
-//! the identifiers clients address exactly, which decoding constrains.
+//! The `idempotency_key` only has its emails hashed, in place, with the same
+//! keyed hasher: that is deterministic, so a retry carrying the same key
+//! still finds the first event; masking a card or a secret there would make
+//! different keys equal and drop events as duplicates. Left alone on
+//! purpose: `event_type` and `stream_id`, names a client addresses exactly
+//! (a stream is read back by its id, a type is matched by definitions and
+//! subscriptions), which decoding already constrains (no control
+//! characters; `{entity_type}:{entity_id}`); a client that puts personal
+//! data in them has to change that, since rewriting them would break what
+//! they name.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -95,8 +103,10 @@ pub enum RedactAction {
     Hash,
 }
 
-/// A tenant rule: a JSON pointer into the event (`/data/customer/phone`),
-/// where `*` matches any one key or array index.
+/// A tenant rule: a JSON pointer into the event's actor, object, context,
+/// data or metadata (`/data/customer/phone`, `/actor/user_id`), where `*`
+/// matches any one key (named fields included) or array index.
+/// `/context/environment` is not addressable: every event has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathRule {
     pub path: String,
@@ -168,9 +178,10 @@ impl RedactionPolicy {
         // in the actor (named fields, then extra keys), else in `data`.
         let actor = &mut event.actor;
         let mut actor_email = None;
-        if matches!(actor.extra.get("email"), Some(Value::String(_)))
+        // With email hashing off, `actor.email` stays where it was sent.
+        if self.hash_emails
+            && matches!(actor.extra.get("email"), Some(Value::String(_)))
             && let Some(Value::String(email)) = actor.extra.shift_remove("email")
-            && self.hash_emails
         {
             actor_email = Some(hasher.hash(&email));
         }
@@ -256,6 +267,13 @@ impl RedactionPolicy {
 
         if event.actor.email_hash.is_none() {
             event.actor.email_hash = actor_email;
+        }
+        if self.hash_emails
+            && let Some(key) = event.idempotency_key.as_mut()
+            && Suspects::of(key).email
+            && let Some(hashed) = replace_emails(key, hasher, &mut None)
+        {
+            *key = hashed;
         }
 
         for rule in &self.rules {
