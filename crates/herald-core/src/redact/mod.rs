@@ -71,11 +71,18 @@ impl EmailHasher {
     /// 64 lowercase hex characters.
     pub fn hash(&self, value: &str) -> String {
         let mut mac = self.mac.clone();
-        let normalised = value.trim();
-        if normalised.bytes().any(|b| b.is_ascii_uppercase()) {
-            mac.update(normalised.to_ascii_lowercase().as_bytes());
+        let normalised = value.trim().as_bytes();
+        if normalised.iter().any(u8::is_ascii_uppercase) {
+            // Lower-cased through a buffer on the stack, not a new string.
+            let mut buf = [0u8; 64];
+            for chunk in normalised.chunks(buf.len()) {
+                let lower = &mut buf[..chunk.len()];
+                lower.copy_from_slice(chunk);
+                lower.make_ascii_lowercase();
+                mac.update(lower);
+            }
         } else {
-            mac.update(normalised.as_bytes());
+            mac.update(normalised);
         }
         hex(&mac.finalize().into_bytes())
     }
@@ -401,7 +408,7 @@ impl Walk<'_> {
         let suspects = Suspects::of(s);
         let mut changed: Option<String> = None;
         if policy.mask_card_numbers
-            && suspects.digits >= 13
+            && suspects.card_digits >= 13
             && let Some(masked) = mask_cards(s)
         {
             changed = Some(masked);
@@ -489,10 +496,12 @@ impl Walk<'_> {
 }
 
 /// What a string could hide, from one pass over its bytes: most strings
-/// (`checkout`, `ord_99812`) need none of the finders.
+/// (`checkout`, `ord_99812`, a hex trace id) need none of the finders.
 struct Suspects {
-    digits: usize,
-    /// A `=`, a `:` or a `b` (of `bearer`).
+    /// The most digits in one run of digits, spaces and dashes: a card
+    /// number's digits are never further apart.
+    card_digits: usize,
+    /// A `=` or a `:`, or a `b` and a space (of a bare `bearer x`).
     inline_secret: bool,
     email: bool,
 }
@@ -502,12 +511,17 @@ impl Suspects {
         const SEPARATOR: u8 = 1;
         const AT: u8 = 2;
         const DIGIT: u8 = 4;
+        const B: u8 = 8;
+        const SPACE: u8 = 16;
+        const DASH: u8 = 32;
         const CLASS: [u8; 256] = {
             let mut class = [0u8; 256];
             class[b'=' as usize] = SEPARATOR;
             class[b':' as usize] = SEPARATOR;
-            class[b'b' as usize] = SEPARATOR;
-            class[b'B' as usize] = SEPARATOR;
+            class[b'b' as usize] = B;
+            class[b'B' as usize] = B;
+            class[b' ' as usize] = SPACE;
+            class[b'-' as usize] = DASH;
             class[b'@' as usize] = AT;
             let mut d = b'0';
             while d <= b'9' {
@@ -516,15 +530,20 @@ impl Suspects {
             }
             class
         };
-        let (mut digits, mut seen) = (0, 0);
+        let (mut run, mut longest, mut seen) = (0, 0, 0);
         for &b in s.as_bytes() {
             let c = CLASS[usize::from(b)];
-            digits += usize::from(c >> 2);
             seen |= c;
+            if c & DIGIT != 0 {
+                run += 1;
+                longest = longest.max(run);
+            } else if c & (SPACE | DASH) == 0 {
+                run = 0;
+            }
         }
         Suspects {
-            digits,
-            inline_secret: seen & SEPARATOR != 0,
+            card_digits: longest,
+            inline_secret: seen & SEPARATOR != 0 || (seen & B != 0 && seen & SPACE != 0),
             email: seen & AT != 0,
         }
     }

@@ -545,3 +545,16 @@ fn a_wildcard_rule_covers_named_fields_too() {
     assert!(e.context.extra.is_empty());
     assert_eq!(e.context.environment, "production", "not addressable");
 }
+
+#[test]
+fn hashes_ignore_case_and_surrounding_space_at_any_length() {
+    let h = hasher();
+    for lower in [
+        "ada@example.com".to_string(),
+        format!("{}@example.com", "a".repeat(150)),
+    ] {
+        let mixed = format!(" {} ", lower.to_uppercase());
+        assert_eq!(h.hash(&mixed), h.hash(&lower), "{lower}");
+    }
+    assert_ne!(h.hash("ada@example.com"), h.hash("ada@example.co"));
+}
