@@ -530,19 +530,28 @@ impl Suspects {
             }
             class
         };
-        let (mut run, mut longest, mut seen) = (0, 0, 0);
+        let (mut digits, mut seen) = (0, 0);
         for &b in s.as_bytes() {
             let c = CLASS[usize::from(b)];
+            digits += usize::from(c & DIGIT != 0);
             seen |= c;
-            if c & DIGIT != 0 {
-                run += 1;
-                longest = longest.max(run);
-            } else if c & (SPACE | DASH) == 0 {
-                run = 0;
+        }
+        // Only text with enough digits at all is looked at again, for a run.
+        let mut card_digits = 0;
+        if digits >= 13 {
+            let mut run = 0;
+            for &b in s.as_bytes() {
+                let c = CLASS[usize::from(b)];
+                if c & DIGIT != 0 {
+                    run += 1;
+                    card_digits = card_digits.max(run);
+                } else if c & (SPACE | DASH) == 0 {
+                    run = 0;
+                }
             }
         }
         Suspects {
-            card_digits: longest,
+            card_digits,
             inline_secret: seen & SEPARATOR != 0 || (seen & B != 0 && seen & SPACE != 0),
             email: seen & AT != 0,
         }
