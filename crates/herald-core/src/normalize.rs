@@ -8,7 +8,7 @@ use time::Duration;
 
 use crate::decode::RawEvent;
 use crate::error::Findings;
-use crate::event::CanonicalEvent;
+use crate::event::{CanonicalEvent, Correlation};
 use crate::model::{EventId, EventSource, EventStatus, TenantId};
 use crate::timestamp::Timestamp;
 
@@ -57,6 +57,58 @@ impl TraceParent {
     }
 }
 
+/// Trace context from a W3C `traceparent` (the body's, else the request
+/// header's) when the event names no `correlation.trace_id`. Nothing is
+/// dropped unsaid: an invalid traceparent is a warning, and so is a valid
+/// one naming another trace than the one used (which one won, and why).
+fn fill_trace_context(
+    correlation: &mut Correlation,
+    body: Option<&str>,
+    header: Option<&str>,
+    findings: &mut Findings,
+) {
+    // The header is not part of the body: its findings point at the whole event.
+    let candidates = [
+        ("/traceparent", "traceparent", body),
+        ("", "traceparent header", header),
+    ];
+    let mut used: Option<&'static str> = None;
+    for (field, origin, value) in candidates {
+        let Some(value) = value else { continue };
+        let Some(tp) = TraceParent::parse(value) else {
+            findings.warn(
+                field,
+                format!(
+                    "{origin} `{}` is not a valid W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>); ignored",
+                    crate::model::truncate(value.trim(), 64)
+                ),
+            );
+            continue;
+        };
+        match correlation.trace_id.as_deref() {
+            None => {
+                correlation.trace_id = Some(tp.trace_id);
+                if correlation.span_id.is_none() {
+                    correlation.span_id = Some(tp.span_id);
+                }
+                used = Some(origin);
+            }
+            Some(kept) if kept == tp.trace_id => {}
+            Some(kept) => {
+                let winner = used.unwrap_or("correlation.trace_id");
+                findings.warn(
+                    field,
+                    format!(
+                        "{origin} names trace {}, but {winner} gives trace {}; {winner} is used and the {origin} ignored",
+                        tp.trace_id,
+                        crate::model::truncate(kept, 64)
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Builds the canonical event. Never fails: everything that could be wrong
 /// was rejected by decoding and validation.
 pub(crate) fn normalize(
@@ -87,28 +139,12 @@ pub(crate) fn normalize(
         ..
     } = raw;
 
-    if correlation.trace_id.is_none() {
-        let candidates = [
-            ("/traceparent", traceparent.as_deref()),
-            ("traceparent header", header_traceparent),
-        ];
-        for (origin, value) in candidates {
-            let Some(value) = value else { continue };
-            match TraceParent::parse(value) {
-                Some(tp) => {
-                    correlation.trace_id = Some(tp.trace_id);
-                    if correlation.span_id.is_none() {
-                        correlation.span_id = Some(tp.span_id);
-                    }
-                    break;
-                }
-                None => findings.warn(
-                    if origin.starts_with('/') { origin } else { "" },
-                    format!("{origin} is not a valid W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>); ignored"),
-                ),
-            }
-        }
-    }
+    fill_trace_context(
+        &mut correlation,
+        traceparent.as_deref(),
+        header_traceparent,
+        findings,
+    );
 
     let timestamp = match timestamp {
         Some(t) => {
@@ -214,6 +250,94 @@ mod tests {
             assert_eq!(warnings(Some(near), now), vec![], "{near}");
         }
         assert_eq!(warnings(None, now), vec![]);
+    }
+
+    /// The event's correlation and warnings for a body `correlation` and
+    /// `traceparent`, and a request header.
+    fn traced(
+        correlation: serde_json::Value,
+        body_tp: Option<&str>,
+        header: Option<&str>,
+    ) -> (Correlation, Vec<crate::error::FieldWarning>) {
+        let mut body = serde_json::json!({"event_type": "x.y", "category": "system", "correlation": correlation});
+        if let Some(tp) = body_tp {
+            body["traceparent"] = tp.into();
+        }
+        let (raw, _) = decode_event(body, &Limits::default()).unwrap();
+        let mut findings = Findings::default();
+        let e = normalize(
+            raw,
+            &TenantId::parse("t").unwrap(),
+            Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
+            header,
+            &mut findings,
+        );
+        (e.correlation, findings.warnings)
+    }
+
+    const TP_A: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    const TP_B: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+
+    #[test]
+    fn an_invalid_traceparent_is_a_warning() {
+        let (c, w) = traced(serde_json::json!({}), Some("00-XYZ"), Some(TP_A));
+        assert_eq!(
+            c.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "the header's"
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].field, "/traceparent");
+        assert_eq!(
+            w[0].message,
+            "traceparent `00-XYZ` is not a valid W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>); ignored"
+        );
+        // Even when correlation.trace_id makes it moot.
+        let (_, w) = traced(serde_json::json!({"trace_id": "t"}), None, Some("nope"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].field, "");
+        assert!(
+            w[0].message
+                .starts_with("traceparent header `nope` is not a valid"),
+            "{}",
+            w[0].message
+        );
+    }
+
+    #[test]
+    fn a_traceparent_that_loses_says_which_won() {
+        let (c, w) = traced(serde_json::json!({"trace_id": "given"}), Some(TP_A), None);
+        assert_eq!(c.trace_id.as_deref(), Some("given"));
+        assert_eq!(c.span_id, None);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].field, "/traceparent");
+        assert_eq!(
+            w[0].message,
+            "traceparent names trace 4bf92f3577b34da6a3ce929d0e0e4736, but correlation.trace_id gives \
+             trace given; correlation.trace_id is used and the traceparent ignored"
+        );
+        let (c, w) = traced(serde_json::json!({}), Some(TP_A), Some(TP_B));
+        assert_eq!(
+            c.trace_id.as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(c.span_id.as_deref(), Some("00f067aa0ba902b7"));
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].field, "");
+        assert!(
+            w[0].message.starts_with(
+                "traceparent header names trace 0af7651916cd43dd8448eb211c80319c, but traceparent gives"
+            ),
+            "{}",
+            w[0].message
+        );
+        // The same trace twice loses nothing: no warning.
+        let (_, w) = traced(
+            serde_json::json!({"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736"}),
+            Some(TP_A),
+            Some(TP_A),
+        );
+        assert_eq!(w, vec![]);
     }
 
     #[test]

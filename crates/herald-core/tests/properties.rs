@@ -12,8 +12,8 @@ use herald_core::codec::{json as json_codec, proto as proto_codec};
 use herald_core::correlation::{self, CorrelationKey};
 use herald_core::decode::UNKNOWN_FIELDS_KEY;
 use herald_core::{
-    Category, ErrorKind, EventSource, EventStatus, OutcomeStatus, StreamId, Timestamp,
-    ValidationMode,
+    ErrorKind, EventProcessor, EventSource, EventStatus, Github, Limits, OutcomeStatus,
+    RedactionPolicy, StreamId, Timestamp, ValidationMode,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -22,6 +22,15 @@ use support::*;
 
 fn obj(pairs: Vec<(&str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// Whether `stored` holds `own`: equal, or (objects) holding each of its keys.
+fn contains(stored: Option<&Value>, own: &Value) -> bool {
+    match (stored, own) {
+        (Some(Value::Object(s)), Value::Object(o)) => o.iter().all(|(k, v)| contains(s.get(k), v)),
+        (Some(s), o) => s == o,
+        (None, _) => false,
+    }
 }
 
 /// Every error is well formed: a JSON pointer and a message a person can read.
@@ -44,6 +53,18 @@ fn category_value() -> BoxedStrategy<Value> {
         4 => category().prop_map(|c| Value::from(c.as_str())),
         1 => select(vec!["Business", "SYSTEM", "finance", "", " business", "securit", "deliveries"]).prop_map(Value::from),
         1 => "[a-z]{1,12}".prop_map(Value::from),
+        1 => any_json(),
+    ]
+    .boxed()
+}
+
+/// A value the event_category field might hold: seed 003's names, near
+/// misses (a category that is not an event category among them), wrong types.
+fn event_category_value() -> BoxedStrategy<Value> {
+    prop_oneof![
+        8 => select(event_category_names()).prop_map(Value::from),
+        1 => select(vec!["Payment", "USER_ACTION", "page-view", "", " order", "devices", "business", "delivery"]).prop_map(Value::from),
+        1 => "[a-z_]{1,12}".prop_map(Value::from),
         1 => any_json(),
     ]
     .boxed()
@@ -72,34 +93,393 @@ fn timestamp_value() -> BoxedStrategy<(Value, bool)> {
     .boxed()
 }
 
+/// Pointers where a value of the wrong JSON type can go.
+const WRONG_TYPE_AT: [&str; 27] = [
+    "/actor",
+    "/object",
+    "/correlation",
+    "/outcome",
+    "/evidence",
+    "/context",
+    "/metadata",
+    "/evidence/github",
+    "/event_source",
+    "/timestamp",
+    "/stream_id",
+    "/expected_version",
+    "/schema_version",
+    "/tenant_id",
+    "/traceparent",
+    "/idempotency_key",
+    "/user_id",
+    "/actor/user_id",
+    "/object/order_id",
+    "/correlation/trace_id",
+    "/outcome/status",
+    "/outcome/message",
+    "/context/ip",
+    "/evidence/trace_url",
+    "/evidence/log_references",
+    "/category",
+    "/event_category",
+];
+
+/// Named fields with a snake_case key and a camelCase alias.
+const CAMEL_PAIRS: [(&str, &str, &str); 5] = [
+    ("object", "order_id", "orderId"),
+    ("correlation", "span_id", "spanId"),
+    ("context", "user_agent", "userAgent"),
+    ("outcome", "error_code", "errorCode"),
+    ("evidence/github", "commit_sha", "commitSha"),
+];
+
+/// One thing wrong with an event, among others.
+#[derive(Debug, Clone)]
+enum Fault {
+    WrongType(&'static str, Value),
+    TooLong(&'static str),
+    NotAllowed(&'static str, &'static str),
+    BadStreamId(&'static str),
+    NegativeVersion(i64),
+    BadTimestamp(&'static str),
+    SchemaVersion(u64),
+    LogReferenceItem(Value),
+    UserIdDisagrees,
+    AliasDisagrees(prop::sample::Index),
+    CamelDisagrees(&'static str, &'static str, &'static str),
+    EmptyEnvironment,
+    VersionWithoutStream,
+    /// Not a fault any more: kept with a warning.
+    UnknownInPart(&'static str),
+}
+
+/// An error a fault must cause: where, what kind, and what its message says.
+#[derive(Debug)]
+struct Expected {
+    field: String,
+    kind: ErrorKind,
+    says: Vec<String>,
+}
+
+fn expect(field: impl Into<String>, kind: ErrorKind, says: impl Into<String>) -> Expected {
+    Expected {
+        field: field.into(),
+        kind,
+        says: vec![says.into()],
+    }
+}
+
+/// Whether pointer `b` is `a` or inside it.
+fn nested_in(a: &str, b: &str) -> bool {
+    b == a || b.starts_with(&format!("{a}/"))
+}
+
+fn fault() -> BoxedStrategy<Fault> {
+    let junk = prop_oneof![
+        Just(json!(true)),
+        Just(json!([1, 2])),
+        Just(json!(-1.5)),
+        Just(json!([[{"deep": [[]]}]]))
+    ];
+    prop_oneof![
+        5 => (select(WRONG_TYPE_AT.to_vec()), junk).prop_map(|(p, j)| Fault::WrongType(p, j)),
+        1 => select(vec!["/actor/role", "/outcome/message", "/context/endpoint", "/object/order_id", "/idempotency_key"]).prop_map(Fault::TooLong),
+        3 => select(vec![("/event_source", "fax"), ("/outcome/status", "meh"), ("/event_category", "finance"), ("/category", "finance")])
+            .prop_map(|(p, v)| Fault::NotAllowed(p, v)),
+        1 => select(vec!["no-colon", ":1", "order:"]).prop_map(Fault::BadStreamId),
+        1 => (i64::MIN..0).prop_map(Fault::NegativeVersion),
+        1 => select(vec!["yesterday", "2025-13-01T00:00:00Z", "2025-01-01"]).prop_map(Fault::BadTimestamp),
+        1 => select(vec![0u64, 1 << 32, u64::MAX]).prop_map(Fault::SchemaVersion),
+        1 => prop_oneof![Just(json!(7)), Just(json!(true)), Just(json!({"a": 1}))].prop_map(Fault::LogReferenceItem),
+        1 => Just(Fault::UserIdDisagrees),
+        1 => any::<prop::sample::Index>().prop_map(Fault::AliasDisagrees),
+        1 => select(CAMEL_PAIRS.to_vec()).prop_map(|(s, a, b)| Fault::CamelDisagrees(s, a, b)),
+        1 => Just(Fault::EmptyEnvironment),
+        1 => Just(Fault::VersionWithoutStream),
+        1 => select(vec!["/correlation/zz9", "/outcome/zz9", "/evidence/zz9", "/evidence/github/zz9"]).prop_map(Fault::UnknownInPart),
+    ]
+    .boxed()
+}
+
+impl Fault {
+    /// The pointers it writes (two faults touching nested pointers clash).
+    fn touches(&self) -> Vec<String> {
+        match self {
+            Fault::WrongType(p, _)
+            | Fault::TooLong(p)
+            | Fault::NotAllowed(p, _)
+            | Fault::UnknownInPart(p) => vec![p.to_string()],
+            Fault::BadStreamId(_) => vec!["/stream_id".into()],
+            Fault::NegativeVersion(_) => vec!["/expected_version".into()],
+            Fault::BadTimestamp(_) => vec!["/timestamp".into()],
+            Fault::SchemaVersion(_) => vec!["/schema_version".into()],
+            Fault::LogReferenceItem(_) => vec!["/evidence/log_references".into()],
+            Fault::UserIdDisagrees => vec!["/user_id".into(), "/actor/user_id".into()],
+            Fault::AliasDisagrees(_) => {
+                EVENT_TYPE_ALIASES.iter().map(|a| format!("/{a}")).collect()
+            }
+            Fault::CamelDisagrees(s, a, b) => vec![format!("/{s}/{a}"), format!("/{s}/{b}")],
+            Fault::EmptyEnvironment => vec!["/context/environment".into()],
+            Fault::VersionWithoutStream => vec!["/expected_version".into(), "/stream_id".into()],
+        }
+    }
+
+    /// Writes the fault into `body`; the errors it must cause.
+    fn apply(&self, body: &mut Value, head: &Head) -> Vec<Expected> {
+        use ErrorKind::*;
+        match self {
+            Fault::WrongType(p, junk) => {
+                set_pointer(body, p, junk.clone());
+                let t = json_type(junk);
+                let message = match *p {
+                    "/actor" | "/object" | "/correlation" | "/outcome" | "/evidence"
+                    | "/context" | "/metadata" | "/evidence/github" => {
+                        format!("expected a JSON object, got {t}")
+                    }
+                    "/timestamp" => format!(
+                        "expected an RFC 3339 timestamp string like 2025-12-30T10:00:00Z, got {t}"
+                    ),
+                    "/expected_version" | "/schema_version" if t == "number" => {
+                        format!("expected a non-negative integer, got non-integer number {junk}")
+                    }
+                    "/expected_version" | "/schema_version" => {
+                        format!("expected a non-negative integer, got {t}")
+                    }
+                    "/user_id"
+                    | "/actor/user_id"
+                    | "/object/order_id"
+                    | "/correlation/trace_id" => {
+                        format!("expected a string (or an integer) identifier, got {t}")
+                    }
+                    "/evidence/log_references" => match junk {
+                        Value::Array(items) => {
+                            return items
+                                .iter()
+                                .enumerate()
+                                .map(|(i, item)| {
+                                    expect(
+                                        format!("{p}/{i}"),
+                                        InvalidType,
+                                        format!("expected a string, got {}", json_type(item)),
+                                    )
+                                })
+                                .collect();
+                        }
+                        _ => format!("expected an array of strings, got {t}"),
+                    },
+                    _ => format!("expected a string, got {t}"),
+                };
+                vec![expect(*p, InvalidType, message)]
+            }
+            Fault::TooLong(p) => {
+                set_pointer(body, p, Value::from("r".repeat(5000)));
+                vec![Expected {
+                    field: p.to_string(),
+                    kind: TooLarge,
+                    says: vec!["5000 bytes".into(), "at most 4096 bytes".into()],
+                }]
+            }
+            Fault::NotAllowed(p, v) => {
+                set_pointer(body, p, Value::from(*v));
+                let allowed = match *p {
+                    "/event_source" => {
+                        "frontend, backend, system, iot_device, external_api, scheduled".to_string()
+                    }
+                    "/outcome/status" => "success, failure, pending".to_string(),
+                    "/event_category" => event_category_names().join(", "),
+                    _ => CATEGORY_NAMES.join(", "),
+                };
+                vec![expect(
+                    *p,
+                    InvalidValue,
+                    format!("`{v}` is not allowed; expected one of: {allowed}"),
+                )]
+            }
+            Fault::BadStreamId(v) => {
+                set_pointer(body, "/stream_id", Value::from(*v));
+                vec![expect(
+                    "/stream_id",
+                    InvalidValue,
+                    "`{entity_type}:{entity_id}`",
+                )]
+            }
+            Fault::NegativeVersion(n) => {
+                set_pointer(body, "/expected_version", Value::from(*n));
+                vec![expect(
+                    "/expected_version",
+                    InvalidType,
+                    format!("expected a non-negative integer, got negative integer {n}"),
+                )]
+            }
+            Fault::BadTimestamp(v) => {
+                set_pointer(body, "/timestamp", Value::from(*v));
+                vec![expect(
+                    "/timestamp",
+                    InvalidValue,
+                    format!("expected an RFC 3339 timestamp like 2025-12-30T10:00:00Z, got `{v}`"),
+                )]
+            }
+            Fault::SchemaVersion(v) => {
+                set_pointer(body, "/schema_version", Value::from(*v));
+                vec![expect(
+                    "/schema_version",
+                    InvalidValue,
+                    "schema_version is a positive integer below 2^32",
+                )]
+            }
+            Fault::LogReferenceItem(item) => {
+                set_pointer(body, "/evidence/log_references", json!(["ok", item]));
+                vec![expect(
+                    "/evidence/log_references/1",
+                    InvalidType,
+                    format!("expected a string, got {}", json_type(item)),
+                )]
+            }
+            Fault::UserIdDisagrees => {
+                set_pointer(body, "/user_id", json!("u-top"));
+                set_pointer(body, "/actor/user_id", json!("u-actor"));
+                vec![expect(
+                    "/user_id",
+                    InvalidValue,
+                    "user_id `u-top` disagrees with actor.user_id `u-actor`; send one",
+                )]
+            }
+            Fault::AliasDisagrees(i) => {
+                let others: Vec<&str> = EVENT_TYPE_ALIASES
+                    .iter()
+                    .copied()
+                    .filter(|a| *a != head.alias)
+                    .collect();
+                let second = *i.get(&others);
+                set_pointer(body, &format!("/{second}"), json!("zz9.other"));
+                let rank = |a: &str| EVENT_TYPE_ALIASES.iter().position(|x| *x == a);
+                let (first, later) = if rank(second) < rank(head.alias) {
+                    (second, head.alias)
+                } else {
+                    (head.alias, second)
+                };
+                vec![expect(
+                    format!("/{later}"),
+                    InvalidValue,
+                    format!("`{later}` is an alias of `{first}` and disagrees with it"),
+                )]
+            }
+            Fault::CamelDisagrees(section, snake, camel) => {
+                set_pointer(body, &format!("/{section}/{snake}"), json!("v-1"));
+                set_pointer(body, &format!("/{section}/{camel}"), json!("v-2"));
+                vec![expect(
+                    format!("/{section}/{camel}"),
+                    InvalidValue,
+                    format!("`{camel}` is an alias of `{snake}` and disagrees with it"),
+                )]
+            }
+            Fault::EmptyEnvironment => {
+                set_pointer(body, "/context/environment", json!(""));
+                vec![expect(
+                    "/context/environment",
+                    InvalidValue,
+                    "environment must not be empty",
+                )]
+            }
+            Fault::VersionWithoutStream => {
+                set_pointer(body, "/expected_version", json!(3));
+                vec![expect(
+                    "/expected_version",
+                    InvalidValue,
+                    "expected_version needs a stream_id",
+                )]
+            }
+            Fault::UnknownInPart(p) => {
+                set_pointer(body, p, json!(1));
+                Vec::new()
+            }
+        }
+    }
+}
+
 proptest! {
-    #![proptest_config(config())]
+    // Cheap, and seventeen event categories to cover: four times the cases.
+    #![proptest_config(ProptestConfig { cases: 1024, ..config() })]
 
     /// Property 1: Event Category Validation — "For any event submitted to
     /// the system, it should be accepted if and only if its category field is
     /// set to one of the valid values: business, system, delivery, or security."
+    /// The category may also come from seed 003's `event_category`, which
+    /// derives it (DESIGN.md §2) when `category` is absent; an explicit
+    /// category wins over a disagreeing `event_category`, with a warning.
     #[test]
-    fn property_01_category_validation(ty in custom_type(), cat in category_value(), alias in type_alias()) {
+    fn property_01_category_validation(
+        ty in custom_type(),
+        cat in prop_oneof![2 => Just(None), 1 => category_value().prop_map(Some)],
+        ec in prop_oneof![1 => Just(None), 3 => event_category_value().prop_map(Some)],
+        alias in type_alias(),
+    ) {
         let fx = Fixture::new("acme");
-        let body = obj(vec![(alias, Value::from(ty)), ("category", cat.clone())]);
-        // The seed's four, spelled out: the oracle must not trust the code under test.
-        let valid = cat.as_str().is_some_and(|s| ["business", "system", "delivery", "security"].contains(&s));
-        match run(&processor(ValidationMode::Permissive), &fx, &body) {
+        let mut body = Map::new();
+        body.insert(alias.into(), Value::from(ty));
+        if let Some(c) = &cat { body.insert("category".into(), c.clone()); }
+        if let Some(e) = &ec { body.insert("event_category".into(), e.clone()); }
+        // A null is the same as leaving the field out.
+        let cat_given = cat.as_ref().filter(|v| !v.is_null());
+        let ec_given = ec.as_ref().filter(|v| !v.is_null());
+        // The seed's four and DESIGN's table, spelled out: the oracle must not
+        // trust the code under test.
+        let cat_name = cat_given.and_then(Value::as_str).filter(|s| CATEGORY_NAMES.contains(s));
+        let derived = ec_given.and_then(Value::as_str).and_then(derived_category);
+        let cat_bad = cat_given.is_some() && cat_name.is_none();
+        let ec_bad = ec_given.is_some() && derived.is_none();
+        let missing = cat_given.is_none() && ec_given.is_none();
+        let want = cat_name.or(derived);
+        match run(&processor(ValidationMode::Permissive), &fx, &Value::Object(body.clone())) {
             Ok(p) => {
-                prop_assert!(valid, "accepted category {cat}");
-                prop_assert_eq!(p.event.category.as_str(), cat.as_str().unwrap());
+                prop_assert!(!cat_bad && !ec_bad && !missing, "accepted {body:?}");
+                prop_assert_eq!(Some(p.event.category.as_str()), want);
+                prop_assert_eq!(p.event.event_category.map(|c| c.as_str()), ec_given.and_then(Value::as_str));
+                let disagree = cat_name.is_some() && derived.is_some() && cat_name != derived;
+                let warned: Vec<_> = p.warnings.iter().filter(|w| w.field == "/event_category").collect();
+                prop_assert_eq!(warned.len(), usize::from(disagree), "{:?}", p.warnings);
+                if disagree {
+                    let (c, ec, d) = (cat_name.unwrap(), ec_given.and_then(Value::as_str).unwrap(), derived.unwrap());
+                    prop_assert!(mentions_all(&warned[0].message, &[&format!("`{ec}`"), &format!("`{c}`"), d, &format!("category {c} is used")]),
+                        "names both and says which wins: {}", warned[0].message);
+                }
             }
             Err(r) => {
-                prop_assert!(!valid, "rejected valid category {cat}: {:?}", r.errors);
+                prop_assert!(cat_bad || ec_bad || missing, "rejected {body:?}: {:?}", r.errors);
                 assert_well_formed(&r);
-                let at = errors_at(&r, "/category");
-                prop_assert_eq!(at.len(), 1, "{:?}", r.errors);
-                if cat.is_string() || cat.is_null() {
-                    prop_assert!(mentions_all(&at[0].message, &["business", "system", "delivery", "security"]), "{}", at[0].message);
+                let mut want_fields = BTreeSet::new();
+                if cat_bad || missing { want_fields.insert("/category".to_string()); }
+                if ec_bad { want_fields.insert("/event_category".to_string()); }
+                prop_assert_eq!(error_fields(&r), want_fields, "{:?}", r.errors);
+                for (field, value, allowed) in [("/category", cat_given, CATEGORY_NAMES.to_vec()), ("/event_category", ec_given, event_category_names())] {
+                    let Some(e) = errors_at(&r, field).first().copied() else { continue };
+                    prop_assert_eq!(errors_at(&r, field).len(), 1);
+                    match value {
+                        Some(Value::String(s)) => {
+                            prop_assert_eq!(e.kind, ErrorKind::InvalidValue);
+                            let listed = allowed.join(", ");
+                            prop_assert!(e.message.ends_with(&format!("expected one of: {listed}")), "lists every allowed value: {}", e.message);
+                            if s.len() <= 64 {
+                                prop_assert!(e.message.contains(&format!("`{s}` is not allowed")), "{}", e.message);
+                            }
+                        }
+                        Some(other) => {
+                            prop_assert_eq!(e.kind, ErrorKind::InvalidType);
+                            prop_assert_eq!(&e.message, &format!("expected a string, got {}", json_type(other)));
+                        }
+                        None => {
+                            prop_assert_eq!(e.kind, ErrorKind::Missing);
+                            prop_assert!(mentions_all(&e.message, &CATEGORY_NAMES) && e.message.contains("event_category"), "{}", e.message);
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+proptest! {
+    #![proptest_config(config())]
 
     /// Property 2: Core Field Validation — "For any event processed by the
     /// system, it should be accepted if and only if all required core fields
@@ -144,9 +524,67 @@ proptest! {
     /// Property 3: Event Normalization Consistency — "For any raw event input,
     /// processing it should always produce a canonical event structure that
     /// conforms to the defined schema, regardless of input variations."
+    /// Input the schema has no place for is kept, not dropped: unknown keys
+    /// at the top level and in the closed parts (correlation, outcome,
+    /// evidence, evidence.github) go under `metadata.unknown_fields` at
+    /// their own path, each with a warning saying where, and never over a
+    /// value the sender already put there.
     #[test]
-    fn property_03_normalization_consistency(body in valid_body(false)) {
+    fn property_03_normalization_consistency(
+        body in valid_body(false),
+        part_unknown in proptest::collection::vec((select(vec!["correlation", "outcome", "evidence", "evidence/github"]), safe_key(), safe_json()), 0..4),
+        own in proptest::option::of(prop_oneof![
+            3 => proptest::collection::vec((any::<prop::sample::Index>(), safe_json(), any::<bool>()), 0..4).prop_map(Some),
+            1 => Just(None),
+        ]),
+        own_scalar in safe_text(),
+    ) {
         let fx = Fixture::new("acme");
+        let mut body = body;
+        for (part, key, value) in &part_unknown {
+            set_pointer(&mut body, &format!("/{part}/{}", escape_token(key)), value.clone());
+        }
+        // Where the unknown keys will want to go, from the body alone: their
+        // path as sent.
+        let mut unknown: Vec<(Vec<String>, Value)> = Vec::new();
+        for (part, known) in [("correlation", &CORRELATION_KEYS[..]), ("outcome", &OUTCOME_KEYS), ("evidence/github", &GITHUB_KEYS), ("evidence", &EVIDENCE_KEYS)] {
+            let Some(Value::Object(m)) = body.pointer(&format!("/{part}")) else { continue };
+            for (k, v) in m.iter().filter(|(k, _)| !known.contains(&k.as_str())) {
+                let mut path: Vec<String> = part.split('/').map(String::from).collect();
+                path.push(k.clone());
+                unknown.push((path, v.clone()));
+            }
+        }
+        for (k, v) in body.as_object().unwrap().iter().filter(|(k, _)| !KNOWN_TOP_LEVEL.contains(&k.as_str())) {
+            unknown.push((vec![k.clone()], v.clone()));
+        }
+        let pointer = |path: &[String]| path.iter().map(|t| format!("/{}", escape_token(t))).collect::<String>();
+        // The sender's own metadata.unknown_fields: an object whose keys
+        // take some of those places (a part's name, as an object, shares
+        // it and takes one of its keys), or not an object at all.
+        let own_value = own.map(|own| match own {
+            Some(entries) => {
+                let mut targets: Vec<String> = unknown.iter().map(|(path, _)| path[0].clone()).collect();
+                targets.extend(["_previous".to_string(), "correlation".into(), "evidence".into()]);
+                let mut m = Map::new();
+                for (i, v, nest) in entries {
+                    let target = i.get(&targets).clone();
+                    let inner = unknown.iter().find(|(path, _)| nest && path.len() > 1 && path[0] == target);
+                    let v = match inner {
+                        Some((path, _)) => obj(vec![(path[1].as_str(), v)]),
+                        None => v,
+                    };
+                    m.insert(target, v);
+                }
+                Value::Object(m)
+            }
+            None => Value::from(own_scalar.clone()),
+        });
+        if let Some(own) = &own_value {
+            let metadata = body.as_object_mut().unwrap().entry("metadata").or_insert_with(|| json!({}));
+            metadata.as_object_mut().unwrap().insert(UNKNOWN_FIELDS_KEY.into(), own.clone());
+        }
+
         let p = accepted(&processor(ValidationMode::Permissive), &fx, &body);
         let e = &p.event;
         // Conforms: the canonical codec accepts it and gives it back unchanged.
@@ -163,13 +601,52 @@ proptest! {
         if let Some(ec) = body.get("event_category").and_then(Value::as_str) {
             prop_assert_eq!(e.event_category.map(|c| c.as_str()), Some(ec));
         }
-        // Unknown top-level keys are kept, each with a warning.
-        let unknown: Vec<&String> = body.as_object().unwrap().keys().filter(|k| !KNOWN_TOP_LEVEL.contains(&k.as_str())).collect();
-        for k in &unknown {
-            prop_assert_eq!(e.metadata[UNKNOWN_FIELDS_KEY].get(k.as_str()), body.get(k.as_str()), "{} kept", k);
-            prop_assert!(warned_at(&p.warnings, &format!("/{}", escape_token(k))), "warning for {k}: {:?}", p.warnings);
+
+        let stored: Value = serde_json::from_slice(&json_codec::encode(e)).unwrap();
+        // The sender's own value is all still there (a non-object one one level down).
+        match &own_value {
+            Some(Value::Object(own)) => for (k, v) in own {
+                let at = format!("/metadata/unknown_fields/{}", escape_token(k));
+                prop_assert!(contains(stored.pointer(&at), v), "the sender's {at} kept: {stored}");
+            },
+            // Moved only when there is something to keep beside it.
+            Some(scalar) if unknown.is_empty() => prop_assert_eq!(stored.pointer("/metadata/unknown_fields"), Some(scalar)),
+            Some(scalar) => prop_assert_eq!(stored.pointer("/metadata/unknown_fields/_previous"), Some(scalar)),
+            None => {}
         }
-        if unknown.is_empty() {
+        // Each unknown key once, at the place its warning names, whole.
+        let mut places = BTreeSet::new();
+        for (path, value) in &unknown {
+            let sent_at = pointer(path);
+            let warned: Vec<_> = p.warnings.iter().filter(|w| w.field == sent_at).collect();
+            prop_assert_eq!(warned.len(), 1, "one warning for {}: {:?}", sent_at, p.warnings);
+            let message = &warned[0].message;
+            let rest = message.strip_prefix("unknown field kept as ").unwrap_or_else(|| panic!("{message}"));
+            let wanted = format!("/metadata/unknown_fields{sent_at}");
+            let kept_at = match rest.split_once(", since ") {
+                None => {
+                    prop_assert_eq!(rest, wanted.as_str());
+                    rest
+                }
+                Some((kept_at, why)) => {
+                    // The step of the path that was taken: the place itself,
+                    // or one above it that holds something other than an object.
+                    let taken = why.strip_suffix(" was taken").unwrap_or_else(|| panic!("{message}"));
+                    prop_assert!(wanted == taken || wanted.starts_with(&format!("{taken}/")), "{}", message);
+                    let there = stored.pointer(taken);
+                    prop_assert!(there.is_some_and(|v| taken == wanted || !v.is_object()), "{taken} really was taken: {stored}");
+                    prop_assert_ne!(kept_at, wanted.as_str());
+                    kept_at
+                }
+            };
+            prop_assert_eq!(stored.pointer(kept_at), Some(value), "{} kept whole at {}", sent_at, kept_at);
+            prop_assert!(places.insert(kept_at.to_string()), "{kept_at} used twice");
+        }
+        // With no sender's value in the way, every key is where it was sent.
+        if own_value.is_none() {
+            prop_assert!(p.warnings.iter().all(|w| !w.message.contains("was taken")), "{:?}", p.warnings);
+        }
+        if unknown.is_empty() && own_value.is_none() {
             prop_assert!(e.metadata.get(UNKNOWN_FIELDS_KEY).is_none());
         }
     }
@@ -295,6 +772,22 @@ proptest! {
         if let Some(stream) = body.get("stream_id").and_then(Value::as_str) {
             prop_assert_eq!(e.stream_id.as_ref().map(StreamId::as_str), Some(stream));
         }
+        // Evidence: seed 000's camelCase and raw_s3_pointer spellings too.
+        let evidence = object_at(&body, "evidence");
+        let github = evidence.and_then(|ev| ev.get("github")).and_then(Value::as_object);
+        prop_assert_eq!(&e.evidence.github, &github.map(|g| Github {
+            commit_sha: first_id(Some(g), &["commit_sha", "commitSha"]),
+            pr: first_id(Some(g), &["pr"]),
+            repository: first_id(Some(g), &["repository"]),
+        }));
+        prop_assert_eq!(e.evidence.raw_pointer.clone(), first_id(evidence, &["raw_pointer", "raw_s3_pointer"]));
+        prop_assert_eq!(e.evidence.trace_url.clone(), first_id(evidence, &["trace_url"]));
+        let logs: Vec<String> = evidence.and_then(|ev| ev.get("log_references")).and_then(Value::as_array)
+            .map(|l| l.iter().map(|v| v.as_str().expect("generated as text").to_string()).collect()).unwrap_or_default();
+        prop_assert_eq!(&e.evidence.log_references, &logs);
+        // The idempotency key under any of its names (message_id, messageId).
+        let key = IDEMPOTENCY_ALIASES.iter().find_map(|k| body.get(*k)).and_then(Value::as_str);
+        prop_assert_eq!(e.idempotency_key.as_deref(), key);
     }
 
     /// Property 8: Outcome Classification — "For any event containing outcome
@@ -338,34 +831,75 @@ proptest! {
     /// correlation identifiers (traceId, spanId, requestId, orderId,
     /// sessionId), all correlation data should be preserved and indexed for
     /// efficient story reconstruction." `correlation::keys` is exactly what
-    /// the store indexes.
+    /// the store indexes: all nine keys of DESIGN.md §6. Trace context may
+    /// also come from a W3C `traceparent`, in the body or the request
+    /// header: an explicit `correlation.trace_id` wins, then the body's, then
+    /// the header's; one that is invalid, or names a trace that lost, is a
+    /// warning saying so, never dropped in silence.
     #[test]
-    fn property_09_correlation_preservation(body in valid_body(false), header in proptest::option::of(valid_traceparent())) {
-        let fx = Fixture::new("acme").with_traceparent(header.as_ref().map(|t| t.text.clone()));
-        let e = accepted(&processor(ValidationMode::Permissive), &fx, &body).event;
+    fn property_09_correlation_preservation(
+        body in valid_body(true),
+        body_tp in proptest::option::of(prop_oneof![valid_traceparent().prop_map(Ok), invalid_traceparent().prop_map(Err)]),
+        header in proptest::option::of(prop_oneof![valid_traceparent().prop_map(Ok), invalid_traceparent().prop_map(Err)]),
+    ) {
+        let text = |t: &Result<TraceParentText, String>| match t { Ok(t) => t.text.clone(), Err(s) => s.clone() };
+        let mut body = body;
+        let map = body.as_object_mut().unwrap();
+        map.remove("traceparent");
+        if let Some(tp) = &body_tp { map.insert("traceparent".into(), text(tp).into()); }
+        let fx = Fixture::new("acme").with_traceparent(header.as_ref().map(text));
+        let p = accepted(&processor(ValidationMode::Permissive), &fx, &body);
+        let e = &p.event;
         let corr = object_at(&body, "correlation");
         let object = object_at(&body, "object");
+        let actor = object_at(&body, "actor");
         let given_trace = first_id(corr, &["trace_id", "traceId"]);
         let given_span = first_id(corr, &["span_id", "spanId"]);
-        let body_tp = body.get("traceparent").and_then(Value::as_str).and_then(traceparent_ids);
-        let header_tp = header.as_ref().and_then(|t| traceparent_ids(&t.text));
-        let (trace, span) = match (&given_trace, body_tp.or(header_tp)) {
-            (None, Some((t, s))) => (Some(t), given_span.clone().or(Some(s))),
-            _ => (given_trace.clone(), given_span.clone()),
+        let ids = |t: &Option<Result<TraceParentText, String>>| t.as_ref().and_then(|t| traceparent_ids(&text(t)));
+        let (body_ids, header_ids) = (ids(&body_tp), ids(&header));
+        let (trace, span, winner) = match (&given_trace, body_ids.clone().or(header_ids.clone())) {
+            (None, Some((t, s))) => (Some(t), given_span.clone().or(Some(s)), if body_ids.is_some() { "traceparent" } else { "traceparent header" }),
+            _ => (given_trace.clone(), given_span.clone(), "correlation.trace_id"),
         };
         prop_assert_eq!(&e.correlation.trace_id, &trace);
         prop_assert_eq!(&e.correlation.span_id, &span);
         prop_assert_eq!(e.correlation.correlation_id.clone(), first_id(corr, &["correlation_id", "correlationId"]));
         prop_assert_eq!(e.correlation.parent_event_id.clone(), first_id(corr, &["parent_event_id", "parentEventId"]));
-        let keys = correlation::keys(&e);
+
+        // Each traceparent not used says why: not valid, or another trace won.
+        for (field, origin, tp, parsed) in [("/traceparent", "traceparent", &body_tp, &body_ids), ("", "traceparent header", &header, &header_ids)] {
+            let warned: Vec<_> = p.warnings.iter().filter(|w| w.field == field && w.message.contains("traceparent")).collect();
+            match (tp, parsed) {
+                (None, _) => prop_assert!(warned.is_empty(), "{:?}", p.warnings),
+                (Some(_), None) => {
+                    prop_assert_eq!(warned.len(), 1, "{:?}", p.warnings);
+                    prop_assert!(warned[0].message.starts_with(&format!("{origin} `")) && warned[0].message.contains("is not a valid W3C traceparent"), "{}", warned[0].message);
+                }
+                (Some(_), Some((t, _))) if Some(t) != trace.as_ref() => {
+                    prop_assert_eq!(warned.len(), 1, "{:?}", p.warnings);
+                    let kept = trace.as_deref().unwrap();
+                    prop_assert!(mentions_all(&warned[0].message, &[&format!("{origin} names trace {t}"), &format!("{winner} gives trace {kept}"), &format!("{winner} is used")]), "{}", warned[0].message);
+                }
+                (Some(_), Some(_)) => prop_assert!(warned.is_empty(), "used, or the same trace: {:?}", p.warnings),
+            }
+        }
+
+        let user = body.get("user_id").and_then(id_text).or_else(|| first_id(actor, &["user_id", "userId"]));
+        let email_hash = first_id(actor, &["email_hash"])
+            .or_else(|| actor.and_then(|a| a.get("email")).and_then(Value::as_str).map(|m| fx.hasher.hash(m)));
+        let keys = correlation::keys(e);
         let expect = [
             (CorrelationKey::TraceId, trace.clone()),
             (CorrelationKey::SpanId, span.clone()),
+            (CorrelationKey::CorrelationId, first_id(corr, &["correlation_id", "correlationId"])),
             (CorrelationKey::RequestId, first_id(object, &["request_id", "requestId"])),
             (CorrelationKey::OrderId, first_id(object, &["order_id", "orderId"])),
             (CorrelationKey::SessionId, first_id(object, &["session_id", "sessionId"])),
             (CorrelationKey::TicketId, first_id(object, &["ticket_id", "ticketId"])),
+            (CorrelationKey::UserId, user),
+            (CorrelationKey::EmailHash, email_hash),
         ];
+        prop_assert_eq!(expect.len(), CorrelationKey::ALL.len(), "every key DESIGN.md §6 indexes");
         for (key, value) in expect {
             let found = keys.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
             prop_assert_eq!(found, value.filter(|v| !v.is_empty()), "{:?} indexed", key);
@@ -375,50 +909,93 @@ proptest! {
     /// Property 10: Fallback Correlation Support — "For any event lacking
     /// trace context, the system should support correlation using business
     /// identifiers (userId, orderId, sessionId) as fallback mechanisms."
+    /// Without a trace, a story anchors on the strongest business key the
+    /// event has (correlation, request, order, session, ticket, user, email
+    /// hash, in that order; a span id never), and two events sharing only a
+    /// business key are linked by exactly that key. With a trace, the trace
+    /// is the anchor. The window to look for related events is the event's
+    /// time plus and minus the one asked for.
     #[test]
     fn property_10_fallback_correlation(
-        key in select(vec![CorrelationKey::OrderId, CorrelationKey::SessionId, CorrelationKey::UserId, CorrelationKey::RequestId, CorrelationKey::TicketId]),
-        shared in "[A-Za-z0-9_-]{1,20}",
-        others in proptest::collection::vec("[A-Za-z0-9]{1,12}", 5),
-        cats in (category(), category()),
+        bodies in (valid_body(true), valid_body(true)),
+        key in select(BUSINESS_KEYS.to_vec()),
+        shared in ident(),
+        shared_hash in hex(64),
+        traced in proptest::option::of((0usize..3, valid_traceparent())),
+        window in 1i64..=86_400,
     ) {
         let fx = Fixture::new("acme");
         let p = processor(ValidationMode::Permissive);
-        // Two events with no trace context; every id differs but `key`.
-        let make = |side: &str, cat: Category| {
-            let mut ids: Vec<(CorrelationKey, String)> = [CorrelationKey::OrderId, CorrelationKey::SessionId, CorrelationKey::UserId, CorrelationKey::RequestId, CorrelationKey::TicketId]
-                .iter().zip(&others).map(|(k, o)| (*k, format!("{side}-{o}"))).collect();
-            for (k, v) in ids.iter_mut() { if *k == key { *v = shared.clone(); } }
-            let get = |k: CorrelationKey| ids.iter().find(|(x, _)| *x == k).map(|(_, v)| v.clone()).unwrap();
-            obj(vec![
-                ("event_type", Value::from(format!("{side}.happened"))),
-                ("category", cat.as_str().into()),
-                ("user_id", get(CorrelationKey::UserId).into()),
-                ("object", json!({"order_id": get(CorrelationKey::OrderId), "session_id": get(CorrelationKey::SessionId),
-                                   "request_id": get(CorrelationKey::RequestId), "ticket_id": get(CorrelationKey::TicketId)})),
-            ])
-        };
-        let a = accepted(&p, &fx, &make("a", cats.0)).event;
-        let b = accepted(&p, &fx, &make("b", cats.1)).event;
-        prop_assert!(!correlation::has_trace_context(&a) && !correlation::has_trace_context(&b));
-        prop_assert_eq!(correlation::shared_key(&a, &b), Some((key, shared.clone())));
-        let anchor = correlation::extract(&a, time::Duration::minutes(5)).anchor;
-        prop_assert!(anchor.is_some_and(|(k, _)| !k.is_trace_context()), "anchored on a business key");
+        let (mut a, mut b) = bodies;
+        // Neither event has trace context; the business keys of the two
+        // differ, but for `key`, which they share.
+        for (body, side) in [(&mut a, "a"), (&mut b, "b")] {
+            strip_trace_context(body);
+            distinguish_business_keys(body, side);
+            let value = if key == CorrelationKey::EmailHash { shared_hash.clone() } else { shared.clone() };
+            set_business_key(body, key, value);
+        }
+        let ea = accepted(&p, &fx, &a).event;
+        let eb = accepted(&p, &fx, &b).event;
+        prop_assert!(!correlation::has_trace_context(&ea) && !correlation::has_trace_context(&eb));
+        let want_shared = if key == CorrelationKey::EmailHash { &shared_hash } else { &shared };
+        prop_assert_eq!(correlation::shared_key(&ea, &eb), Some((key, want_shared.clone())));
+
+        // The anchor is the strongest business key, read from the body.
+        let data = correlation::extract(&ea, time::Duration::seconds(window));
+        let strongest = strongest_business_key(&a, &fx.hasher);
+        prop_assert_eq!(&data.anchor, &strongest);
+        prop_assert!(strongest.is_some(), "the shared key at least");
+        prop_assert!(BUSINESS_KEYS.iter().position(|k| *k == strongest.as_ref().unwrap().0) <= BUSINESS_KEYS.iter().position(|k| *k == key));
+        // The window: the event's own time, give or take `window` seconds.
+        let t = ea.timestamp.unix_nanos();
+        prop_assert_eq!(data.temporal.start.unix_nanos(), t - i128::from(window) * 1_000_000_000);
+        prop_assert_eq!(data.temporal.end.unix_nanos(), t + i128::from(window) * 1_000_000_000);
+        // Seed 000's primary and secondary keys, as the body sent them.
+        let (object, actor) = (object_at(&a, "object"), object_at(&a, "actor"));
+        prop_assert_eq!(data.primary.trace_id, None);
+        prop_assert_eq!(data.primary.request_id, first_id(object, &["request_id", "requestId"]));
+        prop_assert_eq!(data.primary.order_id, first_id(object, &["order_id", "orderId"]));
+        prop_assert_eq!(data.primary.session_id, first_id(object, &["session_id", "sessionId"]));
+        prop_assert_eq!(data.secondary.user_id, a.get("user_id").and_then(id_text).or_else(|| first_id(actor, &["user_id", "userId"])));
+        prop_assert_eq!(data.secondary.service_name, first_id(actor, &["service_name", "serviceName"]));
+
+        // Contrast: the same event with a trace (in correlation, the body's
+        // traceparent or the header) anchors on the trace.
+        if let Some((how, tp)) = traced {
+            let mut traced_body = a.clone();
+            let mut fx = Fixture::new("acme");
+            match how {
+                0 => set_pointer(&mut traced_body, "/correlation/trace_id", Value::from(tp.trace_id.clone())),
+                1 => set_pointer(&mut traced_body, "/traceparent", Value::from(tp.text.clone())),
+                _ => fx = fx.with_traceparent(Some(tp.text.clone())),
+            }
+            let et = accepted(&p, &fx, &traced_body).event;
+            prop_assert!(correlation::has_trace_context(&et));
+            let anchor = correlation::extract(&et, time::Duration::seconds(window)).anchor;
+            prop_assert_eq!(anchor, Some((CorrelationKey::TraceId, tp.trace_id.clone())));
+            // And still links to the untraced one by the shared business key.
+            prop_assert_eq!(correlation::shared_key(&et, &eb), Some((key, want_shared.clone())));
+        }
+
         // An event sharing nothing is not linked.
         let lonely = accepted(&p, &fx, &obj(vec![("event_type", "c.x".into()), ("category", "system".into()), ("user_id", "nobody-else".into())])).event;
-        prop_assert_eq!(correlation::shared_key(&a, &lonely), None);
+        prop_assert_eq!(correlation::shared_key(&ea, &lonely), None);
     }
 
     /// Property 13: Validation Error Handling — "For any invalid event input
     /// (missing fields, invalid types, size violations), the system should
     /// return descriptive error messages and handle failures gracefully."
+    /// Several faults at once, anywhere in the event, are all reported in one
+    /// answer, each at its pointer, with a message that says what was
+    /// expected and what came (the allowed values, for a closed set).
+    /// Faults that make the whole body unreadable (too large, not an object,
+    /// nested too deep, cut short, random bytes) are one error for the body.
     #[test]
     fn property_13_validation_error_handling(
         head in head(),
-        mutation in 0usize..10,
-        pointer in select(vec!["/actor", "/object", "/correlation", "/outcome", "/evidence", "/context", "/metadata",
-                               "/event_source", "/timestamp", "/stream_id", "/expected_version", "/schema_version",
-                               "/actor/user_id", "/object/order_id", "/outcome/status", "/evidence/log_references", "/correlation/trace_id"]),
+        faults in proptest::collection::vec(fault(), 1..7),
+        whole in proptest::option::of(0usize..5),
         junk in prop_oneof![Just(json!(true)), Just(json!([1, 2])), Just(json!(-1.5)), Just(json!([[{"deep": [[]]}]]))],
         cut in any::<prop::sample::Index>(),
         noise in proptest::collection::vec(any::<u8>(), 0..512),
@@ -427,79 +1004,132 @@ proptest! {
         let fx = Fixture::new("acme");
         let p = processor(ValidationMode::Permissive);
         let mut body = Value::Object(head.body());
-        let (expect_field, expect_kind): (String, ErrorKind) = match mutation {
-            0 => { set_pointer(&mut body, pointer, junk.clone()); (pointer.to_string(), ErrorKind::InvalidType) }
-            1 => { set_pointer(&mut body, "/actor/role", Value::from("r".repeat(5000))); ("/actor/role".into(), ErrorKind::TooLarge) }
-            2 => { set_pointer(&mut body, "/data", json!({"blob": "x".repeat(70 * 1024)})); (String::new(), ErrorKind::TooLarge) }
-            3 => { body = junk.clone(); (String::new(), ErrorKind::InvalidType) }
-            4 => { set_pointer(&mut body, "/correlation/nope", json!(1)); ("/correlation/nope".into(), ErrorKind::InvalidValue) }
-            5 => { set_pointer(&mut body, "/event_source", json!("fax")); ("/event_source".into(), ErrorKind::InvalidValue) }
-            6 => { set_pointer(&mut body, "/stream_id", json!("no-colon")); ("/stream_id".into(), ErrorKind::InvalidValue) }
-            7 => { set_pointer(&mut body, "/expected_version", json!(-3)); ("/expected_version".into(), ErrorKind::InvalidType) }
-            8 => {
-                // Deep nesting: beyond serde_json's limit an error, never a
-                // panic; within it, an event whose stored forms read back.
-                let (levels, (place, extra), shape) = deep;
-                let bytes = with_deep_value(&body, place, levels, shape);
-                let nesting = 1 + extra + levels;
-                let result = p.process_json(&bytes, &fx.ctx());
-                prop_assert!(json_codec::decode(&bytes).is_err(), "not a canonical event");
-                if nesting > 127 {
-                    let r = result.expect_err("too deep");
+        if let Some(whole) = whole {
+            match whole {
+                0 => {
+                    set_pointer(&mut body, "/data", json!({"blob": "x".repeat(70 * 1024)}));
+                    let r = run(&p, &fx, &body).expect_err("too large");
                     assert_well_formed(&r);
+                    prop_assert!(r.is_too_large());
+                    prop_assert_eq!(r.errors.len(), 1);
                     prop_assert_eq!(&r.errors[0].field, "");
-                    prop_assert_eq!(r.errors[0].kind, ErrorKind::InvalidValue);
-                    prop_assert!(r.errors[0].message.contains("127"), "{}", r.errors[0].message);
-                } else if place == "/zz9" && levels > 124 {
-                    // Kept under /metadata/unknown_fields it would not read back.
-                    let r = result.expect_err("an unknown field too deep to keep");
-                    assert_well_formed(&r);
-                    prop_assert!(r.errors.iter().any(|e| e.field == "/zz9" && e.kind == ErrorKind::InvalidValue), "{:?}", r.errors);
-                } else {
-                    let e = result.map_err(|r| TestCaseError::fail(format!("{:?}", r.errors)))?.event;
-                    prop_assert_eq!(&json_codec::decode(&json_codec::encode(&e)).expect("stored JSON reads back"), &e);
-                    prop_assert_eq!(&proto_codec::decode(&proto_codec::encode(&e)).expect("stored protobuf reads back"), &e);
+                    prop_assert!(r.errors[0].message.contains(&format!("event is {} bytes", bytes_of(&body).len())) && r.errors[0].message.contains("the limit is 65536 bytes"), "{}", r.errors[0].message);
                 }
-                return Ok(());
+                1 => {
+                    let r = run(&p, &fx, &junk).expect_err("not an object");
+                    assert_well_formed(&r);
+                    prop_assert_eq!(r.errors.len(), 1);
+                    prop_assert_eq!(r.errors[0].kind, ErrorKind::InvalidType);
+                    prop_assert_eq!(&r.errors[0].message, &format!("an event is a JSON object, got {}", json_type(&junk)));
+                }
+                2 => {
+                    // Deep nesting: beyond serde_json's limit an error, never a
+                    // panic; within it, an event whose stored forms read back.
+                    let (levels, (place, extra), shape) = deep;
+                    let bytes = with_deep_value(&body, place, levels, shape);
+                    let nesting = 1 + extra + levels;
+                    // A kept unknown key sits under metadata.unknown_fields,
+                    // two levels deeper than it was sent.
+                    let kept_deeper = place == "/zz9" || ["/correlation/", "/outcome/", "/evidence/"].iter().any(|p| place.starts_with(p));
+                    let result = p.process_json(&bytes, &fx.ctx());
+                    prop_assert!(json_codec::decode(&bytes).is_err(), "not a canonical event");
+                    if nesting > 127 {
+                        let r = result.expect_err("too deep");
+                        assert_well_formed(&r);
+                        prop_assert_eq!(&r.errors[0].field, "");
+                        prop_assert_eq!(r.errors[0].kind, ErrorKind::InvalidValue);
+                        prop_assert!(r.errors[0].message.contains("nested more than 127 arrays and objects deep"), "{}", r.errors[0].message);
+                    } else if kept_deeper && nesting + 2 > 127 {
+                        let r = result.expect_err("an unknown field too deep to keep");
+                        assert_well_formed(&r);
+                        prop_assert!(r.errors.iter().any(|e| e.field == place && e.kind == ErrorKind::InvalidValue
+                            && e.message.contains(&format!("/metadata/unknown_fields{place}"))), "{:?}", r.errors);
+                    } else {
+                        let e = result.map_err(|r| TestCaseError::fail(format!("{:?}", r.errors)))?.event;
+                        prop_assert_eq!(&json_codec::decode(&json_codec::encode(&e)).expect("stored JSON reads back"), &e);
+                        prop_assert_eq!(&proto_codec::decode(&proto_codec::encode(&e)).expect("stored protobuf reads back"), &e);
+                    }
+                }
+                3 => {
+                    // Malformed JSON: the body cut short.
+                    let bytes = bytes_of(&body);
+                    let at = cut.index(bytes.len().saturating_sub(1)).max(1);
+                    let r = p.process_json(&bytes[..at], &fx.ctx()).expect_err("truncated JSON is rejected");
+                    assert_well_formed(&r);
+                    prop_assert_eq!(r.errors[0].kind, ErrorKind::Syntax);
+                    prop_assert!(r.errors[0].message.starts_with("malformed JSON at line 1, column "), "{}", r.errors[0].message);
+                }
+                _ => {
+                    // Untrusted bytes never panic, whatever they are.
+                    if let Err(r) = p.process_json(&noise, &fx.ctx()) { assert_well_formed(&r); }
+                }
             }
-            _ => {
-                // Malformed JSON: the body cut short.
-                let bytes = bytes_of(&body);
-                let at = cut.index(bytes.len().saturating_sub(1)).max(1);
-                let r = p.process_json(&bytes[..at], &fx.ctx()).expect_err("truncated JSON is rejected");
-                assert_well_formed(&r);
-                prop_assert_eq!(r.errors[0].kind, ErrorKind::Syntax);
-                prop_assert!(r.errors[0].message.contains("line") && r.errors[0].message.contains("column"), "{}", r.errors[0].message);
-                return Ok(());
+            return Ok(());
+        }
+
+        // Several faults at once, none inside another's field.
+        let mut applied: Vec<Fault> = Vec::new();
+        for f in faults {
+            let clash = applied.iter().any(|g| g.touches().iter().any(|a| f.touches().iter().any(|b| nested_in(a, b) || nested_in(b, a))));
+            if !clash { applied.push(f); }
+        }
+        let mut want: Vec<Expected> = Vec::new();
+        let mut warn_at = Vec::new();
+        for f in &applied {
+            want.extend(f.apply(&mut body, &head));
+            if let Fault::UnknownInPart(at) = f { warn_at.push(*at); }
+        }
+        if want.is_empty() {
+            // Only unknown keys in closed parts: kept, not refused.
+            let ok = accepted(&p, &fx, &body);
+            for at in warn_at {
+                prop_assert!(warned_at(&ok.warnings, at), "{at} kept with a warning: {:?}", ok.warnings);
             }
-        };
+            return Ok(());
+        }
         let r = run(&p, &fx, &body).expect_err("invalid input is rejected");
         assert_well_formed(&r);
-        let under = format!("{expect_field}/");
-        prop_assert!(r.errors.iter().any(|e| (e.field == expect_field || (mutation == 0 && e.field.starts_with(&under))) && e.kind == expect_kind),
-            "expected {expect_kind:?} at {expect_field:?}, got {:?}", r.errors);
-        prop_assert_eq!(r.is_too_large(), expect_kind == ErrorKind::TooLarge);
-        // Untrusted bytes never panic, whatever they are.
-        if let Err(r) = p.process_json(&noise, &fx.ctx()) { assert_well_formed(&r); }
+        let want_fields: BTreeSet<String> = want.iter().map(|w| w.field.clone()).collect();
+        prop_assert_eq!(error_fields(&r), want_fields, "every fault, and nothing else: {:?} from {:?}", r.errors, applied);
+        for w in &want {
+            let at = errors_at(&r, &w.field);
+            prop_assert_eq!(at.len(), 1, "{:?}", r.errors);
+            prop_assert_eq!(at[0].kind, w.kind, "{:?}", at[0]);
+            for fragment in &w.says {
+                prop_assert!(at[0].message.contains(fragment.as_str()), "{:?} should say {:?}", at[0].message, fragment);
+            }
+        }
+        prop_assert_eq!(r.is_too_large(), want.iter().any(|w| w.kind == ErrorKind::TooLarge));
+        // An unknown key in a closed part is kept, not refused, even here.
+        for at in warn_at {
+            prop_assert!(warned_at(&r.warnings, at), "{at} kept with a warning: {:?}", r.warnings);
+        }
     }
 
     /// Property 15: Sensitive Data Handling — "For any event containing
     /// sensitive data, redaction policies should be applied before storage
-    /// according to data minimization principles." Emails, secrets and card
-    /// numbers are planted anywhere: named fields of actor, object,
-    /// correlation, outcome, evidence and context, their extra keys, nested
-    /// data and metadata, array items, object keys, alone or inside longer
-    /// text. None survives in the stored event; emails become hashes that
-    /// still correlate (same email and tenant, same hash).
+    /// according to data minimization principles." The policy is generated
+    /// too: secrets dropped, masked or hashed; email hashing, card masking
+    /// and secret scrubbing each on or off; the tenant's own secret keys;
+    /// path rules with any action. Emails, secrets and card numbers are
+    /// planted anywhere (named fields of every part, their extra keys,
+    /// nested data and metadata, array items, object keys, alone or inside
+    /// text, and emails in the idempotency key), and each must be stored
+    /// exactly as the policy says; emails become hashes that still correlate
+    /// (same email and tenant, same hash). Path rules then do what each
+    /// action says at every place their path matches, and nothing else.
     #[test]
     fn property_15_sensitive_data_handling(
         body in valid_body(true),
         plants in proptest::collection::vec((spot(), sensitive()), 1..10),
         data_email in email(),
+        idem in proptest::option::of((select(IDEMPOTENCY_ALIASES.to_vec()), email(), 0..EMAIL_TEMPLATES.len())),
+        policy in redaction_policy(),
         other_tenant in "[a-z]{3,8}",
     ) {
         let fx = Fixture::new("acme");
-        let p = processor(ValidationMode::Permissive);
+        let builtin = RedactionPolicy { rules: Vec::new(), ..policy.clone() };
+        let with = |redaction: &RedactionPolicy| EventProcessor { redaction: redaction.clone(), ..processor(ValidationMode::Permissive) };
         let mut body = body;
         let mut used = BTreeSet::new();
         let mut planted: Vec<Planted> = plants
@@ -507,49 +1137,82 @@ proptest! {
             .enumerate()
             .filter_map(|(i, (spot, what))| plant(&mut body, i, *spot, what, &mut used))
             .collect();
-        set_pointer(&mut body, "/data/note9", Value::from(format!("write to {data_email} today")));
-        planted.push(Planted { email: Some((data_email.clone(), Some(ActorRank::Data))), secret: None, card: None });
+        let data_plant = Sensitive::Email { email: data_email.clone(), template: 1 };
+        planted.extend(plant(&mut body, 99, Spot::Keyed("/data"), &data_plant, &mut used));
+        if let Some((alias, email, template)) = &idem {
+            let map = body.as_object_mut().unwrap();
+            for a in IDEMPOTENCY_ALIASES { map.remove(a); }
+            map.insert(alias.to_string(), format!("retry/{}", EMAIL_TEMPLATES[*template].replace("{}", email)).into());
+        }
 
-        let e = accepted(&p, &fx, &body).event;
+        // The built-in scrubbing, plant by plant, exactly as the policy says.
+        let e = accepted(&with(&builtin), &fx, &body).event;
+        let stored: Value = serde_json::from_slice(&json_codec::encode(&e)).unwrap();
+        for plant in &planted {
+            let want = plant.stored(&builtin, &fx.hasher);
+            match (&plant.at, &want) {
+                (PlantedAt::Value(at), Stored::Is(v)) => prop_assert_eq!(stored.pointer(at), Some(v), "{:?} at {}: {}", plant.what, at, stored),
+                (PlantedAt::Value(at), Stored::Gone) => prop_assert!(stored.pointer(at).is_none(), "{:?} dropped from {}: {}", plant.what, at, stored),
+                (PlantedAt::KeyOf(at), Stored::Is(Value::String(key))) => prop_assert!(
+                    stored.pointer(at).and_then(Value::as_object).is_some_and(|m| m.contains_key(key)), "key {} in {}: {}", key, at, stored),
+                other => prop_assert!(false, "no such plant: {other:?}"),
+            }
+        }
         let out = String::from_utf8(json_codec::encode(&e)).unwrap();
         let lower = out.to_lowercase();
         let marker = |email: &str| format!("email_hash:{}", fx.hasher.hash(email));
-        for planted in &planted {
-            if let Some((email, _)) = &planted.email {
-                prop_assert!(!lower.contains(&email.to_lowercase()), "email {email} stored: {out}");
-                prop_assert!(out.contains(&marker(email)), "email {email} correlates by its hash: {out}");
-            }
-            if let Some(secret) = &planted.secret {
-                prop_assert!(!out.contains(secret.as_str()), "secret {secret} stored: {out}");
-            }
-            if let Some((digits, written)) = &planted.card {
-                prop_assert!(!out.contains(digits.as_str()) && !out.contains(written.as_str()), "card {written} stored: {out}");
-                prop_assert!(out.contains(&format!("****{}", &digits[digits.len() - 4..])), "card {written} masked to its last four: {out}");
+        for plant in &planted {
+            if let Some((email, _)) = &plant.email {
+                prop_assert_eq!(!lower.contains(&email.to_lowercase()), builtin.hash_emails, "email {} stored iff not hashed: {}", email, out);
             }
         }
-        let actor_email = object_at(&body, "actor").and_then(|a| a.get("email")).and_then(Value::as_str);
-        if let Some(a) = actor_email { prop_assert!(!lower.contains(&a.to_lowercase()), "actor email stored"); }
+
+        // The idempotency key: emails hashed in place, deterministically.
+        if let Some((_, email, template)) = &idem {
+            let written = if builtin.hash_emails { marker(email) } else { email.clone() };
+            prop_assert_eq!(e.idempotency_key.clone(), Some(format!("retry/{}", EMAIL_TEMPLATES[*template].replace("{}", &written))));
+            let elsewhere = accepted(&with(&builtin), &Fixture::new(&format!("t{other_tenant}")), &body).event;
+            prop_assert_eq!(elsewhere.idempotency_key != e.idempotency_key, builtin.hash_emails, "another tenant, another hash");
+        }
 
         // The actor's email: the hash sent, else actor.email, else the first
         // email in the actor's named fields, its extra keys, then data.
+        let actor_email = object_at(&body, "actor").and_then(|a| a.get("email")).and_then(Value::as_str);
         let given_hash = object_at(&body, "actor").and_then(|a| a.get("email_hash")).and_then(Value::as_str);
-        let got = e.actor.email_hash.clone().expect("an email names the actor");
-        if let Some(want) = given_hash.map(str::to_string).or(actor_email.map(|a| fx.hasher.hash(a))) {
-            prop_assert_eq!(got, want);
+        if !builtin.hash_emails {
+            prop_assert_eq!(e.actor.email_hash.as_deref(), given_hash);
+            prop_assert_eq!(e.actor.extra.get("email").and_then(Value::as_str), actor_email, "kept as sent");
         } else {
-            let ranked: Vec<(ActorRank, &String)> = planted.iter()
-                .filter_map(|p| p.email.as_ref().and_then(|(e, r)| r.map(|r| (r, e))))
-                .collect();
-            let best = ranked.iter().map(|(r, _)| *r).min().expect("data_email at least");
-            let candidates: Vec<String> = ranked.iter().filter(|(r, _)| *r == best).map(|(_, e)| fx.hasher.hash(e)).collect();
-            prop_assert!(candidates.contains(&got), "actor.email_hash {got} is none of the {best:?} emails");
+            let got = e.actor.email_hash.clone().expect("an email names the actor");
+            prop_assert!(!e.actor.extra.contains_key("email"));
+            if let Some(want) = given_hash.map(str::to_string).or(actor_email.map(|a| fx.hasher.hash(a))) {
+                prop_assert_eq!(got, want);
+            } else {
+                let ranked: Vec<(ActorRank, &String)> = planted.iter()
+                    .filter_map(|p| p.email.as_ref().and_then(|(e, r)| r.map(|r| (r, e))))
+                    .collect();
+                let best = ranked.iter().map(|(r, _)| *r).min().expect("data_email at least");
+                let candidates: Vec<String> = ranked.iter().filter(|(r, _)| *r == best).map(|(_, e)| fx.hasher.hash(e)).collect();
+                prop_assert!(candidates.contains(&got), "actor.email_hash {got} is none of the {best:?} emails");
+            }
         }
+
+        // Path rules: what the tenant's rules say, applied to that, and
+        // nothing more.
+        let full = accepted(&with(&policy), &fx, &body).event;
+        let mut want = stored.clone();
+        for rule in &policy.rules {
+            apply_rule(&mut want, rule, &fx.hasher);
+        }
+        let mut got: Value = serde_json::from_slice(&json_codec::encode(&full)).unwrap();
+        got["event_id"] = want["event_id"].clone();
+        prop_assert_eq!(&got, &want, "rules {:?}", policy.rules);
 
         // Same email and tenant: same hash, event after event. Another
         // tenant: another hash.
-        let again = accepted(&p, &fx, &body).event;
-        prop_assert_eq!(&again.actor, &e.actor);
-        prop_assert_eq!(&again.data, &e.data);
+        let mut again = accepted(&with(&policy), &fx, &body).event;
+        again.event_id = full.event_id;
+        prop_assert_eq!(&again, &full);
         prop_assert_eq!(fx.hasher.hash(&data_email), Fixture::new("acme").hasher.hash(&data_email.to_uppercase()));
         prop_assert_ne!(fx.hasher.hash(&data_email), Fixture::new(&format!("t{other_tenant}")).hasher.hash(&data_email));
     }
@@ -600,6 +1263,58 @@ proptest! {
 
 proptest! {
     #![proptest_config(config())]
+
+    /// Not a seed property: size limits hold at their configured boundary,
+    /// whatever it is. An event of exactly `max_event_bytes` is accepted and
+    /// one byte more is refused as too large (HTTP 413), through both entry
+    /// points; a named field of exactly `max_field_bytes` (bytes, not
+    /// characters) is accepted and one byte more is refused at its pointer.
+    #[test]
+    fn size_limits_hold_at_the_boundary(
+        body in valid_body(false),
+        slack in 0usize..3000,
+        multibyte in any::<bool>(),
+        field in select(vec!["/actor/role", "/object/order_id", "/context/endpoint", "/outcome/message", "/idempotency_key", "/correlation/trace_id"]),
+        field_limit in 8usize..=4096,
+    ) {
+        let fx = Fixture::new("acme");
+        // Text of exactly `n` bytes, two-byte characters where asked.
+        let text = |n: usize| if multibyte { format!("{}{}", "é".repeat(n / 2), "x".repeat(n % 2)) } else { "x".repeat(n) };
+
+        // The whole event: padded to the limit, then one byte over.
+        let mut body = body;
+        set_pointer(&mut body, "/metadata/pad9", Value::from(""));
+        let limit = bytes_of(&body).len() + slack;
+        let p = EventProcessor { limits: Limits { max_event_bytes: limit, ..Limits::default() }, ..processor(ValidationMode::Permissive) };
+        set_pointer(&mut body, "/metadata/pad9", Value::from(text(slack)));
+        prop_assert_eq!(bytes_of(&body).len(), limit);
+        let at_limit = run(&p, &fx, &body);
+        prop_assert!(at_limit.is_ok(), "exactly {} bytes: {:?}", limit, at_limit.err());
+        prop_assert!(p.validate(&body).is_valid);
+        set_pointer(&mut body, "/metadata/pad9", Value::from(format!("{}y", text(slack))));
+        prop_assert_eq!(bytes_of(&body).len(), limit + 1);
+        for r in [run(&p, &fx, &body).expect_err("one byte over"), p.validate(&body)] {
+            prop_assert!(r.is_too_large());
+            prop_assert_eq!(r.errors.len(), 1);
+            prop_assert_eq!(r.errors[0].kind, ErrorKind::TooLarge);
+            prop_assert_eq!(&r.errors[0].field, "");
+            prop_assert!(r.errors[0].message.starts_with(&format!("event is {} bytes; the limit is {limit} bytes", limit + 1)), "{}", r.errors[0].message);
+        }
+
+        // One named field.
+        let p = EventProcessor { limits: Limits { max_field_bytes: field_limit, ..Limits::default() }, ..processor(ValidationMode::Permissive) };
+        let mut small = json!({"event_type": "x.y", "category": "system"});
+        set_pointer(&mut small, field, Value::from(text(field_limit)));
+        let at_limit = run(&p, &fx, &small);
+        prop_assert!(at_limit.is_ok(), "{} of exactly {} bytes: {:?}", field, field_limit, at_limit.err());
+        set_pointer(&mut small, field, Value::from(format!("{}y", text(field_limit))));
+        let r = run(&p, &fx, &small).expect_err("one byte over");
+        prop_assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        prop_assert_eq!(&r.errors[0].field, field);
+        prop_assert_eq!(r.errors[0].kind, ErrorKind::TooLarge);
+        prop_assert_eq!(&r.errors[0].message, &format!("{} bytes; this field holds at most {field_limit} bytes", field_limit + 1));
+        prop_assert!(r.is_too_large());
+    }
 
     /// Not a seed property: `process_json` reads bytes straight into the
     /// decoder's slots, `process_value` takes a parsed value apart. Both

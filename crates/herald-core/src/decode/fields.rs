@@ -551,6 +551,26 @@ mod tests {
     }
 
     #[test]
+    fn every_key_finds_its_slot_and_no_other_key_does() {
+        for shape in std::iter::once(&TOP).chain(PART_SHAPES.iter()) {
+            for (i, key) in shape.keys.iter().enumerate() {
+                assert_eq!((shape.slot)(key), Some(i), "{key}");
+            }
+            for other in [
+                "",
+                "x",
+                "event_typ",
+                "event_type_",
+                "Event_type",
+                "userid",
+                "ééé",
+            ] {
+                assert_eq!((shape.slot)(other), None, "{other}");
+            }
+        }
+    }
+
+    #[test]
     fn bytes_fail_as_serde_json_fails() {
         for bad in [
             "{\"a\":1,}",

@@ -2,8 +2,10 @@
 //! `EventCreateRequest` and seed 000's `RawEvent`, with DESIGN.md §2's
 //! aliases. Takes the request apart by key once (`fields.rs`: straight from
 //! the bytes, or from a parsed value), reports every bad field (never just
-//! the first), keeps unknown keys under `metadata.unknown_fields` with a
-//! warning, and produces a typed [`RawEvent`] that normalisation completes.
+//! the first), keeps unknown keys (top-level ones, and those of the closed
+//! parts correlation, outcome and evidence) under `metadata.unknown_fields`
+//! with a warning, and produces a typed [`RawEvent`] that normalisation
+//! completes.
 
 mod fields;
 
@@ -47,7 +49,8 @@ pub const MAX_NESTING: usize = 127;
 
 /// How deep an unknown top-level key's value may nest: it is stored two
 /// levels further down (`/metadata/unknown_fields/<key>`), and must still
-/// read back.
+/// read back. A closed part's unknown key is kept one level deeper still
+/// (`/metadata/unknown_fields/<part>/<key>`), so it may nest one level less.
 const MAX_UNKNOWN_NESTING: usize = MAX_NESTING - 3;
 
 /// An ingest request after decoding: aliases resolved, types checked,
@@ -189,7 +192,11 @@ pub(crate) fn decode_body(
             return (None, f);
         }
     };
-    let mut d = Decoder { f: &mut f, limits };
+    let mut d = Decoder {
+        f: &mut f,
+        limits,
+        unknown: Vec::new(),
+    };
 
     let event_type = d
         .aliased_string(&mut body.top(), &EVENT_TYPE_KEYS)
@@ -224,7 +231,25 @@ pub(crate) fn decode_body(
         Category::parse,
         Category::allowed,
     );
-    let category = category_given.or(event_category.map(EventCategory::category));
+    // Derived only when category is absent: a bad category is an error of
+    // its own, not a cue to check the event under another category.
+    let category_bad = d.f.errors.iter().any(|e| e.field == "/category");
+    let category = match category_given {
+        None if category_bad => None,
+        given => given.or(event_category.map(EventCategory::category)),
+    };
+    if let (Some(given), Some(ec)) = (category_given, event_category)
+        && ec.category() != given
+    {
+        d.f.warn(
+            "/event_category",
+            format!(
+                "event_category `{ec}` belongs to category {}, but category is `{given}`; \
+                 category {given} is used (send the category that event_category derives, or only one of them)",
+                ec.category()
+            ),
+        );
+    }
     if category.is_none()
         && !d
             .f
@@ -334,48 +359,12 @@ pub(crate) fn decode_body(
 
     // Whatever is left is unknown: keep it, say so.
     debug_assert!(body.top().slots_taken(), "every known key is decoded");
-    let body = body.top().take_rest();
-    if !body.is_empty() {
-        let kept = match metadata.entry(UNKNOWN_FIELDS_KEY) {
-            serde_json::map::Entry::Occupied(mut o) => {
-                if !o.get().is_object() {
-                    if nesting(o.get()) > MAX_UNKNOWN_NESTING {
-                        d.f.error(
-                            "/metadata/unknown_fields",
-                            ErrorKind::InvalidValue,
-                            too_deep_to_keep(
-                                nesting(o.get()),
-                                "/metadata/unknown_fields/_previous",
-                            ),
-                        );
-                    }
-                    let previous = o.insert(Value::Object(Map::new()));
-                    o.get_mut()
-                        .as_object_mut()
-                        .map(|m| m.insert("_previous".into(), previous));
-                }
-                o.into_mut()
-            }
-            serde_json::map::Entry::Vacant(v) => v.insert(Value::Object(Map::new())),
-        };
-        if let Value::Object(kept) = kept {
-            for (key, value) in body {
-                let kept_at = pointer_push("/metadata/unknown_fields", &key);
-                if nesting(&value) > MAX_UNKNOWN_NESTING {
-                    d.f.error(
-                        pointer_push("", &key),
-                        ErrorKind::InvalidValue,
-                        too_deep_to_keep(nesting(&value), &kept_at),
-                    );
-                    continue;
-                }
-                d.f.warn(
-                    pointer_push("", &key),
-                    format!("unknown field kept as {kept_at}"),
-                );
-                kept.insert(key, value);
-            }
-        }
+    let top_rest = body.top().take_rest();
+    d.unknown
+        .extend(top_rest.into_iter().map(|(key, value)| (vec![key], value)));
+    let unknown = std::mem::take(&mut d.unknown);
+    if !unknown.is_empty() {
+        d.keep_unknown(&mut metadata, unknown);
     }
 
     let raw = match (event_type, category) {
@@ -410,6 +399,9 @@ pub(crate) fn decode_body(
 struct Decoder<'a> {
     f: &'a mut Findings,
     limits: &'a Limits,
+    /// Keys no shape knows, by their path in the request (`["zz"]`,
+    /// `["correlation", "zz"]`), kept under `metadata.unknown_fields` last.
+    unknown: Vec<(Vec<String>, Value)>,
 }
 
 impl Decoder<'_> {
@@ -632,11 +624,7 @@ impl Decoder<'_> {
             correlation_id: self.id_aliased(&mut m, &["correlation_id", "correlationId"], b),
             parent_event_id: self.id_aliased(&mut m, &["parent_event_id", "parentEventId"], b),
         };
-        self.refuse_rest(
-            &m.take_rest(),
-            b,
-            "trace_id, span_id, correlation_id, parent_event_id",
-        );
+        self.keep_rest(m.take_rest(), &["correlation"]);
         c
     }
 
@@ -664,11 +652,7 @@ impl Decoder<'_> {
             error_code: self.id_aliased(&mut m, &["error_code", "errorCode"], b),
             message: self.string_in(&mut m, "message", b),
         };
-        self.refuse_rest(
-            &m.take_rest(),
-            b,
-            "status, error_class, error_code, message",
-        );
+        self.keep_rest(m.take_rest(), &["outcome"]);
         Some(o)
     }
 
@@ -686,7 +670,7 @@ impl Decoder<'_> {
                     pr: self.id_field(&mut g, "pr", gb),
                     repository: self.string_in(&mut g, "repository", gb),
                 };
-                self.refuse_rest(&g, gb, "commit_sha, pr, repository");
+                self.keep_rest(g, &["evidence", "github"]);
                 gh
             });
         let raw_pointer = self.id_aliased(&mut m, &["raw_pointer", "raw_s3_pointer"], b);
@@ -717,11 +701,7 @@ impl Decoder<'_> {
                 Vec::new()
             }
         };
-        self.refuse_rest(
-            &m.take_rest(),
-            b,
-            "github, raw_pointer, trace_url, log_references",
-        );
+        self.keep_rest(m.take_rest(), &["evidence"]);
         Evidence {
             github,
             raw_pointer,
@@ -758,17 +738,97 @@ impl Decoder<'_> {
         (c, given)
     }
 
-    /// Closed objects (correlation, outcome, evidence) name every key they
-    /// do not know, with the ones they do.
-    fn refuse_rest(&mut self, rest: &Map<String, Value>, base: &str, known: &str) {
-        for key in rest.keys() {
-            self.f.error(
-                pointer_push(base, key),
-                ErrorKind::InvalidValue,
-                format!(
-                    "unknown field; {base} has: {known} (free-form data goes in /data or /metadata)"
-                ),
-            );
+    /// The keys a closed part (correlation, outcome, evidence, github) does
+    /// not know: kept like unknown top-level keys, at their path.
+    fn keep_rest(&mut self, rest: Map<String, Value>, part: &[&str]) {
+        for (key, value) in rest {
+            let mut path: Vec<String> = part.iter().map(|p| (*p).to_owned()).collect();
+            path.push(key);
+            self.unknown.push((path, value));
+        }
+    }
+
+    /// Keeps every unknown key under `metadata.unknown_fields`, at the path
+    /// it was sent at (`/zz` at `/metadata/unknown_fields/zz`,
+    /// `/correlation/zz` at `/metadata/unknown_fields/correlation/zz`),
+    /// with a warning saying where. Never over a value already there: the
+    /// sender's own `metadata.unknown_fields` stays whole, and a key whose
+    /// place is taken is kept under the first free `<key>_2`, `<key>_3`, ...
+    fn keep_unknown(&mut self, metadata: &mut Extra, unknown: Vec<(Vec<String>, Value)>) {
+        let root = match metadata.entry(UNKNOWN_FIELDS_KEY) {
+            serde_json::map::Entry::Occupied(mut o) => {
+                if !o.get().is_object() {
+                    if nesting(o.get()) > MAX_UNKNOWN_NESTING {
+                        self.f.error(
+                            "/metadata/unknown_fields",
+                            ErrorKind::InvalidValue,
+                            too_deep_to_keep(
+                                nesting(o.get()),
+                                "/metadata/unknown_fields/_previous",
+                                MAX_UNKNOWN_NESTING,
+                            ),
+                        );
+                    }
+                    let previous = o.insert(Value::Object(Map::new()));
+                    o.get_mut()
+                        .as_object_mut()
+                        .map(|m| m.insert("_previous".into(), previous));
+                }
+                o.into_mut()
+            }
+            serde_json::map::Entry::Vacant(v) => v.insert(Value::Object(Map::new())),
+        };
+        let Value::Object(root) = root else {
+            unreachable!("unknown_fields was made an object above")
+        };
+        for (path, value) in unknown {
+            let sent_at = path.iter().fold(String::new(), |p, t| pointer_push(&p, t));
+            // Above the value: the event, metadata, unknown_fields and every
+            // step of the path but the last.
+            let fits = MAX_NESTING - 2 - path.len();
+            if nesting(&value) > fits {
+                let wanted_at = format!("/metadata/unknown_fields{sent_at}");
+                self.f.error(
+                    sent_at,
+                    ErrorKind::InvalidValue,
+                    too_deep_to_keep(nesting(&value), &wanted_at, fits),
+                );
+                continue;
+            }
+            let mut at = &mut *root;
+            let mut kept_at = String::from("/metadata/unknown_fields");
+            // The first step of the path found taken, if any.
+            let mut taken: Option<String> = None;
+            let last = path.len() - 1;
+            for (i, token) in path.into_iter().enumerate() {
+                // An intermediate step may share an object already there; the
+                // last must be a place of its own.
+                let free = |v: &Value| i < last && v.is_object();
+                let name = if at.get(&token).is_none_or(free) {
+                    token
+                } else {
+                    taken.get_or_insert_with(|| pointer_push(&kept_at, &token));
+                    (2..)
+                        .map(|n| format!("{token}_{n}"))
+                        .find(|k| at.get(k).is_none_or(free))
+                        .expect("some suffix is free")
+                };
+                kept_at = pointer_push(&kept_at, &name);
+                if i == last {
+                    at.insert(name, value);
+                    break;
+                }
+                at = at
+                    .entry(name)
+                    .or_insert_with(|| Value::Object(Map::new()))
+                    .as_object_mut()
+                    .expect("an object, made or found");
+            }
+            let message = match taken {
+                Some(taken) => format!("unknown field kept as {kept_at}, since {taken} was taken"),
+                None => format!("unknown field kept as {kept_at}"),
+            };
+            self.f.warn(sent_at, message);
         }
     }
 }
@@ -782,10 +842,10 @@ fn nesting(v: &Value) -> usize {
     }
 }
 
-fn too_deep_to_keep(depth: usize, kept_at: &str) -> String {
+fn too_deep_to_keep(depth: usize, kept_at: &str, fits: usize) -> String {
     format!(
         "unknown field nested {depth} levels deep; kept as {kept_at} it would exceed \
-         {MAX_NESTING} levels in the stored event, so at most {MAX_UNKNOWN_NESTING} fit \
+         {MAX_NESTING} levels in the stored event, so at most {fits} fit \
          (send deep payloads under /data)"
     )
 }
@@ -868,5 +928,113 @@ mod tests {
         );
         let r = process(&body).expect_err("too deep to keep");
         assert_eq!(r.errors[0].field, "/metadata/unknown_fields");
+        // A closed part's unknown key is kept one level deeper still.
+        let part = |levels| {
+            format!(
+                r#"{{"event_type":"x.y","category":"system","correlation":{{"zz":{}}}}}"#,
+                nested(levels)
+            )
+        };
+        process(&part(MAX_UNKNOWN_NESTING - 1)).expect("fits");
+        let r = process(&part(MAX_UNKNOWN_NESTING)).expect_err("too deep to keep");
+        assert_eq!(r.errors[0].field, "/correlation/zz");
+        assert!(
+            r.errors[0]
+                .message
+                .contains("/metadata/unknown_fields/correlation/zz"),
+            "{}",
+            r.errors[0].message
+        );
+    }
+
+    fn warning<'p>(p: &'p crate::Processed, field: &str) -> &'p str {
+        let found: Vec<_> = p.warnings.iter().filter(|w| w.field == field).collect();
+        assert_eq!(found.len(), 1, "{:?}", p.warnings);
+        &found[0].message
+    }
+
+    #[test]
+    fn unknown_keys_in_closed_parts_are_kept_with_a_warning() {
+        let p = process(
+            r#"{"event_type":"x.y","category":"system",
+                "correlation":{"trace_id":"t1","baggage":{"k":"v"}},
+                "outcome":{"status":"failure","error_code":"E1","retryable":true},
+                "evidence":{"trace_url":"u","ticket":"JIRA-1","github":{"pr":"7","branch":"main"}}}"#,
+        )
+        .expect("kept, not refused");
+        let e = &p.event;
+        assert_eq!(e.correlation.trace_id.as_deref(), Some("t1"));
+        assert_eq!(
+            Value::Object(e.metadata.clone()),
+            serde_json::json!({"unknown_fields": {
+                "correlation": {"baggage": {"k": "v"}},
+                "outcome": {"retryable": true},
+                "evidence": {"github": {"branch": "main"}, "ticket": "JIRA-1"},
+            }})
+        );
+        assert_eq!(
+            warning(&p, "/correlation/baggage"),
+            "unknown field kept as /metadata/unknown_fields/correlation/baggage"
+        );
+        assert_eq!(
+            warning(&p, "/evidence/github/branch"),
+            "unknown field kept as /metadata/unknown_fields/evidence/github/branch"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_never_overwrite_what_the_sender_put_there() {
+        let p = process(
+            r#"{"event_type":"x.y","category":"system","plan":"new","plan_2":"newer",
+                "correlation":{"zz":1},
+                "metadata":{"unknown_fields":{"plan":"mine","correlation":"also mine"}}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            Value::Object(p.event.metadata.clone()),
+            serde_json::json!({"unknown_fields": {
+                "plan": "mine", "correlation": "also mine",
+                "correlation_2": {"zz": 1}, "plan_2": "new", "plan_2_2": "newer",
+            }})
+        );
+        assert_eq!(
+            warning(&p, "/plan"),
+            "unknown field kept as /metadata/unknown_fields/plan_2, since /metadata/unknown_fields/plan was taken"
+        );
+        assert_eq!(
+            warning(&p, "/plan_2"),
+            "unknown field kept as /metadata/unknown_fields/plan_2_2, since /metadata/unknown_fields/plan_2 was taken"
+        );
+        assert_eq!(
+            warning(&p, "/correlation/zz"),
+            "unknown field kept as /metadata/unknown_fields/correlation_2/zz, since /metadata/unknown_fields/correlation was taken"
+        );
+    }
+
+    #[test]
+    fn an_explicit_category_wins_over_event_category_with_a_warning() {
+        let p =
+            process(r#"{"event_type":"x.y","category":"business","event_category":"security"}"#)
+                .expect("valid");
+        assert_eq!(p.event.category, Category::Business);
+        assert_eq!(p.event.event_category, Some(EventCategory::Security));
+        assert_eq!(
+            warning(&p, "/event_category"),
+            "event_category `security` belongs to category security, but category is `business`; \
+             category business is used (send the category that event_category derives, or only one of them)"
+        );
+        // Agreeing, or only one of them: nothing to say.
+        for body in [
+            r#"{"event_type":"x.y","category":"business","event_category":"payment"}"#,
+            r#"{"event_type":"x.y","event_category":"alert"}"#,
+        ] {
+            assert_eq!(process(body).expect("valid").warnings, vec![], "{body}");
+        }
+        // A bad category is not replaced by the derived one.
+        let r =
+            process(r#"{"event_type":"db_error","category":"finance","event_category":"order"}"#)
+                .expect_err("bad category");
+        assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+        assert_eq!(r.errors[0].field, "/category");
     }
 }

@@ -11,8 +11,16 @@
 //! tenant's own path rules (drop / mask / hash) run last. The policy is a
 //! plain serde value so a tenant can configure it.
 //!
-//! Left alone on purpose: `event_type`, `stream_id` and `idempotency_key`,
-//! the identifiers clients address exactly, which decoding constrains.
+//! The `idempotency_key` only has its emails hashed, in place, with the same
+//! keyed hasher: that is deterministic, so a retry carrying the same key
+//! still finds the first event; masking a card or a secret there would make
+//! different keys equal and drop events as duplicates. Left alone on
+//! purpose: `event_type` and `stream_id`, names a client addresses exactly
+//! (a stream is read back by its id, a type is matched by definitions and
+//! subscriptions), which decoding already constrains (no control
+//! characters; `{entity_type}:{entity_id}`); a client that puts personal
+//! data in them has to change that, since rewriting them would break what
+//! they name.
 
 use hmac::{Hmac, KeyInit, Mac};
 use serde::{Deserialize, Serialize};
@@ -63,11 +71,18 @@ impl EmailHasher {
     /// 64 lowercase hex characters.
     pub fn hash(&self, value: &str) -> String {
         let mut mac = self.mac.clone();
-        let normalised = value.trim();
-        if normalised.bytes().any(|b| b.is_ascii_uppercase()) {
-            mac.update(normalised.to_ascii_lowercase().as_bytes());
+        let normalised = value.trim().as_bytes();
+        if normalised.iter().any(u8::is_ascii_uppercase) {
+            // Lower-cased through a buffer on the stack, not a new string.
+            let mut buf = [0u8; 64];
+            for chunk in normalised.chunks(buf.len()) {
+                let lower = &mut buf[..chunk.len()];
+                lower.copy_from_slice(chunk);
+                lower.make_ascii_lowercase();
+                mac.update(lower);
+            }
         } else {
-            mac.update(normalised.as_bytes());
+            mac.update(normalised);
         }
         hex(&mac.finalize().into_bytes())
     }
@@ -95,8 +110,10 @@ pub enum RedactAction {
     Hash,
 }
 
-/// A tenant rule: a JSON pointer into the event (`/data/customer/phone`),
-/// where `*` matches any one key or array index.
+/// A tenant rule: a JSON pointer into the event's actor, object, context,
+/// data or metadata (`/data/customer/phone`, `/actor/user_id`), where `*`
+/// matches any one key (named fields included) or array index.
+/// `/context/environment` is not addressable: every event has one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathRule {
     pub path: String,
@@ -168,9 +185,10 @@ impl RedactionPolicy {
         // in the actor (named fields, then extra keys), else in `data`.
         let actor = &mut event.actor;
         let mut actor_email = None;
-        if matches!(actor.extra.get("email"), Some(Value::String(_)))
+        // With email hashing off, `actor.email` stays where it was sent.
+        if self.hash_emails
+            && matches!(actor.extra.get("email"), Some(Value::String(_)))
             && let Some(Value::String(email)) = actor.extra.shift_remove("email")
-            && self.hash_emails
         {
             actor_email = Some(hasher.hash(&email));
         }
@@ -256,6 +274,13 @@ impl RedactionPolicy {
 
         if event.actor.email_hash.is_none() {
             event.actor.email_hash = actor_email;
+        }
+        if self.hash_emails
+            && let Some(key) = event.idempotency_key.as_mut()
+            && Suspects::of(key).email
+            && let Some(hashed) = replace_emails(key, hasher, &mut None)
+        {
+            *key = hashed;
         }
 
         for rule in &self.rules {
@@ -383,7 +408,7 @@ impl Walk<'_> {
         let suspects = Suspects::of(s);
         let mut changed: Option<String> = None;
         if policy.mask_card_numbers
-            && suspects.digits >= 13
+            && suspects.card_digits >= 13
             && let Some(masked) = mask_cards(s)
         {
             changed = Some(masked);
@@ -471,10 +496,12 @@ impl Walk<'_> {
 }
 
 /// What a string could hide, from one pass over its bytes: most strings
-/// (`checkout`, `ord_99812`) need none of the finders.
+/// (`checkout`, `ord_99812`, a hex trace id) need none of the finders.
 struct Suspects {
-    digits: usize,
-    /// A `=`, a `:` or a `b` (of `bearer`).
+    /// The most digits in one run of digits, spaces and dashes: a card
+    /// number's digits are never further apart.
+    card_digits: usize,
+    /// A `=` or a `:`, or a `b` and a space (of a bare `bearer x`).
     inline_secret: bool,
     email: bool,
 }
@@ -484,12 +511,17 @@ impl Suspects {
         const SEPARATOR: u8 = 1;
         const AT: u8 = 2;
         const DIGIT: u8 = 4;
+        const B: u8 = 8;
+        const SPACE: u8 = 16;
+        const DASH: u8 = 32;
         const CLASS: [u8; 256] = {
             let mut class = [0u8; 256];
             class[b'=' as usize] = SEPARATOR;
             class[b':' as usize] = SEPARATOR;
-            class[b'b' as usize] = SEPARATOR;
-            class[b'B' as usize] = SEPARATOR;
+            class[b'b' as usize] = B;
+            class[b'B' as usize] = B;
+            class[b' ' as usize] = SPACE;
+            class[b'-' as usize] = DASH;
             class[b'@' as usize] = AT;
             let mut d = b'0';
             while d <= b'9' {
@@ -501,12 +533,26 @@ impl Suspects {
         let (mut digits, mut seen) = (0, 0);
         for &b in s.as_bytes() {
             let c = CLASS[usize::from(b)];
-            digits += usize::from(c >> 2);
+            digits += usize::from(c & DIGIT != 0);
             seen |= c;
         }
+        // Only text with enough digits at all is looked at again, for a run.
+        let mut card_digits = 0;
+        if digits >= 13 {
+            let mut run = 0;
+            for &b in s.as_bytes() {
+                let c = CLASS[usize::from(b)];
+                if c & DIGIT != 0 {
+                    run += 1;
+                    card_digits = card_digits.max(run);
+                } else if c & (SPACE | DASH) == 0 {
+                    run = 0;
+                }
+            }
+        }
         Suspects {
-            digits,
-            inline_secret: seen & SEPARATOR != 0,
+            card_digits,
+            inline_secret: seen & SEPARATOR != 0 || (seen & B != 0 && seen & SPACE != 0),
             email: seen & AT != 0,
         }
     }

@@ -20,17 +20,18 @@ pub(super) fn apply(event: &mut CanonicalEvent, rule: &PathRule, hasher: &EmailH
         return;
     }
     let rest: Vec<String> = segments.map(unescape).collect();
-    if let [name] = rest.as_slice()
-        && let Some(field) = named_field(event, part, name)
-    {
-        if field.is_some() {
-            *field = match rule.action {
-                RedactAction::Drop => None,
-                RedactAction::Mask => Some(MASK.to_string()),
-                RedactAction::Hash => field.as_deref().map(|v| format!("hash:{}", hasher.hash(v))),
-            };
+    if let [name] = rest.as_slice() {
+        // `*` is every key of the part as sent: its named fields too.
+        if name == "*" {
+            for name in named_fields(part) {
+                if let Some(field) = named_field(event, part, name) {
+                    apply_named(field, rule.action, hasher);
+                }
+            }
+        } else if let Some(field) = named_field(event, part, name) {
+            apply_named(field, rule.action, hasher);
+            return;
         }
-        return;
     }
     match part {
         "data" => rule_value(&mut event.data, &rest, rule.action, hasher),
@@ -41,7 +42,48 @@ pub(super) fn apply(event: &mut CanonicalEvent, rule: &PathRule, hasher: &EmailH
     }
 }
 
+fn apply_named(field: &mut Option<String>, action: RedactAction, hasher: &EmailHasher) {
+    if field.is_some() {
+        *field = match action {
+            RedactAction::Drop => None,
+            RedactAction::Mask => Some(MASK.to_string()),
+            RedactAction::Hash => field.as_deref().map(|v| format!("hash:{}", hasher.hash(v))),
+        };
+    }
+}
+
+/// The names [`named_field`] knows in `part`.
+fn named_fields(part: &str) -> &'static [&'static str] {
+    match part {
+        "actor" => &[
+            "user_id",
+            "email_hash",
+            "service_name",
+            "role",
+            "anonymous_id",
+        ],
+        "object" => &[
+            "order_id",
+            "request_id",
+            "session_id",
+            "ticket_id",
+            "resource_id",
+        ],
+        "context" => &[
+            "service",
+            "endpoint",
+            "version",
+            "ip",
+            "user_agent",
+            "referer",
+        ],
+        _ => &[],
+    }
+}
+
 /// The named (optional) string fields a rule may address directly.
+/// `context.environment` is not one: every event has an environment, so
+/// there is nothing a rule could drop.
 fn named_field<'e>(
     event: &'e mut CanonicalEvent,
     part: &str,

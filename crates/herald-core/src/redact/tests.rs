@@ -480,3 +480,81 @@ proptest::proptest! {
         proptest::prop_assert_eq!(SecretKeys::new(&secrets).matches(&key), want);
     }
 }
+
+#[test]
+fn emails_in_the_idempotency_key_are_hashed_in_place() {
+    let body = |key: &str| with_head(json!({"idempotency_key": key}));
+    let p = RedactionPolicy::default();
+    let e = redacted(&p, body("signup/Ada@Example.com/2"));
+    assert_eq!(
+        e.idempotency_key,
+        Some(format!("signup/{}/2", marker("ada@example.com")))
+    );
+    // Deterministic, so a retry finds the first event; other text (a card,
+    // an inline secret) stays, so different keys never become equal.
+    assert_eq!(
+        redacted(&p, body("signup/ada@example.com/2")).idempotency_key,
+        e.idempotency_key
+    );
+    let plain = "order 4111 1111 1111 1111 token=abc";
+    assert_eq!(
+        redacted(&p, body(plain)).idempotency_key.as_deref(),
+        Some(plain)
+    );
+    let off = RedactionPolicy {
+        hash_emails: false,
+        ..RedactionPolicy::default()
+    };
+    assert_eq!(
+        redacted(&off, body("signup/ada@example.com"))
+            .idempotency_key
+            .as_deref(),
+        Some("signup/ada@example.com")
+    );
+}
+
+#[test]
+fn with_email_hashing_off_the_actor_email_stays() {
+    let off = RedactionPolicy {
+        hash_emails: false,
+        ..RedactionPolicy::default()
+    };
+    let e = redacted(
+        &off,
+        with_head(json!({"actor": {"email": "ada@example.com"}})),
+    );
+    assert_eq!(e.actor.extra["email"], "ada@example.com");
+    assert_eq!(e.actor.email_hash, None);
+}
+
+#[test]
+fn a_wildcard_rule_covers_named_fields_too() {
+    let p = policy_with(
+        RedactAction::Mask,
+        vec![
+            rule("/actor/*", RedactAction::Hash),
+            rule("/context/*", RedactAction::Drop),
+        ],
+    );
+    let e = redacted(&p, rules_body());
+    let h = hasher();
+    assert_eq!(e.actor.user_id, Some(format!("hash:{}", h.hash("u-1"))));
+    assert_eq!(e.actor.role, Some(format!("hash:{}", h.hash("admin"))));
+    assert_eq!(e.actor.extra["nick"], format!("hash:{}", h.hash("ada")));
+    assert_eq!(e.context.ip, None);
+    assert!(e.context.extra.is_empty());
+    assert_eq!(e.context.environment, "production", "not addressable");
+}
+
+#[test]
+fn hashes_ignore_case_and_surrounding_space_at_any_length() {
+    let h = hasher();
+    for lower in [
+        "ada@example.com".to_string(),
+        format!("{}@example.com", "a".repeat(150)),
+    ] {
+        let mixed = format!(" {} ", lower.to_uppercase());
+        assert_eq!(h.hash(&mixed), h.hash(&lower), "{lower}");
+    }
+    assert_ne!(h.hash("ada@example.com"), h.hash("ada@example.co"));
+}

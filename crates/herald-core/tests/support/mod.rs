@@ -13,11 +13,13 @@
 
 use std::collections::BTreeSet;
 
+use herald_core::correlation::CorrelationKey;
+use herald_core::redact::{PathRule, RedactAction};
 use herald_core::vocabulary::BUILTIN_TYPES;
 use herald_core::{
     Category, EmailHasher, EventCategory, EventProcessor, EventSource, FieldError, FieldWarning,
-    Limits, OutcomeStatus, Processed, ProcessingContext, TenantId, Timestamp, ValidationMode,
-    ValidationResult,
+    Limits, OutcomeStatus, Processed, ProcessingContext, RedactionPolicy, TenantId, Timestamp,
+    ValidationMode, ValidationResult,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -88,6 +90,32 @@ pub const OBJECT_KEYS: [&str; 10] = [
     "resource_id",
     "resourceId",
 ];
+pub const CORRELATION_KEYS: [&str; 8] = [
+    "trace_id",
+    "traceId",
+    "span_id",
+    "spanId",
+    "correlation_id",
+    "correlationId",
+    "parent_event_id",
+    "parentEventId",
+];
+pub const OUTCOME_KEYS: [&str; 6] = [
+    "status",
+    "error_class",
+    "errorClass",
+    "error_code",
+    "errorCode",
+    "message",
+];
+pub const EVIDENCE_KEYS: [&str; 5] = [
+    "github",
+    "raw_pointer",
+    "raw_s3_pointer",
+    "trace_url",
+    "log_references",
+];
+pub const GITHUB_KEYS: [&str; 4] = ["commit_sha", "commitSha", "pr", "repository"];
 pub const CONTEXT_KEYS: [&str; 10] = [
     "environment",
     "service",
@@ -1337,6 +1365,101 @@ pub struct Planted {
     pub secret: Option<String>,
     /// The card's digits and the text it was written as.
     pub card: Option<(String, String)>,
+    /// Where it is in the canonical event's JSON (the same pointer as in
+    /// the body: extra keys are flattened into their part).
+    pub at: PlantedAt,
+    pub what: Sensitive,
+    /// A secret planted as the value of this key (not written in text).
+    pub under_key: Option<String>,
+    /// Sent as a JSON number (a card).
+    pub as_number: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PlantedAt {
+    /// The value at this pointer.
+    Value(String),
+    /// A key of the object at this pointer.
+    KeyOf(String),
+}
+
+/// How a plant is stored, under a policy's built-in scrubbing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    /// This value at the plant's pointer (or this key, for a key plant).
+    Is(Value),
+    /// Gone with its key (a dropped secret).
+    Gone,
+}
+
+impl Planted {
+    /// What redaction by `policy` (its built-in scrubbing, before path
+    /// rules) must leave of this plant, worked out from the policy alone.
+    pub fn stored(&self, policy: &RedactionPolicy, hasher: &EmailHasher) -> Stored {
+        let replace = |v: &str| match policy.secret_action {
+            RedactAction::Hash => format!("hash:{}", hasher.hash(v)),
+            RedactAction::Drop | RedactAction::Mask => MASK_TEXT.to_string(),
+        };
+        let secret = |k: &str| is_secret_key(k, &policy.secret_keys);
+        match &self.what {
+            Sensitive::Email { email, template } => {
+                let written = if policy.hash_emails {
+                    format!("email_hash:{}", hasher.hash(email))
+                } else {
+                    email.clone()
+                };
+                Stored::Is(EMAIL_TEMPLATES[*template].replace("{}", &written).into())
+            }
+            Sensitive::Secret { key, value, inline } => {
+                if let Some(under) = &self.under_key {
+                    if !secret(under) {
+                        return Stored::Is(value.as_str().into());
+                    }
+                    return match policy.secret_action {
+                        RedactAction::Drop => Stored::Gone,
+                        RedactAction::Mask | RedactAction::Hash => {
+                            Stored::Is(replace(value).into())
+                        }
+                    };
+                }
+                let template = inline.unwrap_or(0);
+                let sent = SECRET_TEMPLATES[template]
+                    .replace("{k}", key)
+                    .replace("{v}", value);
+                if policy.secret_keys.is_empty() {
+                    return Stored::Is(sent.into());
+                }
+                let text = if template == 4 {
+                    // The credential alone as a bare `Bearer x`, or scheme
+                    // and credential when `Authorization` is a secret key.
+                    if secret("Authorization") {
+                        format!("Authorization: {}", replace(&format!("Bearer {value}")))
+                    } else {
+                        format!("Authorization: Bearer {}", replace(value))
+                    }
+                } else if secret(key) {
+                    SECRET_TEMPLATES[template]
+                        .replace("{k}", key)
+                        .replace("{v}", &replace(value))
+                } else {
+                    sent
+                };
+                Stored::Is(text.into())
+            }
+            Sensitive::Card {
+                digits, template, ..
+            } => {
+                let masked = format!("****{}", &digits[digits.len() - 4..]);
+                let (_, written) = self.card.as_ref().expect("a card plant");
+                Stored::Is(match (self.as_number, policy.mask_card_numbers) {
+                    (true, true) => masked.into(),
+                    (true, false) => Value::from(digits.parse::<u64>().expect("digits")),
+                    (false, true) => CARD_TEMPLATES[*template].replace("{}", &masked).into(),
+                    (false, false) => CARD_TEMPLATES[*template].replace("{}", written).into(),
+                })
+            }
+        }
+    }
 }
 
 /// Plants `what` at `spot` in `body` (plant number `i`, which keeps keys
@@ -1354,7 +1477,16 @@ pub fn plant(
         other => other,
     };
     let named = matches!(spot, Spot::Named(..));
-    let (value, planted) = match what {
+    let mut planted = Planted {
+        email: None,
+        secret: None,
+        card: None,
+        at: PlantedAt::Value(String::new()),
+        what: what.clone(),
+        under_key: None,
+        as_number: false,
+    };
+    let value = match what {
         Sensitive::Email { email, template } => {
             let text = EMAIL_TEMPLATES[*template].replace("{}", email);
             let rank = match spot {
@@ -1368,46 +1500,44 @@ pub fn plant(
                 Spot::Keyed(p) | Spot::Item(p) if p.starts_with("/data") => Some(ActorRank::Data),
                 _ => None,
             };
-            let planted = Planted {
-                email: Some((email.clone(), rank)),
-                secret: None,
-                card: None,
-            };
+            planted.email = Some((email.clone(), rank));
             if let Spot::DataKey = spot {
                 set_pointer(
                     body,
                     &format!("/data/keys9/{}", escape_token(&text)),
                     Value::from(i),
                 );
+                planted.at = PlantedAt::KeyOf("/data/keys9".into());
                 return Some(planted);
             }
-            (Value::from(text), planted)
+            Value::from(text)
         }
         Sensitive::Secret { key, value, inline } => {
-            let planted = Planted {
-                email: None,
-                secret: Some(value.clone()),
-                card: None,
-            };
+            planted.secret = Some(value.clone());
             match (inline, spot) {
                 (None, Spot::Keyed(base)) => {
+                    let under = format!("k{i}_{key}");
                     set_pointer(
                         body,
-                        &format!("{base}/k{i}_{key}"),
+                        &format!("{base}/{under}"),
                         Value::from(value.as_str()),
                     );
+                    planted.at = PlantedAt::Value(format!("{base}/{under}"));
+                    planted.under_key = Some(under);
                     return Some(planted);
                 }
                 (None, Spot::Item(p)) if p.starts_with("/data") || p.starts_with("/metadata") => {
+                    let under = format!("k{i}_{key}");
                     let mut item = Map::new();
-                    item.insert(format!("k{i}_{key}"), Value::from(value.as_str()));
-                    push_item(body, p, Value::Object(item));
+                    item.insert(under.clone(), Value::from(value.as_str()));
+                    let index = push_item(body, p, Value::Object(item));
+                    planted.at = PlantedAt::Value(format!("{p}/{index}/{under}"));
+                    planted.under_key = Some(under);
                     return Some(planted);
                 }
                 _ => {
                     let template = SECRET_TEMPLATES[inline.unwrap_or(0)];
-                    let text = template.replace("{k}", key).replace("{v}", value);
-                    (Value::from(text), planted)
+                    Value::from(template.replace("{k}", key).replace("{v}", value))
                 }
             }
         }
@@ -1429,25 +1559,27 @@ pub fn plant(
             let whole_number =
                 *as_number && !named && !matches!(spot, Spot::Item("/evidence/log_references"));
             let text = CARD_TEMPLATES[*template].replace("{}", &written);
-            let value = if whole_number {
+            planted.as_number = whole_number;
+            planted.card = Some((digits.clone(), written));
+            if whole_number {
                 Value::from(digits.parse::<u64>().expect("at most 19 digits"))
             } else {
-                Value::from(text.clone())
-            };
-            let planted = Planted {
-                email: None,
-                secret: None,
-                card: Some((digits.clone(), written)),
-            };
-            (value, planted)
+                Value::from(text)
+            }
         }
     };
-    match spot {
-        Spot::Named(section, keys) => put_named(body, section, keys, value),
-        Spot::Keyed(base) => set_pointer(body, &format!("{base}/plant{i}"), value),
-        Spot::Item(p) => push_item(body, p, value),
+    planted.at = PlantedAt::Value(match spot {
+        Spot::Named(section, keys) => {
+            put_named(body, section, keys, value);
+            format!("/{section}/{}", keys[0])
+        }
+        Spot::Keyed(base) => {
+            set_pointer(body, &format!("{base}/plant{i}"), value);
+            format!("{base}/plant{i}")
+        }
+        Spot::Item(p) => format!("{p}/{}", push_item(body, p, value)),
         Spot::DataKey => unreachable!("handled above"),
-    }
+    });
     Some(planted)
 }
 
@@ -1475,8 +1607,8 @@ pub fn put_named(body: &mut Value, section: &str, keys: &[&str], value: Value) {
 }
 
 /// Appends `item` to the array at `pointer`, creating objects and the
-/// array on the way.
-pub fn push_item(body: &mut Value, pointer: &str, item: Value) {
+/// array on the way; returns its index.
+pub fn push_item(body: &mut Value, pointer: &str, item: Value) -> usize {
     let mut at = body;
     for token in pointer.split('/').skip(1) {
         if !at.is_object() {
@@ -1491,7 +1623,9 @@ pub fn push_item(body: &mut Value, pointer: &str, item: Value) {
     if !at.is_array() {
         *at = Value::Array(Vec::new());
     }
-    at.as_array_mut().expect("array").push(item);
+    let items = at.as_array_mut().expect("array");
+    items.push(item);
+    items.len() - 1
 }
 
 // ---------------------------------------------------------------------------
@@ -1500,8 +1634,11 @@ pub fn push_item(body: &mut Value, pointer: &str, item: Value) {
 
 /// Where a deep value goes, and how many containers the body adds above it
 /// besides the event's own object.
-pub const DEEP_PLACES: [(&str, usize); 8] = [
+pub const DEEP_PLACES: [(&str, usize); 11] = [
     ("/data", 0),
+    ("/correlation/x9", 1),
+    ("/outcome/x9", 1),
+    ("/evidence/github/x9", 2),
     ("/data/x9", 1),
     ("/data/arr9", 2),
     ("/metadata/x9", 1),
@@ -1535,4 +1672,365 @@ pub fn with_deep_value(body: &Value, place: &str, levels: usize, shape: u64) -> 
     let hole = serde_json::to_string(HOLE).expect("serialises");
     assert_eq!(text.matches(&hole).count(), 1);
     text.replacen(&hole, &deep, 1).into_bytes()
+}
+
+// ---------------------------------------------------------------------------
+// The category sets, spelled out (property 1)
+// ---------------------------------------------------------------------------
+
+/// Seed 000's four categories.
+pub const CATEGORY_NAMES: [&str; 4] = ["business", "system", "delivery", "security"];
+
+/// Seed 003's seventeen event categories and the category each derives,
+/// DESIGN.md §2's table written out apart from Herald's own.
+pub const EVENT_CATEGORY_TABLE: [(&str, &str); 17] = [
+    ("user_action", "business"),
+    ("page_view", "business"),
+    ("form_submit", "business"),
+    ("click", "business"),
+    ("user_lifecycle", "business"),
+    ("payment", "business"),
+    ("order", "business"),
+    ("task", "business"),
+    ("system", "system"),
+    ("security", "security"),
+    ("performance", "system"),
+    ("error", "system"),
+    ("device", "system"),
+    ("device_status", "system"),
+    ("telemetry", "system"),
+    ("command", "system"),
+    ("alert", "system"),
+];
+
+/// The category an `event_category` name derives; `None` for a name
+/// outside the set.
+pub fn derived_category(event_category: &str) -> Option<&'static str> {
+    EVENT_CATEGORY_TABLE
+        .iter()
+        .find(|(ec, _)| *ec == event_category)
+        .map(|(_, c)| *c)
+}
+
+pub fn event_category_names() -> Vec<&'static str> {
+    EVENT_CATEGORY_TABLE.iter().map(|(ec, _)| *ec).collect()
+}
+
+/// The JSON type of a value as a person names it.
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Redaction policies (property 15)
+// ---------------------------------------------------------------------------
+
+/// What a masked value becomes.
+pub const MASK_TEXT: &str = "[REDACTED]";
+
+/// Whether `key` names a secret under `secret_keys`: it ends with one of
+/// them once both are lower-cased without `_ - .` and spaces. Written apart
+/// from Herald's matcher.
+pub fn is_secret_key(key: &str, secret_keys: &[String]) -> bool {
+    let norm = |s: &str| {
+        s.chars()
+            .filter(|c| !matches!(c, '_' | '-' | '.' | ' '))
+            .collect::<String>()
+            .to_ascii_lowercase()
+    };
+    let key = norm(key);
+    secret_keys.iter().any(|s| key.ends_with(&norm(s)))
+}
+
+pub fn redact_action() -> BoxedStrategy<RedactAction> {
+    select(vec![
+        RedactAction::Drop,
+        RedactAction::Mask,
+        RedactAction::Hash,
+    ])
+    .boxed()
+}
+
+/// The secret keys a tenant might configure: the built-in list, none at
+/// all (secret scrubbing off), or a short list of its own in any spelling.
+pub fn secret_key_list() -> BoxedStrategy<Vec<String>> {
+    prop_oneof![
+        3 => Just(RedactionPolicy::default().secret_keys),
+        1 => Just(Vec::new()),
+        2 => proptest::sample::subsequence(vec!["TOKEN", "pass-word", "pin", "key", "Secret", "authorization"], 1..4)
+            .prop_map(|keys| keys.into_iter().map(String::from).collect()),
+    ]
+    .boxed()
+}
+
+/// Rule paths into the parts planted and generated bodies have: named
+/// fields, extra keys, nested objects and arrays, wildcards, paths that
+/// miss, and parts rules cannot address.
+pub const RULE_PATHS: [&str; 26] = [
+    "/data/*",
+    "/data/nest9/*",
+    "/data/nest9/deeper9/*",
+    "/data/list9/*",
+    "/data/list9/0",
+    "/data/list9/x",
+    "/data/keys9/*",
+    "/data/note9",
+    "/data/nowhere9/x",
+    "/metadata/*",
+    "/metadata/deep9/er9/*",
+    "/metadata/list9/1",
+    "/actor/user_id",
+    "/actor/*",
+    "/actor/email_hash",
+    "/actor/email",
+    "/object/order_id",
+    "/object/*",
+    "/object/extra9/*",
+    "/context/ip",
+    "/context/*",
+    "/context/environment",
+    "/context/extra9/more9/*",
+    "/correlation/trace_id",
+    "/outcome/message",
+    "/evidence/log_references/0",
+];
+
+pub fn rule_path() -> BoxedStrategy<String> {
+    prop_oneof![
+        3 => select(RULE_PATHS.to_vec()).prop_map(String::from),
+        1 => (select(vec!["/data", "/actor", "/object", "/context", "/metadata"]), 0usize..10)
+            .prop_map(|(part, i)| format!("{part}/plant{i}")),
+    ]
+    .boxed()
+}
+
+/// A tenant's policy: any secret action, each switch on or off, any secret
+/// keys, and a few path rules with any action.
+pub fn redaction_policy() -> BoxedStrategy<RedactionPolicy> {
+    (
+        redact_action(),
+        any::<bool>(),
+        any::<bool>(),
+        secret_key_list(),
+        proptest::collection::vec((rule_path(), redact_action()), 0..4),
+    )
+        .prop_map(
+            |(secret_action, hash_emails, mask_card_numbers, secret_keys, rules)| RedactionPolicy {
+                secret_keys,
+                secret_action,
+                hash_emails,
+                mask_card_numbers,
+                rules: rules
+                    .into_iter()
+                    .map(|(path, action)| PathRule { path, action })
+                    .collect(),
+            },
+        )
+        .boxed()
+}
+
+/// Applies one path rule to an event in its JSON form, as a tenant reads
+/// the rule: `*` is any key (named fields and extra keys alike) or array
+/// index; only actor, object, context (not its environment), data and
+/// metadata are addressable; drop removes, mask writes `[REDACTED]`, hash
+/// writes `hash:` and the keyed hash of the text (of the JSON text for a
+/// value that is not a string).
+pub fn apply_rule(event: &mut Value, rule: &PathRule, hasher: &EmailHasher) {
+    let tokens: Vec<String> = rule
+        .path
+        .split('/')
+        .skip(1)
+        .map(|t| t.replace("~1", "/").replace("~0", "~"))
+        .collect();
+    let Some((part, rest)) = tokens.split_first() else {
+        return;
+    };
+    if rest.is_empty()
+        || !["actor", "object", "context", "data", "metadata"].contains(&part.as_str())
+    {
+        return;
+    }
+    let Some(target) = event.get_mut(part.as_str()) else {
+        return;
+    };
+    rule_walk(target, rest, rule.action, hasher, part == "context");
+}
+
+fn rule_redacted(v: &Value, action: RedactAction, hasher: &EmailHasher) -> Value {
+    match action {
+        RedactAction::Drop | RedactAction::Mask => MASK_TEXT.into(),
+        RedactAction::Hash => {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!("hash:{}", hasher.hash(&text)).into()
+        }
+    }
+}
+
+fn rule_walk(
+    v: &mut Value,
+    path: &[String],
+    action: RedactAction,
+    hasher: &EmailHasher,
+    context: bool,
+) {
+    let Some((head, rest)) = path.split_first() else {
+        return;
+    };
+    match v {
+        Value::Object(m) => {
+            let keys: Vec<String> = if head == "*" {
+                m.keys().cloned().collect()
+            } else {
+                vec![head.clone()]
+            };
+            for key in keys {
+                if context && key == "environment" {
+                    continue;
+                }
+                if rest.is_empty() {
+                    if action == RedactAction::Drop {
+                        m.shift_remove(&key);
+                    } else if let Some(x) = m.get_mut(&key) {
+                        *x = rule_redacted(x, action, hasher);
+                    }
+                } else if let Some(x) = m.get_mut(&key) {
+                    rule_walk(x, rest, action, hasher, false);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let indices: Vec<usize> = if head == "*" {
+                (0..items.len()).collect()
+            } else {
+                head.parse()
+                    .ok()
+                    .filter(|i| *i < items.len())
+                    .into_iter()
+                    .collect()
+            };
+            for i in indices.into_iter().rev() {
+                if rest.is_empty() {
+                    if action == RedactAction::Drop {
+                        items.remove(i);
+                    } else {
+                        items[i] = rule_redacted(&items[i], action, hasher);
+                    }
+                } else {
+                    rule_walk(&mut items[i], rest, action, hasher, false);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Business keys (property 10)
+// ---------------------------------------------------------------------------
+
+/// The keys an event without trace context correlates by, strongest first
+/// (DESIGN.md §6's order, span id left out: it names one operation).
+pub const BUSINESS_KEYS: [CorrelationKey; 7] = [
+    CorrelationKey::CorrelationId,
+    CorrelationKey::RequestId,
+    CorrelationKey::OrderId,
+    CorrelationKey::SessionId,
+    CorrelationKey::TicketId,
+    CorrelationKey::UserId,
+    CorrelationKey::EmailHash,
+];
+
+/// Where a business key is sent: its section and every spelling.
+fn business_key_place(key: CorrelationKey) -> (&'static str, &'static [&'static str]) {
+    match key {
+        CorrelationKey::CorrelationId => ("correlation", &["correlation_id", "correlationId"]),
+        CorrelationKey::RequestId => ("object", &["request_id", "requestId"]),
+        CorrelationKey::OrderId => ("object", &["order_id", "orderId"]),
+        CorrelationKey::SessionId => ("object", &["session_id", "sessionId"]),
+        CorrelationKey::TicketId => ("object", &["ticket_id", "ticketId"]),
+        CorrelationKey::UserId => ("actor", &["user_id", "userId"]),
+        CorrelationKey::EmailHash => ("actor", &["email_hash"]),
+        CorrelationKey::TraceId | CorrelationKey::SpanId => unreachable!("not a business key"),
+    }
+}
+
+/// Removes every trace id and traceparent from a body (span ids stay: they
+/// are not trace context on their own).
+pub fn strip_trace_context(body: &mut Value) {
+    let map = body.as_object_mut().expect("a body object");
+    map.remove("traceparent");
+    if let Some(Value::Object(c)) = map.get_mut("correlation") {
+        c.remove("trace_id");
+        c.remove("traceId");
+    }
+}
+
+/// Prefixes every business key of a body with `side`, so the keys of two
+/// bodies differ; an actor's email gets the prefix too (its hash is one).
+pub fn distinguish_business_keys(body: &mut Value, side: &str) {
+    let map = body.as_object_mut().expect("a body object");
+    if let Some(v) = map.get_mut("user_id") {
+        *v = Value::from(format!("{side}-{}", id_text(v).expect("an id")));
+    }
+    for key in BUSINESS_KEYS {
+        let (section, spellings) = business_key_place(key);
+        if let Some(Value::Object(m)) = map.get_mut(section) {
+            for k in spellings {
+                if let Some(v) = m.get_mut(*k) {
+                    *v = Value::from(format!("{side}-{}", id_text(v).expect("an id")));
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(actor)) = map.get_mut("actor")
+        && let Some(Value::String(email)) = actor.get_mut("email")
+    {
+        *email = format!("{side}-{email}");
+    }
+}
+
+/// Sets one business key (and only one spelling of it).
+pub fn set_business_key(body: &mut Value, key: CorrelationKey, value: String) {
+    if key == CorrelationKey::UserId {
+        body.as_object_mut()
+            .expect("a body object")
+            .remove("user_id");
+    }
+    let (section, spellings) = business_key_place(key);
+    put_named(body, section, spellings, Value::from(value));
+}
+
+/// The strongest business key of a body, worked out from the body: the
+/// first of [`BUSINESS_KEYS`] it sends (non-empty), the email hash being the
+/// one sent or else the hash of `actor.email`.
+pub fn strongest_business_key(
+    body: &Value,
+    hasher: &EmailHasher,
+) -> Option<(CorrelationKey, String)> {
+    let section = |s: &str| body.get(s).and_then(Value::as_object);
+    BUSINESS_KEYS.into_iter().find_map(|key| {
+        let (s, spellings) = business_key_place(key);
+        let mut value = first_id(section(s), spellings);
+        if key == CorrelationKey::UserId {
+            value = body.get("user_id").and_then(id_text).or(value);
+        }
+        if key == CorrelationKey::EmailHash && value.is_none() {
+            value = section("actor")
+                .and_then(|a| a.get("email"))
+                .and_then(Value::as_str)
+                .map(|e| hasher.hash(e));
+        }
+        value.filter(|v| !v.is_empty()).map(|v| (key, v))
+    })
 }
