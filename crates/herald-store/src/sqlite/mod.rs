@@ -338,10 +338,7 @@ impl SqliteStore {
     pub async fn query_audit(&self, query: &AuditQuery) -> Result<AuditPage, StoreError> {
         let (sql, args, limit) = query::audit(query);
         self.read(move |c| {
-            let args = args.into_iter().map(|a| match a {
-                query::Arg::Text(t) => SqlValue::Text(t),
-                query::Arg::Int(i) => SqlValue::Integer(i),
-            });
+            let args = sql_values(args);
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
                 Ok((
@@ -1059,6 +1056,14 @@ fn row_to_definition(
     .parse())
 }
 
+/// A built statement's arguments as SQLite values.
+fn sql_values(args: Vec<query::Arg>) -> impl Iterator<Item = SqlValue> {
+    args.into_iter().map(|a| match a {
+        query::Arg::Text(t) => SqlValue::Text(t),
+        query::Arg::Int(i) => SqlValue::Integer(i),
+    })
+}
+
 /// Runs `q`; each row is `EVENT_COLUMNS, ts, seq, user_id`, turned into a
 /// `T` by `row_to`.
 fn run_query<T>(
@@ -1068,12 +1073,7 @@ fn run_query<T>(
     row_to: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
 ) -> Result<Page<T>, StoreError> {
     let sql = query::build(query::Dialect::Sqlite, tenant, q);
-    let values = |args: Vec<query::Arg>| {
-        args.into_iter().map(|a| match a {
-            query::Arg::Text(t) => SqlValue::Text(t),
-            query::Arg::Int(i) => SqlValue::Integer(i),
-        })
-    };
+    let values = sql_values;
     let counted: i64 = c
         .prepare(&sql.count_sql)?
         .query_row(rusqlite::params_from_iter(values(sql.count_args)), |r| {

@@ -65,6 +65,26 @@ pub async fn start_logging(
     panic!("herald did not become healthy on {base} within 30 s");
 }
 
+/// Sends SIGTERM to our own child, by PID.
+pub fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success(), "kill -TERM {pid}");
+}
+
+/// SIGTERM, then the exit code within 30 s (`why` says what a hang means).
+pub async fn stop_with_sigterm(child: &mut Child, why: &str) -> Option<i32> {
+    sigterm(child);
+    tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect(why)
+        .unwrap()
+        .code()
+}
+
 /// A new tenant's admin key.
 pub async fn tenant(client: &reqwest::Client, base: &str, name: &str) -> String {
     let res = client

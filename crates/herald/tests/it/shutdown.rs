@@ -127,12 +127,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0() {
     let batch = json!({"events": (0..5).map(|j| json!({"event_type": "term.inflight_batch", "category": "system", "data": {"j": j}})).collect::<Vec<_>>()});
     in_flight.push(begin(&addr, &key, "/api/v1/events/batch", &batch).await);
 
-    let pid = child.id().expect("running").to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
+    binary::sigterm(&child);
     // Draining: new connections are refused while the old ones finish.
     let deadline = tokio::time::Instant::now() + WITHIN;
     while TcpStream::connect(&addr).await.is_ok() {
@@ -217,19 +212,12 @@ async fn a_stalled_client_is_cut_off_after_the_grace_period() {
 
     let body = json!({"event_type": "stalled", "category": "system"});
     let mut stalled = begin(&addr, &key, "/api/v1/events/create", &body).await;
-    let pid = child.id().expect("running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(WITHIN, child.wait())
-        .await
-        .expect("a stalled client held herald up past the grace period")
-        .unwrap();
-    assert_eq!(exit.code(), Some(0), "exit status {exit}");
+    let exit = binary::stop_with_sigterm(
+        &mut child,
+        "a stalled client held herald up past the grace period",
+    )
+    .await;
+    assert_eq!(exit, Some(0));
     // The stalled request was never answered: its connection just closed.
     let mut rest = Vec::new();
     let _ = stalled.stream.read_to_end(&mut rest).await;
@@ -278,19 +266,8 @@ async fn json_logs_carry_the_request_and_trace_ids() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let pid = child.id().expect("running").to_string();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let exit = tokio::time::timeout(WITHIN, child.wait())
-        .await
-        .expect("exit after SIGTERM")
-        .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    let exit = binary::stop_with_sigterm(&mut child, "exit after SIGTERM").await;
+    assert_eq!(exit, Some(0));
 
     let text = std::fs::read_to_string(&log_path).unwrap();
     let lines: Vec<Value> = text
