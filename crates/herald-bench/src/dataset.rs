@@ -292,6 +292,7 @@ mod tests {
             tenant_id: &tenant,
             email_hasher: &hasher,
             processing_timestamp: herald_core::Timestamp::now(),
+            ids: &herald_core::UuidV7Ids::default(),
             traceparent: None,
         };
         for b in generate_bytes(11, 5000) {

@@ -37,6 +37,7 @@ pub fn canonicalize(bodies: &[serde_json::Value]) -> Vec<CanonicalEvent> {
         tenant_id: &tenant,
         email_hasher: &hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &herald_core::UuidV7Ids::default(),
         traceparent: None,
     };
     bodies
@@ -67,6 +68,7 @@ pub fn pipeline_floor(
                 tenant_id: &tenant,
                 email_hasher: &hasher,
                 processing_timestamp: Timestamp::now(),
+                ids: &herald_core::UuidV7Ids::default(),
                 traceparent: None,
             };
             if processor.process_json(b, &ctx).is_ok() {
@@ -101,12 +103,13 @@ pub fn storage_floor(
     let mut conn = floor::open(&dir.join("floor.db"), true).expect("open floor db");
     // Fresh ids per insert so the same canonical rows can be reused.
     let mut rows: Vec<CanonicalEvent> = events.to_vec();
+    let ids = herald_core::UuidV7Ids::default();
     let started = Instant::now();
     let mut n = 0usize;
     'outer: loop {
         for chunk in rows.chunks_mut(batch) {
             for e in chunk.iter_mut() {
-                e.event_id = herald_core::EventId::new();
+                e.event_id = herald_core::IdSource::event_id(&ids, Timestamp::now());
             }
             floor::insert_batch(&mut conn, chunk).expect("floor insert");
             n += chunk.len();
@@ -132,12 +135,13 @@ pub async fn pg_storage_floor(
     let schema = format!("bench_floor_{}", std::process::id());
     let mut client = pg::open(url, &schema).await.expect("open postgres floor");
     let mut rows: Vec<CanonicalEvent> = events.to_vec();
+    let ids = herald_core::UuidV7Ids::default();
     let started = Instant::now();
     let mut n = 0usize;
     'outer: loop {
         for chunk in rows.chunks_mut(batch) {
             for e in chunk.iter_mut() {
-                e.event_id = herald_core::EventId::new();
+                e.event_id = herald_core::IdSource::event_id(&ids, Timestamp::now());
             }
             pg::insert_batch(&mut client, chunk)
                 .await

@@ -23,6 +23,7 @@ fn pipeline(c: &mut Criterion) {
         tenant_id: &tenant,
         email_hasher: &hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &herald_core::UuidV7Ids::default(),
         traceparent: None,
     };
     let event = processor

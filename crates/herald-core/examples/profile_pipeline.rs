@@ -33,6 +33,7 @@ fn main() {
         tenant_id: &tenant,
         email_hasher: &hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &herald_core::UuidV7Ids::default(),
         traceparent: None,
     };
     let mut kept = 0usize;

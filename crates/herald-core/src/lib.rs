@@ -3,6 +3,7 @@
 //! JSON and protobuf codecs. Pure functions over values: no IO, no async, no
 //! HTTP, no SQL (see ARCHITECTURE.md).
 
+pub mod clock;
 pub mod codec;
 pub mod correlation;
 pub mod decode;
@@ -15,6 +16,7 @@ pub mod redact;
 pub mod timestamp;
 pub mod vocabulary;
 
+pub use clock::{Clock, IdSource, ManualClock, SequentialIds, SystemClock, UuidV7Ids};
 pub use decode::{Limits, RawEvent};
 pub use error::{ErrorKind, FieldError, FieldWarning, ValidationResult};
 pub use event::{Actor, CanonicalEvent, Context, Correlation, Evidence, Github, Object, Outcome};

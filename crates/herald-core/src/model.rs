@@ -120,11 +120,6 @@ pub struct ParseError(pub String);
 pub struct EventId(uuid::Uuid);
 
 impl EventId {
-    /// A fresh, time-ordered id.
-    pub fn new() -> Self {
-        EventId(uuid::Uuid::now_v7())
-    }
-
     /// Accepts only version-7 UUIDs: ids Herald issued.
     pub fn parse(s: &str) -> Result<Self, ParseError> {
         let uuid = uuid::Uuid::try_parse(s)
@@ -136,18 +131,18 @@ impl EventId {
         Self::try_from(uuid::Uuid::from_bytes(bytes))
     }
 
+    /// Wraps a UUID the caller built as version 7 (an [`crate::clock::IdSource`]).
+    pub(crate) fn from_v7(uuid: uuid::Uuid) -> Self {
+        debug_assert_eq!(uuid.get_version_num(), 7);
+        EventId(uuid)
+    }
+
     pub fn as_uuid(&self) -> &uuid::Uuid {
         &self.0
     }
 
     pub fn as_bytes(&self) -> &[u8; 16] {
         self.0.as_bytes()
-    }
-}
-
-impl Default for EventId {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -361,7 +356,10 @@ mod tests {
         assert!(TenantId::parse("acme_1-x").is_ok());
         assert!(TenantId::parse("acme corp").is_err());
         assert!(EventId::parse(&uuid::Uuid::nil().to_string()).is_err());
-        let id = EventId::new();
+        let id = crate::clock::IdSource::event_id(
+            &crate::clock::UuidV7Ids::default(),
+            crate::Timestamp::now(),
+        );
         assert_eq!(EventId::parse(&id.to_string()), Ok(id));
     }
 }

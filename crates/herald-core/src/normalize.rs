@@ -113,6 +113,7 @@ fn fill_trace_context(
 /// was rejected by decoding and validation.
 pub(crate) fn normalize(
     raw: RawEvent,
+    event_id: EventId,
     tenant_id: &TenantId,
     processing_timestamp: Timestamp,
     header_traceparent: Option<&str>,
@@ -164,7 +165,7 @@ pub(crate) fn normalize(
     };
 
     CanonicalEvent {
-        event_id: EventId::new(),
+        event_id,
         tenant_id: tenant_id.clone(),
         event_type,
         category,
@@ -191,6 +192,7 @@ pub(crate) fn normalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{IdSource, SequentialIds};
     use crate::decode::{Limits, decode_event};
 
     /// The warnings normalising an event sent at `sent` (if any) gives
@@ -205,6 +207,7 @@ mod tests {
         let now = Timestamp::parse(now).unwrap();
         let e = normalize(
             raw,
+            SequentialIds::default().event_id(now),
             &TenantId::parse("t").unwrap(),
             now,
             None,
@@ -267,6 +270,7 @@ mod tests {
         let mut findings = Findings::default();
         let e = normalize(
             raw,
+            SequentialIds::default().event_id(Timestamp::parse("2025-12-30T10:00:00Z").unwrap()),
             &TenantId::parse("t").unwrap(),
             Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
             header,

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::clock::IdSource;
 use crate::decode::{self, Body, Limits, RawEvent};
 use crate::error::{ErrorKind, FieldWarning, Findings, ValidationResult};
 use crate::event::CanonicalEvent;
@@ -23,6 +24,8 @@ pub struct ProcessingContext<'a> {
     pub tenant_id: &'a TenantId,
     pub email_hasher: &'a EmailHasher,
     pub processing_timestamp: Timestamp,
+    /// Mints the id of each accepted event (only accepted ones use one).
+    pub ids: &'a dyn IdSource,
     /// The request's `traceparent` header, if any.
     pub traceparent: Option<&'a str>,
 }
@@ -115,6 +118,7 @@ impl EventProcessor {
         let body_tenant_id = raw.tenant_id.clone();
         let mut event = normalize(
             raw,
+            ctx.ids.event_id(ctx.processing_timestamp),
             ctx.tenant_id,
             ctx.processing_timestamp,
             ctx.traceparent,

@@ -653,12 +653,15 @@ proptest! {
 
     /// Property 4: Unique Event ID Assignment — "For any set of events
     /// processed by the system, each event should receive a unique eventId
-    /// that is never duplicated."
+    /// that is never duplicated." Two threads share the production id
+    /// source, as a server's requests do, and every event is received at the
+    /// same instant: the hardest case for a time-based id.
     #[test]
     fn property_04_unique_event_ids(bodies in proptest::collection::vec(valid_body(false), 1..12), repeats in 1usize..20) {
+        let source: std::sync::Arc<dyn herald_core::IdSource> = std::sync::Arc::new(herald_core::UuidV7Ids::default());
         let ids = std::thread::scope(|s| {
             let workers: Vec<_> = (0..2).map(|_| s.spawn(|| {
-                let fx = Fixture::new("acme");
+                let fx = Fixture::new("acme").with_ids(source.clone());
                 let p = processor(ValidationMode::Permissive);
                 let mut ids = Vec::new();
                 for _ in 0..repeats {

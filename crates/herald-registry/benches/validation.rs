@@ -79,6 +79,7 @@ fn bench(c: &mut Criterion) {
         tenant_id: &tenant,
         email_hasher: &hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &herald_core::UuidV7Ids::new(),
         traceparent: None,
     };
     let cases = [

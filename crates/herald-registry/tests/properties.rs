@@ -338,6 +338,7 @@ proptest! {
             tenant_id: &tenant,
             email_hasher: &hasher,
             processing_timestamp: Timestamp::now(),
+            ids: &herald_core::UuidV7Ids::new(),
             traceparent: None,
         };
         let accepted = processor.process_value(event(instance.clone()), &ctx);

@@ -106,6 +106,8 @@ fn minimal_applied(mut res: Response) -> Response {
 
 /// What the core needs to know about this request: tenant, its hasher,
 /// receive time, and the W3C `traceparent` header.
+static IDS: herald_core::UuidV7Ids = herald_core::UuidV7Ids::new();
+
 fn processing_context<'a>(
     tenant_id: &'a TenantId,
     tenant: &'a crate::TenantContext,
@@ -115,6 +117,7 @@ fn processing_context<'a>(
         tenant_id,
         email_hasher: &tenant.hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &IDS,
         traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
     }
 }
@@ -949,6 +952,7 @@ mod tests {
             tenant_id: &tenant,
             email_hasher: &hasher,
             processing_timestamp: Timestamp::now(),
+            ids: &herald_core::SequentialIds::default(),
             traceparent: None,
         };
         let bodies = [

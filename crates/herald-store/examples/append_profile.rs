@@ -44,6 +44,7 @@ fn main() {
                 tenant_id: &tenant,
                 email_hasher: &hasher,
                 processing_timestamp: Timestamp::now(),
+                ids: &herald_core::UuidV7Ids::new(),
                 traceparent: None,
             };
             let p = processor.process_value(body, &ctx).expect("valid event");

@@ -152,6 +152,7 @@ fn event(tenant: &TenantId, body: serde_json::Value) -> NewEvent {
         tenant_id: tenant,
         email_hasher: &hasher,
         processing_timestamp: Timestamp::now(),
+        ids: &herald_core::UuidV7Ids::new(),
         traceparent: None,
     };
     let processed = EventProcessor::default()
@@ -567,7 +568,10 @@ async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
         let events = (0..n)
             .map(|_| {
                 let mut e = one.clone();
-                e.event.event_id = herald_core::EventId::new();
+                e.event.event_id = herald_core::IdSource::event_id(
+                    &herald_core::UuidV7Ids::new(),
+                    Timestamp::now(),
+                );
                 e
             })
             .collect();

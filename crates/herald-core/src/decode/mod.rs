@@ -876,6 +876,7 @@ mod tests {
             tenant_id: &tenant,
             email_hasher: &hasher,
             processing_timestamp: Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
+            ids: &crate::clock::SequentialIds::default(),
             traceparent: None,
         };
         EventProcessor::default().process_json(body.as_bytes(), &ctx)

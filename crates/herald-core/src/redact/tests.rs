@@ -1,6 +1,7 @@
 use serde_json::{Value, json};
 
 use super::*;
+use crate::clock::{IdSource, SequentialIds};
 use crate::decode::{Limits, decode_event};
 use crate::error::Findings;
 use crate::normalize::normalize;
@@ -12,10 +13,12 @@ fn hasher() -> EmailHasher {
 
 fn event(body: Value) -> CanonicalEvent {
     let (raw, _) = decode_event(body, &Limits::default()).expect("a valid test event");
+    let now = Timestamp::parse("2025-12-30T10:00:00Z").unwrap();
     normalize(
         raw,
+        SequentialIds::default().event_id(now),
         &TenantId::parse("acme").unwrap(),
-        Timestamp::parse("2025-12-30T10:00:00Z").unwrap(),
+        now,
         None,
         &mut Findings::default(),
     )

@@ -150,6 +150,8 @@ pub struct Fixture {
     pub hasher: EmailHasher,
     pub now: Timestamp,
     pub traceparent: Option<String>,
+    /// Deterministic ids by default; property 4 shares the production source.
+    pub ids: std::sync::Arc<dyn herald_core::IdSource>,
 }
 
 impl Fixture {
@@ -161,7 +163,12 @@ impl Fixture {
             hasher,
             now: fixed_now(),
             traceparent: None,
+            ids: std::sync::Arc::new(herald_core::SequentialIds::default()),
         }
+    }
+
+    pub fn with_ids(self, ids: std::sync::Arc<dyn herald_core::IdSource>) -> Self {
+        Fixture { ids, ..self }
     }
 
     pub fn at(self, now: Timestamp) -> Self {
@@ -180,6 +187,7 @@ impl Fixture {
             tenant_id: &self.tenant,
             email_hasher: &self.hasher,
             processing_timestamp: self.now,
+            ids: &*self.ids,
             traceparent: self.traceparent.as_deref(),
         }
     }

@@ -151,6 +151,7 @@ mod tests {
             tenant_id: &tenant,
             email_hasher: &hasher,
             processing_timestamp: Timestamp::now(),
+            ids: &herald_core::UuidV7Ids::new(),
             traceparent: None,
         };
         let bodies = [
