@@ -213,16 +213,16 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
 /// resource, outcome, status_code, request_id, duration_us, detail`, one
 /// more than the page holds so the caller sees whether another follows.
 pub(crate) fn audit(q: &AuditQuery) -> (String, Vec<Arg>, usize) {
-    let mut sql = String::from(
-        "SELECT seq, at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail \
-         FROM audit WHERE 1 = 1",
+    let mut sql = format!(
+        "SELECT {} FROM audit WHERE 1 = 1",
+        crate::rows::AUDIT_COLUMNS
     );
     let mut args = Vec::new();
     for (col, v) in [
         ("tenant_id", &q.tenant_id),
         ("key_id", &q.key_id),
         ("operation", &q.operation),
-        ("outcome", &q.outcome),
+        ("outcome", &q.outcome.map(|o| o.as_str().to_string())),
     ] {
         if let Some(v) = v {
             sql.push_str(&format!(" AND {col} = ?"));
