@@ -11,11 +11,23 @@ use crate::records::*;
 #[derive(Debug)]
 pub struct Lease {
     client: tokio_postgres::Client,
+    key: i64,
 }
 
 impl Lease {
     pub fn is_held(&self) -> bool {
         !self.client.is_closed()
+    }
+
+    /// Unlocks, so another instance can take the lease at once.
+    pub async fn release(self) {
+        if let Err(e) = self
+            .client
+            .execute("SELECT pg_advisory_unlock($1)", &[&self.key])
+            .await
+        {
+            tracing::warn!(error = %e, "publisher lease not released; it ends with its session");
+        }
     }
 }
 
@@ -29,7 +41,10 @@ impl PgStore {
             .await
             .map_err(pg_err)?
             .get(0);
-        Ok(got.then_some(Lease { client }))
+        Ok(got.then_some(Lease {
+            client,
+            key: self.locks.publisher,
+        }))
     }
 
     pub async fn tenant_revision(&self, tenant: &TenantId) -> Result<i64, StoreError> {

@@ -72,4 +72,14 @@ impl PublisherLease {
             LeaseInner::Postgres(l) => l.is_held(),
         }
     }
+
+    /// Gives the lease up and returns once another instance can take it
+    /// (dropping it frees it too, once the database notices the session
+    /// ended).
+    pub async fn release(self) {
+        match self.0 {
+            LeaseInner::Local => {}
+            LeaseInner::Postgres(l) => l.release().await,
+        }
+    }
 }
