@@ -33,6 +33,44 @@ pub(crate) enum WriteOp<W> {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// The store's end of its writer's queue.
+pub(crate) struct WriterHandle<W>(mpsc::UnboundedSender<WriteOp<W>>);
+
+impl<W> WriterHandle<W> {
+    pub(crate) fn new(queue: mpsc::UnboundedSender<WriteOp<W>>) -> WriterHandle<W> {
+        WriterHandle(queue)
+    }
+
+    pub(crate) fn send(&self, op: WriteOp<W>) -> Result<(), StoreError> {
+        self.0.send(op).map_err(|_| StoreError::Closed)
+    }
+
+    /// Appends `events` in the next group commit; answers once it is durable.
+    pub(crate) async fn append(&self, events: Vec<NewEvent>) -> AppendResult {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(WriteOp::Append { events, reply })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues an audit record for the next group commit.
+    pub(crate) fn record_audit(&self, record: AuditRecord) {
+        if self.send(WriteOp::Audit(record)).is_err() {
+            tracing::warn!("audit record dropped: store is closed");
+        }
+    }
+
+    /// Commits what is queued and stops the writer.
+    pub(crate) async fn shutdown(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.send(WriteOp::Shutdown(reply)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
 /// A backend's own write, answered once its commit is settled.
 pub(crate) trait Settle {
     /// `Ok` when the transaction that ran it committed.

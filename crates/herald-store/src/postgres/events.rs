@@ -1,27 +1,14 @@
-//! Events on PostgreSQL: appends (through the group commit), reads by id,
-//! queries, and the commit log.
+//! Events on PostgreSQL: reads by id, queries, and the commit log
+//! (appends go through the group commit).
 
 use herald_core::{EventId, TenantId};
-use tokio::sync::oneshot;
 
 use super::{PgRow, PgStore, map_rows, pg_err, typed};
-use crate::group_commit::WriteOp;
 use crate::query;
 use crate::records::*;
 use crate::rows::{PageRows, event_json_row, sequenced_row, stored_event_row};
 
 impl PgStore {
-    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.writer
-            .send(WriteOp::Append { events, reply })
-            .map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
     pub async fn get_event(
         &self,
         tenant: &TenantId,

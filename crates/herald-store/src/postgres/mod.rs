@@ -40,12 +40,12 @@ use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use herald_core::EventId;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
-use crate::group_commit::{self, NoOther, WriteOp};
+use crate::group_commit::{self, NoOther, WriterHandle};
 use crate::query;
 use crate::records::*;
 use crate::rows::RowAccess;
@@ -156,7 +156,7 @@ pub struct PgStore {
     schema: String,
     locks: LockKeys,
     claim_lease: Duration,
-    writer: mpsc::UnboundedSender<WriteOp<NoOther>>,
+    writer: WriterHandle<NoOther>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -243,7 +243,7 @@ impl PgStore {
             schema: options.schema,
             locks,
             claim_lease: options.claim_lease,
-            writer: tx,
+            writer: WriterHandle::new(tx),
         })
     }
 
@@ -251,17 +251,16 @@ impl PgStore {
         self.pool.get().await.map_err(pool_err)
     }
 
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.writer.append(events).await
+    }
+
     pub fn record_audit(&self, record: AuditRecord) {
-        if self.writer.send(WriteOp::Audit(record)).is_err() {
-            tracing::warn!("audit record dropped: store is closed");
-        }
+        self.writer.record_audit(record)
     }
 
     pub async fn close(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.writer.send(WriteOp::Shutdown(reply)).is_ok() {
-            let _ = rx.await;
-        }
+        self.writer.shutdown().await;
         self.pool.close();
     }
 }

@@ -196,10 +196,7 @@ pub(crate) async fn migrate(
     lock_key: i64,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
-        .await
-        .map_err(pg_err)?;
+    let tx = locked(client, lock_key).await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\";
          CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at text NOT NULL);"
@@ -237,6 +234,18 @@ pub(crate) async fn migrate(
     tx.commit().await.map_err(pg_err)
 }
 
+/// A transaction holding the migration lock until it ends.
+async fn locked(
+    client: &mut Client,
+    lock_key: i64,
+) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
+        .await
+        .map_err(pg_err)?;
+    Ok(tx)
+}
+
 /// Creates the partitions from the month of `now` to `MONTHS_AHEAD` later
 /// that do not exist yet, under the migration lock.
 pub(crate) async fn ensure_partitions(
@@ -245,10 +254,7 @@ pub(crate) async fn ensure_partitions(
     lock_key: i64,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
-        .await
-        .map_err(pg_err)?;
+    let tx = locked(client, lock_key).await?;
     ensure_partitions_in(&tx, schema, now).await?;
     tx.commit().await.map_err(pg_err)
 }

@@ -1,12 +1,10 @@
-//! Events on the embedded store: appends (through the group commit), reads
-//! by id, queries, and the commit log.
+//! Events on the embedded store: reads by id, queries, and the commit log
+//! (appends go through the group commit).
 
 use herald_core::{EventId, TenantId};
 use rusqlite::{Connection, params};
-use tokio::sync::oneshot;
 
 use super::{SqlRow, SqliteStore, map_row, map_rows, sql_values};
-use crate::group_commit::WriteOp;
 use crate::query;
 use crate::records::*;
 use crate::rows::{PageRows, event_json_row, sequenced_row, stored_event_row};
@@ -15,15 +13,6 @@ use crate::rows::{PageRows, event_json_row, sequenced_row, stored_event_row};
 pub(super) const EVENT_COLUMNS: &str = "body, status, processed_at, processing_ms";
 
 impl SqliteStore {
-    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
-        if events.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (reply, rx) = oneshot::channel();
-        self.send(WriteOp::Append { events, reply })?;
-        rx.await.map_err(|_| StoreError::Closed)?
-    }
-
     pub async fn get_event(
         &self,
         tenant: &TenantId,

@@ -28,9 +28,9 @@ use std::sync::{Arc, Mutex};
 use herald_core::EventId;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-use crate::group_commit::WriteOp;
+use crate::group_commit::{WriteOp, WriterHandle};
 use crate::query;
 use crate::records::*;
 use crate::rows::{RowAccess, event_id_from};
@@ -62,7 +62,7 @@ pub const DB_FILE: &str = "herald.db";
 
 pub struct SqliteStore {
     path: PathBuf,
-    writer: mpsc::UnboundedSender<WriteOp<writer::Exec>>,
+    writer: WriterHandle<writer::Exec>,
     readers: Arc<ReaderPool>,
 }
 
@@ -107,13 +107,9 @@ impl SqliteStore {
         });
         Ok(SqliteStore {
             path,
-            writer,
+            writer: WriterHandle::new(writer),
             readers,
         })
-    }
-
-    fn send(&self, op: WriteOp<writer::Exec>) -> Result<(), StoreError> {
-        self.writer.send(op).map_err(|_| StoreError::Closed)
     }
 
     /// Runs `f` inside the next group commit and returns its result once
@@ -123,7 +119,7 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (exec, rx) = writer::Exec::new(f);
-        self.send(WriteOp::Other(exec))?;
+        self.writer.send(WriteOp::Other(exec))?;
         let any = rx.await.map_err(|_| StoreError::Closed)??;
         any.downcast::<T>()
             .map(|b| *b)
@@ -145,17 +141,16 @@ impl SqliteStore {
         .map_err(|e| StoreError::unavailable("read task failed", e))?
     }
 
+    pub async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
+        self.writer.append(events).await
+    }
+
     pub fn record_audit(&self, record: AuditRecord) {
-        if self.send(WriteOp::Audit(record)).is_err() {
-            tracing::warn!("audit record dropped: store is closed");
-        }
+        self.writer.record_audit(record)
     }
 
     pub async fn close(&self) {
-        let (reply, rx) = oneshot::channel();
-        if self.send(WriteOp::Shutdown(reply)).is_ok() {
-            let _ = rx.await;
-        }
+        self.writer.shutdown().await
     }
 }
 
