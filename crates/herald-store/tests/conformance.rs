@@ -668,7 +668,7 @@ async fn tenants_keys_and_revocation(b: Backend) {
                 created_at: Timestamp::now()
             })
             .await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(ConflictReason::TenantExists { .. }))
     ));
     assert_eq!(b.store.get_tenant(&t).await.unwrap().unwrap().name, "Acme");
     let key = ApiKey {
@@ -981,7 +981,9 @@ async fn definitions_keep_every_version_and_one_definition_per_type(b: Backend) 
     // A version is immutable: writing it again is a conflict.
     assert!(matches!(
         b.store.insert_definition(&t, v2.clone()).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict(
+            ConflictReason::DefinitionVersionExists { version: 2, .. }
+        ))
     ));
     // A second definition for the same type is a conflict; another type is not.
     let dup = definition(
@@ -989,6 +991,16 @@ async fn definitions_keep_every_version_and_one_definition_per_type(b: Backend) 
         1,
         json!({"event_type": "order.*", "category": "business"}),
     );
+    // The words a client sees are the reason's, the same on every backend.
+    match b.store.insert_definition(&t, dup.clone()).await {
+        Err(StoreError::Conflict(reason @ ConflictReason::DefinitionExists { .. })) => assert_eq!(
+            reason.to_string(),
+            "tenant acme already has a definition for `order.*`",
+            "{}",
+            b.name
+        ),
+        other => panic!("{}: {other:?}", b.name),
+    }
     assert!(matches!(
         b.store.insert_definition(&t, dup.clone()).await,
         Err(StoreError::Conflict(_))
