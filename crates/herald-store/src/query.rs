@@ -406,15 +406,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_keyset_paging_seeks_the_cursor_in_the_tenant_time_index() {
         let Some(url) = pg_url() else { return };
-        let schema = format!(
-            "plan_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        );
-        let client = crate::postgres::floor::open(&url, &schema).await.unwrap();
+        // One such test per process, and `floor::open` drops a leftover
+        // schema of the same name first.
+        let schema = format!("plan_{}", std::process::id());
+        let client = crate::postgres::floor::open(&url, &schema, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
         for order in [Order::Desc, Order::Asc] {
             let sql = build(Dialect::Postgres, "acme", &paged(order));
             let args: Vec<(

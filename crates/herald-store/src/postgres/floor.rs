@@ -11,9 +11,13 @@ use super::columns::{Columns, insert_events_from};
 use super::{LockKeys, config_for, connect, pg_err, schema};
 use crate::records::StoreError;
 
-/// Creates Herald's schema `schema` (dropping an older one) and returns a
-/// connection using it.
-pub async fn open(url: &str, schema: &str) -> Result<tokio_postgres::Client, StoreError> {
+/// Creates Herald's schema `schema` (dropping an older one), with the
+/// partitions from `now`'s month on, and returns a connection using it.
+pub async fn open(
+    url: &str,
+    schema: &str,
+    now: time::OffsetDateTime,
+) -> Result<tokio_postgres::Client, StoreError> {
     let config = config_for(url, schema)?;
     let mut client = connect(&config).await?;
     client
@@ -24,7 +28,7 @@ pub async fn open(url: &str, schema: &str) -> Result<tokio_postgres::Client, Sto
         &mut client,
         schema,
         LockKeys::for_schema(schema).migrate,
-        time::OffsetDateTime::now_utc(),
+        now,
     )
     .await?;
     Ok(client)
