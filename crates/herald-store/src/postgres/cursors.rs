@@ -4,7 +4,9 @@
 use tokio_postgres::GenericClient;
 
 use super::{PgStore, pg_err};
+use crate::query::numbered;
 use crate::records::*;
+use crate::store::cursors::sql;
 
 impl PgStore {
     pub async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
@@ -24,13 +26,11 @@ impl PgStore {
 }
 
 async fn cursor_at(c: &impl GenericClient, name: &str) -> Result<i64, StoreError> {
-    Ok(
-        c.query_opt("SELECT seq FROM publish_cursors WHERE name = $1", &[&name])
-            .await
-            .map_err(pg_err)?
-            .map(|r| r.get(0))
-            .unwrap_or(0),
-    )
+    Ok(c.query_opt(&numbered(sql::AT), &[&name])
+        .await
+        .map_err(pg_err)?
+        .map(|r| r.get(0))
+        .unwrap_or(0))
 }
 
 /// Applies `m` inside the caller's transaction, so a follower's effects
@@ -42,18 +42,12 @@ pub(crate) async fn apply_cursor_move(
     m: &CursorMove,
 ) -> Result<(), StoreError> {
     let mut moved = tx
-        .execute(
-            "UPDATE publish_cursors SET seq = $3 WHERE name = $1 AND seq = $2",
-            &[&m.name, &m.from, &m.to],
-        )
+        .execute(&numbered(sql::MOVE), &[&m.to, &m.name, &m.from])
         .await
         .map_err(pg_err)?;
     if moved == 0 && m.from == 0 {
         moved = tx
-            .execute(
-                "INSERT INTO publish_cursors (name, seq) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
-                &[&m.name, &m.to],
-            )
+            .execute(&numbered(sql::START), &[&m.name, &m.to])
             .await
             .map_err(pg_err)?;
     }

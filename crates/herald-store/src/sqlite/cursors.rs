@@ -6,6 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::records::*;
+use crate::store::cursors::sql;
 
 impl SqliteStore {
     pub async fn cursor(&self, name: &str) -> Result<i64, StoreError> {
@@ -20,12 +21,10 @@ impl SqliteStore {
 }
 
 fn cursor_at(c: &Connection, name: &str) -> Result<i64, StoreError> {
-    Ok(
-        c.prepare_cached("SELECT seq FROM publish_cursors WHERE name = ?1")?
-            .query_row([name], |r| r.get(0))
-            .optional()?
-            .unwrap_or(0),
-    )
+    Ok(c.prepare_cached(sql::AT)?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
 }
 
 /// Applies `m` inside the caller's transaction, so a follower's effects
@@ -33,13 +32,11 @@ fn cursor_at(c: &Connection, name: &str) -> Result<i64, StoreError> {
 /// cursor is no longer at `m.from`.
 pub(crate) fn apply_cursor_move(c: &Connection, m: &CursorMove) -> Result<(), StoreError> {
     let mut moved = c
-        .prepare_cached("UPDATE publish_cursors SET seq = ?3 WHERE name = ?1 AND seq = ?2")?
-        .execute(params![m.name, m.from, m.to])?;
+        .prepare_cached(sql::MOVE)?
+        .execute(params![m.to, m.name, m.from])?;
     if moved == 0 && m.from == 0 {
         moved = c
-            .prepare_cached(
-                "INSERT INTO publish_cursors (name, seq) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-            )?
+            .prepare_cached(sql::START)?
             .execute(params![m.name, m.to])?;
     }
     if moved == 0 {

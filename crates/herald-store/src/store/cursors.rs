@@ -35,3 +35,16 @@ impl Store {
         each!(self, s => s.advance_cursor(m).await)
     }
 }
+
+/// The statements of a cursor move, `?` placeholders, for both backends.
+/// A move is: `MOVE` (name, from, to); if nothing moved and `from` is 0,
+/// `START` (name, to), as the cursor may never have moved; if still
+/// nothing moved, the cursor is elsewhere: read it with `AT` (name) for the
+/// conflict. The table is `publish_cursors` for its history: it holds
+/// every named cursor.
+pub(crate) mod sql {
+    pub(crate) const AT: &str = "SELECT seq FROM publish_cursors WHERE name = ?";
+    pub(crate) const MOVE: &str = "UPDATE publish_cursors SET seq = ? WHERE name = ? AND seq = ?";
+    pub(crate) const START: &str =
+        "INSERT INTO publish_cursors (name, seq) VALUES (?, ?) ON CONFLICT (name) DO NOTHING";
+}

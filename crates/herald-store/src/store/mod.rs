@@ -3,7 +3,7 @@
 //! backend's. A new concern is one file here plus one per backend.
 
 mod audit;
-mod cursors;
+pub(crate) mod cursors;
 mod definitions;
 mod events;
 mod processing;
