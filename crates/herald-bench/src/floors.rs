@@ -133,7 +133,9 @@ pub async fn pg_storage_floor(
 ) -> f64 {
     use herald_store::postgres::floor as pg;
     let schema = format!("bench_floor_{}", std::process::id());
-    let mut client = pg::open(url, &schema).await.expect("open postgres floor");
+    let mut client = pg::open(url, &schema, time::OffsetDateTime::now_utc())
+        .await
+        .expect("open postgres floor");
     let mut rows: Vec<CanonicalEvent> = events.to_vec();
     let ids = herald_core::UuidV7Ids::default();
     let started = Instant::now();

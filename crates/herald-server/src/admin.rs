@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::type_name;
 use herald_core::{ErrorKind, FieldError, TenantId, Timestamp};
-use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
+use herald_store::{ApiKey, AuditOutcome, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
 
 use crate::App;
@@ -233,7 +233,11 @@ pub async fn revoke_key(
     let Path((tenant, key_id)) = path?;
     let tenant = TenantId::parse(tenant).map_err(|_| ApiError::not_found("no such tenant"))?;
     principal.require_admin_of(&tenant)?;
-    if app.store.revoke_key(&tenant, &key_id).await? {
+    if app
+        .store
+        .revoke_key(&tenant, &key_id, Timestamp::now())
+        .await?
+    {
         app.keys.evict(&key_id);
         slot.acted_on(&tenant);
         slot.detail(format!("revoked key {key_id}"));
@@ -339,6 +343,17 @@ pub async fn list_audit(
             None
         }
     };
+    let outcome = match p.take("outcome").map(|o| o.parse::<AuditOutcome>()) {
+        None => None,
+        Some(Ok(o)) => Some(o),
+        Some(Err(e)) => {
+            errors.push(params::bad(
+                "outcome",
+                format!("expected one of {}", e.allowed.join(", ")),
+            ));
+            None
+        }
+    };
     params::check(errors)?;
     let page = app
         .store
@@ -346,7 +361,7 @@ pub async fn list_audit(
             tenant_id,
             key_id: p.take("key_id"),
             operation: p.take("operation"),
-            outcome: p.take("outcome"),
+            outcome,
             start_time,
             end_time,
             limit,

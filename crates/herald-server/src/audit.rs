@@ -11,7 +11,7 @@ use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
 use herald_core::Timestamp;
-use herald_store::AuditRecord;
+use herald_store::{AuditOutcome, AuditRecord};
 
 use crate::App;
 use crate::auth::Principal;
@@ -20,7 +20,7 @@ use crate::auth::Principal;
 struct Filled {
     tenant_id: Option<String>,
     key_id: Option<String>,
-    outcome: Option<&'static str>,
+    outcome: Option<AuditOutcome>,
     detail: Option<String>,
 }
 
@@ -68,7 +68,7 @@ impl AuditSlot {
     pub fn security_violation(&self, detail: impl Into<String>) {
         let detail = detail.into();
         self.with(|s| {
-            s.outcome = Some("security_violation");
+            s.outcome = Some(AuditOutcome::SecurityViolation);
             s.add_detail(detail);
         });
     }
@@ -128,10 +128,10 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
     }
     let filled = std::mem::take(&mut *slot.0.lock().unwrap_or_else(|p| p.into_inner()));
     let outcome = filled.outcome.unwrap_or(match status {
-        200..=399 => "success",
-        401 | 403 => "denied",
-        400..=499 => "rejected",
-        _ => "error",
+        200..=399 => AuditOutcome::Success,
+        401 | 403 => AuditOutcome::Denied,
+        400..=499 => AuditOutcome::Rejected,
+        _ => AuditOutcome::Error,
     });
     let duration_us = started.elapsed().as_micros() as u64;
     tracing::info!(%operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
@@ -142,7 +142,7 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
             key_id: filled.key_id,
             operation,
             resource,
-            outcome: outcome.to_string(),
+            outcome,
             status_code: status,
             request_id,
             duration_us,

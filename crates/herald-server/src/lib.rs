@@ -355,11 +355,14 @@ async fn settle_hash_secret(config: &Config, store: &Store) -> Result<String, Se
 async fn open_store(config: &Config) -> Result<Store, ServerError> {
     Ok(match &config.database_url {
         Some(url) => {
-            Store::open_postgres(herald_store::postgres::PgOptions {
-                schema: config.database_schema.clone(),
-                pool_size: config.database_pool_size,
-                ..herald_store::postgres::PgOptions::new(&url.0)
-            })
+            Store::open_postgres(
+                herald_store::postgres::PgOptions {
+                    schema: config.database_schema.clone(),
+                    pool_size: config.database_pool_size,
+                    ..herald_store::postgres::PgOptions::new(&url.0)
+                },
+                time::OffsetDateTime::now_utc(),
+            )
             .await?
         }
         None => Store::open_sqlite(

@@ -177,20 +177,25 @@ impl From<PathRejection> for ApiError {
     }
 }
 
+/// A store failure as the client sees it: a conflict's reason (the same
+/// words on every backend, naming no database internals), otherwise a
+/// generic body; the cause chain of a 5xx goes to the log only.
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(why) => {
-                tracing::error!(cause = %why, "store unavailable");
+            StoreError::Conflict(reason) => ApiError::conflict(reason.to_string()),
+            StoreError::Closed => ApiError::unavailable(
+                "Herald is shutting down; retry against another instance or later",
+            ),
+            StoreError::Unavailable { .. } => {
+                tracing::error!(cause = %herald_store::error_chain(&e), "store unavailable");
                 ApiError::unavailable(
                     "the store could not commit or read; nothing from this request was stored; retry",
                 )
             }
-            StoreError::Closed => ApiError::unavailable(
-                "Herald is shutting down; retry against another instance or later",
-            ),
-            StoreError::Conflict(why) => ApiError::conflict(why),
-            StoreError::Corrupt(why) => ApiError::internal(format!("corrupt stored data: {why}")),
+            StoreError::Invalid { .. } | StoreError::Corrupt { .. } => {
+                ApiError::internal(herald_store::error_chain(&e))
+            }
         }
     }
 }

@@ -257,7 +257,7 @@ impl Publisher {
     /// published notifications). Nothing moves unless every ack came back.
     pub async fn step(&mut self) -> Result<Step, PublishError> {
         self.ensure_stream().await?;
-        let after = self.store.publish_cursor(&self.cursor).await?;
+        let after = self.store.cursor(&self.cursor).await?;
         let events = self.store.events_after(after, self.batch).await?;
         let mut published = 0;
         if let Some(last) = events.last().map(|e| e.seq) {
@@ -267,9 +267,7 @@ impl Publisher {
                 acks.push(self.send(self.stored_message(e)).await?);
             }
             published += self.confirm(acks).await?;
-            self.store
-                .advance_publish_cursor(&self.cursor, last)
-                .await?;
+            self.store.advance_cursor(&self.cursor, after, last).await?;
         }
         let pending = self.store.pending_lifecycle(self.batch).await?;
         if !pending.is_empty() {
@@ -282,7 +280,11 @@ impl Publisher {
                     .header("Content-Type", "application/json");
                 acks.push(
                     self.send((
-                        lifecycle_subject(&self.settings.subject_prefix, &r.tenant_id, &r.kind),
+                        lifecycle_subject(
+                            &self.settings.subject_prefix,
+                            &r.tenant_id,
+                            r.kind.as_str(),
+                        ),
                         msg,
                     ))
                     .await?,

@@ -39,7 +39,7 @@ impl StatusWorker {
     pub async fn step(&self) -> Result<Step, StoreError> {
         match self
             .store
-            .complete_pending(self.batch, self.lifecycle)
+            .complete_pending(self.batch, self.lifecycle, time::OffsetDateTime::now_utc())
             .await?
         {
             0 => Ok(Step::Empty),
@@ -72,7 +72,7 @@ impl StatusWorker {
 /// flips: on PostgreSQL, the coming months' partitions.
 pub async fn maintain(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
     loop {
-        if let Err(e) = store.maintain().await {
+        if let Err(e) = store.maintain(time::OffsetDateTime::now_utc()).await {
             tracing::warn!(error = %e, "store upkeep failed; retrying later");
         }
         tokio::select! {

@@ -213,16 +213,16 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
 /// resource, outcome, status_code, request_id, duration_us, detail`, one
 /// more than the page holds so the caller sees whether another follows.
 pub(crate) fn audit(q: &AuditQuery) -> (String, Vec<Arg>, usize) {
-    let mut sql = String::from(
-        "SELECT seq, at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail \
-         FROM audit WHERE 1 = 1",
+    let mut sql = format!(
+        "SELECT {} FROM audit WHERE 1 = 1",
+        crate::rows::AUDIT_COLUMNS
     );
     let mut args = Vec::new();
     for (col, v) in [
         ("tenant_id", &q.tenant_id),
         ("key_id", &q.key_id),
         ("operation", &q.operation),
-        ("outcome", &q.outcome),
+        ("outcome", &q.outcome.map(|o| o.as_str().to_string())),
     ] {
         if let Some(v) = v {
             sql.push_str(&format!(" AND {col} = ?"));
@@ -406,15 +406,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_keyset_paging_seeks_the_cursor_in_the_tenant_time_index() {
         let Some(url) = pg_url() else { return };
-        let schema = format!(
-            "plan_{}_{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0)
-        );
-        let client = crate::postgres::floor::open(&url, &schema).await.unwrap();
+        // One such test per process, and `floor::open` drops a leftover
+        // schema of the same name first.
+        let schema = format!("plan_{}", std::process::id());
+        let client = crate::postgres::floor::open(&url, &schema, time::OffsetDateTime::now_utc())
+            .await
+            .unwrap();
         for order in [Order::Desc, Order::Asc] {
             let sql = build(Dialect::Postgres, "acme", &paged(order));
             let args: Vec<(

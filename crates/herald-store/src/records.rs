@@ -1,6 +1,6 @@
 //! The values that cross the store contract: tenants, keys, appends and
-//! their outcomes, queries and pages, audit records, tenant settings (event
-//! definitions cross it as `herald_registry::EventDefinition`).
+//! their outcomes, queries and pages, audit records, cursor moves, tenant
+//! settings (event definitions cross it as `herald_registry::EventDefinition`).
 
 use herald_core::{
     CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus,
@@ -8,23 +8,7 @@ use herald_core::{
 };
 use serde::{Deserialize, Serialize};
 
-/// Why a store call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The store cannot take writes or reads right now (disk full, I/O
-    /// error, commit failure). Maps to 503: retry later.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// A uniqueness rule refused the write (duplicate tenant, key id).
-    #[error("conflict: {0}")]
-    Conflict(String),
-    /// The store is shutting down.
-    #[error("store is closed")]
-    Closed,
-    /// Stored bytes do not decode: a bug or tampering, never the client's fault.
-    #[error("corrupt stored data: {0}")]
-    Corrupt(String),
-}
+pub use crate::error::{BoxError, ConflictReason, StoreError, error_chain};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {
@@ -269,8 +253,7 @@ pub struct AuditRecord {
     pub key_id: Option<String>,
     pub operation: String,
     pub resource: String,
-    /// `success`, `denied`, `rejected`, `error`, or `security_violation`.
-    pub outcome: String,
+    pub outcome: AuditOutcome,
     pub status_code: u16,
     pub request_id: String,
     pub duration_us: u64,
@@ -297,8 +280,7 @@ pub struct SequencedEvent {
 pub struct LifecycleRecord {
     pub tenant_id: String,
     pub event_id: EventId,
-    /// `event.processed.success`, `event.processed.failed`, ...
-    pub kind: String,
+    pub kind: LifecycleKind,
     /// The message body (JSON).
     pub payload: String,
 }
@@ -316,15 +298,15 @@ impl LifecycleRecord {
         at: Timestamp,
     ) -> LifecycleRecord {
         let kind = match status {
-            EventStatus::Failed => "event.processed.failed",
-            _ => "event.processed.success",
+            EventStatus::Failed => LifecycleKind::ProcessedFailed,
+            _ => LifecycleKind::ProcessedSuccess,
         };
         LifecycleRecord {
             tenant_id: tenant_id.to_string(),
             event_id,
-            kind: kind.into(),
+            kind,
             payload: serde_json::json!({
-                "type": kind,
+                "type": kind.as_str(),
                 "event_id": event_id,
                 "tenant_id": tenant_id,
                 "category": category,
@@ -363,7 +345,7 @@ pub struct AuditQuery {
     pub tenant_id: Option<String>,
     pub key_id: Option<String>,
     pub operation: Option<String>,
-    pub outcome: Option<String>,
+    pub outcome: Option<AuditOutcome>,
     pub start_time: Option<Timestamp>,
     pub end_time: Option<Timestamp>,
     pub limit: usize,
@@ -389,5 +371,134 @@ impl AuditPage {
             next_cursor: more.then(|| rows.last().map(|(seq, _)| *seq)).flatten(),
             records: rows.into_iter().map(|(_, r)| r).collect(),
         }
+    }
+}
+
+/// Declares a closed set of names stored and sent as text: `as_str`,
+/// `ALL`, and a `FromStr` whose error lists the allowed values.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str() == s)
+                    .ok_or_else(|| UnknownName {
+                        what: $what,
+                        given: s.to_string(),
+                        allowed: $name::ALL.iter().map(|v| v.as_str()).collect(),
+                    })
+            }
+        }
+    };
+}
+
+/// A name outside a closed set, with the names it could have been.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}`: expected one of {}", allowed.join(", "))]
+pub struct UnknownName {
+    pub what: &'static str,
+    pub given: String,
+    pub allowed: Vec<&'static str>,
+}
+
+text_enum!(
+    /// How a request ended, as the audit trail records it.
+    AuditOutcome, "audit outcome" {
+        Success = "success",
+        /// Authentication or authorisation refused it (401, 403).
+        Denied = "denied",
+        /// Any other client error (4xx).
+        Rejected = "rejected",
+        /// A server error (5xx).
+        Error = "error",
+        /// A request that tried to act for another tenant.
+        SecurityViolation = "security_violation",
+    }
+);
+
+text_enum!(
+    /// The kind of a lifecycle notification, which is also its subject's tail.
+    LifecycleKind, "lifecycle kind" {
+        Stored = "event.stored",
+        ProcessedSuccess = "event.processed.success",
+        ProcessedFailed = "event.processed.failed",
+    }
+);
+
+/// A compare-and-set move of a named durable cursor over the commit order:
+/// it applies only while the cursor is still at `from`, and only forward.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CursorMove {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+}
+
+impl CursorMove {
+    /// `Invalid` for a move backwards.
+    pub(crate) fn check(&self) -> Result<(), StoreError> {
+        if self.to < self.from {
+            return Err(StoreError::invalid(format!(
+                "cursor {} cannot move back from {} to {}",
+                self.name, self.from, self.to
+            )));
+        }
+        Ok(())
+    }
+
+    /// The error for a cursor found at `actual` instead of `from`.
+    pub(crate) fn moved(&self, actual: i64) -> StoreError {
+        StoreError::Conflict(ConflictReason::CursorMoved {
+            name: self.name.clone(),
+            expected: self.from,
+            actual,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_enums_round_trip_and_an_unknown_name_lists_the_allowed_ones() {
+        for o in AuditOutcome::ALL {
+            assert_eq!(o.as_str().parse::<AuditOutcome>(), Ok(*o));
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+        for k in LifecycleKind::ALL {
+            assert_eq!(k.as_str().parse::<LifecycleKind>(), Ok(*k));
+        }
+        let e = "bogus".parse::<AuditOutcome>().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unknown audit outcome `bogus`: expected one of success, denied, rejected, error, security_violation"
+        );
     }
 }

@@ -1,15 +1,32 @@
-//! Turning stored columns back into values, shared by both backends: each
-//! backend reads its row into plain strings and numbers, and these
-//! functions do the rest (and name what is corrupt when they cannot).
+//! Turning stored rows back into values, written once for both backends:
+//! each backend exposes its row through [`RowAccess`] (by column index, in
+//! the order of the column lists here) and these mappers do the rest, naming
+//! what is corrupt when they cannot.
 
 use herald_core::correlation::CorrelationKey;
-use herald_core::{CanonicalEvent, EventId, EventStatus, Timestamp};
+use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp};
 use herald_registry::EventDefinition;
 
 use crate::records::*;
 
-pub(crate) fn corrupt<T, E: std::fmt::Display>(r: Result<T, E>) -> Result<T, StoreError> {
-    r.map_err(|e| StoreError::Corrupt(e.to_string()))
+/// One result row, read by column index.
+pub(crate) trait RowAccess {
+    fn text(&self, i: usize) -> Result<String, StoreError>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, StoreError>;
+    /// Any integer column, whatever its width.
+    fn int(&self, i: usize) -> Result<i64, StoreError>;
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
+    fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError>;
+    fn event_id(&self, i: usize) -> Result<EventId, StoreError>;
+}
+
+pub(crate) fn corrupt<T, E: std::error::Error + Send + Sync + 'static>(
+    r: Result<T, E>,
+) -> Result<T, StoreError> {
+    r.map_err(|e| StoreError::Corrupt {
+        context: "a stored value does not decode".into(),
+        source: Some(e.into()),
+    })
 }
 
 /// A JSON column's text.
@@ -20,17 +37,24 @@ pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> 
 pub(crate) fn event_id_from(bytes: &[u8]) -> Result<EventId, StoreError> {
     let bytes: [u8; 16] = bytes
         .try_into()
-        .map_err(|_| StoreError::Corrupt(format!("event id of {} bytes", bytes.len())))?;
+        .map_err(|_| StoreError::corrupt(format!("event id of {} bytes", bytes.len())))?;
     corrupt(EventId::from_bytes(bytes))
 }
 
 pub(crate) fn decode_body(body: &str) -> Result<CanonicalEvent, StoreError> {
-    herald_core::codec::json::decode(body.as_bytes())
-        .map_err(|e| StoreError::Corrupt(e.to_string()))
+    corrupt(herald_core::codec::json::decode(body.as_bytes()))
 }
 
 pub(crate) fn status(s: &str) -> Result<EventStatus, StoreError> {
-    EventStatus::parse(s).ok_or_else(|| StoreError::Corrupt(format!("status `{s}`")))
+    EventStatus::parse(s).ok_or_else(|| StoreError::corrupt(format!("status `{s}`")))
+}
+
+fn timestamp(s: &str) -> Result<Timestamp, StoreError> {
+    Timestamp::parse(s).map_err(|e| StoreError::corrupt(format!("timestamp `{s}`: {e}")))
+}
+
+fn tenant_id(s: String) -> Result<TenantId, StoreError> {
+    TenantId::parse(&s).map_err(|e| StoreError::corrupt(format!("tenant id `{s}`: {e}")))
 }
 
 /// A stored event from its body and the columns that change after storing.
@@ -42,14 +66,196 @@ pub(crate) fn stored_event(
 ) -> Result<StoredEvent, StoreError> {
     let mut event = decode_body(body)?;
     event.status = status(status_text)?;
-    let processed_at = processed_at
-        .map(|t| corrupt(Timestamp::parse(&t)))
-        .transpose()?;
+    let processed_at = processed_at.map(|t| timestamp(&t)).transpose()?;
     Ok(StoredEvent {
         event,
         processed_at,
         processing_ms,
     })
+}
+
+/// A row starting with `body, status, processed_at, processing_ms` (an
+/// event read or a query page row).
+pub(crate) fn stored_event_row(r: &impl RowAccess) -> Result<StoredEvent, StoreError> {
+    stored_event(&r.text(0)?, &r.text(1)?, r.opt_text(2)?, r.opt_float(3)?)
+}
+
+/// A query page row (`body, status, processed_at, processing_ms, ts, seq,
+/// user_id`) left as stored JSON.
+pub(crate) fn event_json_row(r: &impl RowAccess) -> Result<EventJson, StoreError> {
+    Ok(EventJson {
+        body: r.text(0)?,
+        status: status(&r.text(1)?)?,
+        processed_at: r.opt_text(2)?,
+        processing_ms: r.opt_float(3)?,
+        user_id: r.opt_text(6)?,
+    })
+}
+
+/// One page of a query, gathered row by row: the statement asks for one
+/// row more than the page holds, to know whether there are more.
+pub(crate) struct PageRows<T> {
+    limit: usize,
+    events: Vec<T>,
+    last: Option<Cursor>,
+    has_more: bool,
+}
+
+impl<T> PageRows<T> {
+    pub(crate) fn new(limit: usize) -> PageRows<T> {
+        PageRows {
+            limit,
+            events: Vec::with_capacity(limit.min(128)),
+            last: None,
+            has_more: false,
+        }
+    }
+
+    /// Takes one page row (`ts` at 4, `seq` at 5); `false` once the page
+    /// is full and the rest need not be read.
+    pub(crate) fn push<R: RowAccess>(
+        &mut self,
+        row: &R,
+        map: impl Fn(&R) -> Result<T, StoreError>,
+    ) -> Result<bool, StoreError> {
+        if self.events.len() == self.limit {
+            self.has_more = true;
+            return Ok(false);
+        }
+        self.events.push(map(row)?);
+        self.last = Some(Cursor {
+            ts_micros: row.int(4)?,
+            seq: row.int(5)?,
+        });
+        Ok(true)
+    }
+
+    /// The page, with what the count statement said.
+    pub(crate) fn finish(self, counted: i64, exact_total: bool) -> Page<T> {
+        Page::assemble(
+            self.events,
+            counted.max(0) as u64,
+            exact_total,
+            self.has_more,
+            self.last,
+        )
+    }
+}
+
+/// The columns [`audit_row`] reads, after `seq`.
+pub(crate) const AUDIT_COLUMNS: &str = "seq, at, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail";
+
+/// An audit row in [`AUDIT_COLUMNS`] order, with its `seq`.
+pub(crate) fn audit_row(r: &impl RowAccess) -> Result<(i64, AuditRecord), StoreError> {
+    let outcome = r.text(6)?;
+    Ok((
+        r.int(0)?,
+        AuditRecord {
+            at: timestamp(&r.text(1)?)?,
+            tenant_id: r.opt_text(2)?,
+            key_id: r.opt_text(3)?,
+            operation: r.text(4)?,
+            resource: r.text(5)?,
+            outcome: outcome
+                .parse()
+                .map_err(|e| StoreError::corrupt(format!("{e}")))?,
+            status_code: u16::try_from(r.int(7)?)
+                .map_err(|_| StoreError::corrupt("audit status code out of range"))?,
+            request_id: r.text(8)?,
+            duration_us: r.int(9)?.max(0) as u64,
+            detail: r.opt_text(10)?,
+        },
+    ))
+}
+
+pub(crate) const TENANT_COLUMNS: &str = "tenant_id, name, created_at";
+
+pub(crate) fn tenant_row(r: &impl RowAccess) -> Result<Tenant, StoreError> {
+    Ok(Tenant {
+        tenant_id: tenant_id(r.text(0)?)?,
+        name: r.text(1)?,
+        created_at: timestamp(&r.text(2)?)?,
+    })
+}
+
+/// A key's columns, less its secret's hash (the caller looked it up by it).
+pub(crate) const KEY_COLUMNS: &str = "key_id, tenant_id, name, scopes, created_at";
+
+pub(crate) fn api_key_row(r: &impl RowAccess, hash: [u8; 32]) -> Result<ApiKey, StoreError> {
+    let key_id = r.text(0)?;
+    let scopes = r.text(3)?;
+    let (scopes, unknown) = split_scopes(&scopes);
+    if !unknown.is_empty() {
+        // A newer Herald wrote scopes this one does not know: the key keeps
+        // only the rights this version can name, never more.
+        tracing::warn!(key_id = %key_id, ?unknown, "key has stored scopes this Herald does not know; ignoring them");
+    }
+    Ok(ApiKey {
+        key_id,
+        tenant_id: tenant_id(r.text(1)?)?,
+        name: r.text(2)?,
+        scopes,
+        secret_hash: hash,
+        created_at: timestamp(&r.text(4)?)?,
+    })
+}
+
+/// A key's scopes as stored: their names, comma-separated.
+pub(crate) fn join_scopes(scopes: &[Scope]) -> String {
+    scopes
+        .iter()
+        .map(|s| s.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The scopes stored in `text`, and the names that are no scope.
+pub(crate) fn split_scopes(text: &str) -> (Vec<Scope>, Vec<&str>) {
+    let mut scopes = Vec::new();
+    let mut unknown = Vec::new();
+    for name in text.split(',').filter(|n| !n.is_empty()) {
+        match Scope::parse(name) {
+            Some(s) => scopes.push(s),
+            None => unknown.push(name),
+        }
+    }
+    (scopes, unknown)
+}
+
+/// `seq, event_id, tenant_id, category, event_type, body`: the commit log.
+pub(crate) fn sequenced_row(r: &impl RowAccess) -> Result<SequencedEvent, StoreError> {
+    Ok(SequencedEvent {
+        seq: r.int(0)?,
+        event_id: r.event_id(1)?,
+        tenant_id: r.text(2)?,
+        category: r.text(3)?,
+        event_type: r.text(4)?,
+        body: r.text(5)?,
+    })
+}
+
+/// `id, tenant_id, event_id, kind, payload` of the lifecycle outbox.
+pub(crate) fn pending_lifecycle_row(r: &impl RowAccess) -> Result<PendingLifecycle, StoreError> {
+    let kind = r.text(3)?;
+    Ok(PendingLifecycle {
+        id: r.int(0)?,
+        record: LifecycleRecord {
+            tenant_id: r.text(1)?,
+            event_id: r.event_id(2)?,
+            kind: kind
+                .parse()
+                .map_err(|e| StoreError::corrupt(format!("{e}")))?,
+            payload: r.text(4)?,
+        },
+    })
+}
+
+/// A tenant's settings from their stored JSON; the defaults when none.
+pub(crate) fn settings_from(stored: Option<String>) -> Result<TenantSettings, StoreError> {
+    match stored {
+        Some(s) => corrupt(serde_json::from_str(&s)),
+        None => Ok(TenantSettings::default()),
+    }
 }
 
 /// The text full-text search indexes for `q`: the type, outcome, context
@@ -94,60 +300,45 @@ pub(crate) fn search_text(e: &CanonicalEvent) -> String {
     out
 }
 
-/// The columns of an `event_definitions` row, in `DEFINITION_COLUMNS` order.
+/// The columns [`definition_row`] reads, in its order.
 pub(crate) const DEFINITION_COLUMNS: &str = "definition_id, version, event_type, category, event_category, name, description, \
 payload_schema, allowed_sources, examples, ui, compatibility, created_at, updated_at";
 
-/// One `event_definitions` row as read, before parsing.
-#[derive(Debug)]
-pub(crate) struct DefinitionRow {
-    pub id: String,
-    pub version: u32,
-    pub event_type: String,
-    pub category: String,
-    pub event_category: Option<String>,
-    pub name: String,
-    pub description: Option<String>,
-    pub schema: Option<String>,
-    pub sources: String,
-    pub examples: String,
-    pub ui: String,
-    pub compatibility: Option<String>,
-    pub created: String,
-    pub updated: String,
-}
-
-impl DefinitionRow {
-    pub(crate) fn parse(self) -> Result<EventDefinition, StoreError> {
-        fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
-            corrupt(serde_json::from_str(s))
-        }
-        let category = self.category;
-        Ok(EventDefinition {
-            definition_id: self.id,
-            version: self.version,
-            event_type: corrupt(herald_registry::TypePattern::parse(&self.event_type))?,
-            category: herald_core::Category::parse(&category)
-                .ok_or_else(|| StoreError::Corrupt(format!("category `{category}`")))?,
-            event_category: self
-                .event_category
-                .map(|c| {
-                    herald_core::EventCategory::parse(&c)
-                        .ok_or_else(|| StoreError::Corrupt(format!("event_category `{c}`")))
-                })
-                .transpose()?,
-            name: self.name,
-            description: self.description,
-            payload_schema: self.schema.map(|s| json(&s)).transpose()?,
-            allowed_sources: json(&self.sources)?,
-            examples: json(&self.examples)?,
-            ui: json(&self.ui)?,
-            compatibility: self.compatibility.map(|s| json(&s)).transpose()?,
-            builtin: false,
-            created_at: corrupt(Timestamp::parse(&self.created))?,
-            updated_at: corrupt(Timestamp::parse(&self.updated))?,
-        })
+/// An `event_definitions` row in [`DEFINITION_COLUMNS`] order.
+pub(crate) fn definition_row(r: &impl RowAccess) -> Result<EventDefinition, StoreError> {
+    fn json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+        corrupt(serde_json::from_str(s))
     }
+    let category = r.text(3)?;
+    Ok(EventDefinition {
+        definition_id: r.text(0)?,
+        version: u32::try_from(r.int(1)?)
+            .map_err(|_| StoreError::corrupt("definition version out of range"))?,
+        event_type: {
+            let t = r.text(2)?;
+            herald_registry::TypePattern::parse(&t)
+                .map_err(|e| StoreError::corrupt(format!("definition type `{t}`: {e}")))?
+        },
+        category: herald_core::Category::parse(&category)
+            .ok_or_else(|| StoreError::corrupt(format!("category `{category}`")))?,
+        event_category: r
+            .opt_text(4)?
+            .map(|c| {
+                herald_core::EventCategory::parse(&c)
+                    .ok_or_else(|| StoreError::corrupt(format!("event_category `{c}`")))
+            })
+            .transpose()?,
+        name: r.text(5)?,
+        description: r.opt_text(6)?,
+        payload_schema: r.opt_text(7)?.map(|s| json(&s)).transpose()?,
+        allowed_sources: json(&r.text(8)?)?,
+        examples: json(&r.text(9)?)?,
+        ui: json(&r.text(10)?)?,
+        compatibility: r.opt_text(11)?.map(|s| json(&s)).transpose()?,
+        builtin: false,
+        created_at: timestamp(&r.text(12)?)?,
+        updated_at: timestamp(&r.text(13)?)?,
+    })
 }
 
 /// The values of a definition version as stored, in `DEFINITION_COLUMNS`
@@ -191,18 +382,44 @@ impl DefinitionValues {
         })
     }
 
-    /// The message for a uniqueness conflict on this version.
+    /// The conflict a uniqueness violation on this version means.
     pub(crate) fn conflict(&self, tenant: &str) -> StoreError {
         StoreError::Conflict(if self.version == 1 {
-            format!(
-                "tenant {tenant} already has a definition for `{}`",
-                self.event_type
-            )
+            ConflictReason::DefinitionExists {
+                tenant_id: tenant.to_string(),
+                event_type: self.event_type.clone(),
+            }
         } else {
-            format!(
-                "definition {} already has a version {}",
-                self.id, self.version
-            )
+            ConflictReason::DefinitionVersionExists {
+                definition_id: self.id.clone(),
+                version: self.version,
+            }
         })
+    }
+}
+
+/// The insert of one definition version: `tenant_id`, then the columns of
+/// [`DefinitionValues`] in order, as `?` placeholders.
+pub(crate) const INSERT_DEFINITION: &str = "INSERT INTO event_definitions (tenant_id, definition_id, version, \
+event_type, is_pattern, category, event_category, name, description, payload_schema, allowed_sources, examples, ui, \
+compatibility, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_and_unknown_stored_names_are_reported_not_kept() {
+        let text = join_scopes(&[Scope::Ingest, Scope::Manage]);
+        assert_eq!(text, "ingest,manage");
+        assert_eq!(
+            split_scopes(&text),
+            (vec![Scope::Ingest, Scope::Manage], vec![])
+        );
+        assert_eq!(
+            split_scopes("read,teleport,collect"),
+            (vec![Scope::Read, Scope::Collect], vec!["teleport"])
+        );
+        assert_eq!(split_scopes(""), (vec![], vec![]));
     }
 }

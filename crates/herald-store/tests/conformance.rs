@@ -1,8 +1,9 @@
 //! The store conformance suite: the behaviour every backend must show,
-//! written against the `Store` contract only. Each test runs once per
-//! backend through `backends()`: SQLite always, PostgreSQL when
+//! written against the `Store` contract only. Each test is an
+//! `async fn(Backend)` that `on_each_backend!` runs as `<test>::sqlite`
+//! and `<test>::postgres`: SQLite always, PostgreSQL when
 //! `HERALD_TEST_DATABASE_URL` is set (mandatory in CI). Tests named
-//! `postgres_*` cover what only the shared backend has.
+//! `sqlite_*` / `postgres_*` cover what only one backend has.
 
 use herald_core::correlation::CorrelationKey;
 use herald_core::{
@@ -91,7 +92,7 @@ impl PgSchema {
     }
 
     async fn open(&self) -> Store {
-        Store::open_postgres(self.options())
+        Store::open_postgres(self.options(), now())
             .await
             .unwrap_or_else(|e| {
                 panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
@@ -134,12 +135,52 @@ async fn postgres_backend(url: &str) -> Backend {
     }
 }
 
-async fn backends() -> Vec<Backend> {
-    let mut all = vec![sqlite()];
-    if let Some(url) = pg_url() {
-        all.push(postgres_backend(&url).await);
-    }
-    all
+/// Generates, per test, a module holding a `sqlite` and a `postgres` test
+/// (`<test>::sqlite`, `<test>::postgres`), so a failure names its backend.
+/// The PostgreSQL one says SKIPPED and passes without
+/// `HERALD_TEST_DATABASE_URL` (and fails under CI, see [`pg_url`]).
+macro_rules! on_each_backend {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::sqlite()).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(url) = super::pg_url() else { return };
+                super::$name(super::postgres_backend(&url).await).await
+            }
+        }
+    )+};
+}
+
+on_each_backend!(
+    append_then_get_returns_the_same_event_and_isolates_tenants,
+    idempotency_key_returns_the_first_event_and_stores_nothing_new,
+    streams_get_consecutive_versions_and_expected_version_conflicts,
+    query_filters_each_narrow_the_result,
+    json_rows_are_the_stored_events_with_their_current_status,
+    cursor_and_offset_paging_visit_every_event_once,
+    total_stops_at_the_cap_unless_an_exact_total_is_asked_for,
+    tenants_keys_and_revocation,
+    audit_records_are_committed_and_filterable,
+    claim_and_finish_moves_events_through_the_lifecycle_once,
+    concurrent_appends_are_all_stored,
+    definitions_keep_every_version_and_one_definition_per_type,
+    settings_default_to_permissive_and_persist_per_tenant,
+    events_after_is_commit_order_and_the_publish_cursor_only_moves_forward,
+    cursor_moves_are_compare_and_set_so_followers_sharing_a_name_never_both_advance,
+    lifecycle_records_are_committed_with_processing_and_kept_until_deleted,
+    values_with_nul_and_control_characters_round_trip_and_stay_queryable,
+    a_request_the_database_refuses_fails_alone_in_its_group_commit,
+    complete_pending_processes_each_pending_event_once_with_its_notification,
+);
+
+/// The clock, read here and passed in: the store never reads it.
+fn now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
 }
 
 fn tenant(name: &str) -> TenantId {
@@ -171,119 +212,117 @@ fn stored(outcome: &AppendOutcome) -> &herald_core::CanonicalEvent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn append_then_get_returns_the_same_event_and_isolates_tenants() {
-    for b in backends().await {
-        let (a, other) = (tenant("acme"), tenant("globex"));
-        let out = b.store.append(vec![event(&a, json!({"event_type": "checkout_started", "category": "business", "data": {"cart": 3}}))]).await.unwrap();
-        let e = stored(&out[0]).clone();
-        let got = b
-            .store
-            .get_event(&a, e.event_id)
+async fn append_then_get_returns_the_same_event_and_isolates_tenants(b: Backend) {
+    let (a, other) = (tenant("acme"), tenant("globex"));
+    let out = b
+        .store
+        .append(vec![event(
+            &a,
+            json!({"event_type": "checkout_started", "category": "business", "data": {"cart": 3}}),
+        )])
+        .await
+        .unwrap();
+    let e = stored(&out[0]).clone();
+    let got = b
+        .store
+        .get_event(&a, e.event_id)
+        .await
+        .unwrap()
+        .expect(b.name);
+    assert_eq!(got.event, e, "{}", b.name);
+    assert_eq!(got.event.status, EventStatus::Pending);
+    assert!(
+        b.store
+            .get_event(&other, e.event_id)
             .await
             .unwrap()
-            .expect(b.name);
-        assert_eq!(got.event, e, "{}", b.name);
-        assert_eq!(got.event.status, EventStatus::Pending);
-        assert!(
-            b.store
-                .get_event(&other, e.event_id)
-                .await
-                .unwrap()
-                .is_none(),
-            "{}: another tenant must not see it",
-            b.name
-        );
-        let page = b
-            .store
-            .query_events(
-                &other,
-                &EventQuery {
-                    limit: 100,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.total, 0, "{}", b.name);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn idempotency_key_returns_the_first_event_and_stores_nothing_new() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let body = json!({"event_type": "order.created", "category": "business", "idempotency_key": "k-1", "data": {"n": 1}});
-        let first =
-            stored(&b.store.append(vec![event(&t, body.clone())]).await.unwrap()[0]).clone();
-        // Twice in one batch and once more later: all return the first.
-        let again = b
-            .store
-            .append(vec![event(&t, body.clone()), event(&t, body)])
-            .await
-            .unwrap();
-        for o in again {
-            match o {
-                AppendOutcome::Duplicate(d) => {
-                    assert_eq!(d.event.event_id, first.event_id, "{}", b.name)
-                }
-                other => panic!("{}: expected Duplicate, got {other:?}", b.name),
-            }
-        }
-        // The same key in another tenant is a different event.
-        let other = b
-            .store
-            .append(vec![event(
-                &tenant("globex"),
-                json!({"event_type": "x", "category": "system", "idempotency_key": "k-1"}),
-            )])
-            .await
-            .unwrap();
-        assert!(matches!(other[0], AppendOutcome::Stored(_)), "{}", b.name);
-        let page = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.total, 1, "{}", b.name);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streams_get_consecutive_versions_and_expected_version_conflicts() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let mk = |v: Option<u64>| {
-            let mut body = json!({"event_type": "order.updated", "category": "business", "stream_id": "order:1"});
-            if let Some(v) = v {
-                body["expected_version"] = json!(v);
-            }
-            event(&t, body)
-        };
-        let out = b
-            .store
-            .append(vec![mk(None), mk(Some(1)), mk(Some(1))])
-            .await
-            .unwrap();
-        assert_eq!(stored(&out[0]).stream_version, Some(1), "{}", b.name);
-        assert_eq!(stored(&out[1]).stream_version, Some(2), "{}", b.name);
-        assert_eq!(
-            out[2],
-            AppendOutcome::VersionConflict {
-                stream_id: "order:1".into(),
-                expected: 1,
-                actual: 2
+            .is_none(),
+        "{}: another tenant must not see it",
+        b.name
+    );
+    let page = b
+        .store
+        .query_events(
+            &other,
+            &EventQuery {
+                limit: 100,
+                ..Default::default()
             },
-            "{}",
-            b.name
-        );
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 0, "{}", b.name);
+}
+
+async fn idempotency_key_returns_the_first_event_and_stores_nothing_new(b: Backend) {
+    let t = tenant("acme");
+    let body = json!({"event_type": "order.created", "category": "business", "idempotency_key": "k-1", "data": {"n": 1}});
+    let first = stored(&b.store.append(vec![event(&t, body.clone())]).await.unwrap()[0]).clone();
+    // Twice in one batch and once more later: all return the first.
+    let again = b
+        .store
+        .append(vec![event(&t, body.clone()), event(&t, body)])
+        .await
+        .unwrap();
+    for o in again {
+        match o {
+            AppendOutcome::Duplicate(d) => {
+                assert_eq!(d.event.event_id, first.event_id, "{}", b.name)
+            }
+            other => panic!("{}: expected Duplicate, got {other:?}", b.name),
+        }
     }
+    // The same key in another tenant is a different event.
+    let other = b
+        .store
+        .append(vec![event(
+            &tenant("globex"),
+            json!({"event_type": "x", "category": "system", "idempotency_key": "k-1"}),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(other[0], AppendOutcome::Stored(_)), "{}", b.name);
+    let page = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1, "{}", b.name);
+}
+
+async fn streams_get_consecutive_versions_and_expected_version_conflicts(b: Backend) {
+    let t = tenant("acme");
+    let mk = |v: Option<u64>| {
+        let mut body =
+            json!({"event_type": "order.updated", "category": "business", "stream_id": "order:1"});
+        if let Some(v) = v {
+            body["expected_version"] = json!(v);
+        }
+        event(&t, body)
+    };
+    let out = b
+        .store
+        .append(vec![mk(None), mk(Some(1)), mk(Some(1))])
+        .await
+        .unwrap();
+    assert_eq!(stored(&out[0]).stream_version, Some(1), "{}", b.name);
+    assert_eq!(stored(&out[1]).stream_version, Some(2), "{}", b.name);
+    assert_eq!(
+        out[2],
+        AppendOutcome::VersionConflict {
+            stream_id: "order:1".into(),
+            expected: 1,
+            actual: 2
+        },
+        "{}",
+        b.name
+    );
 }
 
 async fn seed_for_queries(store: &Store, t: &TenantId) -> Vec<herald_core::CanonicalEvent> {
@@ -316,560 +355,545 @@ fn types(page: &EventPage) -> Vec<&str> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn query_filters_each_narrow_the_result() {
-    for b in backends().await {
-        let t = tenant("acme");
-        seed_for_queries(&b.store, &t).await;
-        let q = |f: fn(&mut EventQuery)| {
-            let mut q = EventQuery {
-                limit: 100,
-                order: Order::Asc,
-                ..Default::default()
-            };
-            f(&mut q);
-            q
-        };
-        let cases: Vec<(&str, EventQuery, Vec<&str>)> = vec![
-            (
-                "all asc",
-                q(|_| {}),
-                vec![
-                    "deploy_completed",
-                    "checkout_started",
-                    "request_received",
-                    "db_error",
-                    "permission_denied",
-                ],
-            ),
-            (
-                "category",
-                q(|q| q.categories = vec![herald_core::Category::System]),
-                vec!["request_received", "db_error"],
-            ),
-            (
-                "type",
-                q(|q| q.event_types = vec!["db_error".into()]),
-                vec!["db_error"],
-            ),
-            (
-                "source",
-                q(|q| q.event_sources = vec![herald_core::EventSource::Scheduled]),
-                vec!["deploy_completed"],
-            ),
-            (
-                "user_id",
-                q(|q| q.keys = vec![(CorrelationKey::UserId, "u1".into())]),
-                vec!["checkout_started"],
-            ),
-            (
-                "order_id",
-                q(|q| q.keys = vec![(CorrelationKey::OrderId, "o-1".into())]),
-                vec!["checkout_started", "request_received"],
-            ),
-            (
-                "trace_id",
-                q(|q| q.keys = vec![(CorrelationKey::TraceId, "t-1".into())]),
-                vec!["request_received", "db_error"],
-            ),
-            (
-                "ticket_id",
-                q(|q| q.keys = vec![(CorrelationKey::TicketId, "T-9".into())]),
-                vec!["permission_denied"],
-            ),
-            (
-                "outcome",
-                q(|q| q.outcome_status = Some(herald_core::OutcomeStatus::Failure)),
-                vec!["db_error"],
-            ),
-            (
-                "environment",
-                q(|q| q.environment = Some("staging".into())),
-                vec!["checkout_started"],
-            ),
-            (
-                "service",
-                q(|q| q.service = Some("api".into())),
-                vec!["request_received", "db_error"],
-            ),
-            (
-                "actor extra",
-                q(|q| q.json_fields = vec![("actor".into(), "tier".into(), "gold".into())]),
-                vec!["request_received"],
-            ),
-            (
-                "text",
-                q(|q| q.text = Some("widget".into())),
-                vec!["checkout_started", "db_error"],
-            ),
-            (
-                "text and",
-                q(|q| q.text = Some("red widget".into())),
-                vec!["db_error"],
-            ),
-            (
-                "text quotes",
-                q(|q| q.text = Some("\"unbalanced AND (".into())),
-                vec![],
-            ),
-            (
-                "time range",
-                q(|q| {
-                    q.start_time = Some(Timestamp::parse("2025-01-01T10:00:00Z").unwrap());
-                    q.end_time = Some(Timestamp::parse("2025-01-01T10:00:01Z").unwrap());
-                }),
-                vec!["checkout_started", "request_received"],
-            ),
-            (
-                "status",
-                q(|q| q.statuses = vec![EventStatus::Processed]),
-                vec![],
-            ),
-        ];
-        for (name, query, want) in cases {
-            let page = b.store.query_events(&t, &query).await.unwrap();
-            assert_eq!(types(&page), want, "{}: {name}", b.name);
-            assert_eq!(page.total as usize, want.len(), "{}: {name} total", b.name);
-        }
-        let desc = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 2,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            types(&desc),
-            vec!["permission_denied", "db_error"],
-            "{}",
-            b.name
-        );
-        assert!(desc.has_more);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn json_rows_are_the_stored_events_with_their_current_status() {
-    for b in backends().await {
-        let t = tenant("acme");
-        seed_for_queries(&b.store, &t).await;
-        let claimed = b.store.claim_pending(2).await.unwrap();
-        assert_eq!(claimed.len(), 2);
-        let q = EventQuery {
+async fn query_filters_each_narrow_the_result(b: Backend) {
+    let t = tenant("acme");
+    seed_for_queries(&b.store, &t).await;
+    let q = |f: fn(&mut EventQuery)| {
+        let mut q = EventQuery {
             limit: 100,
+            order: Order::Asc,
             ..Default::default()
         };
-        let decoded = b.store.query_events(&t, &q).await.unwrap();
-        let raw = b.store.query_events_json(&t, &q).await.unwrap();
-        assert_eq!(
-            (raw.total, raw.has_more),
-            (decoded.total, decoded.has_more),
-            "{}",
-            b.name
-        );
-        assert_eq!(raw.events.len(), decoded.events.len());
-        for (r, d) in raw.events.iter().zip(&decoded.events) {
-            let mut e =
-                herald_core::codec::json::decode(r.body.as_bytes()).expect("stored JSON decodes");
-            assert!(
-                r.body.ends_with(r#","status":"pending"}"#),
-                "status is the stored JSON's last field"
-            );
-            e.status = r.status;
-            assert_eq!(e, d.event, "{}", b.name);
-            assert_eq!(r.user_id.as_deref(), d.event.actor.user_id.as_deref());
-            assert_eq!(r.processing_ms, d.processing_ms);
-        }
-        assert_eq!(
-            raw.events
-                .iter()
-                .filter(|r| r.status == EventStatus::Processing)
-                .count(),
-            2
-        );
+        f(&mut q);
+        q
+    };
+    let cases: Vec<(&str, EventQuery, Vec<&str>)> = vec![
+        (
+            "all asc",
+            q(|_| {}),
+            vec![
+                "deploy_completed",
+                "checkout_started",
+                "request_received",
+                "db_error",
+                "permission_denied",
+            ],
+        ),
+        (
+            "category",
+            q(|q| q.categories = vec![herald_core::Category::System]),
+            vec!["request_received", "db_error"],
+        ),
+        (
+            "type",
+            q(|q| q.event_types = vec!["db_error".into()]),
+            vec!["db_error"],
+        ),
+        (
+            "source",
+            q(|q| q.event_sources = vec![herald_core::EventSource::Scheduled]),
+            vec!["deploy_completed"],
+        ),
+        (
+            "user_id",
+            q(|q| q.keys = vec![(CorrelationKey::UserId, "u1".into())]),
+            vec!["checkout_started"],
+        ),
+        (
+            "order_id",
+            q(|q| q.keys = vec![(CorrelationKey::OrderId, "o-1".into())]),
+            vec!["checkout_started", "request_received"],
+        ),
+        (
+            "trace_id",
+            q(|q| q.keys = vec![(CorrelationKey::TraceId, "t-1".into())]),
+            vec!["request_received", "db_error"],
+        ),
+        (
+            "ticket_id",
+            q(|q| q.keys = vec![(CorrelationKey::TicketId, "T-9".into())]),
+            vec!["permission_denied"],
+        ),
+        (
+            "outcome",
+            q(|q| q.outcome_status = Some(herald_core::OutcomeStatus::Failure)),
+            vec!["db_error"],
+        ),
+        (
+            "environment",
+            q(|q| q.environment = Some("staging".into())),
+            vec!["checkout_started"],
+        ),
+        (
+            "service",
+            q(|q| q.service = Some("api".into())),
+            vec!["request_received", "db_error"],
+        ),
+        (
+            "actor extra",
+            q(|q| q.json_fields = vec![("actor".into(), "tier".into(), "gold".into())]),
+            vec!["request_received"],
+        ),
+        (
+            "text",
+            q(|q| q.text = Some("widget".into())),
+            vec!["checkout_started", "db_error"],
+        ),
+        (
+            "text and",
+            q(|q| q.text = Some("red widget".into())),
+            vec!["db_error"],
+        ),
+        (
+            "text quotes",
+            q(|q| q.text = Some("\"unbalanced AND (".into())),
+            vec![],
+        ),
+        (
+            "time range",
+            q(|q| {
+                q.start_time = Some(Timestamp::parse("2025-01-01T10:00:00Z").unwrap());
+                q.end_time = Some(Timestamp::parse("2025-01-01T10:00:01Z").unwrap());
+            }),
+            vec!["checkout_started", "request_received"],
+        ),
+        (
+            "status",
+            q(|q| q.statuses = vec![EventStatus::Processed]),
+            vec![],
+        ),
+    ];
+    for (name, query, want) in cases {
+        let page = b.store.query_events(&t, &query).await.unwrap();
+        assert_eq!(types(&page), want, "{}: {name}", b.name);
+        assert_eq!(page.total as usize, want.len(), "{}: {name} total", b.name);
     }
+    let desc = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 2,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        types(&desc),
+        vec!["permission_denied", "db_error"],
+        "{}",
+        b.name
+    );
+    assert!(desc.has_more);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cursor_and_offset_paging_visit_every_event_once() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let events: Vec<NewEvent> = (0..25)
-            .map(|i| event(&t, json!({"event_type": "tick", "category": "system", "timestamp": format!("2025-01-01T00:00:{:02}Z", i / 2), "data": {"i": i}})))
-            .collect();
-        b.store.append(events).await.unwrap();
-        for order in [Order::Asc, Order::Desc] {
-            let mut seen = Vec::new();
-            let mut cursor = None;
-            loop {
-                let page = b
-                    .store
-                    .query_events(
-                        &t,
-                        &EventQuery {
-                            limit: 7,
-                            order,
-                            cursor,
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .unwrap();
-                assert_eq!(page.total, 25);
-                seen.extend(
-                    page.events
-                        .iter()
-                        .map(|e| e.event.data["i"].as_i64().unwrap()),
-                );
-                match page.next_cursor {
-                    Some(c) => cursor = Some(Cursor::decode(&c).expect("cursor decodes")),
-                    None => break,
-                }
-            }
-            let mut sorted = seen.clone();
-            sorted.sort();
-            sorted.dedup();
-            assert_eq!(
-                sorted,
-                (0..25).collect::<Vec<_>>(),
-                "{} {order:?}: every event exactly once",
-                b.name
-            );
-            assert_eq!(seen.len(), 25);
-        }
-        let page = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 10,
-                    offset: 20,
-                    order: Order::Asc,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.events.len(), 5);
-        assert!(!page.has_more);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let n = TOTAL_CAP as usize + 25;
-        let one = event(&t, json!({"event_type": "tick", "category": "system"}));
-        let events = (0..n)
-            .map(|_| {
-                let mut e = one.clone();
-                e.event.event_id = herald_core::IdSource::event_id(
-                    &herald_core::UuidV7Ids::new(),
-                    Timestamp::now(),
-                );
-                e
-            })
-            .collect();
-        b.store.append(events).await.unwrap();
-        let capped = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (capped.total, capped.total_exact),
-            (TOTAL_CAP, false),
-            "{}",
-            b.name
-        );
-        let exact = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 10,
-                    exact_total: true,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(
-            (exact.total, exact.total_exact),
-            (n as u64, true),
-            "{}",
-            b.name
-        );
-        let small = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 10,
-                    categories: vec![herald_core::Category::Business],
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!((small.total, small.total_exact), (0, true), "{}", b.name);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tenants_keys_and_revocation() {
-    for b in backends().await {
-        let t = tenant("acme");
-        b.store
-            .create_tenant(Tenant {
-                tenant_id: t.clone(),
-                name: "Acme".into(),
-                created_at: Timestamp::now(),
-            })
-            .await
-            .unwrap();
-        assert!(matches!(
-            b.store
-                .create_tenant(Tenant {
-                    tenant_id: t.clone(),
-                    name: "again".into(),
-                    created_at: Timestamp::now()
-                })
-                .await,
-            Err(StoreError::Conflict(_))
-        ));
-        assert_eq!(b.store.get_tenant(&t).await.unwrap().unwrap().name, "Acme");
-        let key = ApiKey {
-            key_id: "key_1".into(),
-            tenant_id: t.clone(),
-            name: "ci".into(),
-            scopes: vec![Scope::Ingest, Scope::Read],
-            secret_hash: [7; 32],
-            created_at: Timestamp::now(),
-        };
-        b.store.insert_key(key.clone()).await.unwrap();
-        assert_eq!(b.store.find_key([7; 32]).await.unwrap(), Some(key));
-        assert_eq!(b.store.find_key([8; 32]).await.unwrap(), None);
+async fn json_rows_are_the_stored_events_with_their_current_status(b: Backend) {
+    let t = tenant("acme");
+    seed_for_queries(&b.store, &t).await;
+    let claimed = b.store.claim_pending(2, now()).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let q = EventQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    let decoded = b.store.query_events(&t, &q).await.unwrap();
+    let raw = b.store.query_events_json(&t, &q).await.unwrap();
+    assert_eq!(
+        (raw.total, raw.has_more),
+        (decoded.total, decoded.has_more),
+        "{}",
+        b.name
+    );
+    assert_eq!(raw.events.len(), decoded.events.len());
+    for (r, d) in raw.events.iter().zip(&decoded.events) {
+        let mut e =
+            herald_core::codec::json::decode(r.body.as_bytes()).expect("stored JSON decodes");
         assert!(
-            !b.store
-                .revoke_key(&tenant("globex"), "key_1")
-                .await
-                .unwrap(),
-            "other tenant cannot revoke"
+            r.body.ends_with(r#","status":"pending"}"#),
+            "status is the stored JSON's last field"
         );
-        assert!(b.store.revoke_key(&t, "key_1").await.unwrap());
-        assert_eq!(
-            b.store.find_key([7; 32]).await.unwrap(),
-            None,
-            "{}: revoked keys stop working",
-            b.name
-        );
+        e.status = r.status;
+        assert_eq!(e, d.event, "{}", b.name);
+        assert_eq!(r.user_id.as_deref(), d.event.actor.user_id.as_deref());
+        assert_eq!(r.processing_ms, d.processing_ms);
     }
+    assert_eq!(
+        raw.events
+            .iter()
+            .filter(|r| r.status == EventStatus::Processing)
+            .count(),
+        2
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_records_are_committed_and_filterable() {
-    for b in backends().await {
-        for (i, op) in ["events.create", "events.query", "events.create"]
-            .iter()
-            .enumerate()
-        {
-            b.store.record_audit(AuditRecord {
-                at: Timestamp::now(),
-                tenant_id: Some("acme".into()),
-                key_id: Some(format!("k{i}")),
-                operation: op.to_string(),
-                resource: "/api/v1/events".into(),
-                outcome: "success".into(),
-                status_code: 201,
-                request_id: format!("r{i}"),
-                duration_us: 10,
-                detail: None,
-            });
-        }
-        // An append is committed after the audit records queued before it.
-        b.store
-            .append(vec![event(
-                &tenant("acme"),
-                json!({"event_type": "x", "category": "system"}),
-            )])
-            .await
-            .unwrap();
-        let all = b
-            .store
-            .query_audit(&AuditQuery {
-                tenant_id: Some("acme".into()),
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(all.records.len(), 3, "{}", b.name);
-        assert_eq!(all.records[0].request_id, "r2", "newest first");
-        assert_eq!(all.next_cursor, None);
-        let creates = b
-            .store
-            .query_audit(&AuditQuery {
-                operation: Some("events.create".into()),
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(creates.records.len(), 2);
-        let by_key = b
-            .store
-            .query_audit(&AuditQuery {
-                key_id: Some("k1".into()),
-                limit: 100,
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        assert_eq!(by_key.records.len(), 1);
-        assert_eq!(by_key.records[0].operation, "events.query");
-        // Keyset pages: r2, then r1, then r0, then nothing more.
-        let mut before = None;
+async fn cursor_and_offset_paging_visit_every_event_once(b: Backend) {
+    let t = tenant("acme");
+    let events: Vec<NewEvent> = (0..25)
+        .map(|i| event(&t, json!({"event_type": "tick", "category": "system", "timestamp": format!("2025-01-01T00:00:{:02}Z", i / 2), "data": {"i": i}})))
+        .collect();
+    b.store.append(events).await.unwrap();
+    for order in [Order::Asc, Order::Desc] {
         let mut seen = Vec::new();
+        let mut cursor = None;
         loop {
             let page = b
                 .store
-                .query_audit(&AuditQuery {
-                    tenant_id: Some("acme".into()),
-                    limit: 1,
-                    before,
-                    ..Default::default()
-                })
+                .query_events(
+                    &t,
+                    &EventQuery {
+                        limit: 7,
+                        order,
+                        cursor,
+                        ..Default::default()
+                    },
+                )
                 .await
                 .unwrap();
-            seen.extend(page.records.into_iter().map(|r| r.request_id));
+            assert_eq!(page.total, 25);
+            seen.extend(
+                page.events
+                    .iter()
+                    .map(|e| e.event.data["i"].as_i64().unwrap()),
+            );
             match page.next_cursor {
-                Some(c) => before = Some(c),
+                Some(c) => cursor = Some(Cursor::decode(&c).expect("cursor decodes")),
                 None => break,
             }
         }
-        assert_eq!(seen, ["r2", "r1", "r0"], "{}", b.name);
+        let mut sorted = seen.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(
+            sorted,
+            (0..25).collect::<Vec<_>>(),
+            "{} {order:?}: every event exactly once",
+            b.name
+        );
+        assert_eq!(seen.len(), 25);
     }
+    let page = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                offset: 20,
+                order: Order::Asc,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.events.len(), 5);
+    assert!(!page.has_more);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claim_and_finish_moves_events_through_the_lifecycle_once() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let out = b
-            .store
-            .append(
-                (0..5)
-                    .map(|i| {
-                        event(
-                            &t,
-                            json!({"event_type": "x", "category": "system", "data": {"i": i}}),
-                        )
-                    })
-                    .collect(),
-            )
-            .await
-            .unwrap();
-        let claimed = b.store.claim_pending(3).await.unwrap();
-        assert_eq!(claimed.len(), 3);
-        assert!(
-            claimed
-                .iter()
-                .all(|c| c.event.status == EventStatus::Processing)
-        );
-        let rest = b.store.claim_pending(10).await.unwrap();
-        assert_eq!(rest.len(), 2, "{}: no event is claimed twice", b.name);
-        let results: Vec<ProcessingResult> = claimed
-            .iter()
-            .chain(&rest)
-            .map(|c| ProcessingResult {
-                event_id: c.event.event_id,
-                claim: c.claim,
-                status: EventStatus::Processed,
-                duration_ms: 0.25,
-                finished_at: Timestamp::now(),
+async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for(b: Backend) {
+    let t = tenant("acme");
+    let n = TOTAL_CAP as usize + 25;
+    let one = event(&t, json!({"event_type": "tick", "category": "system"}));
+    let events = (0..n)
+        .map(|_| {
+            let mut e = one.clone();
+            e.event.event_id =
+                herald_core::IdSource::event_id(&herald_core::UuidV7Ids::new(), Timestamp::now());
+            e
+        })
+        .collect();
+    b.store.append(events).await.unwrap();
+    let capped = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (capped.total, capped.total_exact),
+        (TOTAL_CAP, false),
+        "{}",
+        b.name
+    );
+    let exact = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                exact_total: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (exact.total, exact.total_exact),
+        (n as u64, true),
+        "{}",
+        b.name
+    );
+    let small = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 10,
+                categories: vec![herald_core::Category::Business],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((small.total, small.total_exact), (0, true), "{}", b.name);
+}
+
+async fn tenants_keys_and_revocation(b: Backend) {
+    let t = tenant("acme");
+    b.store
+        .create_tenant(Tenant {
+            tenant_id: t.clone(),
+            name: "Acme".into(),
+            created_at: Timestamp::now(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(
+        b.store
+            .create_tenant(Tenant {
+                tenant_id: t.clone(),
+                name: "again".into(),
+                created_at: Timestamp::now()
             })
-            .collect();
-        let finished = b
-            .store
-            .finish_processing(results.clone(), false)
+            .await,
+        Err(StoreError::Conflict(ConflictReason::TenantExists { .. }))
+    ));
+    assert_eq!(b.store.get_tenant(&t).await.unwrap().unwrap().name, "Acme");
+    let key = ApiKey {
+        key_id: "key_1".into(),
+        tenant_id: t.clone(),
+        name: "ci".into(),
+        scopes: vec![Scope::Ingest, Scope::Read],
+        secret_hash: [7; 32],
+        created_at: Timestamp::now(),
+    };
+    b.store.insert_key(key.clone()).await.unwrap();
+    assert_eq!(b.store.find_key([7; 32]).await.unwrap(), Some(key));
+    assert_eq!(b.store.find_key([8; 32]).await.unwrap(), None);
+    assert!(
+        !b.store
+            .revoke_key(&tenant("globex"), "key_1", Timestamp::now())
             .await
-            .unwrap();
-        assert_eq!(
-            finished,
-            results.iter().map(|r| r.event_id).collect::<Vec<_>>(),
-            "{}",
-            b.name
-        );
-        assert!(b.store.claim_pending(10).await.unwrap().is_empty());
-        assert!(
-            b.store
-                .finish_processing(results, false)
-                .await
-                .unwrap()
-                .is_empty(),
-            "{}: a finished event is not finished again",
-            b.name
-        );
-        let got = b
-            .store
-            .get_event(&t, stored(&out[0]).event_id)
+            .unwrap(),
+        "other tenant cannot revoke"
+    );
+    assert!(
+        b.store
+            .revoke_key(&t, "key_1", Timestamp::now())
             .await
             .unwrap()
-            .unwrap();
-        assert_eq!(got.event.status, EventStatus::Processed);
-        assert_eq!(got.processing_ms, Some(0.25));
-        assert!(got.processed_at.is_some());
-    }
+    );
+    assert_eq!(
+        b.store.find_key([7; 32]).await.unwrap(),
+        None,
+        "{}: revoked keys stop working",
+        b.name
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_appends_are_all_stored() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let mut tasks = Vec::new();
-        for w in 0..8 {
-            let (store, t) = (b.store.clone(), t.clone());
-            tasks.push(tokio::spawn(async move {
-                let mut ids = Vec::new();
-                for i in 0..25 {
-                    let out = store.append(vec![event(&t, json!({"event_type": "x", "category": "system", "data": {"w": w, "i": i}}))]).await.unwrap();
-                    ids.push(stored(&out[0]).event_id);
-                }
-                ids
-            }));
-        }
-        let mut ids = Vec::new();
-        for task in tasks {
-            ids.extend(task.await.unwrap());
-        }
+async fn audit_records_are_committed_and_filterable(b: Backend) {
+    for (i, op) in ["events.create", "events.query", "events.create"]
+        .iter()
+        .enumerate()
+    {
+        b.store.record_audit(AuditRecord {
+            at: Timestamp::now(),
+            tenant_id: Some("acme".into()),
+            key_id: Some(format!("k{i}")),
+            operation: op.to_string(),
+            resource: "/api/v1/events".into(),
+            outcome: AuditOutcome::Success,
+            status_code: 201,
+            request_id: format!("r{i}"),
+            duration_us: 10,
+            detail: None,
+        });
+    }
+    // An append is committed after the audit records queued before it.
+    b.store
+        .append(vec![event(
+            &tenant("acme"),
+            json!({"event_type": "x", "category": "system"}),
+        )])
+        .await
+        .unwrap();
+    let all = b
+        .store
+        .query_audit(&AuditQuery {
+            tenant_id: Some("acme".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.records.len(), 3, "{}", b.name);
+    assert_eq!(all.records[0].request_id, "r2", "newest first");
+    assert_eq!(all.next_cursor, None);
+    let creates = b
+        .store
+        .query_audit(&AuditQuery {
+            operation: Some("events.create".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(creates.records.len(), 2);
+    let by_key = b
+        .store
+        .query_audit(&AuditQuery {
+            key_id: Some("k1".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_key.records.len(), 1);
+    assert_eq!(by_key.records[0].operation, "events.query");
+    // Keyset pages: r2, then r1, then r0, then nothing more.
+    let mut before = None;
+    let mut seen = Vec::new();
+    loop {
         let page = b
             .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    limit: 1000,
-                    ..Default::default()
-                },
-            )
+            .query_audit(&AuditQuery {
+                tenant_id: Some("acme".into()),
+                limit: 1,
+                before,
+                ..Default::default()
+            })
             .await
             .unwrap();
-        assert_eq!(page.total, 200, "{}", b.name);
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), 200);
+        seen.extend(page.records.into_iter().map(|r| r.request_id));
+        match page.next_cursor {
+            Some(c) => before = Some(c),
+            None => break,
+        }
     }
+    assert_eq!(seen, ["r2", "r1", "r0"], "{}", b.name);
+}
+
+async fn claim_and_finish_moves_events_through_the_lifecycle_once(b: Backend) {
+    let t = tenant("acme");
+    let out = b
+        .store
+        .append(
+            (0..5)
+                .map(|i| {
+                    event(
+                        &t,
+                        json!({"event_type": "x", "category": "system", "data": {"i": i}}),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    let claimed = b.store.claim_pending(3, now()).await.unwrap();
+    assert_eq!(claimed.len(), 3);
+    assert!(
+        claimed
+            .iter()
+            .all(|c| c.event.status == EventStatus::Processing)
+    );
+    let rest = b.store.claim_pending(10, now()).await.unwrap();
+    assert_eq!(rest.len(), 2, "{}: no event is claimed twice", b.name);
+    let results: Vec<ProcessingResult> = claimed
+        .iter()
+        .chain(&rest)
+        .map(|c| ProcessingResult {
+            event_id: c.event.event_id,
+            claim: c.claim,
+            status: EventStatus::Processed,
+            duration_ms: 0.25,
+            finished_at: Timestamp::now(),
+        })
+        .collect();
+    let finished = b
+        .store
+        .finish_processing(results.clone(), false)
+        .await
+        .unwrap();
+    assert_eq!(
+        finished,
+        results.iter().map(|r| r.event_id).collect::<Vec<_>>(),
+        "{}",
+        b.name
+    );
+    assert!(b.store.claim_pending(10, now()).await.unwrap().is_empty());
+    assert!(
+        b.store
+            .finish_processing(results, false)
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}: a finished event is not finished again",
+        b.name
+    );
+    let got = b
+        .store
+        .get_event(&t, stored(&out[0]).event_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.event.status, EventStatus::Processed);
+    assert_eq!(got.processing_ms, Some(0.25));
+    assert!(got.processed_at.is_some());
+}
+
+async fn concurrent_appends_are_all_stored(b: Backend) {
+    let t = tenant("acme");
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let (store, t) = (b.store.clone(), t.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                let out = store
+                    .append(vec![event(
+                        &t,
+                        json!({"event_type": "x", "category": "system", "data": {"w": w, "i": i}}),
+                    )])
+                    .await
+                    .unwrap();
+                ids.push(stored(&out[0]).event_id);
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.extend(task.await.unwrap());
+    }
+    let page = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                limit: 1000,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 200, "{}", b.name);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -885,7 +909,7 @@ async fn sqlite_data_survives_reopen() {
             )])
             .await
             .unwrap();
-        let claimed = store.claim_pending(10).await.unwrap();
+        let claimed = store.claim_pending(10, now()).await.unwrap();
         assert_eq!(claimed.len(), 1);
         store.close().await;
         stored(&out[0]).event_id
@@ -916,118 +940,124 @@ fn definition(id: &str, version: u32, body: serde_json::Value) -> herald_registr
         .into_definition(id.into(), version, Timestamp::now())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn definitions_keep_every_version_and_one_definition_per_type() {
-    for b in backends().await {
-        let (t, other) = (tenant("acme"), tenant("globex"));
-        let v1 = definition(
-            "def_a",
-            1,
-            json!({"event_type": "order.*", "category": "business", "name": "Orders",
-                "payload_schema": {"type": "object", "required": ["id"]}, "allowed_sources": ["backend"],
-                "examples": [{"id": "o-1"}], "ui": {"icon": "cart"}}),
-        );
-        b.store.insert_definition(&t, v1.clone()).await.unwrap();
-        let mut v2 = v1.next_version(
-            herald_registry::parse_input(
-                &json!({"event_type": "order.*", "category": "business", "name": "Orders v2"}),
-                None,
-            )
-            .unwrap(),
-            Timestamp::now(),
-        );
-        v2.description = Some("second".into());
-        b.store.insert_definition(&t, v2.clone()).await.unwrap();
+async fn definitions_keep_every_version_and_one_definition_per_type(b: Backend) {
+    let (t, other) = (tenant("acme"), tenant("globex"));
+    let v1 = definition(
+        "def_a",
+        1,
+        json!({"event_type": "order.*", "category": "business", "name": "Orders",
+            "payload_schema": {"type": "object", "required": ["id"]}, "allowed_sources": ["backend"],
+            "examples": [{"id": "o-1"}], "ui": {"icon": "cart"}}),
+    );
+    b.store.insert_definition(&t, v1.clone()).await.unwrap();
+    let mut v2 = v1.next_version(
+        herald_registry::parse_input(
+            &json!({"event_type": "order.*", "category": "business", "name": "Orders v2"}),
+            None,
+        )
+        .unwrap(),
+        Timestamp::now(),
+    );
+    v2.description = Some("second".into());
+    b.store.insert_definition(&t, v2.clone()).await.unwrap();
 
-        // Round trip, latest by default, any version on request.
-        let latest = b.store.get_definition(&t, "def_a", None).await.unwrap();
-        assert_eq!(latest.as_ref(), Some(&v2), "{}", b.name);
-        assert!(latest.unwrap().compatibility.is_some());
-        assert_eq!(
-            b.store.get_definition(&t, "def_a", Some(1)).await.unwrap(),
-            Some(v1.clone()),
+    // Round trip, latest by default, any version on request.
+    let latest = b.store.get_definition(&t, "def_a", None).await.unwrap();
+    assert_eq!(latest.as_ref(), Some(&v2), "{}", b.name);
+    assert!(latest.unwrap().compatibility.is_some());
+    assert_eq!(
+        b.store.get_definition(&t, "def_a", Some(1)).await.unwrap(),
+        Some(v1.clone()),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.get_definition(&t, "def_a", Some(3)).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        b.store.definitions(&t).await.unwrap(),
+        vec![v1.clone(), v2.clone()]
+    );
+
+    // A version is immutable: writing it again is a conflict.
+    assert!(matches!(
+        b.store.insert_definition(&t, v2.clone()).await,
+        Err(StoreError::Conflict(
+            ConflictReason::DefinitionVersionExists { version: 2, .. }
+        ))
+    ));
+    // A second definition for the same type is a conflict; another type is not.
+    let dup = definition(
+        "def_b",
+        1,
+        json!({"event_type": "order.*", "category": "business"}),
+    );
+    // The words a client sees are the reason's, the same on every backend.
+    match b.store.insert_definition(&t, dup.clone()).await {
+        Err(StoreError::Conflict(reason @ ConflictReason::DefinitionExists { .. })) => assert_eq!(
+            reason.to_string(),
+            "tenant acme already has a definition for `order.*`",
             "{}",
             b.name
-        );
-        assert_eq!(
-            b.store.get_definition(&t, "def_a", Some(3)).await.unwrap(),
-            None
-        );
-        assert_eq!(
-            b.store.definitions(&t).await.unwrap(),
-            vec![v1.clone(), v2.clone()]
-        );
-
-        // A version is immutable: writing it again is a conflict.
-        assert!(matches!(
-            b.store.insert_definition(&t, v2.clone()).await,
-            Err(StoreError::Conflict(_))
-        ));
-        // A second definition for the same type is a conflict; another type is not.
-        let dup = definition(
-            "def_b",
-            1,
-            json!({"event_type": "order.*", "category": "business"}),
-        );
-        assert!(matches!(
-            b.store.insert_definition(&t, dup.clone()).await,
-            Err(StoreError::Conflict(_))
-        ));
-        let other_type = definition(
-            "def_b",
-            1,
-            json!({"event_type": "order.paid", "category": "business"}),
-        );
-        b.store.insert_definition(&t, other_type).await.unwrap();
-
-        // Tenants are isolated, and another tenant may define the same type.
-        assert_eq!(
-            b.store.get_definition(&other, "def_a", None).await.unwrap(),
-            None
-        );
-        assert!(b.store.definitions(&other).await.unwrap().is_empty());
-        b.store.insert_definition(&other, dup).await.unwrap();
-        assert_eq!(
-            b.store.definitions(&t).await.unwrap().len(),
-            3,
-            "{}",
-            b.name
-        );
+        ),
+        other => panic!("{}: {other:?}", b.name),
     }
+    assert!(matches!(
+        b.store.insert_definition(&t, dup.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let other_type = definition(
+        "def_b",
+        1,
+        json!({"event_type": "order.paid", "category": "business"}),
+    );
+    b.store.insert_definition(&t, other_type).await.unwrap();
+
+    // Tenants are isolated, and another tenant may define the same type.
+    assert_eq!(
+        b.store.get_definition(&other, "def_a", None).await.unwrap(),
+        None
+    );
+    assert!(b.store.definitions(&other).await.unwrap().is_empty());
+    b.store.insert_definition(&other, dup).await.unwrap();
+    assert_eq!(
+        b.store.definitions(&t).await.unwrap().len(),
+        3,
+        "{}",
+        b.name
+    );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn settings_default_to_permissive_and_persist_per_tenant() {
-    for b in backends().await {
-        let (t, other) = (tenant("acme"), tenant("globex"));
-        let defaults = b.store.get_settings(&t).await.unwrap();
-        assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
-        assert_eq!(
-            defaults.validation_mode,
-            herald_core::ValidationMode::Permissive
-        );
-        let strict = TenantSettings {
-            validation_mode: herald_core::ValidationMode::Strict,
-            updated_at: Some(Timestamp::now()),
-        };
-        b.store.put_settings(&t, strict.clone()).await.unwrap();
-        assert_eq!(
-            b.store.get_settings(&t).await.unwrap(),
-            strict,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store.get_settings(&other).await.unwrap(),
-            TenantSettings::default()
-        );
-        let back = TenantSettings {
-            validation_mode: herald_core::ValidationMode::Permissive,
-            updated_at: Some(Timestamp::now()),
-        };
-        b.store.put_settings(&t, back.clone()).await.unwrap();
-        assert_eq!(b.store.get_settings(&t).await.unwrap(), back, "{}", b.name);
-    }
+async fn settings_default_to_permissive_and_persist_per_tenant(b: Backend) {
+    let (t, other) = (tenant("acme"), tenant("globex"));
+    let defaults = b.store.get_settings(&t).await.unwrap();
+    assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
+    assert_eq!(
+        defaults.validation_mode,
+        herald_core::ValidationMode::Permissive
+    );
+    let strict = TenantSettings {
+        validation_mode: herald_core::ValidationMode::Strict,
+        updated_at: Some(Timestamp::now()),
+    };
+    b.store.put_settings(&t, strict.clone()).await.unwrap();
+    assert_eq!(
+        b.store.get_settings(&t).await.unwrap(),
+        strict,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.get_settings(&other).await.unwrap(),
+        TenantSettings::default()
+    );
+    let back = TenantSettings {
+        validation_mode: herald_core::ValidationMode::Permissive,
+        updated_at: Some(Timestamp::now()),
+    };
+    b.store.put_settings(&t, back.clone()).await.unwrap();
+    assert_eq!(b.store.get_settings(&t).await.unwrap(), back, "{}", b.name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1097,7 +1127,7 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         "survives a reopen"
     );
     // The event stored before claim tokens existed is claimed and finished.
-    let claimed = store.claim_pending(10).await.unwrap();
+    let claimed = store.claim_pending(10, now()).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let finished = store
         .finish_processing(
@@ -1115,161 +1145,203 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
     assert_eq!(finished, vec![id]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward() {
-    for b in backends().await {
-        let (a, g) = (tenant("acme"), tenant("globex"));
-        let mut ids = Vec::new();
-        for round in 0..3 {
-            let out = b
-                .store
-                .append(vec![
-                    event(
-                        &a,
-                        json!({"event_type": "x", "category": "system", "data": {"r": round}}),
-                    ),
-                    event(
-                        &g,
-                        json!({"event_type": "order.created", "category": "business"}),
-                    ),
-                ])
-                .await
-                .unwrap();
-            ids.extend(out.iter().map(|o| stored(o).event_id));
-        }
-        let all = b.store.events_after(0, 100).await.unwrap();
-        assert_eq!(
-            all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-            ids,
-            "{}: every stored event, in commit order",
-            b.name
-        );
-        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
-        assert_eq!(all[1].tenant_id, "globex");
-        assert_eq!(all[1].category, "business");
-        assert_eq!(all[1].event_type, "order.created");
-        let decoded = herald_core::codec::json::decode(all[0].body.as_bytes()).unwrap();
-        assert_eq!(decoded.event_id, ids[0]);
-
-        let page = b.store.events_after(all[1].seq, 2).await.unwrap();
-        assert_eq!(
-            page.iter().map(|e| e.event_id).collect::<Vec<_>>(),
-            ids[2..4].to_vec(),
-            "{}",
-            b.name
-        );
-
-        assert_eq!(b.store.publish_cursor("nats:S").await.unwrap(), 0);
-        b.store
-            .advance_publish_cursor("nats:S", all[3].seq)
-            .await
-            .unwrap();
-        b.store
-            .advance_publish_cursor("nats:S", all[1].seq)
-            .await
-            .unwrap();
-        assert_eq!(
-            b.store.publish_cursor("nats:S").await.unwrap(),
-            all[3].seq,
-            "{}: a cursor never moves back",
-            b.name
-        );
-        assert_eq!(b.store.publish_cursor("nats:other").await.unwrap(), 0);
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted() {
-    for b in backends().await {
-        let t = tenant("acme");
+async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward(b: Backend) {
+    let (a, g) = (tenant("acme"), tenant("globex"));
+    let mut ids = Vec::new();
+    for round in 0..3 {
         let out = b
             .store
             .append(vec![
-                event(&t, json!({"event_type": "x", "category": "system"})),
-                event(&t, json!({"event_type": "y", "category": "system"})),
+                event(
+                    &a,
+                    json!({"event_type": "x", "category": "system", "data": {"r": round}}),
+                ),
+                event(
+                    &g,
+                    json!({"event_type": "order.created", "category": "business"}),
+                ),
             ])
             .await
             .unwrap();
-        let claimed = b.store.claim_pending(10).await.unwrap();
-        assert_eq!(claimed.len(), 2);
-        let results: Vec<ProcessingResult> = claimed
-            .iter()
-            .zip([EventStatus::Processed, EventStatus::Failed])
-            .map(|(c, status)| ProcessingResult {
-                event_id: c.event.event_id,
-                claim: c.claim,
-                status,
-                duration_ms: 1.5,
-                finished_at: Timestamp::now(),
+        ids.extend(out.iter().map(|o| stored(o).event_id));
+    }
+    let all = b.store.events_after(0, 100).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids,
+        "{}: every stored event, in commit order",
+        b.name
+    );
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(all[1].tenant_id, "globex");
+    assert_eq!(all[1].category, "business");
+    assert_eq!(all[1].event_type, "order.created");
+    let decoded = herald_core::codec::json::decode(all[0].body.as_bytes()).unwrap();
+    assert_eq!(decoded.event_id, ids[0]);
+
+    let page = b.store.events_after(all[1].seq, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|e| e.event_id).collect::<Vec<_>>(),
+        ids[2..4].to_vec(),
+        "{}",
+        b.name
+    );
+
+    assert_eq!(b.store.cursor("nats:S").await.unwrap(), 0);
+    b.store
+        .advance_cursor("nats:S", 0, all[3].seq)
+        .await
+        .unwrap();
+    match b.store.advance_cursor("nats:S", 0, all[1].seq).await {
+        Err(StoreError::Conflict(ConflictReason::CursorMoved {
+            expected, actual, ..
+        })) => assert_eq!((expected, actual), (0, all[3].seq), "{}", b.name),
+        other => panic!("{}: a move from a stale position: {other:?}", b.name),
+    }
+    assert!(
+        matches!(
+            b.store
+                .advance_cursor("nats:S", all[3].seq, all[1].seq)
+                .await,
+            Err(StoreError::Invalid { .. })
+        ),
+        "{}: a move backwards is refused",
+        b.name
+    );
+    assert_eq!(
+        b.store.cursor("nats:S").await.unwrap(),
+        all[3].seq,
+        "{}: a cursor never moves back",
+        b.name
+    );
+    assert_eq!(b.store.cursor("nats:other").await.unwrap(), 0);
+}
+
+/// Followers sharing a cursor name move it by compare-and-set: of several
+/// moves from the same position, exactly one wins, first where the cursor
+/// has never moved (an insert) and then where it has (an update).
+async fn cursor_moves_are_compare_and_set_so_followers_sharing_a_name_never_both_advance(
+    b: Backend,
+) {
+    let mut from = 0;
+    for round in 0..2 {
+        let tasks: Vec<_> = (1..=8)
+            .map(|i| {
+                let store = b.store.clone();
+                let to = from + 100 * (round + 1) + i;
+                tokio::spawn(async move { (to, store.advance_cursor("shared", from, to).await) })
             })
             .collect();
-        b.store
-            .finish_processing(results.clone(), true)
-            .await
-            .unwrap();
-        let pending = b.store.pending_lifecycle(10).await.unwrap();
-        assert_eq!(pending.len(), 2, "{}", b.name);
-        for (p, (r, c)) in pending.iter().zip(results.iter().zip(&claimed)) {
-            let kind = match r.status {
-                EventStatus::Failed => "event.processed.failed",
-                _ => "event.processed.success",
-            };
-            assert_eq!(
-                (
-                    p.record.tenant_id.as_str(),
-                    p.record.event_id,
-                    p.record.kind.as_str()
-                ),
-                ("acme", r.event_id, kind),
-                "{}",
-                b.name
-            );
-            let payload: serde_json::Value = serde_json::from_str(&p.record.payload).unwrap();
-            assert_eq!(payload["type"], kind);
-            assert_eq!(payload["status"], r.status.as_str());
-            assert_eq!(payload["duration_ms"], 1.5);
-            assert_eq!(payload["event_type"], c.event.event_type.as_str());
-            assert_eq!(payload["at"], r.finished_at.to_string());
+        let mut won = Vec::new();
+        for task in tasks {
+            match task.await.unwrap() {
+                (to, Ok(())) => won.push(to),
+                (_, Err(StoreError::Conflict(ConflictReason::CursorMoved { .. }))) => {}
+                (_, Err(e)) => panic!("{}: {e}", b.name),
+            }
         }
-        assert!(pending[0].id < pending[1].id);
-        b.store.delete_lifecycle(vec![pending[0].id]).await.unwrap();
-        let left = b.store.pending_lifecycle(10).await.unwrap();
-        assert_eq!(left.len(), 1, "{}", b.name);
-        assert_eq!(left[0].record.event_id, stored(&out[1]).event_id);
+        assert_eq!(
+            won.len(),
+            1,
+            "{}: exactly one move from {from} wins: {won:?}",
+            b.name
+        );
+        assert_eq!(
+            b.store.cursor("shared").await.unwrap(),
+            won[0],
+            "{}",
+            b.name
+        );
+        from = won[0];
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let weird = "u\u{0}1\u{1}\u{7f}é😀";
-        let out = b
-            .store
-            .append(vec![event(
-                &t,
-                json!({"event_type": "x", "category": "system", "user_id": weird,
-                       "data": {"note": "nul \u{0} inside", "k\u{0}": 1}}),
-            )])
-            .await
-            .unwrap();
-        let e = stored(&out[0]).clone();
-        let got = b.store.get_event(&t, e.event_id).await.unwrap().unwrap();
-        assert_eq!(got.event, e, "{}", b.name);
-        let page = b
-            .store
-            .query_events(
-                &t,
-                &EventQuery {
-                    keys: vec![(CorrelationKey::UserId, weird.into())],
-                    limit: 10,
-                    ..Default::default()
-                },
-            )
-            .await
-            .unwrap();
-        assert_eq!(page.total, 1, "{}", b.name);
+async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted(b: Backend) {
+    let t = tenant("acme");
+    let out = b
+        .store
+        .append(vec![
+            event(&t, json!({"event_type": "x", "category": "system"})),
+            event(&t, json!({"event_type": "y", "category": "system"})),
+        ])
+        .await
+        .unwrap();
+    let claimed = b.store.claim_pending(10, now()).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let results: Vec<ProcessingResult> = claimed
+        .iter()
+        .zip([EventStatus::Processed, EventStatus::Failed])
+        .map(|(c, status)| ProcessingResult {
+            event_id: c.event.event_id,
+            claim: c.claim,
+            status,
+            duration_ms: 1.5,
+            finished_at: Timestamp::now(),
+        })
+        .collect();
+    b.store
+        .finish_processing(results.clone(), true)
+        .await
+        .unwrap();
+    let pending = b.store.pending_lifecycle(10).await.unwrap();
+    assert_eq!(pending.len(), 2, "{}", b.name);
+    for (p, (r, c)) in pending.iter().zip(results.iter().zip(&claimed)) {
+        let kind = match r.status {
+            EventStatus::Failed => "event.processed.failed",
+            _ => "event.processed.success",
+        };
+        assert_eq!(
+            (
+                p.record.tenant_id.as_str(),
+                p.record.event_id,
+                p.record.kind.as_str()
+            ),
+            ("acme", r.event_id, kind),
+            "{}",
+            b.name
+        );
+        let payload: serde_json::Value = serde_json::from_str(&p.record.payload).unwrap();
+        assert_eq!(payload["type"], kind);
+        assert_eq!(payload["status"], r.status.as_str());
+        assert_eq!(payload["duration_ms"], 1.5);
+        assert_eq!(payload["event_type"], c.event.event_type.as_str());
+        assert_eq!(payload["at"], r.finished_at.to_string());
     }
+    assert!(pending[0].id < pending[1].id);
+    b.store.delete_lifecycle(vec![pending[0].id]).await.unwrap();
+    let left = b.store.pending_lifecycle(10).await.unwrap();
+    assert_eq!(left.len(), 1, "{}", b.name);
+    assert_eq!(left[0].record.event_id, stored(&out[1]).event_id);
+}
+
+async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable(b: Backend) {
+    let t = tenant("acme");
+    let weird = "u\u{0}1\u{1}\u{7f}é😀";
+    let out = b
+        .store
+        .append(vec![event(
+            &t,
+            json!({"event_type": "x", "category": "system", "user_id": weird,
+                   "data": {"note": "nul \u{0} inside", "k\u{0}": 1}}),
+        )])
+        .await
+        .unwrap();
+    let e = stored(&out[0]).clone();
+    let got = b.store.get_event(&t, e.event_id).await.unwrap().unwrap();
+    assert_eq!(got.event, e, "{}", b.name);
+    let page = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                keys: vec![(CorrelationKey::UserId, weird.into())],
+                limit: 10,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total, 1, "{}", b.name);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1311,9 +1383,9 @@ async fn postgres_instances_starting_together_on_an_empty_schema_migrate_it_once
     let Some(url) = pg_url() else { return };
     let schema = PgSchema::new(&url);
     let (a, b, c) = tokio::join!(
-        Store::open_postgres(schema.options()),
-        Store::open_postgres(schema.options()),
-        Store::open_postgres(schema.options()),
+        Store::open_postgres(schema.options(), now()),
+        Store::open_postgres(schema.options(), now()),
+        Store::open_postgres(schema.options(), now()),
     );
     let stores: Vec<Store> = [a, b, c]
         .into_iter()
@@ -1426,7 +1498,7 @@ async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_c
         claims.push(tokio::spawn(async move {
             let mut ids = Vec::new();
             loop {
-                let got = store.claim_pending(7).await.unwrap();
+                let got = store.claim_pending(7, now()).await.unwrap();
                 if got.is_empty() {
                     return ids;
                 }
@@ -1449,12 +1521,9 @@ async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_c
 async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
     let Some(url) = pg_url() else { return };
     let schema = PgSchema::new(&url);
-    let short = Store::open_postgres(postgres::PgOptions {
-        claim_lease: std::time::Duration::from_millis(300),
-        ..schema.options()
-    })
-    .await
-    .unwrap();
+    let options = schema.options();
+    let lease = time::Duration::try_from(options.claim_lease).unwrap();
+    let short = Store::open_postgres(options, now()).await.unwrap();
     let t = tenant("acme");
     short
         .append(vec![event(
@@ -1463,27 +1532,25 @@ async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
         )])
         .await
         .unwrap();
-    let first = short.claim_pending(10).await.unwrap();
+    let t0 = now();
+    let first = short.claim_pending(10, t0).await.unwrap();
     assert_eq!(first.len(), 1);
     assert!(
-        short.claim_pending(10).await.unwrap().is_empty(),
+        short
+            .claim_pending(10, t0 + lease - time::Duration::SECOND)
+            .await
+            .unwrap()
+            .is_empty(),
         "held while the lease runs"
     );
-    // Its claimer never finishes: another claim takes it back once the lease ends.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let again = short.claim_pending(10).await.unwrap();
-        if let Some(c) = again.first() {
-            assert_eq!(c.event.event_id, first[0].event.event_id);
-            assert_ne!(c.claim, first[0].claim, "a new claim, a new token");
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "claim never came back"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // Its claimer never finishes: a claim after the lease takes it back.
+    let again = short
+        .claim_pending(10, t0 + lease + time::Duration::SECOND)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "claim came back after the lease");
+    assert_eq!(again[0].event.event_id, first[0].event.event_id);
+    assert_ne!(again[0].claim, first[0].claim, "a new claim, a new token");
 }
 
 /// Both claimers of one event try to finish it: the one whose claim lapsed
@@ -1546,7 +1613,7 @@ async fn finish_after_a_lapsed_claim(
         "{name}: exactly one notification: {notes:?}"
     );
     assert_eq!(notes[0].record.event_id, id);
-    assert_eq!(notes[0].record.kind, "event.processed.success");
+    assert_eq!(notes[0].record.kind, LifecycleKind::ProcessedSuccess);
     let payload: serde_json::Value = serde_json::from_str(&notes[0].record.payload).unwrap();
     assert_eq!(
         payload["duration_ms"], 2.0,
@@ -1558,47 +1625,55 @@ async fn finish_after_a_lapsed_claim(
 /// instance claims the event again; on SQLite when the store is reopened
 /// (which hands claims back). Either way its claimer can no longer finish
 /// the event, and only the new claimer's result is recorded and notified.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies() {
-    let t = tenant("acme");
-    let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
+mod a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies {
+    use super::*;
 
-    let dir = tempfile::tempdir().unwrap();
-    let first = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-    first.append(one()).await.unwrap();
-    let old = first.claim_pending(10).await.unwrap();
-    assert_eq!(old.len(), 1);
-    first.close().await;
-    let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-    let new = store.claim_pending(10).await.unwrap();
-    assert_eq!(new.len(), 1, "handed back at open and claimed again");
-    finish_after_a_lapsed_claim("sqlite", &t, &store, &old[0], &store, &new[0]).await;
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let t = tenant("acme");
+        let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
 
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
-    let options = postgres::PgOptions {
-        claim_lease: std::time::Duration::from_millis(300),
-        ..schema.options()
-    };
-    let a = Store::open_postgres(options.clone()).await.unwrap();
-    let b = Store::open_postgres(options).await.unwrap();
-    a.append(one()).await.unwrap();
-    let old = a.claim_pending(10).await.unwrap();
-    assert_eq!(old.len(), 1);
-    assert!(b.claim_pending(10).await.unwrap().is_empty(), "leased to A");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let new = loop {
-        let got = b.claim_pending(10).await.unwrap();
-        if !got.is_empty() {
-            break got;
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+        first.append(one()).await.unwrap();
+        let old = first.claim_pending(10, now()).await.unwrap();
+        assert_eq!(old.len(), 1);
+        first.close().await;
+        let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+        let new = store.claim_pending(10, now()).await.unwrap();
+        assert_eq!(new.len(), 1, "handed back at open and claimed again");
+        finish_after_a_lapsed_claim("sqlite", &t, &store, &old[0], &store, &new[0]).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(url) = pg_url() else { return };
+        let t = tenant("acme");
+        let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
+
+        let schema = PgSchema::new(&url);
+        let options = schema.options();
+        let lease = time::Duration::try_from(options.claim_lease).unwrap();
+        let a = Store::open_postgres(options.clone(), now()).await.unwrap();
+        let b = Store::open_postgres(options, now()).await.unwrap();
+        a.append(one()).await.unwrap();
+        let t0 = now();
+        let old = a.claim_pending(10, t0).await.unwrap();
+        assert_eq!(old.len(), 1);
         assert!(
-            std::time::Instant::now() < deadline,
-            "A's lease never ran out"
+            b.claim_pending(10, t0 + lease - time::Duration::SECOND)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased to A"
         );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
-    finish_after_a_lapsed_claim("postgres", &t, &a, &old[0], &b, &new[0]).await;
+        let new = b
+            .claim_pending(10, t0 + lease + time::Duration::SECOND)
+            .await
+            .unwrap();
+        assert_eq!(new.len(), 1, "A's lease ran out");
+        finish_after_a_lapsed_claim("postgres", &t, &a, &old[0], &b, &new[0]).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1613,10 +1688,18 @@ async fn postgres_publisher_lease_revision_and_shared_secrets() {
         b.try_publisher_lease().await.unwrap().is_none(),
         "one publisher at a time"
     );
+    lease.release().await;
+    let lease = b
+        .try_publisher_lease()
+        .await
+        .unwrap()
+        .expect("a released lease is free at once");
+    // A holder that dies (its session ends) loses the lease too.
     drop(lease);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while b.try_publisher_lease().await.unwrap().is_none() {
+    while a.try_publisher_lease().await.unwrap().is_none() {
         assert!(std::time::Instant::now() < deadline, "lease never freed");
+        // A poll interval while waiting on the condition: each try is a new session.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
@@ -1657,10 +1740,10 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
     let schema = PgSchema::new(&url);
     let store = schema.open().await;
     let t = tenant("acme");
-    let now = Timestamp::now().to_string();
+    let stamp_now = Timestamp::now().to_string();
     let out = store
         .append(vec![
-            event(&t, json!({"event_type": "x", "category": "system", "timestamp": now})),
+            event(&t, json!({"event_type": "x", "category": "system", "timestamp": stamp_now})),
             event(&t, json!({"event_type": "x", "category": "system", "timestamp": "2001-02-03T04:05:06Z"})),
         ])
         .await
@@ -1700,7 +1783,7 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
             .ends_with("events_default")
     );
     // Upkeep is idempotent: running it again creates nothing new and fails on nothing.
-    store.maintain().await.unwrap();
+    store.maintain(now()).await.unwrap();
     let count: i64 = client
         .query_one(
             "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent \
@@ -1731,10 +1814,8 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
         .unwrap();
     let id = stored(&out[0]).event_id;
     assert!(partition(id).await.ends_with("events_default"));
-    let Store::Postgres(pg) = &store else {
-        unreachable!()
-    };
-    pg.maintain_at(month + time::Duration::days(31 * 3))
+    store
+        .maintain(month + time::Duration::days(31 * 3))
         .await
         .unwrap();
     assert!(
@@ -1779,140 +1860,134 @@ async fn refuse_poison(b: &Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_request_the_database_refuses_fails_alone_in_its_group_commit() {
-    for b in backends().await {
-        refuse_poison(&b).await;
-        let t = tenant("acme");
-        // A large request first keeps the writer busy, so the ones after it
-        // queue up and share the next group commit.
-        let big = b.store.clone();
-        let big_events: Vec<_> = (0..2000)
-            .map(|i| {
-                event(
-                    &t,
-                    json!({"event_type": "x", "category": "system", "data": {"i": i}}),
-                )
-            })
-            .collect();
-        let first = tokio::spawn(async move { big.append(big_events).await });
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            let (store, t) = (b.store.clone(), t.clone());
-            let ty = if i == 3 { "poison" } else { "y" };
-            tasks.push(tokio::spawn(async move {
-                store
-                    .append(vec![
-                        event(&t, json!({"event_type": "y", "category": "system", "idempotency_key": format!("k{i}")})),
-                        event(&t, json!({"event_type": ty, "category": "system", "data": {"i": i}})),
-                    ])
-                    .await
-            }));
-        }
-        assert_eq!(first.await.unwrap().unwrap().len(), 2000, "{}", b.name);
-        for (i, task) in tasks.into_iter().enumerate() {
-            let r = task.await.unwrap();
-            if i == 3 {
-                assert!(r.is_err(), "{}: the refused request fails", b.name);
-            } else {
-                let out = r.unwrap_or_else(|e| {
-                    panic!("{}: request {i} failed with its neighbour: {e}", b.name)
-                });
-                assert!(out.iter().all(|o| matches!(o, AppendOutcome::Stored(_))));
-            }
-        }
-        let page = b
-            .store
-            .query_events(
+async fn a_request_the_database_refuses_fails_alone_in_its_group_commit(b: Backend) {
+    refuse_poison(&b).await;
+    let t = tenant("acme");
+    // A large request first keeps the writer busy, so the ones after it
+    // queue up and share the next group commit.
+    let big = b.store.clone();
+    let big_events: Vec<_> = (0..2000)
+        .map(|i| {
+            event(
                 &t,
-                &EventQuery {
-                    event_types: vec!["y".into()],
-                    limit: 100,
-                    ..Default::default()
-                },
+                json!({"event_type": "x", "category": "system", "data": {"i": i}}),
             )
-            .await
-            .unwrap();
-        assert_eq!(
-            page.total, 14,
-            "{}: nothing of the refused request is stored, all else is",
-            b.name
-        );
-        // Its idempotency key was not kept: sending it again stores it.
-        let again = b
-            .store
-            .append(vec![event(
-                &t,
-                json!({"event_type": "y", "category": "system", "idempotency_key": "k3"}),
-            )])
-            .await
-            .unwrap();
-        assert!(matches!(again[0], AppendOutcome::Stored(_)), "{}", b.name);
+        })
+        .collect();
+    let first = tokio::spawn(async move { big.append(big_events).await });
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (store, t) = (b.store.clone(), t.clone());
+        let ty = if i == 3 { "poison" } else { "y" };
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(vec![
+                    event(&t, json!({"event_type": "y", "category": "system", "idempotency_key": format!("k{i}")})),
+                    event(&t, json!({"event_type": ty, "category": "system", "data": {"i": i}})),
+                ])
+                .await
+        }));
     }
+    assert_eq!(first.await.unwrap().unwrap().len(), 2000, "{}", b.name);
+    for (i, task) in tasks.into_iter().enumerate() {
+        let r = task.await.unwrap();
+        if i == 3 {
+            assert!(r.is_err(), "{}: the refused request fails", b.name);
+        } else {
+            let out = r.unwrap_or_else(|e| {
+                panic!("{}: request {i} failed with its neighbour: {e}", b.name)
+            });
+            assert!(out.iter().all(|o| matches!(o, AppendOutcome::Stored(_))));
+        }
+    }
+    let page = b
+        .store
+        .query_events(
+            &t,
+            &EventQuery {
+                event_types: vec!["y".into()],
+                limit: 100,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        page.total, 14,
+        "{}: nothing of the refused request is stored, all else is",
+        b.name
+    );
+    // Its idempotency key was not kept: sending it again stores it.
+    let again = b
+        .store
+        .append(vec![event(
+            &t,
+            json!({"event_type": "y", "category": "system", "idempotency_key": "k3"}),
+        )])
+        .await
+        .unwrap();
+    assert!(matches!(again[0], AppendOutcome::Stored(_)), "{}", b.name);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn complete_pending_processes_each_pending_event_once_with_its_notification() {
-    for b in backends().await {
-        let t = tenant("acme");
-        let out = b
+async fn complete_pending_processes_each_pending_event_once_with_its_notification(b: Backend) {
+    let t = tenant("acme");
+    let out = b
+        .store
+        .append(
+            (0..5)
+                .map(|i| {
+                    event(
+                        &t,
+                        json!({"event_type": "x", "category": "system", "data": {"i": i}}),
+                    )
+                })
+                .collect(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        b.store.complete_pending(3, true, now()).await.unwrap(),
+        3,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.complete_pending(10, false, now()).await.unwrap(),
+        2,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.complete_pending(10, true, now()).await.unwrap(),
+        0,
+        "{}",
+        b.name
+    );
+    for o in &out {
+        let got = b
             .store
-            .append(
-                (0..5)
-                    .map(|i| {
-                        event(
-                            &t,
-                            json!({"event_type": "x", "category": "system", "data": {"i": i}}),
-                        )
-                    })
-                    .collect(),
-            )
+            .get_event(&t, stored(o).event_id)
             .await
+            .unwrap()
             .unwrap();
-        assert_eq!(
-            b.store.complete_pending(3, true).await.unwrap(),
-            3,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store.complete_pending(10, false).await.unwrap(),
-            2,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store.complete_pending(10, true).await.unwrap(),
-            0,
-            "{}",
-            b.name
-        );
-        for o in &out {
-            let got = b
-                .store
-                .get_event(&t, stored(o).event_id)
-                .await
-                .unwrap()
-                .unwrap();
-            assert_eq!(got.event.status, EventStatus::Processed, "{}", b.name);
-            assert_eq!(got.processing_ms, Some(0.0));
-            assert!(got.processed_at.is_some());
-        }
-        // The oldest first, and notifications only where asked for.
-        let notes = b.store.pending_lifecycle(10).await.unwrap();
-        assert_eq!(
-            notes.iter().map(|n| n.record.event_id).collect::<Vec<_>>(),
-            out[..3]
-                .iter()
-                .map(|o| stored(o).event_id)
-                .collect::<Vec<_>>(),
-            "{}",
-            b.name
-        );
-        let payload: serde_json::Value = serde_json::from_str(&notes[0].record.payload).unwrap();
-        assert_eq!(notes[0].record.kind, "event.processed.success");
-        assert_eq!(payload["status"], "processed");
-        assert_eq!(payload["event_type"], "x");
-        assert_eq!(payload["tenant_id"], "acme");
+        assert_eq!(got.event.status, EventStatus::Processed, "{}", b.name);
+        assert_eq!(got.processing_ms, Some(0.0));
+        assert!(got.processed_at.is_some());
     }
+    // The oldest first, and notifications only where asked for.
+    let notes = b.store.pending_lifecycle(10).await.unwrap();
+    assert_eq!(
+        notes.iter().map(|n| n.record.event_id).collect::<Vec<_>>(),
+        out[..3]
+            .iter()
+            .map(|o| stored(o).event_id)
+            .collect::<Vec<_>>(),
+        "{}",
+        b.name
+    );
+    let payload: serde_json::Value = serde_json::from_str(&notes[0].record.payload).unwrap();
+    assert_eq!(notes[0].record.kind, LifecycleKind::ProcessedSuccess);
+    assert_eq!(payload["status"], "processed");
+    assert_eq!(payload["event_type"], "x");
+    assert_eq!(payload["tenant_id"], "acme");
 }

@@ -1,4 +1,4 @@
-//! PostgreSQL schema: versioned migrations applied at start inside one
+//! The PostgreSQL schema: versioned migrations applied at start inside one
 //! transaction holding an advisory lock (instances starting together wait
 //! for each other instead of racing), and the monthly partitions of
 //! `events`, created ahead of time.
@@ -194,11 +194,9 @@ pub(crate) async fn migrate(
     client: &mut Client,
     schema: &str,
     lock_key: i64,
+    now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
-        .await
-        .map_err(pg_err)?;
+    let tx = locked(client, lock_key).await?;
     tx.batch_execute(&format!(
         "CREATE SCHEMA IF NOT EXISTS \"{schema}\"; SET LOCAL search_path TO \"{schema}\";
          CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at text NOT NULL);"
@@ -215,7 +213,7 @@ pub(crate) async fn migrate(
         .get(0);
     let applied = applied as usize;
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Unavailable(format!(
+        return Err(StoreError::invalid(format!(
             "database schema version {applied} is newer than this Herald ({}); upgrade Herald",
             MIGRATIONS.len()
         )));
@@ -226,14 +224,26 @@ pub(crate) async fn migrate(
             "INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)",
             &[
                 &((i + 1) as i32),
-                &herald_core::Timestamp::now().to_string(),
+                &herald_core::Timestamp::from(now).to_string(),
             ],
         )
         .await
         .map_err(pg_err)?;
     }
-    ensure_partitions_in(&tx, schema, OffsetDateTime::now_utc()).await?;
+    ensure_partitions_in(&tx, schema, now).await?;
     tx.commit().await.map_err(pg_err)
+}
+
+/// A transaction holding the migration lock until it ends.
+async fn locked(
+    client: &mut Client,
+    lock_key: i64,
+) -> Result<tokio_postgres::Transaction<'_>, StoreError> {
+    let tx = client.transaction().await.map_err(pg_err)?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
+        .await
+        .map_err(pg_err)?;
+    Ok(tx)
 }
 
 /// Creates the partitions from the month of `now` to `MONTHS_AHEAD` later
@@ -244,10 +254,7 @@ pub(crate) async fn ensure_partitions(
     lock_key: i64,
     now: OffsetDateTime,
 ) -> Result<(), StoreError> {
-    let tx = client.transaction().await.map_err(pg_err)?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&lock_key])
-        .await
-        .map_err(pg_err)?;
+    let tx = locked(client, lock_key).await?;
     ensure_partitions_in(&tx, schema, now).await?;
     tx.commit().await.map_err(pg_err)
 }

@@ -864,3 +864,30 @@ async fn the_audit_trail_pages_and_filters_by_key_time_and_tenant_acted_on() {
     let problem: Value = res.json().await.unwrap();
     assert_eq!(problem["errors"][0]["field"], "/cursor", "{problem}");
 }
+
+#[tokio::test]
+async fn an_unknown_audit_outcome_is_a_400_naming_the_allowed_values() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    // Positive control: a known outcome filters and answers 200.
+    let res = app.get("/api/v1/audit?outcome=denied", &t.admin_key).await;
+    assert_eq!(res.status(), 200);
+
+    let res = app.get("/api/v1/audit?outcome=bogus", &t.admin_key).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.headers()["content-type"], "application/problem+json");
+    let problem: Value = res.json().await.unwrap();
+    let errors = problem["errors"].as_array().expect("field errors");
+    assert_eq!(errors.len(), 1, "{problem}");
+    assert_eq!(errors[0]["field"], "/outcome", "{problem}");
+    let message = errors[0]["message"].as_str().unwrap();
+    for allowed in [
+        "success",
+        "denied",
+        "rejected",
+        "error",
+        "security_violation",
+    ] {
+        assert!(message.contains(allowed), "{message}");
+    }
+}

@@ -1,0 +1,170 @@
+//! The embedded store's schema: versions applied in order at open;
+//! `PRAGMA user_version` records the last. Never edit one that has
+//! shipped: add a new one.
+
+use rusqlite::Connection;
+
+use super::keys;
+use crate::records::StoreError;
+
+/// Schema versions, applied in order; `PRAGMA user_version` records the last.
+const MIGRATIONS: &[&str] = &[
+    r#"
+CREATE TABLE tenants (
+    tenant_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE api_keys (
+    key_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL REFERENCES tenants (tenant_id),
+    name TEXT NOT NULL,
+    scopes TEXT NOT NULL,
+    secret_hash BLOB NOT NULL UNIQUE,
+    created_at TEXT NOT NULL,
+    revoked_at TEXT
+) STRICT;
+
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    event_id BLOB NOT NULL UNIQUE,
+    tenant_id TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    processing_ts INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT,
+    event_type TEXT NOT NULL,
+    event_source TEXT NOT NULL,
+    status TEXT NOT NULL,
+    outcome_status TEXT NOT NULL,
+    trace_id TEXT,
+    span_id TEXT,
+    correlation_id TEXT,
+    request_id TEXT,
+    order_id TEXT,
+    session_id TEXT,
+    ticket_id TEXT,
+    user_id TEXT,
+    email_hash TEXT,
+    environment TEXT NOT NULL,
+    service TEXT,
+    stream_id TEXT,
+    stream_version INTEGER,
+    idempotency_key TEXT,
+    processed_at TEXT,
+    processing_ms REAL,
+    body TEXT NOT NULL
+) STRICT;
+
+CREATE INDEX events_tenant_ts ON events (tenant_id, ts, seq);
+CREATE INDEX events_tenant_category ON events (tenant_id, category, ts);
+CREATE INDEX events_tenant_type ON events (tenant_id, event_type, ts);
+CREATE INDEX events_tenant_source ON events (tenant_id, event_source, ts);
+CREATE INDEX events_tenant_status ON events (tenant_id, status, ts);
+CREATE INDEX events_tenant_environment ON events (tenant_id, environment, ts);
+CREATE INDEX events_tenant_service ON events (tenant_id, service, ts) WHERE service IS NOT NULL;
+CREATE INDEX events_pending ON events (seq) WHERE status IN ('pending', 'processing');
+CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL;
+CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL;
+CREATE INDEX events_correlation_id ON events (tenant_id, correlation_id, ts) WHERE correlation_id IS NOT NULL;
+CREATE INDEX events_request_id ON events (tenant_id, request_id, ts) WHERE request_id IS NOT NULL;
+CREATE INDEX events_order_id ON events (tenant_id, order_id, ts) WHERE order_id IS NOT NULL;
+CREATE INDEX events_session_id ON events (tenant_id, session_id, ts) WHERE session_id IS NOT NULL;
+CREATE INDEX events_ticket_id ON events (tenant_id, ticket_id, ts) WHERE ticket_id IS NOT NULL;
+CREATE INDEX events_user_id ON events (tenant_id, user_id, ts) WHERE user_id IS NOT NULL;
+CREATE INDEX events_email_hash ON events (tenant_id, email_hash, ts) WHERE email_hash IS NOT NULL;
+CREATE UNIQUE INDEX events_idempotency ON events (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE UNIQUE INDEX events_stream ON events (tenant_id, stream_id, stream_version) WHERE stream_id IS NOT NULL;
+
+CREATE VIRTUAL TABLE events_fts USING fts5 (text, content = '');
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    at_us INTEGER NOT NULL,
+    tenant_id TEXT,
+    key_id TEXT,
+    operation TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    status_code INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    duration_us INTEGER NOT NULL,
+    detail TEXT
+) STRICT;
+CREATE INDEX audit_tenant_at ON audit (tenant_id, at_us);
+"#,
+    r#"
+CREATE TABLE event_definitions (
+    tenant_id TEXT NOT NULL,
+    definition_id TEXT NOT NULL,
+    version INTEGER NOT NULL CHECK (version > 0),
+    event_type TEXT NOT NULL,
+    is_pattern INTEGER NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT,
+    name TEXT NOT NULL,
+    description TEXT,
+    payload_schema TEXT,
+    allowed_sources TEXT NOT NULL,
+    examples TEXT NOT NULL,
+    ui TEXT NOT NULL,
+    compatibility TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, definition_id, version)
+) STRICT;
+-- A definition's type never changes, so one version 1 per type means one
+-- definition per type.
+CREATE UNIQUE INDEX event_definitions_type ON event_definitions (tenant_id, event_type) WHERE version = 1;
+
+CREATE TABLE tenant_settings (
+    tenant_id TEXT PRIMARY KEY,
+    settings TEXT NOT NULL
+) STRICT;
+"#,
+    r#"
+CREATE TABLE publish_cursors (
+    name TEXT PRIMARY KEY,
+    seq INTEGER NOT NULL
+) STRICT;
+
+CREATE TABLE lifecycle_outbox (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_id BLOB NOT NULL,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+) STRICT;
+"#,
+    // Claim tokens: each claim increments it, and a finish must name the
+    // newest claim (as on PostgreSQL). A constant default: no table rewrite.
+    r#"
+ALTER TABLE events ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+"#,
+    // The audit listing pages newest first within a tenant.
+    r#"
+CREATE INDEX audit_tenant_seq ON audit (tenant_id, seq);
+"#,
+    // Correlation keys in one FTS5 table instead of nine B-tree indexes.
+    keys::MIGRATION,
+];
+
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let version: usize =
+        conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    if version > MIGRATIONS.len() {
+        return Err(StoreError::invalid(format!(
+            "database schema version {version} is newer than this Herald ({}); upgrade Herald",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}

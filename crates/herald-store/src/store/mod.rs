@@ -1,0 +1,14 @@
+//! The store contract, one file per concern: each holds the `impl Store`
+//! block of its methods, which say what the method promises and call the
+//! backend's. A new concern is one file here plus one per backend.
+
+mod audit;
+pub(crate) mod cursors;
+mod definitions;
+mod events;
+mod processing;
+mod settings;
+mod shared;
+mod tenants;
+
+pub use shared::PublisherLease;
