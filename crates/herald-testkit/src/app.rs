@@ -128,6 +128,25 @@ impl TestApp {
             .expect("health JSON")
     }
 
+    pub async fn put(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Registers an event definition and returns it; panics unless 201.
+    pub async fn define(&self, key: &str, body: &Value) -> Value {
+        let res = self.post("/api/v1/event-definitions", key, body).await;
+        let status = res.status();
+        let out: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "{out}");
+        out
+    }
+
     /// A new tenant, made with the root key.
     pub async fn tenant(&self, name: &str) -> Tenant {
         let res = self

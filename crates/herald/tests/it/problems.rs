@@ -4,29 +4,22 @@
 
 use std::io::Write;
 
+use expect_test::{Expect, expect};
+use herald_testkit::app::*;
+use herald_testkit::read_problem;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-/// The status and the sorted `errors[].field` of a problem answer.
+/// The status, the sorted `errors[].field` and the body of a problem
+/// answer (its content type and body `status` checked by the kit).
 async fn named(res: reqwest::Response) -> (u16, Vec<String>, Value) {
-    let status = res.status().as_u16();
-    assert_eq!(
-        res.headers()["content-type"],
-        "application/problem+json",
-        "status {status}"
-    );
-    let p: Value = res.json().await.unwrap();
-    let mut fields: Vec<String> = p["errors"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|e| e["field"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    fields.sort();
-    (status, fields, p)
+    let p = read_problem(res).await;
+    (p.status, p.fields, p.body)
+}
+
+/// A problem answer's whole body, pretty-printed, against a snapshot.
+async fn check_problem(res: reqwest::Response, expected: Expect) {
+    let p = read_problem(res).await;
+    expected.assert_eq(&serde_json::to_string_pretty(&p.body).unwrap());
 }
 
 async fn raw(app: &TestApp, method: &str, path: &str, key: &str, body: &str) -> reqwest::Response {
@@ -261,4 +254,36 @@ async fn a_method_a_route_does_not_take_is_a_problem_json_405_with_allow() {
     assert_eq!(res.headers()["allow"], "POST");
     let p: Value = res.json().await.unwrap();
     assert_eq!(p["status"], 405, "{p}");
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_one_problem_naming_every_bad_field() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .post(
+            "/api/v1/events/create",
+            &t.admin_key,
+            &json!({"event_type": "", "category": "finance", "occurred_at": "yesterday",
+                    "actor": {"id": 7}}),
+        )
+        .await;
+    check_problem(res, expect![[r#""#]]).await;
+}
+
+#[tokio::test]
+async fn a_missing_key_and_an_unknown_route_are_problems_too() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/create"))
+        .json(&event("x", "system"))
+        .send()
+        .await
+        .unwrap();
+    check_problem(res, expect![[r#""#]]).await;
+    let res = app.get("/api/v1/nowhere", ROOT_KEY).await;
+    check_problem(res, expect![[r#""#]]).await;
+    let res = app.get("/api/v1/events/create", ROOT_KEY).await;
+    check_problem(res, expect![[r#""#]]).await;
 }
