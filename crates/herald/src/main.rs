@@ -47,8 +47,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server
+    #[command(long_about = SERVE_ABOUT)]
     Serve(ServeArgs),
 }
+
+const SERVE_ABOUT: &str = "Run the server.
+
+Settings are read in layers: defaults, then herald.toml (or --config), then \
+HERALD_* environment variables, then these flags. A flag's herald.toml key is \
+its name with `_` for `-`.";
 
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
@@ -97,7 +104,16 @@ impl clap::Args for SettingFlags {
         let secrets: String = SETTINGS
             .iter()
             .filter(|s| s.flag.is_none())
-            .map(|s| format!("\n  {} <{}>\n          {}", s.env, s.value_name, described(s)))
+            .map(|s| {
+                format!(
+                    "\n  {} <{}>  (herald.toml: {})\n          {} [default: {}]",
+                    s.env,
+                    s.value_name,
+                    s.key,
+                    s.help,
+                    (s.default)(&defaults)
+                )
+            })
             .collect();
         SETTINGS
             .iter()
@@ -110,10 +126,6 @@ impl clap::Args for SettingFlags {
                         .help(described(s)),
                 )
             })
-            .before_help(
-                "Settings are read in layers: defaults, then herald.toml (or --config), \
-                 then HERALD_* environment variables, then these flags.",
-            )
             .after_help(format!(
                 "Secrets, from herald.toml or the environment only (a flag's value \
                  shows in the process list):{secrets}"

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use expect_test::{expect, expect_file};
-use herald_server::config::SETTINGS;
+use herald_server::config::{Config, SETTINGS};
 
 /// What one run of `herald` printed, and its exit code.
 struct Run {
@@ -46,13 +46,21 @@ async fn herald(args: &[&str], env: &[(&str, &str)]) -> Run {
 async fn serve_help_lists_every_setting_with_its_variable_and_default() {
     let run = herald(&["serve", "--help"], &[]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
+    let defaults = Config::default();
     for s in SETTINGS {
-        let line = run
+        let shown = format!("[default: {}]", (s.default)(&defaults));
+        let named = match s.flag {
+            Some(flag) => format!("--{flag} <{}>", s.value_name),
+            None => format!("{} <{}>", s.env, s.value_name),
+        };
+        let at = run
             .stdout
-            .lines()
-            .find(|l| l.contains(&format!("[env: {}]", s.env)))
-            .unwrap_or_else(|| panic!("{} is not in serve --help:\n{}", s.env, run.stdout));
-        assert!(line.contains("[default: "), "{line}");
+            .find(&named)
+            .unwrap_or_else(|| panic!("{named} is not in serve --help:\n{}", run.stdout));
+        // Its entry: its line and the help line below it.
+        let entry: String = run.stdout[at..].lines().take(2).collect();
+        assert!(entry.contains(&shown), "{entry} lacks {shown}");
+        assert!(entry.contains(s.env), "{entry} lacks {}", s.env);
     }
     expect_file!["snapshots/serve-help.txt"].assert_eq(&run.stdout);
 }
@@ -61,7 +69,19 @@ async fn serve_help_lists_every_setting_with_its_variable_and_default() {
 async fn help_and_version() {
     let run = herald(&["--help"], &[]).await;
     assert_eq!(run.code, Some(0), "{}", run.stderr);
-    expect![[r#""#]]
+    expect![[r#"
+        Herald, a self-hosted event hub
+
+        Usage: herald [COMMAND]
+
+        Commands:
+          serve  Run the server
+          help   Print this message or the help of the given subcommand(s)
+
+        Options:
+          -h, --help     Print help
+          -V, --version  Print version
+    "#]]
     .assert_eq(&run.stdout);
     let bare = herald(&[], &[]).await;
     assert_eq!((bare.code, bare.stdout), (Some(0), run.stdout), "no command: the overview");
@@ -75,7 +95,13 @@ async fn help_and_version() {
 async fn a_bad_command_line_exits_2_with_clap_s_message() {
     let run = herald(&["serve", "--listn", "127.0.0.1:0"], &[]).await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    expect![[r#""#]]
+    expect![[r#"
+        error: unexpected argument '--listn' found
+
+        Usage: herald serve [OPTIONS]
+
+        For more information, try '--help'.
+    "#]]
     .assert_eq(&run.stderr);
     let run = herald(&["serv"], &[]).await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
@@ -90,6 +116,11 @@ async fn bad_settings_exit_2_naming_each() {
     )
     .await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    expect![[r#""#]]
+    expect![[r#"
+        herald: invalid configuration:
+          - HERALD_LISTN: not a Herald setting (did you mean HERALD_LISTEN?)
+          - HERALD_LOG="xml": expected `text` or `json`
+          - --max-event-bytes "lots": invalid digit found in string
+    "#]]
     .assert_eq(&run.stderr);
 }

@@ -264,11 +264,35 @@ async fn an_invalid_event_is_one_problem_naming_every_bad_field() {
         .post(
             "/api/v1/events/create",
             &t.admin_key,
-            &json!({"event_type": "", "category": "finance", "occurred_at": "yesterday",
-                    "actor": {"id": 7}}),
+            &json!({"event_type": "order.created", "category": "business",
+                    "timestamp": "yesterday", "event_source": "fax",
+                    "outcome": {"status": "maybe"}}),
         )
         .await;
-    check_problem(res, expect![[r#""#]]).await;
+    check_problem(res, expect![[r#"
+        {
+          "type": "urn:herald:problem:validation",
+          "title": "Invalid input",
+          "status": 400,
+          "detail": "the event has 3 invalid fields",
+          "errors": [
+            {
+              "field": "/event_source",
+              "message": "`fax` is not allowed; expected one of: frontend, backend, system, iot_device, external_api, scheduled",
+              "kind": "invalid_value"
+            },
+            {
+              "field": "/timestamp",
+              "message": "expected an RFC 3339 timestamp like 2025-12-30T10:00:00Z, got `yesterday` (the 'year' component could not be parsed)",
+              "kind": "invalid_value"
+            },
+            {
+              "field": "/outcome/status",
+              "message": "`maybe` is not allowed; expected one of: success, failure, pending",
+              "kind": "invalid_value"
+            }
+          ]
+        }"#]]).await;
 }
 
 #[tokio::test]
@@ -281,9 +305,27 @@ async fn a_missing_key_and_an_unknown_route_are_problems_too() {
         .send()
         .await
         .unwrap();
-    check_problem(res, expect![[r#""#]]).await;
+    check_problem(res, expect![[r#"
+        {
+          "type": "urn:herald:problem:unauthorized",
+          "title": "Missing or invalid API key",
+          "status": 401,
+          "detail": "send your API key as `Authorization: Bearer <key>`"
+        }"#]]).await;
     let res = app.get("/api/v1/nowhere", ROOT_KEY).await;
-    check_problem(res, expect![[r#""#]]).await;
+    check_problem(res, expect![[r#"
+        {
+          "type": "urn:herald:problem:not-found",
+          "title": "Not found",
+          "status": 404,
+          "detail": "no such route; see GET /api/openapi.json"
+        }"#]]).await;
     let res = app.get("/api/v1/events/create", ROOT_KEY).await;
-    check_problem(res, expect![[r#""#]]).await;
+    check_problem(res, expect![[r#"
+        {
+          "type": "urn:herald:problem:method-not-allowed",
+          "title": "Method not allowed",
+          "status": 405,
+          "detail": "/api/v1/events/create does not take GET; see GET /api/openapi.json"
+        }"#]]).await;
 }
