@@ -409,7 +409,10 @@ mod tests {
                 .with("database_pool_size", "8"),
         )
         .unwrap();
-        assert_eq!((c.nats_stream.as_str(), c.database_pool_size), ("FROM_FLAG", 8));
+        assert_eq!(
+            (c.nats_stream.as_str(), c.database_pool_size),
+            ("FROM_FLAG", 8)
+        );
         let err = Config::load(
             None,
             env(&[]),

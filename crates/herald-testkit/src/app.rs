@@ -73,14 +73,18 @@ pub async fn spawn_in(
     }));
     let client = reqwest::Client::new();
     // Ready when it answers: `run` builds its state (keys, store) first.
-    wait_until("the server to answer /health", Duration::from_secs(30), || async {
-        assert!(!task.is_finished(), "the server stopped while starting");
-        client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
+    wait_until(
+        "the server to answer /health",
+        Duration::from_secs(30),
+        || async {
+            assert!(!task.is_finished(), "the server stopped while starting");
+            client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
     .await;
     TestApp {
         base,
@@ -222,7 +226,11 @@ impl TestApp {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        self.task.take().expect("running").await.expect("server task")
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("server task")
     }
 }
 

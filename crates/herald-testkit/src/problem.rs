@@ -61,7 +61,11 @@ pub async fn assert_problem(
     let mut want: Vec<&str> = fields.to_vec();
     want.sort_unstable();
     assert_eq!(
-        (p.status, p.title.as_str(), p.fields.iter().map(String::as_str).collect::<Vec<_>>()),
+        (
+            p.status,
+            p.title.as_str(),
+            p.fields.iter().map(String::as_str).collect::<Vec<_>>()
+        ),
         (status, title, want),
         "(status, title, fields) of {}",
         p.body

@@ -167,7 +167,11 @@ mod tests {
         for _ in 0..3 {
             statuses.push(post("{}").await.unwrap().status().as_u16());
         }
-        assert_eq!(statuses, [503, 500, 410], "the script, then the standing answer");
+        assert_eq!(
+            statuses,
+            [503, 500, 410],
+            "the script, then the standing answer"
+        );
         for _ in 0..3 {
             hook.next("a later post", Duration::from_secs(5)).await;
         }

@@ -16,7 +16,13 @@ where
 {
     wait_for(what, timeout, || {
         let check = condition();
-        async move { if check.await { Ok(()) } else { Err(String::new()) } }
+        async move {
+            if check.await {
+                Ok(())
+            } else {
+                Err(String::new())
+            }
+        }
     })
     .await
 }
@@ -81,7 +87,10 @@ mod tests {
         })
         .await;
         assert_eq!(n.load(Ordering::Relaxed), 3);
-        let v = wait_for("a value", Duration::from_secs(5), || async { Ok::<_, String>(7) }).await;
+        let v = wait_for("a value", Duration::from_secs(5), || async {
+            Ok::<_, String>(7)
+        })
+        .await;
         assert_eq!(v, 7);
     }
 

@@ -84,11 +84,18 @@ async fn help_and_version() {
     "#]]
     .assert_eq(&run.stdout);
     let bare = herald(&[], &[]).await;
-    assert_eq!((bare.code, bare.stdout), (Some(0), run.stdout), "no command: the overview");
+    assert_eq!(
+        (bare.code, bare.stdout),
+        (Some(0), run.stdout),
+        "no command: the overview"
+    );
 
     let run = herald(&["--version"], &[]).await;
     assert_eq!(run.code, Some(0));
-    assert_eq!(run.stdout, format!("herald {}\n", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        run.stdout,
+        format!("herald {}\n", env!("CARGO_PKG_VERSION"))
+    );
 }
 
 #[tokio::test]
@@ -105,13 +112,23 @@ async fn a_bad_command_line_exits_2_with_clap_s_message() {
     .assert_eq(&run.stderr);
     let run = herald(&["serv"], &[]).await;
     assert_eq!(run.code, Some(2), "{}", run.stderr);
-    assert!(run.stderr.contains("unrecognized subcommand 'serv'"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unrecognized subcommand 'serv'"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test]
 async fn bad_settings_exit_2_naming_each() {
     let run = herald(
-        &["serve", "--listen", "127.0.0.1:0", "--max-event-bytes", "lots"],
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--max-event-bytes",
+            "lots",
+        ],
         &[("HERALD_LISTN", "127.0.0.1:0"), ("HERALD_LOG", "xml")],
     )
     .await;

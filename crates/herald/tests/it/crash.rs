@@ -80,7 +80,11 @@ async fn sigkill_loses_no_acknowledged_event() {
                 running.load(Ordering::Relaxed) > 0,
                 "every writer stopped after {n} acknowledged requests, before the kill"
             );
-            if n >= 300 { Ok(()) } else { Err(format!("{n} acknowledged")) }
+            if n >= 300 {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
         },
     )
     .await;

@@ -208,7 +208,11 @@ async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order(backend: 
         QUIET_WINDOW,
         || async {
             let n = stream.read("events.>").await.len();
-            if n == 30 { Ok(()) } else { Err(format!("{n} events")) }
+            if n == 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} events"))
+            }
         },
     )
     .await;
@@ -226,7 +230,11 @@ async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order(backend: 
         QUIET_WINDOW,
         || async {
             let n = stream.read("events.>").await.len();
-            if n == 30 { Ok(()) } else { Err(format!("{n} events")) }
+            if n == 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} events"))
+            }
         },
     )
     .await;
@@ -261,9 +269,11 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
     let client = reqwest::Client::new();
     let key = binary::tenant(&client, &base, "acme").await;
-    wait_until("Herald to create the stream", Duration::from_secs(30), || {
-        stream.exists()
-    })
+    wait_until(
+        "Herald to create the stream",
+        Duration::from_secs(30),
+        || stream.exists(),
+    )
     .await;
 
     // JetStream stores what Herald publishes, but no ack reaches Herald: its
@@ -298,22 +308,27 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
     // Re-published (as duplicates) every event and its `event.stored`: the
     // publisher counts a message once JetStream acknowledged it.
-    wait_for("the events re-published", Duration::from_secs(30), || async {
-        let h: Value = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if h["nats"]["published"].as_u64().unwrap_or(0) >= 600 && h["nats"]["last_error"].is_null()
-        {
-            Ok(())
-        } else {
-            Err(h.to_string())
-        }
-    })
+    wait_for(
+        "the events re-published",
+        Duration::from_secs(30),
+        || async {
+            let h: Value = client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if h["nats"]["published"].as_u64().unwrap_or(0) >= 600
+                && h["nats"]["last_error"].is_null()
+            {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
     .await;
     let after = stream.read("events.>").await;
     assert_eq!(ids(&after), sent, "still exactly once each, in order");

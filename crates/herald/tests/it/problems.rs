@@ -305,27 +305,39 @@ async fn a_missing_key_and_an_unknown_route_are_problems_too() {
         .send()
         .await
         .unwrap();
-    check_problem(res, expect![[r#"
+    check_problem(
+        res,
+        expect![[r#"
         {
           "type": "urn:herald:problem:unauthorized",
           "title": "Missing or invalid API key",
           "status": 401,
           "detail": "send your API key as `Authorization: Bearer <key>`"
-        }"#]]).await;
+        }"#]],
+    )
+    .await;
     let res = app.get("/api/v1/nowhere", ROOT_KEY).await;
-    check_problem(res, expect![[r#"
+    check_problem(
+        res,
+        expect![[r#"
         {
           "type": "urn:herald:problem:not-found",
           "title": "Not found",
           "status": 404,
           "detail": "no such route; see GET /api/openapi.json"
-        }"#]]).await;
+        }"#]],
+    )
+    .await;
     let res = app.get("/api/v1/events/create", ROOT_KEY).await;
-    check_problem(res, expect![[r#"
+    check_problem(
+        res,
+        expect![[r#"
         {
           "type": "urn:herald:problem:method-not-allowed",
           "title": "Method not allowed",
           "status": 405,
           "detail": "/api/v1/events/create does not take GET; see GET /api/openapi.json"
-        }"#]]).await;
+        }"#]],
+    )
+    .await;
 }

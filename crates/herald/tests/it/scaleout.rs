@@ -174,25 +174,21 @@ async fn two_instances_share_one_postgres_store() {
     }
 
     // Both workers run; every event ends processed, each exactly once.
-    wait_for(
-        "every event processed",
-        Duration::from_secs(30),
-        || async {
-            let res = client
-                .post(format!("{base_b}/api/v1/events/query"))
-                .bearer_auth(&key)
-                .json(&json!({"status": ["pending", "processing"], "limit": 1}))
-                .send()
-                .await
-                .unwrap();
-            let (_, page) = json_of(res).await;
-            if page["total"] == 0 {
-                Ok(())
-            } else {
-                Err(format!("still unprocessed: {page}"))
-            }
-        },
-    )
+    wait_for("every event processed", Duration::from_secs(30), || async {
+        let res = client
+            .post(format!("{base_b}/api/v1/events/query"))
+            .bearer_auth(&key)
+            .json(&json!({"status": ["pending", "processing"], "limit": 1}))
+            .send()
+            .await
+            .unwrap();
+        let (_, page) = json_of(res).await;
+        if page["total"] == 0 {
+            Ok(())
+        } else {
+            Err(format!("still unprocessed: {page}"))
+        }
+    })
     .await;
     let all_events = (expected + other_expected) as i64;
     let rows = db
