@@ -6,7 +6,7 @@ use std::io::Write;
 
 use expect_test::{Expect, expect};
 use herald_testkit::app::*;
-use herald_testkit::read_problem;
+use herald_testkit::{assert_problem, read_problem};
 use serde_json::{Value, json};
 
 /// The status, the sorted `errors[].field` and the body of a problem
@@ -236,12 +236,7 @@ async fn a_path_that_does_not_decode_is_a_problem_json_404() {
         ),
     ] {
         let res = raw(&app, method, &path, key, "{}").await;
-        assert_eq!(res.status(), 404, "{method} {path}");
-        assert_eq!(
-            res.headers()["content-type"],
-            "application/problem+json",
-            "{method} {path}"
-        );
+        assert_problem(res, 404, "Not found", &[]).await;
     }
 }
 
@@ -249,11 +244,8 @@ async fn a_path_that_does_not_decode_is_a_problem_json_404() {
 async fn a_method_a_route_does_not_take_is_a_problem_json_405_with_allow() {
     let app = spawn_app().await;
     let res = app.get("/api/v1/events/create", ROOT_KEY).await;
-    assert_eq!(res.status(), 405);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(res.headers()["allow"], "POST");
-    let p: Value = res.json().await.unwrap();
-    assert_eq!(p["status"], 405, "{p}");
+    assert_problem(res, 405, "Method not allowed", &[]).await;
 }
 
 #[tokio::test]
