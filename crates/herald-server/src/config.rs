@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod settings;
+
+pub use settings::{SETTINGS, Setting};
+
 /// How logs are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,45 +123,28 @@ impl Default for Config {
     }
 }
 
-/// Flag values, which win over everything else.
+/// Flag values, which win over everything else: `(key, value)` pairs,
+/// the key naming a [`Setting`].
 #[derive(Debug, Clone, Default)]
-pub struct Overrides {
-    pub listen: Option<String>,
-    pub data_dir: Option<PathBuf>,
-    pub log: Option<String>,
+pub struct Overrides(Vec<(String, String)>);
+
+impl Overrides {
+    /// Sets the setting `key` (as in `herald.toml`) to `value`.
+    pub fn set(&mut self, key: &str, value: impl Into<String>) {
+        self.0.push((key.to_string(), value.into()));
+    }
+
+    /// The same, chained.
+    pub fn with(mut self, key: &str, value: impl Into<String>) -> Self {
+        self.set(key, value);
+        self
+    }
 }
 
 /// Every problem found while loading; shown to the operator all at once.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
 pub struct ConfigError(pub Vec<String>);
-
-/// The environment variables Herald reads, for docs and `--help`.
-pub const ENV_VARS: &[&str] = &[
-    "HERALD_LISTEN",
-    "HERALD_DATA_DIR",
-    "HERALD_ROOT_KEY",
-    "HERALD_HASH_SECRET",
-    "HERALD_LOG",
-    "HERALD_LOG_LEVEL",
-    "HERALD_MAX_EVENT_BYTES",
-    "HERALD_MAX_BATCH_EVENTS",
-    "HERALD_MAX_BATCH_BYTES",
-    "HERALD_MAX_INFLIGHT_EVENTS",
-    "HERALD_SYNC_FULL",
-    "HERALD_WORKER_IDLE_MS",
-    "HERALD_DATABASE_URL",
-    "HERALD_DATABASE_SCHEMA",
-    "HERALD_DATABASE_POOL_SIZE",
-    "HERALD_REGISTRY_REFRESH_MS",
-    "HERALD_NATS_URL",
-    "HERALD_NATS_STREAM",
-    "HERALD_NATS_SUBJECT_PREFIX",
-    "HERALD_NATS_MAX_AGE_SECS",
-    "HERALD_NATS_MAX_BYTES",
-    "HERALD_NATS_DUPLICATE_WINDOW_SECS",
-    "HERALD_SHUTDOWN_GRACE_SECS",
-];
 
 /// `HERALD_*` names that belong to Herald's test suite and bench tool, not
 /// to the server.
@@ -193,63 +180,33 @@ impl Config {
         };
 
         for (name, value) in env {
-            let Some(key) = name.strip_prefix("HERALD_") else {
+            if !name.starts_with("HERALD_") {
                 continue;
-            };
-            let mut set = |r: Result<(), String>| {
-                if let Err(e) = r {
-                    problems.push(format!("{name}={value:?}: {e}"));
+            }
+            match Setting::by_env(&name) {
+                Some(setting) => {
+                    if let Err(e) = setting.apply(&mut config, &value) {
+                        problems.push(format!("{name}={value:?}: {e}"));
+                    }
                 }
-            };
-            match key {
-                "LISTEN" => set(parse_into(&value, &mut config.listen)),
-                "DATA_DIR" => config.data_dir = PathBuf::from(&value),
-                "ROOT_KEY" => config.root_key = Some(Secret(value.clone())),
-                "HASH_SECRET" => config.hash_secret = Some(Secret(value.clone())),
-                "LOG" => set(parse_log(&value).map(|l| config.log = l)),
-                "LOG_LEVEL" => config.log_level = value.clone(),
-                "MAX_EVENT_BYTES" => set(parse_into(&value, &mut config.max_event_bytes)),
-                "MAX_BATCH_EVENTS" => set(parse_into(&value, &mut config.max_batch_events)),
-                "MAX_BATCH_BYTES" => set(parse_into(&value, &mut config.max_batch_bytes)),
-                "MAX_INFLIGHT_EVENTS" => set(parse_into(&value, &mut config.max_inflight_events)),
-                "SYNC_FULL" => set(parse_into(&value, &mut config.sync_full)),
-                "WORKER_IDLE_MS" => set(parse_into(&value, &mut config.worker_idle_ms)),
-                "DATABASE_URL" => {
-                    config.database_url = (!value.is_empty()).then(|| Secret(value.clone()))
-                }
-                "DATABASE_SCHEMA" => config.database_schema = value.clone(),
-                "DATABASE_POOL_SIZE" => set(parse_into(&value, &mut config.database_pool_size)),
-                "REGISTRY_REFRESH_MS" => set(parse_into(&value, &mut config.registry_refresh_ms)),
-                "NATS_URL" => config.nats_url = (!value.is_empty()).then(|| value.clone()),
-                "NATS_STREAM" => config.nats_stream = value.clone(),
-                "NATS_SUBJECT_PREFIX" => config.nats_subject_prefix = value.clone(),
-                "NATS_MAX_AGE_SECS" => set(parse_into(&value, &mut config.nats_max_age_secs)),
-                "NATS_MAX_BYTES" => set(parse_into(&value, &mut config.nats_max_bytes)),
-                "NATS_DUPLICATE_WINDOW_SECS" => {
-                    set(parse_into(&value, &mut config.nats_duplicate_window_secs))
-                }
-                "SHUTDOWN_GRACE_SECS" => set(parse_into(&value, &mut config.shutdown_grace_secs)),
-                _ if OTHER_TOOLS.iter().any(|p| name.starts_with(p)) => {}
+                None if OTHER_TOOLS.iter().any(|p| name.starts_with(p)) => {}
                 // A misspelt setting would otherwise be silently ignored.
-                _ => problems.push(format!(
+                None => problems.push(format!(
                     "{name}: not a Herald setting{}",
                     closest(&name).map_or(String::new(), |c| format!(" (did you mean {c}?)"))
                 )),
             }
         }
 
-        if let Some(listen) = flags.listen
-            && let Err(e) = parse_into(&listen, &mut config.listen)
-        {
-            problems.push(format!("--listen {listen:?}: {e}"));
-        }
-        if let Some(dir) = flags.data_dir {
-            config.data_dir = dir;
-        }
-        if let Some(log) = flags.log {
-            match parse_log(&log) {
-                Ok(l) => config.log = l,
-                Err(e) => problems.push(format!("--log {log:?}: {e}")),
+        for (key, value) in flags.0 {
+            match Setting::by_key(&key) {
+                Some(setting) => {
+                    if let Err(e) = setting.apply(&mut config, &value) {
+                        let flag = setting.flag.unwrap_or(setting.key);
+                        problems.push(format!("--{flag} {value:?}: {e}"));
+                    }
+                }
+                None => problems.push(format!("--{key}: not a Herald setting")),
             }
         }
 
@@ -368,28 +325,12 @@ fn closest(name: &str) -> Option<&'static str> {
         }
         row[b.len()]
     }
-    ENV_VARS
+    SETTINGS
         .iter()
-        .map(|v| (distance(name, v), *v))
+        .map(|s| (distance(name, s.env), s.env))
         .filter(|(d, _)| *d <= 3)
         .min()
         .map(|(_, v)| v)
-}
-
-fn parse_into<T: std::str::FromStr>(s: &str, slot: &mut T) -> Result<(), String>
-where
-    T::Err: std::fmt::Display,
-{
-    *slot = s.trim().parse().map_err(|e: T::Err| e.to_string())?;
-    Ok(())
-}
-
-fn parse_log(s: &str) -> Result<LogFormat, String> {
-    match s {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err("expected `text` or `json`".into()),
-    }
 }
 
 #[cfg(test)]
@@ -416,10 +357,7 @@ mod tests {
         let c = Config::load(
             Some(&file),
             env(&[("HERALD_LISTEN", "127.0.0.1:9001"), ("PATH", "/bin")]),
-            Overrides {
-                listen: Some("127.0.0.1:9002".into()),
-                ..Default::default()
-            },
+            Overrides::default().with("listen", "127.0.0.1:9002"),
         )
         .unwrap();
         assert_eq!(c.listen.port(), 9002, "flag wins");
@@ -459,5 +397,34 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn flags_go_through_the_settings_table_and_are_named_by_flag() {
+        let c = Config::load(
+            None,
+            env(&[("HERALD_NATS_STREAM", "FROM_ENV")]),
+            Overrides::default()
+                .with("nats_stream", "FROM_FLAG")
+                .with("database_pool_size", "8"),
+        )
+        .unwrap();
+        assert_eq!(
+            (c.nats_stream.as_str(), c.database_pool_size),
+            ("FROM_FLAG", 8)
+        );
+        let err = Config::load(
+            None,
+            env(&[]),
+            Overrides::default()
+                .with("listen", "nowhere")
+                .with("log", "xml")
+                .with("colour", "blue"),
+        )
+        .unwrap_err();
+        assert_eq!(err.0.len(), 3, "{err}");
+        assert!(err.0[0].starts_with("--listen \"nowhere\": "), "{err}");
+        assert_eq!(err.0[1], "--log \"xml\": expected `text` or `json`");
+        assert_eq!(err.0[2], "--colour: not a Herald setting");
     }
 }

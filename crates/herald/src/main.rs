@@ -1,11 +1,12 @@
-//! `herald`: the command line. Glue only — it parses flags, loads the
-//! layered configuration, sets up logging, binds the listener and hands
-//! everything to `herald_server::run`.
+//! `herald`: the command line. Glue only — it parses the command line
+//! (clap), loads the layered configuration, sets up logging, binds the
+//! listener and hands everything to `herald_server::run`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use herald_server::config::{Config, LogFormat, Overrides};
+use clap::{CommandFactory, Parser, Subcommand};
+use herald_server::config::{Config, LogFormat, Overrides, SETTINGS, Setting};
 
 /// mimalloc instead of glibc's allocator, for Rust and (feature `override`)
 /// for SQLite's C code too: allocation was ~19% of the core pipeline's
@@ -34,41 +35,128 @@ fn no_huge_pages() {
     }
 }
 
-const USAGE: &str = "\
-herald — a self-hosted event hub
+/// `herald`: one subcommand per task. `serve` is the server; the client
+/// commands (send, query, tail, import, keys) join it as subcommands.
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Herald, a self-hosted event hub")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-USAGE:
-    herald serve [--listen ADDR] [--data-dir DIR] [--config FILE] [--log text|json]
-    herald --version
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server
+    #[command(long_about = SERVE_ABOUT)]
+    Serve(ServeArgs),
+}
 
-Configuration is read in layers: defaults, then herald.toml (or --config),
-then HERALD_* environment variables, then flags. Variables:
-    HERALD_LISTEN (127.0.0.1:7070)  HERALD_DATA_DIR (./herald-data)
-    HERALD_ROOT_KEY  HERALD_HASH_SECRET  HERALD_LOG (text|json)  HERALD_LOG_LEVEL (info)
-    HERALD_MAX_EVENT_BYTES (65536)  HERALD_MAX_BATCH_EVENTS (1000)
-    HERALD_MAX_BATCH_BYTES (5242880)  HERALD_MAX_INFLIGHT_EVENTS (100000)
-    HERALD_SYNC_FULL (true)  HERALD_WORKER_IDLE_MS (500)
-";
+const SERVE_ABOUT: &str = "Run the server.
 
-#[allow(clippy::print_stdout)]
+Settings are read in layers: defaults, then herald.toml (or --config), then \
+HERALD_* environment variables, then these flags. A flag's herald.toml key is \
+its name with `_` for `-`.";
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Read settings from FILE [default: ./herald.toml, when present]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: SettingFlags,
+}
+
+/// A flag for every setting of `config::SETTINGS` but the secrets, built
+/// from that table, so help shows exactly the settings Herald accepts.
+/// Values are kept as text: `Config::load` parses them, after the file
+/// and the environment, and names every bad one.
+#[derive(Debug, Default)]
+struct SettingFlags(Overrides);
+
+impl clap::FromArgMatches for SettingFlags {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut flags = Overrides::default();
+        for s in SETTINGS.iter().filter(|s| s.flag.is_some()) {
+            if let Some(value) = matches.get_one::<String>(s.key) {
+                flags.set(s.key, value.clone());
+            }
+        }
+        Ok(SettingFlags(flags))
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(matches)?;
+        Ok(())
+    }
+}
+
+impl clap::Args for SettingFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let defaults = Config::default();
+        let described = |s: &Setting| {
+            format!(
+                "{} [env: {}] [default: {}]",
+                s.help,
+                s.env,
+                (s.default)(&defaults)
+            )
+        };
+        let secrets: String = SETTINGS
+            .iter()
+            .filter(|s| s.flag.is_none())
+            .map(|s| {
+                format!(
+                    "\n  {} <{}>  (herald.toml: {})\n          {} [default: {}]",
+                    s.env,
+                    s.value_name,
+                    s.key,
+                    s.help,
+                    (s.default)(&defaults)
+                )
+            })
+            .collect();
+        SETTINGS
+            .iter()
+            .filter_map(|s| Some((s, s.flag?)))
+            .fold(cmd, |cmd, (s, flag)| {
+                cmd.arg(
+                    clap::Arg::new(s.key)
+                        .long(flag)
+                        .value_name(s.value_name)
+                        .help(described(s)),
+                )
+            })
+            .after_help(format!(
+                "Secrets, from herald.toml or the environment only (a flag's value \
+                 shows in the process list):{secrets}"
+            ))
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 fn main() -> ExitCode {
     no_huge_pages();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (config_file, overrides) = match parse_args(&args) {
-        Ok(Some(parsed)) => parsed,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("herald: {e}\n\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    // Help and version exit 0, a bad command line exits 2 with clap's message.
+    let cli = Cli::parse();
+    let Some(Command::Serve(args)) = cli.command else {
+        // No command: the overview, as `--help` prints it.
+        let _ = Cli::command().print_help();
+        return ExitCode::SUCCESS;
     };
-    let config = match Config::load(config_file.as_deref(), std::env::vars(), overrides) {
+    let config = match Config::load(args.config.as_deref(), std::env::vars(), args.settings.0) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("herald: {e}");
             return ExitCode::from(2);
         }
     };
+    serve(config)
+}
+
+fn serve(config: Config) -> ExitCode {
     init_logging(&config);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -99,50 +187,6 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-/// `Ok(None)` when the command was fully handled (help, version).
-#[allow(clippy::print_stdout)]
-fn parse_args(args: &[String]) -> Result<Option<(Option<PathBuf>, Overrides)>, String> {
-    let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("serve") => {}
-        Some("--version" | "-V") => {
-            println!("herald {}", env!("CARGO_PKG_VERSION"));
-            return Ok(None);
-        }
-        Some("--help" | "-h" | "help") | None => {
-            print!("{USAGE}");
-            return Ok(None);
-        }
-        Some(other) => return Err(format!("unknown command `{other}`")),
-    }
-    let mut file = None;
-    let mut o = Overrides::default();
-    while let Some(flag) = it.next() {
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n, Some(v.to_string())),
-            None => (flag.as_str(), None),
-        };
-        if name == "--help" || name == "-h" {
-            print!("{USAGE}");
-            return Ok(None);
-        }
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match name {
-            "--listen" => o.listen = Some(value()?),
-            "--data-dir" => o.data_dir = Some(PathBuf::from(value()?)),
-            "--config" => file = Some(PathBuf::from(value()?)),
-            "--log" => o.log = Some(value()?),
-            other => return Err(format!("unknown flag `{other}`")),
-        }
-    }
-    Ok(Some((file, o)))
 }
 
 fn init_logging(config: &Config) {

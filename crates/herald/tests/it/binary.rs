@@ -4,6 +4,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use herald_testkit::wait_until;
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
@@ -34,7 +35,7 @@ pub async fn start_logging(
     log: Stdio,
 ) -> (Child, String) {
     let port = free_port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_herald"))
+    let child = Command::new(env!("CARGO_BIN_EXE_herald"))
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ROOT_KEY", ROOT)
@@ -47,22 +48,24 @@ pub async fn start_logging(
         .expect("start herald");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-        {
-            return (child, base);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("herald exited before it was healthy: {status}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("herald did not become healthy on {base} within 30 s");
+    // Shared with the condition, which checks the child has not exited.
+    let child = std::sync::Mutex::new(child);
+    wait_until(
+        &format!("herald to answer /health on {base}"),
+        Duration::from_secs(30),
+        || async {
+            if let Ok(Some(status)) = child.lock().unwrap().try_wait() {
+                panic!("herald exited before it was healthy: {status}");
+            }
+            client
+                .get(format!("{base}/health"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    (child.into_inner().unwrap(), base)
 }
 
 /// Sends SIGTERM to our own child, by PID.

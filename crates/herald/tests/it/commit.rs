@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use herald_testkit::app::*;
 
 fn open_db(app: &TestApp) -> rusqlite::Connection {
     let db = rusqlite::Connection::open(app.data_dir.path().join("herald.db")).unwrap();

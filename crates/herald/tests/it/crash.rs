@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use herald_testkit::wait_for;
 use serde_json::{Value, json};
 
 use crate::binary::{self, start};
@@ -70,20 +71,23 @@ async fn sigkill_loses_no_acknowledged_event() {
     }
     // Kill in the middle of the stream of writes; fail rather than hang if
     // the writers stop or stall before getting there.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while acked.load(Ordering::Relaxed) < 300 {
-        assert!(
-            running.load(Ordering::Relaxed) > 0,
-            "every writer stopped after {} acknowledged requests, before the kill",
-            acked.load(Ordering::Relaxed)
-        );
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "only {} requests acknowledged in 60 s",
-            acked.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(
+        "300 acknowledged requests before the kill",
+        Duration::from_secs(60),
+        || async {
+            let n = acked.load(Ordering::Relaxed);
+            assert!(
+                running.load(Ordering::Relaxed) > 0,
+                "every writer stopped after {n} acknowledged requests, before the kill"
+            );
+            if n >= 300 {
+                Ok(())
+            } else {
+                Err(format!("{n} acknowledged"))
+            }
+        },
+    )
+    .await;
     child.start_kill().expect("SIGKILL");
     child.wait().await.unwrap();
     let mut acked_ids = Vec::new();

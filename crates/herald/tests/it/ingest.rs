@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use herald_testkit::app::*;
 
 #[tokio::test]
 async fn create_returns_201_with_seed_003_and_canonical_fields() {

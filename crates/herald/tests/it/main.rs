@@ -1,10 +1,11 @@
 //! Herald's one integration-test binary: every test spawns the real server
-//! on port 0 with its own data directory and talks HTTP to it.
+//! on port 0 with its own data directory and talks HTTP to it (through
+//! `herald-testkit`), or runs the real binary (`binary.rs`).
 
 mod binary;
+mod cli;
 mod commit;
 mod crash;
-mod helpers;
 mod ingest;
 mod nats;
 mod openapi;
@@ -12,6 +13,5 @@ mod problems;
 mod query;
 mod registry;
 mod scaleout;
-mod services;
 mod shutdown;
 mod tenancy;

@@ -9,54 +9,51 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use herald_testkit::{
+    Backend, Mode, NatsStream, Proxy, TestApp, msg_ids as ids, nats_url, spawn_on, spawn_with,
+    stays, wait_for,
+};
 use serde_json::{Value, json};
 
 use crate::binary;
-use crate::helpers::{TestApp, spawn_with};
-use crate::services::{Backend, Mode, NatsStream, Proxy, nats_url};
 
-/// `mod $test { sqlite, postgres }`: the test body `$test(Backend)` once per
-/// store; the PostgreSQL run skips loudly without `HERALD_TEST_DATABASE_URL`.
-macro_rules! on_each_store {
-    ($($test:ident),* $(,)?) => {$(
-        mod $test {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$test(super::Backend::Sqlite).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(backend) = super::Backend::postgres() {
-                    super::$test(backend).await
-                }
-            }
-        }
-    )*};
-}
-
-on_each_store!(
+herald_testkit::on_each_backend!(
     a_consumer_receives_exactly_the_stored_events_in_each_tenants_order,
     a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order,
     no_duplicates_after_herald_dies_between_publishing_and_its_acks,
 );
 
-fn point_at(config: &mut herald_server::Config, backend: &Backend, url: &str, stream: &NatsStream) {
-    backend.apply(config);
+/// How long the outage test watches for messages that must not come, and
+/// within which, as its positive control, messages that must come do.
+const QUIET_WINDOW: Duration = Duration::from_secs(5);
+
+fn point_at(config: &mut herald_server::Config, url: &str, stream: &NatsStream) {
     config.nats_url = Some(url.to_string());
     config.nats_stream = stream.name.clone();
     config.nats_subject_prefix = stream.prefix.clone();
 }
 
-async fn health(app: &TestApp) -> Value {
-    app.client
-        .get(app.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+/// An event in a tenant of its own, returned once JetStream holds it, its
+/// `event.stored` and its `event.processed.*`. Events and their
+/// `event.stored` go out in commit order, and lifecycle notifications in
+/// the order they were queued, so every message published before this
+/// one's is in the stream by then: after it, a count is exact.
+async fn sentinel(app: &TestApp, stream: &NatsStream) -> String {
+    let t = app.tenant("sentinel").await;
+    let (status, body) = app
+        .create(
+            &t.admin_key,
+            &json!({"event_type": "sentinel", "category": "system"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["event_id"].as_str().unwrap().to_string();
+    stream.wait_for_event("events.>", &id).await;
+    stream.wait_for_event("lifecycle.*.event.stored", &id).await;
+    stream
+        .wait_for_event("lifecycle.*.event.processed.>", &id)
+        .await;
+    id
 }
 
 /// `n` single creates; their event ids.
@@ -75,14 +72,10 @@ async fn send(app: &TestApp, key: &str, n: usize) -> Vec<String> {
     ids
 }
 
-fn ids(messages: &[crate::services::Stored]) -> Vec<String> {
-    messages.iter().map(|m| m.msg_id.clone()).collect()
-}
-
 async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order(backend: Backend) {
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
-    let app = spawn_with(|c| point_at(c, &backend, &url, &stream)).await;
+    let app = spawn_on(backend, |c| point_at(c, &url, &stream)).await;
     let (acme, globex) = (app.tenant("acme").await, app.tenant("globex").await);
 
     // Interleaved: single creates and batches, two tenants, a repeat.
@@ -139,15 +132,21 @@ async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order(bac
     let processed = stream
         .wait_for("lifecycle.*.event.processed.success", total)
         .await;
-    // Settle, then read again: nothing more (no duplicates) arrives.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Once a later event is there, everything before it is: then the
+    // stream holds exactly the stored events and one of each notification
+    // (no duplicates), and the sentinel.
+    let last = sentinel(&app, &stream).await;
     let events_again = stream.read("events.>").await;
-    assert_eq!(events_again.len(), total, "exactly the stored events");
-    assert_eq!(ids(&events), ids(&events_again));
+    assert_eq!(events_again.len(), total + 1, "exactly the stored events");
+    assert_eq!(ids(&events_again), [ids(&events), vec![last]].concat());
     assert_eq!(lifecycle_stored.len(), total);
     assert_eq!(
+        stream.read("lifecycle.*.event.stored").await.len(),
+        total + 1
+    );
+    assert_eq!(
         stream.read("lifecycle.*.event.processed.>").await.len(),
-        total
+        total + 1
     );
 
     for (tenant, want) in &sent {
@@ -188,7 +187,7 @@ async fn a_consumer_receives_exactly_the_stored_events_in_each_tenants_order(bac
         .collect();
     assert_eq!(stored_ids.len(), total);
 
-    let h = health(&app).await;
+    let h = app.health().await;
     assert_eq!(h["nats"]["connected"], true, "{h}");
     assert!(h["nats"]["last_error"].is_null(), "{h}");
     app.stop().await.unwrap();
@@ -198,34 +197,73 @@ async fn a_nats_outage_loses_nothing_and_the_backlog_goes_out_in_order(backend: 
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
     let proxy = Proxy::start(&url).await;
-    let app = spawn_with(|c| point_at(c, &backend, &proxy.url, &stream)).await;
+    let app = spawn_on(backend, |c| point_at(c, &proxy.url, &stream)).await;
     let t = app.tenant("acme").await;
     let mut sent = send(&app, &t.admin_key, 30).await;
-    stream.wait_for("events.>", 30).await;
+    // The positive control of the quiet check below: through the same path
+    // (Herald, the proxy, NATS, this reader), what Herald stores arrives
+    // within the window.
+    wait_for(
+        "the first 30 events, through the proxy",
+        QUIET_WINDOW,
+        || async {
+            let n = stream.read("events.>").await.len();
+            if n == 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} events"))
+            }
+        },
+    )
+    .await;
 
     proxy.set(Mode::Down);
     app.eventually("health reports NATS down", || async {
-        health(&app).await["nats"]["connected"] == false
+        app.health().await["nats"]["connected"] == false
     })
     .await;
     sent.extend(send(&app, &t.admin_key, 70).await);
-    // While NATS is away nothing new arrives, and nothing is lost.
-    assert_eq!(stream.read("events.>").await.len(), 30);
+    // While NATS is away nothing new arrives (watched for as long as the
+    // control was given), and nothing is lost.
+    stays(
+        "JetStream holding only the 30 events from before the outage",
+        QUIET_WINDOW,
+        || async {
+            let n = stream.read("events.>").await.len();
+            if n == 30 {
+                Ok(())
+            } else {
+                Err(format!("{n} events"))
+            }
+        },
+    )
+    .await;
 
     proxy.set(Mode::Pass);
-    let events = stream.wait_for("events.>", 100).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let events = if events.len() == 100 {
-        stream.read("events.>").await
-    } else {
-        events
-    };
-    assert_eq!(ids(&events), sent, "all 100, once each, in order");
+    // One more event after the backlog: once it is there, the whole
+    // backlog is, and the list is exact.
+    sent.extend(send(&app, &t.admin_key, 1).await);
+    let events = stream
+        .wait_for_event("events.>", sent.last().unwrap())
+        .await;
+    assert_eq!(ids(&events), sent, "all 101, once each, in order");
     app.eventually("health reports NATS back", || async {
-        health(&app).await["nats"]["connected"] == true
+        app.health().await["nats"]["connected"] == true
     })
     .await;
     app.stop().await.unwrap();
+}
+
+/// `/health` of the real binary at `base`.
+async fn health(client: &reqwest::Client, base: &str) -> Value {
+    client
+        .get(format!("{base}/health"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend: Backend) {
@@ -243,14 +281,32 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
     let client = reqwest::Client::new();
     let key = binary::tenant(&client, &base, "acme").await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !stream.exists().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stream never created"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Before the replies are cut, one event goes out and its acks come back:
+    // so the stream is set up (the reply to its creation reached Herald,
+    // which a cut right after creation could otherwise swallow) and the
+    // cursor is past it.
+    let res = client
+        .post(format!("{base}/api/v1/events/create"))
+        .bearer_auth(&key)
+        .json(&json!({"event_type": "x", "category": "system", "data": {"i": "first"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let first: Value = res.json().await.unwrap();
+    wait_for(
+        "the first event and its event.stored acknowledged",
+        Duration::from_secs(30),
+        || async {
+            let h = health(&client, &base).await;
+            if h["nats"]["published"].as_u64().unwrap_or(0) >= 2 {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
+    .await;
 
     // JetStream stores what Herald publishes, but no ack reaches Herald: its
     // cursor cannot move, exactly as if it died between publish and ack.
@@ -267,13 +323,11 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
         .unwrap();
     assert_eq!(res.status(), 201);
     let body: Value = res.json().await.unwrap();
-    let sent: Vec<String> = body["results"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let sent: Vec<String> = std::iter::once(&first)
+        .chain(body["results"].as_array().unwrap())
         .map(|r| r["event_id"].as_str().unwrap().to_string())
         .collect();
-    let before = stream.wait_for("events.>", 300).await;
+    let before = stream.wait_for("events.>", 301).await;
     assert_eq!(ids(&before), sent, "published once, unacknowledged");
 
     // Killed mid-publish; restarted with NATS reachable: it publishes the
@@ -282,30 +336,26 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
     child.wait().await.unwrap();
     proxy.set(Mode::Pass);
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let h: Value = client
-            .get(format!("{base}/health"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        // Re-published (as duplicates) every event and its `event.stored`.
-        if h["nats"]["published"].as_u64().unwrap_or(0) >= 600 && h["nats"]["last_error"].is_null()
-        {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never re-published: {h}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Re-published (as duplicates) every event and its `event.stored`: the
+    // publisher counts a message once JetStream acknowledged it.
+    wait_for(
+        "the events re-published",
+        Duration::from_secs(30),
+        || async {
+            let h = health(&client, &base).await;
+            if h["nats"]["published"].as_u64().unwrap_or(0) >= 600
+                && h["nats"]["last_error"].is_null()
+            {
+                Ok(())
+            } else {
+                Err(h.to_string())
+            }
+        },
+    )
+    .await;
     let after = stream.read("events.>").await;
     assert_eq!(ids(&after), sent, "still exactly once each, in order");
-    assert_eq!(stream.read("lifecycle.*.event.stored").await.len(), 300);
+    assert_eq!(stream.read("lifecycle.*.event.stored").await.len(), 301);
     child.start_kill().unwrap();
     child.wait().await.unwrap();
 }
@@ -318,7 +368,7 @@ async fn a_restart_with_other_retention_updates_the_existing_stream() {
     let Some(url) = nats_url() else { return };
     let stream = NatsStream::new(&url).await;
     let app = spawn_with(|c| {
-        point_at(c, &Backend::Sqlite, &url, &stream);
+        point_at(c, &url, &stream);
         c.nats_max_age_secs = 3600;
     })
     .await;
@@ -334,7 +384,7 @@ async fn a_restart_with_other_retention_updates_the_existing_stream() {
     let new_prefix = format!("{}-moved", stream.prefix);
     let app = app
         .restart_with(|c| {
-            point_at(c, &Backend::Sqlite, &url, &stream);
+            point_at(c, &url, &stream);
             c.nats_max_age_secs = 7200;
             c.nats_max_bytes = 64 << 20;
             c.nats_duplicate_window_secs = 300;
@@ -343,19 +393,19 @@ async fn a_restart_with_other_retention_updates_the_existing_stream() {
         .await;
     let later = send(&app, &t.admin_key, 2).await;
     // The publisher updates the stream before it publishes again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let updated = loop {
-        let config = stream.config().await.unwrap();
-        if config.max_age != created.max_age {
-            break config;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the stream kept its settings: {config:?}, {}",
-            health(&app).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let updated = wait_for(
+        "the stream's new settings",
+        Duration::from_secs(30),
+        || async {
+            let config = stream.config().await.unwrap();
+            if config.max_age != created.max_age {
+                Ok(config)
+            } else {
+                Err(format!("{config:?}, {}", app.health().await))
+            }
+        },
+    )
+    .await;
     assert_eq!(updated.max_age, Duration::from_secs(7200));
     assert_eq!(updated.max_bytes, 64 << 20);
     assert_eq!(updated.duplicate_window, Duration::from_secs(300));
@@ -364,21 +414,21 @@ async fn a_restart_with_other_retention_updates_the_existing_stream() {
         vec![format!("{}.>", stream.prefix), format!("{new_prefix}.>")]
     );
     // The new prefix's subjects are the stream's now: its events land there.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let moved = loop {
-        let got = stream
-            .read_subjects(&format!("{new_prefix}.events.>"))
-            .await;
-        if got.len() >= 2 {
-            break got;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "events under the new prefix never arrived: {}",
-            health(&app).await
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let moved = wait_for(
+        "events under the new prefix",
+        Duration::from_secs(30),
+        || async {
+            let got = stream
+                .read_subjects(&format!("{new_prefix}.events.>"))
+                .await;
+            if got.len() >= 2 {
+                Ok(got)
+            } else {
+                Err(app.health().await.to_string())
+            }
+        },
+    )
+    .await;
     assert_eq!(ids(&moved), later);
     // What the stream held before stays.
     assert_eq!(ids(&stream.read("events.>").await), first);

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use herald_testkit::app::*;
 
 /// The document with every object that lists its properties closed to
 /// others, as a JSON Schema root that `$ref`s can resolve against.

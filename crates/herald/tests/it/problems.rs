@@ -4,29 +4,22 @@
 
 use std::io::Write;
 
+use expect_test::{Expect, expect};
+use herald_testkit::app::*;
+use herald_testkit::{assert_problem, read_problem};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-/// The status and the sorted `errors[].field` of a problem answer.
+/// The status, the sorted `errors[].field` and the body of a problem
+/// answer (its content type and body `status` checked by the kit).
 async fn named(res: reqwest::Response) -> (u16, Vec<String>, Value) {
-    let status = res.status().as_u16();
-    assert_eq!(
-        res.headers()["content-type"],
-        "application/problem+json",
-        "status {status}"
-    );
-    let p: Value = res.json().await.unwrap();
-    let mut fields: Vec<String> = p["errors"]
-        .as_array()
-        .map(|e| {
-            e.iter()
-                .map(|e| e["field"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .unwrap_or_default();
-    fields.sort();
-    (status, fields, p)
+    let p = read_problem(res).await;
+    (p.status, p.fields, p.body)
+}
+
+/// A problem answer's whole body, pretty-printed, against a snapshot.
+async fn check_problem(res: reqwest::Response, expected: Expect) {
+    let p = read_problem(res).await;
+    expected.assert_eq(&serde_json::to_string_pretty(&p.body).unwrap());
 }
 
 async fn raw(app: &TestApp, method: &str, path: &str, key: &str, body: &str) -> reqwest::Response {
@@ -243,12 +236,7 @@ async fn a_path_that_does_not_decode_is_a_problem_json_404() {
         ),
     ] {
         let res = raw(&app, method, &path, key, "{}").await;
-        assert_eq!(res.status(), 404, "{method} {path}");
-        assert_eq!(
-            res.headers()["content-type"],
-            "application/problem+json",
-            "{method} {path}"
-        );
+        assert_problem(res, 404, "Not found", &[]).await;
     }
 }
 
@@ -256,9 +244,92 @@ async fn a_path_that_does_not_decode_is_a_problem_json_404() {
 async fn a_method_a_route_does_not_take_is_a_problem_json_405_with_allow() {
     let app = spawn_app().await;
     let res = app.get("/api/v1/events/create", ROOT_KEY).await;
-    assert_eq!(res.status(), 405);
-    assert_eq!(res.headers()["content-type"], "application/problem+json");
     assert_eq!(res.headers()["allow"], "POST");
-    let p: Value = res.json().await.unwrap();
-    assert_eq!(p["status"], 405, "{p}");
+    assert_problem(res, 405, "Method not allowed", &[]).await;
+}
+
+#[tokio::test]
+async fn an_invalid_event_is_one_problem_naming_every_bad_field() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .post(
+            "/api/v1/events/create",
+            &t.admin_key,
+            &json!({"event_type": "order.created", "category": "business",
+                    "timestamp": "yesterday", "event_source": "fax",
+                    "outcome": {"status": "maybe"}}),
+        )
+        .await;
+    check_problem(res, expect![[r#"
+        {
+          "type": "urn:herald:problem:validation",
+          "title": "Invalid input",
+          "status": 400,
+          "detail": "the event has 3 invalid fields",
+          "errors": [
+            {
+              "field": "/event_source",
+              "message": "`fax` is not allowed; expected one of: frontend, backend, system, iot_device, external_api, scheduled",
+              "kind": "invalid_value"
+            },
+            {
+              "field": "/timestamp",
+              "message": "expected an RFC 3339 timestamp like 2025-12-30T10:00:00Z, got `yesterday` (the 'year' component could not be parsed)",
+              "kind": "invalid_value"
+            },
+            {
+              "field": "/outcome/status",
+              "message": "`maybe` is not allowed; expected one of: success, failure, pending",
+              "kind": "invalid_value"
+            }
+          ]
+        }"#]]).await;
+}
+
+#[tokio::test]
+async fn a_missing_key_and_an_unknown_route_are_problems_too() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/create"))
+        .json(&event("x", "system"))
+        .send()
+        .await
+        .unwrap();
+    check_problem(
+        res,
+        expect![[r#"
+        {
+          "type": "urn:herald:problem:unauthorized",
+          "title": "Missing or invalid API key",
+          "status": 401,
+          "detail": "send your API key as `Authorization: Bearer <key>`"
+        }"#]],
+    )
+    .await;
+    let res = app.get("/api/v1/nowhere", ROOT_KEY).await;
+    check_problem(
+        res,
+        expect![[r#"
+        {
+          "type": "urn:herald:problem:not-found",
+          "title": "Not found",
+          "status": 404,
+          "detail": "no such route; see GET /api/openapi.json"
+        }"#]],
+    )
+    .await;
+    let res = app.get("/api/v1/events/create", ROOT_KEY).await;
+    check_problem(
+        res,
+        expect![[r#"
+        {
+          "type": "urn:herald:problem:method-not-allowed",
+          "title": "Method not allowed",
+          "status": 405,
+          "detail": "/api/v1/events/create does not take GET; see GET /api/openapi.json"
+        }"#]],
+    )
+    .await;
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use herald_testkit::app::*;
 
 async fn seeded() -> (TestApp, String) {
     let app = spawn_app().await;

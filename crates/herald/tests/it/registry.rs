@@ -7,28 +7,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
-
-impl TestApp {
-    pub async fn put(&self, path: &str, key: &str, body: &Value) -> reqwest::Response {
-        self.client
-            .put(self.url(path))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
-    }
-
-    /// Registers a definition and returns it; panics unless 201.
-    pub async fn define(&self, key: &str, body: &Value) -> Value {
-        let res = self.post("/api/v1/event-definitions", key, body).await;
-        let status = res.status();
-        let out: Value = res.json().await.unwrap();
-        assert_eq!(status, 201, "{out}");
-        out
-    }
-}
+use herald_testkit::app::*;
 
 async fn json_of(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();

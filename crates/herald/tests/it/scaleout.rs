@@ -7,10 +7,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use herald_testkit::{NatsStream, PgSchema, nats_url, pg_url, wait_for, wait_until};
 use serde_json::{Value, json};
 
 use crate::binary;
-use crate::services::{NatsStream, PgSchema, nats_url, pg_url};
 
 async fn json_of(res: reqwest::Response) -> (u16, Value) {
     let status = res.status().as_u16();
@@ -174,8 +174,7 @@ async fn two_instances_share_one_postgres_store() {
     }
 
     // Both workers run; every event ends processed, each exactly once.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    wait_for("every event processed", Duration::from_secs(30), || async {
         let res = client
             .post(format!("{base_b}/api/v1/events/query"))
             .bearer_auth(&key)
@@ -185,14 +184,12 @@ async fn two_instances_share_one_postgres_store() {
             .unwrap();
         let (_, page) = json_of(res).await;
         if page["total"] == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("still unprocessed: {page}"))
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still unprocessed: {page}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await;
     let all_events = (expected + other_expected) as i64;
     let rows = db
         .query(
@@ -262,27 +259,27 @@ async fn two_instances_share_one_postgres_store() {
         .await
         .unwrap();
     assert_eq!(res.status(), 201);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let res = client
-            .post(format!("{base_b}/api/v1/events/create"))
-            .bearer_auth(&key)
-            .json(&json!({"event_type": "payment.taken", "category": "business", "data": {"amount": "lots"}}))
-            .send()
-            .await
-            .unwrap();
-        let (status, body) = json_of(res).await;
-        if status == 400 {
-            assert_eq!(body["errors"][0]["field"], "/data/amount", "{body}");
-            break;
-        }
-        assert_eq!(status, 201);
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "B never saw A's definition"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "B to enforce A's definition",
+        Duration::from_secs(10),
+        || async {
+            let res = client
+                .post(format!("{base_b}/api/v1/events/create"))
+                .bearer_auth(&key)
+                .json(&json!({"event_type": "payment.taken", "category": "business", "data": {"amount": "lots"}}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = json_of(res).await;
+            if status == 400 {
+                assert_eq!(body["errors"][0]["field"], "/data/amount", "{body}");
+                return true;
+            }
+            assert_eq!(status, 201);
+            false
+        },
+    )
+    .await;
 
     // With NATS: one instance at a time publishes, each stored event once,
     // and each tenant's events in its commit order (`seq`), whichever
@@ -291,9 +288,23 @@ async fn two_instances_share_one_postgres_store() {
         let total = binary::all_events(&client, &base_a, &key).await.len()
             + binary::all_events(&client, &base_b, &other_key).await.len();
         stream.wait_for("events.>", total).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let events = stream.read("events.>").await;
-        assert_eq!(events.len(), total, "no event published twice");
+        // An event stored after all of these, in a tenant of its own: events
+        // go out in commit order, so once it is there every earlier one is,
+        // and the count is exact.
+        let sentinel_key = binary::tenant(&client, &base_a, "sentinel").await;
+        let res = client
+            .post(format!("{base_a}/api/v1/events/create"))
+            .bearer_auth(&sentinel_key)
+            .json(&json!({"event_type": "sentinel", "category": "system"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json_of(res).await;
+        assert_eq!(status, 201, "{body}");
+        let sentinel = body["event_id"].as_str().unwrap();
+        let events = stream.wait_for_event("events.>", sentinel).await;
+        assert_eq!(events.len(), total + 1, "no event published twice");
+        assert_eq!(events.last().unwrap().msg_id, sentinel);
         for (key, writers) in [(&key, &sent_by_writer), (&other_key, &other_sent_by_writer)] {
             let stored = binary::all_events(&client, &base_b, key).await;
             let tenant = stored[0]["tenant_id"].as_str().unwrap().to_string();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use herald_testkit::wait_until;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -112,11 +113,10 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0() {
             (ids, other)
         }));
     }
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while acked.load(Ordering::Relaxed) < 50 {
-        assert!(tokio::time::Instant::now() < deadline, "writers stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the writers' first 50 acknowledgements", WITHIN, || async {
+        acked.load(Ordering::Relaxed) >= 50
+    })
+    .await;
 
     // Requests inside their handlers when the signal arrives.
     let mut in_flight = Vec::new();
@@ -129,14 +129,12 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0() {
 
     binary::sigterm(&child);
     // Draining: new connections are refused while the old ones finish.
-    let deadline = tokio::time::Instant::now() + WITHIN;
-    while TcpStream::connect(&addr).await.is_ok() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "still accepting connections after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until(
+        "new connections to be refused after SIGTERM",
+        WITHIN,
+        || async { TcpStream::connect(&addr).await.is_err() },
+    )
+    .await;
     assert!(
         child.try_wait().unwrap().is_none(),
         "exited with requests in flight"

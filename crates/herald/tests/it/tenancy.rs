@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use herald_testkit::app::*;
 
 #[tokio::test]
 async fn root_key_creates_tenants_and_scoped_keys_are_enforced_on_every_route() {

@@ -1,0 +1,360 @@
+//! The table of every setting: its key in `herald.toml` (the `Config`
+//! field), its `HERALD_*` variable, its command-line flag, its help line,
+//! its default (read from `Config::default()`) and how a text value sets
+//! it. The environment and flag layers read values through this table and
+//! `herald serve --help` is printed from it, so what is documented is what
+//! is accepted.
+
+use std::path::PathBuf;
+
+use super::{Config, LogFormat, Secret};
+
+/// One setting.
+#[derive(Debug)]
+pub struct Setting {
+    /// The key in `herald.toml`, and the `Config` field.
+    pub key: &'static str,
+    /// The environment variable: `HERALD_` and the key in upper case.
+    pub env: &'static str,
+    /// The flag (`--{flag}`: the key with `-` for `_`), or `None` for a
+    /// secret: a flag's value is visible to every user of the host in the
+    /// process list.
+    pub flag: Option<&'static str>,
+    /// What the value is, for help (`ADDR`, `BYTES`, ...).
+    pub value_name: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// The default as help shows it.
+    pub default: fn(&Config) -> String,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+impl Setting {
+    /// Sets this setting of `config` from a text value (an environment
+    /// variable's or a flag's); the error says what was expected.
+    pub fn apply(&self, config: &mut Config, value: &str) -> Result<(), String> {
+        (self.set)(config, value)
+    }
+
+    /// The setting with this key.
+    pub fn by_key(key: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.key == key)
+    }
+
+    /// The setting read from this environment variable.
+    pub fn by_env(name: &str) -> Option<&'static Setting> {
+        SETTINGS.iter().find(|s| s.env == name)
+    }
+}
+
+fn parse_into<T: std::str::FromStr>(s: &str, slot: &mut T) -> Result<(), String>
+where
+    T::Err: std::fmt::Display,
+{
+    *slot = s.trim().parse().map_err(|e: T::Err| e.to_string())?;
+    Ok(())
+}
+
+fn parse_log(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected `text` or `json`".into()),
+    }
+}
+
+fn unset() -> String {
+    "unset".into()
+}
+
+/// Every setting, in the order help lists them.
+pub const SETTINGS: &[Setting] = &[
+    Setting {
+        key: "listen",
+        env: "HERALD_LISTEN",
+        flag: Some("listen"),
+        value_name: "ADDR",
+        help: "Address to listen on",
+        default: |c| c.listen.to_string(),
+        set: |c, v| parse_into(v, &mut c.listen),
+    },
+    Setting {
+        key: "data_dir",
+        env: "HERALD_DATA_DIR",
+        flag: Some("data-dir"),
+        value_name: "DIR",
+        help: "Where the embedded store and generated keys live",
+        default: |c| c.data_dir.display().to_string(),
+        set: |c, v| {
+            c.data_dir = PathBuf::from(v);
+            Ok(())
+        },
+    },
+    Setting {
+        key: "root_key",
+        env: "HERALD_ROOT_KEY",
+        flag: None,
+        value_name: "KEY",
+        help: "The operator key (16+ characters)",
+        default: |_| "generated into the data dir".into(),
+        set: |c, v| {
+            c.root_key = Some(Secret(v.to_string()));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "hash_secret",
+        env: "HERALD_HASH_SECRET",
+        flag: None,
+        value_name: "SECRET",
+        help: "Key of the per-tenant email hashes (16+ characters); instances sharing a store share it",
+        default: |_| "generated into the data dir, or the database's".into(),
+        set: |c, v| {
+            c.hash_secret = Some(Secret(v.to_string()));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "log",
+        env: "HERALD_LOG",
+        flag: Some("log"),
+        value_name: "text|json",
+        help: "Log format",
+        default: |c| match c.log {
+            LogFormat::Text => "text".into(),
+            LogFormat::Json => "json".into(),
+        },
+        set: |c, v| parse_log(v).map(|l| c.log = l),
+    },
+    Setting {
+        key: "log_level",
+        env: "HERALD_LOG_LEVEL",
+        flag: Some("log-level"),
+        value_name: "LEVEL",
+        help: "error, warn, info, debug or trace",
+        default: |c| c.log_level.clone(),
+        set: |c, v| {
+            c.log_level = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "max_event_bytes",
+        env: "HERALD_MAX_EVENT_BYTES",
+        flag: Some("max-event-bytes"),
+        value_name: "BYTES",
+        help: "Largest single event",
+        default: |c| c.max_event_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_event_bytes),
+    },
+    Setting {
+        key: "max_batch_events",
+        env: "HERALD_MAX_BATCH_EVENTS",
+        flag: Some("max-batch-events"),
+        value_name: "N",
+        help: "Most events in one batch request",
+        default: |c| c.max_batch_events.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_batch_events),
+    },
+    Setting {
+        key: "max_batch_bytes",
+        env: "HERALD_MAX_BATCH_BYTES",
+        flag: Some("max-batch-bytes"),
+        value_name: "BYTES",
+        help: "Largest batch request body (after gunzip)",
+        default: |c| c.max_batch_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_batch_bytes),
+    },
+    Setting {
+        key: "max_inflight_events",
+        env: "HERALD_MAX_INFLIGHT_EVENTS",
+        flag: Some("max-inflight-events"),
+        value_name: "N",
+        help: "Events accepted but not yet committed, at most; beyond it ingest answers 503",
+        default: |c| c.max_inflight_events.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_inflight_events),
+    },
+    Setting {
+        key: "sync_full",
+        env: "HERALD_SYNC_FULL",
+        flag: Some("sync-full"),
+        value_name: "true|false",
+        help: "fsync every commit",
+        default: |c| c.sync_full.to_string(),
+        set: |c, v| parse_into(v, &mut c.sync_full),
+    },
+    Setting {
+        key: "worker_idle_ms",
+        env: "HERALD_WORKER_IDLE_MS",
+        flag: Some("worker-idle-ms"),
+        value_name: "MS",
+        help: "How often the status worker looks for work when nothing woke it",
+        default: |c| c.worker_idle_ms.to_string(),
+        set: |c, v| parse_into(v, &mut c.worker_idle_ms),
+    },
+    Setting {
+        key: "shutdown_grace_secs",
+        env: "HERALD_SHUTDOWN_GRACE_SECS",
+        flag: Some("shutdown-grace-secs"),
+        value_name: "SECS",
+        help: "On SIGTERM, how long requests in flight may take before their connections close",
+        default: |c| c.shutdown_grace_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.shutdown_grace_secs),
+    },
+    Setting {
+        key: "database_url",
+        env: "HERALD_DATABASE_URL",
+        flag: Some("database-url"),
+        value_name: "URL",
+        help: "PostgreSQL (postgres://user@host:5432/db) instead of the embedded store, shared by several instances; empty: unset (a password in a flag shows in the process list)",
+        default: |_| unset(),
+        set: |c, v| {
+            c.database_url = (!v.is_empty()).then(|| Secret(v.to_string()));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "database_schema",
+        env: "HERALD_DATABASE_SCHEMA",
+        flag: Some("database-schema"),
+        value_name: "NAME",
+        help: "The PostgreSQL schema Herald's tables live in",
+        default: |c| c.database_schema.clone(),
+        set: |c, v| {
+            c.database_schema = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "database_pool_size",
+        env: "HERALD_DATABASE_POOL_SIZE",
+        flag: Some("database-pool-size"),
+        value_name: "N",
+        help: "PostgreSQL read connections per instance",
+        default: |c| c.database_pool_size.to_string(),
+        set: |c, v| parse_into(v, &mut c.database_pool_size),
+    },
+    Setting {
+        key: "registry_refresh_ms",
+        env: "HERALD_REGISTRY_REFRESH_MS",
+        flag: Some("registry-refresh-ms"),
+        value_name: "MS",
+        help: "On a shared store, how stale this instance's view of another instance's definition or settings change may get",
+        default: |c| c.registry_refresh_ms.to_string(),
+        set: |c, v| parse_into(v, &mut c.registry_refresh_ms),
+    },
+    Setting {
+        key: "nats_url",
+        env: "HERALD_NATS_URL",
+        flag: Some("nats-url"),
+        value_name: "URL",
+        help: "Publish every stored event and lifecycle event to NATS JetStream (nats://127.0.0.1:4222); empty: unset",
+        default: |_| unset(),
+        set: |c, v| {
+            c.nats_url = (!v.is_empty()).then(|| v.to_string());
+            Ok(())
+        },
+    },
+    Setting {
+        key: "nats_stream",
+        env: "HERALD_NATS_STREAM",
+        flag: Some("nats-stream"),
+        value_name: "NAME",
+        help: "The JetStream stream (created if missing)",
+        default: |c| c.nats_stream.clone(),
+        set: |c, v| {
+            c.nats_stream = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "nats_subject_prefix",
+        env: "HERALD_NATS_SUBJECT_PREFIX",
+        flag: Some("nats-subject-prefix"),
+        value_name: "PREFIX",
+        help: "First token of every subject",
+        default: |c| c.nats_subject_prefix.clone(),
+        set: |c, v| {
+            c.nats_subject_prefix = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "nats_max_age_secs",
+        env: "HERALD_NATS_MAX_AGE_SECS",
+        flag: Some("nats-max-age-secs"),
+        value_name: "SECS",
+        help: "Stream retention by age; 0 keeps messages until the size bound drops them",
+        default: |c| c.nats_max_age_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.nats_max_age_secs),
+    },
+    Setting {
+        key: "nats_max_bytes",
+        env: "HERALD_NATS_MAX_BYTES",
+        flag: Some("nats-max-bytes"),
+        value_name: "BYTES",
+        help: "Stream retention by size; 0 is unbounded",
+        default: |c| c.nats_max_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.nats_max_bytes),
+    },
+    Setting {
+        key: "nats_duplicate_window_secs",
+        env: "HERALD_NATS_DUPLICATE_WINDOW_SECS",
+        flag: Some("nats-duplicate-window-secs"),
+        value_name: "SECS",
+        help: "How long JetStream drops repeated message ids (repeats after a crash mid-publish)",
+        default: |c| c.nats_duplicate_window_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.nats_duplicate_window_secs),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `Config` fields, read from its pretty `Debug` output (one field
+    /// per line at the first indent).
+    fn config_fields() -> Vec<String> {
+        format!("{:#?}", Config::default())
+            .lines()
+            .filter_map(|l| l.strip_prefix("    ")?.split_once(": ").map(|(k, _)| k))
+            .filter(|k| !k.starts_with(' '))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn every_config_field_has_one_setting_named_consistently() {
+        let fields = config_fields();
+        let keys: Vec<&str> = SETTINGS.iter().map(|s| s.key).collect();
+        let mut sorted_fields = fields.clone();
+        sorted_fields.sort();
+        let mut sorted_keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        sorted_keys.sort();
+        assert_eq!(sorted_keys, sorted_fields, "one row per Config field");
+        for s in SETTINGS {
+            assert_eq!(s.env, format!("HERALD_{}", s.key.to_uppercase()), "{s:?}");
+            if let Some(flag) = s.flag {
+                assert_eq!(flag, s.key.replace('_', "-"), "{s:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_shown_default_is_the_default() {
+        // Secrets and the unset URLs show words, not values.
+        let words = ["root_key", "hash_secret", "database_url", "nats_url"];
+        for s in SETTINGS.iter().filter(|s| !words.contains(&s.key)) {
+            let shown = (s.default)(&Config::default());
+            let mut c = Config::default();
+            s.apply(&mut c, &shown)
+                .unwrap_or_else(|e| panic!("{}: default {shown:?}: {e}", s.key));
+            assert_eq!(
+                format!("{c:?}"),
+                format!("{:?}", Config::default()),
+                "{}: the default shown ({shown}) is not the default",
+                s.key
+            );
+        }
+    }
+}
