@@ -8,7 +8,7 @@ use axum::extract::Query;
 use axum::http::Uri;
 use herald_core::{ErrorKind, FieldError};
 
-use crate::problem::ApiError;
+use crate::http::problem::ApiError;
 
 /// One documented query parameter.
 #[derive(Debug, Clone, Copy)]

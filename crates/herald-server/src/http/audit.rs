@@ -14,7 +14,7 @@ use herald_core::Timestamp;
 use herald_store::AuditRecord;
 
 use crate::App;
-use crate::auth::Principal;
+use crate::http::auth::Principal;
 
 #[derive(Debug, Default)]
 struct Filled {

@@ -11,21 +11,17 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use herald_core::decode::json_error_message;
 use herald_core::{Category, ErrorKind, EventSource, FieldError, Timestamp};
 use herald_registry::{DefinitionFilter, Entry, EventDefinition, parse_input};
 use herald_store::{Scope, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::audit::AuditSlot;
-use crate::auth::{self, Principal};
-use crate::body;
-use crate::params::{self, Param};
-use crate::problem::ApiError;
-
-/// Largest definition body (schema, examples and UI metadata included).
-pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
+use crate::http::audit::AuditSlot;
+use crate::http::auth::{self, Principal};
+use crate::http::body::{self, BodyKind};
+use crate::http::params::{self, Param};
+use crate::http::problem::ApiError;
 
 /// One definition version as the API answers it: the stored fields plus
 /// `id`, `is_pattern`, every version number and the latest one.
@@ -48,21 +44,6 @@ fn entry_view(e: &Entry) -> Value {
     view(e.latest(), &e.versions())
 }
 
-async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    body::require_json(headers)?;
-    let bytes = body::read(headers, body, MAX_DEFINITION_BYTES).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(
-            "the body is not valid JSON",
-            vec![FieldError {
-                field: String::new(),
-                message: json_error_message(&e),
-                kind: ErrorKind::Syntax,
-            }],
-        )
-    })
-}
-
 fn invalid_definition(errors: Vec<FieldError>) -> ApiError {
     let n = errors.len();
     ApiError::invalid(
@@ -83,7 +64,7 @@ pub async fn register(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
-    let value = read_json(&headers, body).await?;
+    let value = body::read_json(&app.body_limits, BodyKind::Definition, &headers, body).await?;
     let input = parse_input(&value, None).map_err(invalid_definition)?;
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
@@ -161,7 +142,7 @@ pub async fn update(
     let (query, mut errors) = params::parse(&uri, UPDATE_PARAMS);
     let allow_breaking = flag("allow_breaking", query.get("allow_breaking"), &mut errors);
     params::check(errors)?;
-    let value = read_json(&headers, body).await?;
+    let value = body::read_json(&app.body_limits, BodyKind::Definition, &headers, body).await?;
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
     let (next, versions) = app

@@ -9,8 +9,7 @@
 //! When events are published to NATS, each completion also queues its
 //! `event.processed.success` notification in the same transaction; nothing
 //! fails yet, so `event.processed.failed` is never sent.
-//! Written as one `step` (tests call it directly) and a thin loop;
-//! `maintain` is the store's periodic upkeep.
+//! Written as one `step` (tests call it directly) and a thin loop.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,20 +63,6 @@ impl StatusWorker {
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.changed() => return,
             }
-        }
-    }
-}
-
-/// Runs the store's upkeep every `every` (and once at start) until `stop`
-/// flips: on PostgreSQL, the coming months' partitions.
-pub async fn maintain(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = store.maintain().await {
-            tracing::warn!(error = %e, "store upkeep failed; retrying later");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
         }
     }
 }

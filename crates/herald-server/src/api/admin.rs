@@ -12,11 +12,11 @@ use herald_store::{ApiKey, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::audit::AuditSlot;
-use crate::auth::{self, Principal};
-use crate::body;
-use crate::params::{self, Param};
-use crate::problem::ApiError;
+use crate::http::audit::AuditSlot;
+use crate::http::auth::{self, Principal};
+use crate::http::body::{self, BodyKind};
+use crate::http::params::{self, Param};
+use crate::http::problem::ApiError;
 
 fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
     FieldError {
@@ -26,33 +26,21 @@ fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> Fiel
     }
 }
 
-/// Largest admin request body (a tenant or key request is a few hundred bytes).
-pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
-
 /// The body as a JSON object, read with the same rules as every JSON
-/// route: 415 unless JSON, gzip/deflate, 413 over [`MAX_ADMIN_BODY_BYTES`].
+/// route: 415 unless JSON, gzip/deflate, 413 over the admin body limit.
 async fn read_object(
+    app: &App,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    body::require_json(headers)?;
-    let bytes = body::read(headers, body, MAX_ADMIN_BODY_BYTES).await?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(ApiError::invalid(
+    match body::read_json(&app.body_limits, BodyKind::Admin, headers, body).await? {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::invalid(
             "expected a JSON object",
             vec![field_error(
                 "",
                 ErrorKind::InvalidType,
                 format!("expected an object, got {}", type_name(&other)),
-            )],
-        )),
-        Err(e) => Err(ApiError::invalid(
-            "the body is not valid JSON",
-            vec![field_error(
-                "",
-                ErrorKind::Syntax,
-                herald_core::decode::json_error_message(&e),
             )],
         )),
     }
@@ -122,7 +110,7 @@ pub async fn create_tenant(
     if !matches!(principal, Principal::Root) {
         return Err(ApiError::forbidden("creating tenants needs the root key"));
     }
-    let m = read_object(&headers, body).await?;
+    let m = read_object(&app, &headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let tenant_id = match m.get("tenant_id") {
@@ -178,7 +166,7 @@ pub async fn create_key(
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
-    let m = read_object(&headers, body).await?;
+    let m = read_object(&app, &headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let allowed = Scope::ALL.map(|s| s.as_str()).join(", ");
