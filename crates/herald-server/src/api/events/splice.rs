@@ -251,4 +251,45 @@ mod tests {
         };
         assert!(!splice_response(&mut String::new(), &odd));
     }
+
+    /// Only the top-level `status` is replaced, wherever it stands, and the
+    /// nested ones (`outcome.status`, keys inside strings and payloads) are
+    /// left alone: the splice does not depend on the codec's field order.
+    #[test]
+    fn the_top_level_status_is_replaced_wherever_it_stands() {
+        let body = r#"{"status":"pending","outcome":{"status":"success"},"data":{"s":"\",\"status\":\"x\"}","status":["a"]},"processing_timestamp":"2025-01-01T00:00:00Z","event_category":"order","z":[{"}":"{"}]}"#;
+        let row = EventJson {
+            body: body.into(),
+            status: EventStatus::Processed,
+            user_id: Some("u".into()),
+            processed_at: None,
+            processing_ms: None,
+        };
+        let mut out = String::new();
+        assert!(splice_response(&mut out, &row));
+        let want = body.replacen(r#""status":"pending""#, r#""status":"processed""#, 1);
+        let want = format!(
+            r#"{},"user_id":"u","created_at":"2025-01-01T00:00:00Z"}}"#,
+            want.strip_suffix('}').unwrap()
+        );
+        assert_eq!(out, want);
+        let parsed: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(parsed["outcome"]["status"], "success");
+        assert_eq!(parsed["data"]["status"], serde_json::json!(["a"]));
+
+        // Without a top-level status or processing_timestamp, or not an
+        // object at all, the row is left to the slow path.
+        for odd in [
+            r#"{"outcome":{"status":"x"},"processing_timestamp":"t"}"#,
+            r#"{"status":"pending"}"#,
+            r#"["status"]"#,
+            r#"{"status":"pending","processing_timestamp":"t""#,
+        ] {
+            let row = EventJson {
+                body: odd.into(),
+                ..row.clone()
+            };
+            assert!(!splice_response(&mut String::new(), &row), "{odd}");
+        }
+    }
 }
