@@ -1,10 +1,13 @@
 //! The query path's answer for a stored row without decoding it: seed
 //! 003's `EventResponse`, spliced from the stored canonical JSON. The
-//! stored text is taken apart into its top-level members (whatever their
-//! order), the stale `status` replaced in place, and the response's own
-//! fields appended, byte for byte what serialising the decoded event gives
-//! (the test below holds the two together). A 1,000-row page is the hot
-//! path this exists for; decoding each row is the fallback.
+//! stored text's top-level `status`, `processing_timestamp` and
+//! `event_category` are found as members of the object (whatever their
+//! order), the stale `status` is replaced in place, and the response's own
+//! fields are appended: byte for byte what serialising the decoded event
+//! gives (the tests below hold the two together). A 1,000-row page is the
+//! hot path this exists for, so the common layout is found without
+//! walking the whole text ([`Layout::find`]); decoding each row is the
+//! fallback.
 
 use std::ops::Range;
 
@@ -23,40 +26,25 @@ use crate::http::problem::ApiError;
 /// `processing_timestamp`; the caller then decodes it.
 pub(super) fn splice_response(out: &mut String, row: &EventJson) -> bool {
     let body = row.body.as_str();
-    let (mut status, mut created, mut event_category) = (None, None, None);
-    let Some(end) = top_level_members(body, |key, value| match key {
-        "status" => status = Some(value),
-        "processing_timestamp" => created = Some(value),
-        "event_category" => event_category = Some(value),
-        _ => {}
-    }) else {
+    let Some(at) = Layout::find(body) else {
         return false;
     };
-    let (Some(status), Some(created)) = (status, created) else {
-        return false;
-    };
-    let has_event_category = match event_category {
-        None => false,
-        // Never stored (the codec leaves a missing one out); decode it.
-        Some(v) if &body[v.clone()] == "null" => return false,
-        Some(_) => true,
-    };
-    out.push_str(&body[..status.start]);
+    out.push_str(&body[..at.status.start]);
     out.push('"');
     out.push_str(row.status.as_str());
     out.push('"');
-    // The rest of the members, without the object's closing brace.
-    out.push_str(&body[status.end..end]);
+    // The members after the status, without the object's closing brace.
+    out.push_str(&body[at.status.end..at.end]);
     out.push_str(",\"user_id\":");
     match row.user_id.as_deref() {
         Some(u) => out.push_str(&json_text(u)),
         None => out.push_str("null"),
     }
-    if !has_event_category {
+    if !at.has_event_category {
         out.push_str(",\"event_category\":null");
     }
     out.push_str(",\"created_at\":");
-    out.push_str(&body[created]);
+    out.push_str(&body[at.created]);
     if let Some(p) = row.processed_at.as_deref() {
         out.push_str(",\"processed_at\":");
         out.push_str(&json_text(p));
@@ -69,13 +57,102 @@ pub(super) fn splice_response(out: &mut String, row: &EventJson) -> bool {
     true
 }
 
+/// Where the splice's members are in a stored event's JSON text.
+#[derive(Debug, PartialEq)]
+struct Layout {
+    /// The top-level `status` value, quotes included.
+    status: Range<usize>,
+    /// The top-level `processing_timestamp` value, quotes included.
+    created: Range<usize>,
+    has_event_category: bool,
+    /// The object's closing brace.
+    end: usize,
+}
+
+impl Layout {
+    /// The members walked from the start, stopping early when the rest is
+    /// known without walking it: a text ending in `,"status":"<word>"}`
+    /// has `status` as its last top-level member (that brace closes the
+    /// object, and no string holds an unescaped quote), and once
+    /// `processing_timestamp` is found, an `event_category` member can
+    /// only be in the rest if its key occurs there at all. Otherwise the
+    /// whole object is walked.
+    fn find(body: &str) -> Option<Layout> {
+        match last_status(body) {
+            Some(last) => Self::walk(body, Some(&last)).or_else(|| Self::walk(body, None)),
+            None => Self::walk(body, None),
+        }
+    }
+
+    /// One walk; with `last` (the status known to be the last member) it
+    /// may stop after `processing_timestamp`.
+    fn walk(body: &str, last: Option<&(Range<usize>, usize)>) -> Option<Layout> {
+        let (mut status, mut created, mut event_category) = (None, None, None);
+        let walked = top_level_members(body, |key, value| {
+            match key {
+                "status" => status = Some(value),
+                "processing_timestamp" => created = Some(value),
+                "event_category" => event_category = Some(value),
+                _ => {}
+            }
+            last.is_some() && created.is_some()
+        })?;
+        let (status, end) = match walked {
+            Walked::To(end) => (status?, end),
+            Walked::Stopped(rest) => {
+                if event_category.is_none() && body[rest..].contains("\"event_category\":") {
+                    return None;
+                }
+                last?.clone()
+            }
+        };
+        let has_event_category = match event_category {
+            None => false,
+            // Never stored (the codec leaves a missing one out); decode it.
+            Some(v) if &body[v.clone()] == "null" => return None,
+            Some(_) => true,
+        };
+        Some(Layout {
+            status,
+            created: created?,
+            has_event_category,
+            end,
+        })
+    }
+}
+
+/// The value of a top-level `status` that is the text's last member (the
+/// text ends in `,"status":"<lowercase word>"}`), and the closing brace.
+fn last_status(body: &str) -> Option<(Range<usize>, usize)> {
+    const KEY: &str = ",\"status\":\"";
+    let inner = body.strip_suffix("\"}")?;
+    let cut = inner.rfind(KEY)?;
+    let word = &inner[cut + KEY.len()..];
+    if word.is_empty() || !word.bytes().all(|b| b.is_ascii_lowercase()) {
+        return None;
+    }
+    Some((cut + KEY.len() - 1..inner.len() + 1, body.len() - 1))
+}
+
+/// How a walk over the members ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Walked {
+    /// Every member; the object's closing brace is here.
+    To(usize),
+    /// The caller stopped it; the next member starts at or after here.
+    Stopped(usize),
+}
+
 /// Walks the top-level members of the JSON object `text`, handing each
-/// key and the byte range of its value to `each`, in order. Returns where
-/// the object's closing brace is; `None` when `text` is not an object or a
-/// key would need unescaping. Values are skipped, not validated (the text
-/// is the store's own encoding): strings by their quotes and escapes, the
-/// rest by bracket depth.
-fn top_level_members(text: &str, mut each: impl FnMut(&str, Range<usize>)) -> Option<usize> {
+/// key and the byte range of its value to `each`, in order, until `each`
+/// answers `true` (stop) or the object ends. `None` when `text` is not an
+/// object or a key would need unescaping. Values are skipped, not
+/// validated (the text is the store's own encoding): strings by their
+/// quotes and escapes, the rest by bracket depth.
+fn top_level_members(
+    text: &str,
+    mut each: impl FnMut(&str, Range<usize>) -> bool,
+) -> Option<Walked> {
     let b = text.as_bytes();
     let mut i = skip_ws(b, 0);
     if b.get(i) != Some(&b'{') {
@@ -83,7 +160,7 @@ fn top_level_members(text: &str, mut each: impl FnMut(&str, Range<usize>)) -> Op
     }
     i = skip_ws(b, i + 1);
     if b.get(i) == Some(&b'}') {
-        return Some(i);
+        return Some(Walked::To(i));
     }
     loop {
         if b.get(i) != Some(&b'"') {
@@ -126,10 +203,12 @@ fn top_level_members(text: &str, mut each: impl FnMut(&str, Range<usize>)) -> Op
         if value_end == start {
             return None;
         }
-        each(key, start..value_end);
+        if each(key, start..value_end) {
+            return Some(Walked::Stopped(i));
+        }
         match stop {
             b',' => i = skip_ws(b, i + 1),
-            b'}' => return Some(i),
+            b'}' => return Some(Walked::To(i)),
             _ => return None,
         }
     }
@@ -290,6 +369,43 @@ mod tests {
                 ..row.clone()
             };
             assert!(!splice_response(&mut String::new(), &row), "{odd}");
+        }
+    }
+
+    /// The early stop after `processing_timestamp` gives what walking the
+    /// whole object gives, `event_category` after it included.
+    #[test]
+    fn the_early_stop_agrees_with_the_whole_walk() {
+        for (body, has_event_category) in [
+            (r#"{"processing_timestamp":"t","status":"pending"}"#, false),
+            (
+                r#"{"event_category":"order","processing_timestamp":"t","status":"pending"}"#,
+                true,
+            ),
+            (
+                r#"{"processing_timestamp":"t","event_category":"order","status":"pending"}"#,
+                true,
+            ),
+            (
+                r#"{"processing_timestamp":"t","data":{"event_category":"x"},"status":"pending"}"#,
+                false,
+            ),
+            (
+                r#"{"processing_timestamp":"t","data":"\",\"event_category\":\"x","status":"pending"}"#,
+                false,
+            ),
+            (
+                r#"{"status":"pending","processing_timestamp":"t","event_category":"order"}"#,
+                true,
+            ),
+        ] {
+            let found = Layout::find(body).unwrap_or_else(|| panic!("{body}"));
+            let walked = Layout::walk(body, None).unwrap();
+            assert_eq!(found, walked, "{body}");
+            assert_eq!(found.has_event_category, has_event_category, "{body}");
+            assert_eq!(&body[found.created.clone()], "\"t\"");
+            assert_eq!(&body[found.status.clone()], "\"pending\"");
+            assert_eq!(found.end, body.len() - 1);
         }
     }
 }
