@@ -182,9 +182,11 @@ fn a_caller_takes_its_own_keys_and_the_rest_are_unknown() {
     assert!(errors[0].message.ends_with(", stream_id, q, limit"));
 }
 
-/// One filter with a value that parses and values that do not, each with
+/// A filter's key, a value that parses, and values that do not, each with
 /// the pointer its error names.
-fn cases() -> Vec<(&'static str, Value, Vec<(Value, &'static str)>)> {
+type Case = (&'static str, Value, Vec<(Value, &'static str)>);
+
+fn cases() -> Vec<Case> {
     vec![
         (
             "event_type",

@@ -15,7 +15,7 @@ use crate::App;
 use crate::http::audit::AuditSlot;
 use crate::http::auth::{self, Principal};
 use crate::http::body::{self, BodyKind};
-use crate::http::params::{self, Param};
+use crate::http::params::{self, Param, ParamKind};
 use crate::http::problem::ApiError;
 
 fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
@@ -237,42 +237,42 @@ pub async fn revoke_key(
 pub const AUDIT_PARAMS: &[Param] = &[
     Param {
         name: "tenant_id",
-        kind: "string",
+        kind: ParamKind::String,
         description: "only this tenant's records (root key; a tenant key sees only its own)",
     },
     Param {
         name: "key_id",
-        kind: "string",
+        kind: ParamKind::String,
         description: "only requests made with this key (`root` for the operator)",
     },
     Param {
         name: "operation",
-        kind: "string",
+        kind: ParamKind::String,
         description: "method and route, e.g. `POST /api/v1/events/create`",
     },
     Param {
         name: "outcome",
-        kind: "string",
+        kind: ParamKind::String,
         description: "success, denied, rejected, error or security_violation",
     },
     Param {
         name: "start_time",
-        kind: "string",
+        kind: ParamKind::String,
         description: "RFC 3339 instant; records at or after it",
     },
     Param {
         name: "end_time",
-        kind: "string",
+        kind: ParamKind::String,
         description: "RFC 3339 instant; records at or before it",
     },
     Param {
         name: "limit",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "1 to 1000 records, default 100",
     },
     Param {
         name: "cursor",
-        kind: "string",
+        kind: ParamKind::String,
         description: "the previous page's `next_cursor`: the next (older) records",
     },
 ];

@@ -20,7 +20,7 @@ use crate::App;
 use crate::http::audit::AuditSlot;
 use crate::http::auth::{self, Principal};
 use crate::http::body::{self, BodyKind};
-use crate::http::params::{self, Param};
+use crate::http::params::{self, Param, ParamKind};
 use crate::http::problem::ApiError;
 
 /// One definition version as the API answers it: the stored fields plus
@@ -112,7 +112,7 @@ pub async fn register(
 /// `PUT /api/v1/event-definitions/{id}`'s parameter.
 pub const UPDATE_PARAMS: &[Param] = &[Param {
     name: "allow_breaking",
-    kind: "boolean",
+    kind: ParamKind::Boolean,
     description: "register a breaking change anyway (otherwise 409 with the reasons); true, false, 1, 0 or empty for true",
 }];
 
@@ -211,7 +211,7 @@ pub async fn update(
 /// `GET /api/v1/event-definitions/{id}`'s parameter.
 pub const GET_PARAMS: &[Param] = &[Param {
     name: "version",
-    kind: "integer",
+    kind: ParamKind::Integer,
     description: "an older version (1, 2, ...); the latest when absent",
 }];
 
@@ -264,37 +264,37 @@ pub async fn get(
 pub const LIST_PARAMS: &[Param] = &[
     Param {
         name: "category",
-        kind: "string",
+        kind: ParamKind::String,
         description: "business, system, delivery or security",
     },
     Param {
         name: "source",
-        kind: "string",
+        kind: ParamKind::String,
         description: "definitions this event_source may send (no allowed_sources means any)",
     },
     Param {
         name: "type_prefix",
-        kind: "string",
+        kind: ParamKind::String,
         description: "event types (or patterns) starting with this",
     },
     Param {
         name: "q",
-        kind: "string",
+        kind: ParamKind::String,
         description: "words that all appear in the type, name, description or ui (case-insensitive)",
     },
     Param {
         name: "builtin",
-        kind: "boolean",
+        kind: ParamKind::Boolean,
         description: "true: only seed 000's built-in types; false: only the tenant's own",
     },
     Param {
         name: "limit",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "1 to 1000 definitions, default 100",
     },
     Param {
         name: "offset",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "definitions to skip, default 0",
     },
 ];

@@ -144,7 +144,7 @@ pub fn document() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .chain(r.query.iter().map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": { "type": p.kind } })))
+            .chain(r.query.iter().map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": { "type": p.kind.as_str() } })))
             .collect();
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);

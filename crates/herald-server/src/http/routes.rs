@@ -322,9 +322,10 @@ mod tests {
                     r.path,
                     p.name
                 );
+                // The type is a `ParamKind`, so only the description can be missing.
                 assert!(
-                    ["string", "integer", "boolean"].contains(&p.kind) && !p.description.is_empty(),
-                    "{} {}: `{}` needs a type and a description",
+                    !p.description.is_empty(),
+                    "{} {}: `{}` needs a description",
                     r.method.as_str(),
                     r.path,
                     p.name
