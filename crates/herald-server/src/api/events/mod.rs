@@ -19,7 +19,7 @@ use serde_json::Value;
 
 pub use batch::batch;
 pub use create::create;
-pub use query::{get, query};
+pub use query::{Paging, get, parse_query, query, store_query};
 pub use response::EventResponse;
 
 use crate::app::TenantContext;
