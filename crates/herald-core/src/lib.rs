@@ -9,6 +9,7 @@ pub mod correlation;
 pub mod decode;
 pub mod error;
 pub mod event;
+pub mod filter;
 pub mod model;
 pub mod normalize;
 pub mod pipeline;

@@ -9,12 +9,12 @@
 //! When events are published to NATS, each completion also queues its
 //! `event.processed.success` notification in the same transaction; nothing
 //! fails yet, so `event.processed.failed` is never sent.
-//! Written as one `step` (tests call it directly) and a thin loop;
-//! `maintain` is the store's periodic upkeep.
+//! Written as one `step` (tests call it directly) and a thin loop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use herald_core::Clock;
 use herald_store::{Store, StoreError};
 use tokio::sync::{Notify, watch};
 
@@ -33,13 +33,19 @@ pub struct StatusWorker {
     pub batch: usize,
     /// Queue lifecycle notifications for the publisher.
     pub lifecycle: bool,
+    /// Stamps `processed_at`.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl StatusWorker {
     pub async fn step(&self) -> Result<Step, StoreError> {
         match self
             .store
-            .complete_pending(self.batch, self.lifecycle, time::OffsetDateTime::now_utc())
+            .complete_pending(
+                self.batch,
+                self.lifecycle,
+                self.clock.now().as_offset_date_time(),
+            )
             .await?
         {
             0 => Ok(Step::Empty),
@@ -64,20 +70,6 @@ impl StatusWorker {
                 _ = tokio::time::sleep(idle) => {}
                 _ = stop.changed() => return,
             }
-        }
-    }
-}
-
-/// Runs the store's upkeep every `every` (and once at start) until `stop`
-/// flips: on PostgreSQL, the coming months' partitions.
-pub async fn maintain(store: Store, every: Duration, mut stop: watch::Receiver<bool>) {
-    loop {
-        if let Err(e) = store.maintain(time::OffsetDateTime::now_utc()).await {
-            tracing::warn!(error = %e, "store upkeep failed; retrying later");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.changed() => return,
         }
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::problem::ApiError;
+use crate::http::problem::ApiError;
 
 #[derive(Debug, Clone)]
 pub struct Admission {

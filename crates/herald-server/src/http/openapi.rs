@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::routes::ROUTES;
+use crate::http::routes::ROUTES;
 
 fn s(t: &str) -> Value {
     json!({ "type": t })
@@ -132,7 +132,7 @@ pub fn document() -> Value {
             json!({ "description": "problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),
         );
         let mut op = json!({ "summary": r.summary, "responses": responses });
-        if let Some(scope) = r.scope {
+        if let Some(scope) = r.access.scope_name() {
             op["security"] = json!([{ "bearer": [] }]);
             op["x-herald-scope"] = json!(scope);
         }
@@ -144,7 +144,7 @@ pub fn document() -> Value {
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string" } }))
-            .chain(r.query.iter().map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": { "type": p.kind } })))
+            .chain(r.query.iter().map(|p| json!({ "name": p.name, "in": "query", "required": false, "description": p.description, "schema": { "type": p.kind.as_str() } })))
             .collect();
         if !params.is_empty() {
             op["parameters"] = Value::Array(params);

@@ -5,10 +5,13 @@
 
 use axum::Router;
 use axum::routing::{MethodFilter, MethodRouter, on};
+use herald_store::Scope;
 
-use crate::params::Param;
-use crate::problem::ApiError;
-use crate::{App, admin, definitions, events, openapi, settings};
+use crate::App;
+use crate::api::{admin, definitions, events, health, settings};
+use crate::http::openapi;
+use crate::http::params::Param;
+use crate::http::problem::ApiError;
 
 /// An HTTP method a route answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,6 +43,30 @@ impl Method {
     }
 }
 
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a key.
+    Open,
+    /// The operator's root key (a tenant's `manage` key too, where the
+    /// handler allows it for its own tenant).
+    Root,
+    /// A tenant key holding this scope.
+    Tenant(Scope),
+}
+
+impl Access {
+    /// The name the OpenAPI document gives as `x-herald-scope`; `None` for
+    /// open routes.
+    pub fn scope_name(self) -> Option<&'static str> {
+        match self {
+            Access::Open => None,
+            Access::Root => Some("root"),
+            Access::Tenant(scope) => Some(scope.as_str()),
+        }
+    }
+}
+
 /// One operation: what is mounted and how it is documented.
 #[derive(Debug)]
 pub struct Route {
@@ -49,8 +76,8 @@ pub struct Route {
     /// a row cannot mount a handler under a method it does not document).
     pub handler: fn(MethodFilter) -> MethodRouter<App>,
     pub summary: &'static str,
-    /// `None` for unauthenticated routes; `root` for operator routes.
-    pub scope: Option<&'static str>,
+    /// Who may call it.
+    pub access: Access,
     /// Query parameters: the same slice the handler parses with.
     pub query: &'static [Param],
     pub request: Option<&'static str>,
@@ -87,9 +114,9 @@ pub const ROUTES: &[Route] = &[
     Route {
         method: Method::Get,
         path: "/health",
-        handler: |m| on(m, crate::health),
+        handler: |m| on(m, health::health),
         summary: "Service health",
-        scope: None,
+        access: Access::Open,
         query: &[],
         request: None,
         success: &[(200, "Health", "success")],
@@ -99,7 +126,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/openapi.json",
         handler: |m| on(m, || async { axum::Json(openapi::document()) }),
         summary: "This document",
-        scope: None,
+        access: Access::Open,
         query: &[],
         request: None,
         success: &[(200, "Object", "success")],
@@ -109,7 +136,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/events/create",
         handler: |m| on(m, events::create),
         summary: "Create one event (seed 003 EventCreateRequest + canonical fields)",
-        scope: Some("ingest"),
+        access: Access::Tenant(Scope::Ingest),
         query: &[],
         request: Some("EventCreateRequest"),
         success: &[
@@ -126,7 +153,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/events/batch",
         handler: |m| on(m, events::batch),
         summary: "Create events item by item; results in request order (201, or 207 when any was rejected)",
-        scope: Some("ingest"),
+        access: Access::Tenant(Scope::Ingest),
         query: &[],
         request: Some("BatchRequest"),
         success: &[
@@ -147,7 +174,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/events/{event_id}",
         handler: |m| on(m, events::get),
         summary: "One event",
-        scope: Some("read"),
+        access: Access::Tenant(Scope::Read),
         query: &[],
         request: None,
         success: &[(200, "EventResponse", "success")],
@@ -157,7 +184,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/events/query",
         handler: |m| on(m, events::query),
         summary: "Query events with filters, offset or keyset cursor paging",
-        scope: Some("read"),
+        access: Access::Tenant(Scope::Read),
         query: &[],
         request: Some("EventQueryRequest"),
         success: &[(200, "EventQueryResponse", "success")],
@@ -167,7 +194,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/event-definitions",
         handler: |m| on(m, definitions::list),
         summary: "List event definitions (latest versions, built-ins included), sorted by type",
-        scope: Some("read"),
+        access: Access::Tenant(Scope::Read),
         query: definitions::LIST_PARAMS,
         request: None,
         success: &[(200, "EventDefinitionList", "success")],
@@ -177,7 +204,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/event-definitions",
         handler: |m| on(m, definitions::register),
         summary: "Register an event definition (version 1); 409 when the type already has one",
-        scope: Some("manage"),
+        access: Access::Tenant(Scope::Manage),
         query: &[],
         request: Some("EventDefinitionRequest"),
         success: &[(201, "EventDefinition", "success")],
@@ -187,7 +214,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/event-definitions/{id}",
         handler: |m| on(m, definitions::get),
         summary: "One definition by id, exact type or pattern, or the one that applies to a type",
-        scope: Some("read"),
+        access: Access::Tenant(Scope::Read),
         query: definitions::GET_PARAMS,
         request: None,
         success: &[(200, "EventDefinition", "success")],
@@ -197,7 +224,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/event-definitions/{id}",
         handler: |m| on(m, definitions::update),
         summary: "Update: a new immutable version with its compatibility; a breaking change is 409 with the reasons unless allowed",
-        scope: Some("manage"),
+        access: Access::Tenant(Scope::Manage),
         query: definitions::UPDATE_PARAMS,
         request: Some("EventDefinitionRequest"),
         success: &[(200, "EventDefinition", "success")],
@@ -207,7 +234,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/settings",
         handler: |m| on(m, settings::get),
         summary: "The tenant's settings (validation_mode)",
-        scope: Some("read"),
+        access: Access::Tenant(Scope::Read),
         query: &[],
         request: None,
         success: &[(200, "Settings", "success")],
@@ -217,7 +244,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/settings",
         handler: |m| on(m, settings::put),
         summary: "Change the tenant's settings: validation_mode permissive (default) or strict",
-        scope: Some("manage"),
+        access: Access::Tenant(Scope::Manage),
         query: &[],
         request: Some("Settings"),
         success: &[(200, "Settings", "success")],
@@ -227,7 +254,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/audit",
         handler: |m| on(m, admin::list_audit),
         summary: "Audit trail, newest first",
-        scope: Some("manage"),
+        access: Access::Tenant(Scope::Manage),
         query: admin::AUDIT_PARAMS,
         request: None,
         success: &[(200, "AuditResponse", "success")],
@@ -237,7 +264,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/admin/tenants",
         handler: |m| on(m, admin::create_tenant),
         summary: "Create a tenant and its admin key",
-        scope: Some("root"),
+        access: Access::Root,
         query: &[],
         request: Some("TenantCreateRequest"),
         success: &[(201, "TenantCreated", "success")],
@@ -247,7 +274,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/admin/tenants/{tenant_id}/keys",
         handler: |m| on(m, admin::create_key),
         summary: "Issue a scoped key",
-        scope: Some("root"),
+        access: Access::Root,
         query: &[],
         request: Some("KeyCreateRequest"),
         success: &[(201, "KeyCreated", "success")],
@@ -257,7 +284,7 @@ pub const ROUTES: &[Route] = &[
         path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}",
         handler: |m| on(m, admin::revoke_key),
         summary: "Revoke a key",
-        scope: Some("root"),
+        access: Access::Root,
         query: &[],
         request: None,
         success: &[(204, "Empty", "success")],
@@ -295,9 +322,10 @@ mod tests {
                     r.path,
                     p.name
                 );
+                // The type is a `ParamKind`, so only the description can be missing.
                 assert!(
-                    ["string", "integer", "boolean"].contains(&p.kind) && !p.description.is_empty(),
-                    "{} {}: `{}` needs a type and a description",
+                    !p.description.is_empty(),
+                    "{} {}: `{}` needs a description",
                     r.method.as_str(),
                     r.path,
                     p.name

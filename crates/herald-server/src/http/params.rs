@@ -8,15 +8,33 @@ use axum::extract::Query;
 use axum::http::Uri;
 use herald_core::{ErrorKind, FieldError};
 
-use crate::problem::ApiError;
+use crate::http::problem::ApiError;
 
 /// One documented query parameter.
 #[derive(Debug, Clone, Copy)]
 pub struct Param {
     pub name: &'static str,
-    /// JSON Schema type: `string`, `integer` or `boolean`.
-    pub kind: &'static str,
+    pub kind: ParamKind,
     pub description: &'static str,
+}
+
+/// The JSON Schema type a parameter's value has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParamKind {
+    String,
+    Integer,
+    Boolean,
+}
+
+impl ParamKind {
+    /// The JSON Schema `type` name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ParamKind::String => "string",
+            ParamKind::Integer => "integer",
+            ParamKind::Boolean => "boolean",
+        }
+    }
 }
 
 /// A request's query parameters, each known and given once, in request order.
@@ -115,12 +133,12 @@ mod tests {
     const KNOWN: &[Param] = &[
         Param {
             name: "a",
-            kind: "string",
+            kind: ParamKind::String,
             description: "",
         },
         Param {
             name: "b",
-            kind: "integer",
+            kind: ParamKind::Integer,
             description: "",
         },
     ];

@@ -12,11 +12,11 @@ use herald_store::{ApiKey, AuditOutcome, AuditQuery, Scope, Tenant};
 use serde_json::{Value, json};
 
 use crate::App;
-use crate::audit::AuditSlot;
-use crate::auth::{self, Principal};
-use crate::body;
-use crate::params::{self, Param};
-use crate::problem::ApiError;
+use crate::http::audit::AuditSlot;
+use crate::http::auth::{self, Principal};
+use crate::http::body::{self, BodyKind};
+use crate::http::params::{self, Param, ParamKind};
+use crate::http::problem::ApiError;
 
 fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
     FieldError {
@@ -26,33 +26,21 @@ fn field_error(field: &str, kind: ErrorKind, message: impl Into<String>) -> Fiel
     }
 }
 
-/// Largest admin request body (a tenant or key request is a few hundred bytes).
-pub const MAX_ADMIN_BODY_BYTES: usize = 16 * 1024;
-
 /// The body as a JSON object, read with the same rules as every JSON
-/// route: 415 unless JSON, gzip/deflate, 413 over [`MAX_ADMIN_BODY_BYTES`].
+/// route: 415 unless JSON, gzip/deflate, 413 over the admin body limit.
 async fn read_object(
+    app: &App,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    body::require_json(headers)?;
-    let bytes = body::read(headers, body, MAX_ADMIN_BODY_BYTES).await?;
-    match serde_json::from_slice::<Value>(&bytes) {
-        Ok(Value::Object(m)) => Ok(m),
-        Ok(other) => Err(ApiError::invalid(
+    match body::read_json(&app.body_limits, BodyKind::Admin, headers, body).await? {
+        Value::Object(m) => Ok(m),
+        other => Err(ApiError::invalid(
             "expected a JSON object",
             vec![field_error(
                 "",
                 ErrorKind::InvalidType,
                 format!("expected an object, got {}", type_name(&other)),
-            )],
-        )),
-        Err(e) => Err(ApiError::invalid(
-            "the body is not valid JSON",
-            vec![field_error(
-                "",
-                ErrorKind::Syntax,
-                herald_core::decode::json_error_message(&e),
             )],
         )),
     }
@@ -101,7 +89,7 @@ async fn issue_key(
         name,
         scopes,
         secret_hash: auth::hash_secret(&secret),
-        created_at: Timestamp::now(),
+        created_at: app.clock.now(),
     };
     app.store.insert_key(key.clone()).await?;
     Ok((key, secret))
@@ -122,7 +110,7 @@ pub async fn create_tenant(
     if !matches!(principal, Principal::Root) {
         return Err(ApiError::forbidden("creating tenants needs the root key"));
     }
-    let m = read_object(&headers, body).await?;
+    let m = read_object(&app, &headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let tenant_id = match m.get("tenant_id") {
@@ -142,7 +130,7 @@ pub async fn create_tenant(
     let (Some(tenant_id), true) = (tenant_id, errors.is_empty()) else {
         return Err(ApiError::invalid("the tenant is invalid", errors));
     };
-    let created_at = Timestamp::now();
+    let created_at = app.clock.now();
     app.store
         .create_tenant(Tenant {
             tenant_id: tenant_id.clone(),
@@ -178,7 +166,7 @@ pub async fn create_key(
     if app.store.get_tenant(&tenant).await?.is_none() {
         return Err(ApiError::not_found(format!("no tenant `{tenant}`")));
     }
-    let m = read_object(&headers, body).await?;
+    let m = read_object(&app, &headers, body).await?;
     let mut errors = Vec::new();
     let name = name_field(&m, &mut errors);
     let allowed = Scope::ALL.map(|s| s.as_str()).join(", ");
@@ -235,7 +223,7 @@ pub async fn revoke_key(
     principal.require_admin_of(&tenant)?;
     if app
         .store
-        .revoke_key(&tenant, &key_id, Timestamp::now())
+        .revoke_key(&tenant, &key_id, app.clock.now())
         .await?
     {
         app.keys.evict(&key_id);
@@ -253,42 +241,42 @@ pub async fn revoke_key(
 pub const AUDIT_PARAMS: &[Param] = &[
     Param {
         name: "tenant_id",
-        kind: "string",
+        kind: ParamKind::String,
         description: "only this tenant's records (root key; a tenant key sees only its own)",
     },
     Param {
         name: "key_id",
-        kind: "string",
+        kind: ParamKind::String,
         description: "only requests made with this key (`root` for the operator)",
     },
     Param {
         name: "operation",
-        kind: "string",
+        kind: ParamKind::String,
         description: "method and route, e.g. `POST /api/v1/events/create`",
     },
     Param {
         name: "outcome",
-        kind: "string",
+        kind: ParamKind::String,
         description: "success, denied, rejected, error or security_violation",
     },
     Param {
         name: "start_time",
-        kind: "string",
+        kind: ParamKind::String,
         description: "RFC 3339 instant; records at or after it",
     },
     Param {
         name: "end_time",
-        kind: "string",
+        kind: ParamKind::String,
         description: "RFC 3339 instant; records at or before it",
     },
     Param {
         name: "limit",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "1 to 1000 records, default 100",
     },
     Param {
         name: "cursor",
-        kind: "string",
+        kind: ParamKind::String,
         description: "the previous page's `next_cursor`: the next (older) records",
     },
 ];

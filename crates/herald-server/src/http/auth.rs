@@ -14,8 +14,8 @@ use herald_store::{ApiKey, Scope};
 use sha2::{Digest, Sha256};
 
 use crate::App;
-use crate::audit::AuditSlot;
-use crate::problem::ApiError;
+use crate::http::audit::AuditSlot;
+use crate::http::problem::ApiError;
 
 /// How long a looked-up key is trusted before it is read again (other
 /// instances' revocations take effect within this).

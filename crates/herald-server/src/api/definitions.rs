@@ -11,21 +11,17 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use herald_core::decode::json_error_message;
-use herald_core::{Category, ErrorKind, EventSource, FieldError, Timestamp};
+use herald_core::{Category, ErrorKind, EventSource, FieldError};
 use herald_registry::{DefinitionFilter, Entry, EventDefinition, parse_input};
 use herald_store::{Scope, StoreError};
 use serde_json::{Map, Value, json};
 
 use crate::App;
-use crate::audit::AuditSlot;
-use crate::auth::{self, Principal};
-use crate::body;
-use crate::params::{self, Param};
-use crate::problem::ApiError;
-
-/// Largest definition body (schema, examples and UI metadata included).
-pub const MAX_DEFINITION_BYTES: usize = 512 * 1024;
+use crate::http::audit::AuditSlot;
+use crate::http::auth::{self, Principal};
+use crate::http::body::{self, BodyKind};
+use crate::http::params::{self, Param, ParamKind};
+use crate::http::problem::ApiError;
 
 /// One definition version as the API answers it: the stored fields plus
 /// `id`, `is_pattern`, every version number and the latest one.
@@ -48,21 +44,6 @@ fn entry_view(e: &Entry) -> Value {
     view(e.latest(), &e.versions())
 }
 
-async fn read_json(headers: &HeaderMap, body: Body) -> Result<Value, ApiError> {
-    body::require_json(headers)?;
-    let bytes = body::read(headers, body, MAX_DEFINITION_BYTES).await?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(
-            "the body is not valid JSON",
-            vec![FieldError {
-                field: String::new(),
-                message: json_error_message(&e),
-                kind: ErrorKind::Syntax,
-            }],
-        )
-    })
-}
-
 fn invalid_definition(errors: Vec<FieldError>) -> ApiError {
     let n = errors.len();
     ApiError::invalid(
@@ -83,10 +64,11 @@ pub async fn register(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
-    let value = read_json(&headers, body).await?;
+    let value = body::read_json(&app.body_limits, BodyKind::Definition, &headers, body).await?;
     let input = parse_input(&value, None).map_err(invalid_definition)?;
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
+    let now = app.clock.now();
     let created = app
         .change_tenant(&key.tenant_id, |ctx| async move {
             if let Some(existing) = ctx
@@ -101,7 +83,7 @@ pub async fn register(
                 )));
             }
             let id = format!("def_{}", auth::random_hex(8));
-            let definition = input.into_definition(id, 1, Timestamp::now());
+            let definition = input.into_definition(id, 1, now);
             store
                 .insert_definition(&tenant, definition.clone())
                 .await
@@ -131,7 +113,7 @@ pub async fn register(
 /// `PUT /api/v1/event-definitions/{id}`'s parameter.
 pub const UPDATE_PARAMS: &[Param] = &[Param {
     name: "allow_breaking",
-    kind: "boolean",
+    kind: ParamKind::Boolean,
     description: "register a breaking change anyway (otherwise 409 with the reasons); true, false, 1, 0 or empty for true",
 }];
 
@@ -161,9 +143,10 @@ pub async fn update(
     let (query, mut errors) = params::parse(&uri, UPDATE_PARAMS);
     let allow_breaking = flag("allow_breaking", query.get("allow_breaking"), &mut errors);
     params::check(errors)?;
-    let value = read_json(&headers, body).await?;
+    let value = body::read_json(&app.body_limits, BodyKind::Definition, &headers, body).await?;
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
+    let now = app.clock.now();
     let (next, versions) = app
         .change_tenant(&key.tenant_id, |ctx| async move {
             let shown: String = id.chars().take(64).collect();
@@ -179,7 +162,7 @@ pub async fn update(
                 )));
             }
             let input = parse_input(&value, Some(&current.event_type)).map_err(invalid_definition)?;
-            let next = current.next_version(input, Timestamp::now());
+            let next = current.next_version(input, now);
             if let Some(c) = next.compatibility.as_ref().filter(|c| c.is_breaking())
                 && !allow_breaking
             {
@@ -230,7 +213,7 @@ pub async fn update(
 /// `GET /api/v1/event-definitions/{id}`'s parameter.
 pub const GET_PARAMS: &[Param] = &[Param {
     name: "version",
-    kind: "integer",
+    kind: ParamKind::Integer,
     description: "an older version (1, 2, ...); the latest when absent",
 }];
 
@@ -283,37 +266,37 @@ pub async fn get(
 pub const LIST_PARAMS: &[Param] = &[
     Param {
         name: "category",
-        kind: "string",
+        kind: ParamKind::String,
         description: "business, system, delivery or security",
     },
     Param {
         name: "source",
-        kind: "string",
+        kind: ParamKind::String,
         description: "definitions this event_source may send (no allowed_sources means any)",
     },
     Param {
         name: "type_prefix",
-        kind: "string",
+        kind: ParamKind::String,
         description: "event types (or patterns) starting with this",
     },
     Param {
         name: "q",
-        kind: "string",
+        kind: ParamKind::String,
         description: "words that all appear in the type, name, description or ui (case-insensitive)",
     },
     Param {
         name: "builtin",
-        kind: "boolean",
+        kind: ParamKind::Boolean,
         description: "true: only seed 000's built-in types; false: only the tenant's own",
     },
     Param {
         name: "limit",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "1 to 1000 definitions, default 100",
     },
     Param {
         name: "offset",
-        kind: "integer",
+        kind: ParamKind::Integer,
         description: "definitions to skip, default 0",
     },
 ];
@@ -387,11 +370,15 @@ mod tests {
             "description": "d", "payload_schema": {"type": "object"},
             "allowed_sources": ["backend"], "examples": [{}], "ui": {"icon": "cart"}
         });
-        let v1 =
-            parse_input(&body, None)
-                .unwrap()
-                .into_definition("def_1".into(), 1, Timestamp::now());
-        let v2 = v1.next_version(parse_input(&body, None).unwrap(), Timestamp::now());
+        let v1 = parse_input(&body, None).unwrap().into_definition(
+            "def_1".into(),
+            1,
+            herald_core::Timestamp::now(),
+        );
+        let v2 = v1.next_version(
+            parse_input(&body, None).unwrap(),
+            herald_core::Timestamp::now(),
+        );
         assert!(v2.compatibility.is_some());
         for (d, versions) in [(&v1, vec![1]), (&v2, vec![1, 2])] {
             let shown = view(d, &versions);

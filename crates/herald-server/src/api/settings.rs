@@ -8,16 +8,15 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use herald_core::decode::json_error_message;
 use herald_core::error::type_name;
-use herald_core::{ErrorKind, FieldError, Timestamp, ValidationMode};
+use herald_core::{ErrorKind, FieldError, ValidationMode};
 use herald_store::{Scope, TenantSettings};
 use serde_json::Value;
 
 use crate::App;
-use crate::auth::Principal;
-use crate::body;
-use crate::problem::ApiError;
+use crate::http::auth::Principal;
+use crate::http::body::{self, BodyKind};
+use crate::http::problem::ApiError;
 
 const MODES: &str = "permissive, strict";
 
@@ -35,18 +34,7 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
-    body::require_json(&headers)?;
-    let bytes = body::read(&headers, body, 16 * 1024).await?;
-    let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid(
-            "the body is not valid JSON",
-            vec![FieldError {
-                field: String::new(),
-                message: json_error_message(&e),
-                kind: ErrorKind::Syntax,
-            }],
-        )
-    })?;
+    let value = body::read_json(&app.body_limits, BodyKind::Settings, &headers, body).await?;
     let m = match value {
         Value::Object(m) => m,
         other => {
@@ -91,11 +79,12 @@ pub async fn put(
     }
     let tenant = key.tenant_id.clone();
     let store = app.store.clone();
+    let now = app.clock.now();
     let saved = app
         .change_tenant(&key.tenant_id, |ctx| async move {
             let settings = TenantSettings {
                 validation_mode: mode.unwrap_or(ctx.settings.validation_mode),
-                updated_at: Some(Timestamp::now()),
+                updated_at: Some(now),
             };
             store.put_settings(&tenant, settings.clone()).await?;
             Ok(settings)

@@ -10,11 +10,10 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::Next;
 use axum::response::Response;
-use herald_core::Timestamp;
 use herald_store::{AuditOutcome, AuditRecord};
 
 use crate::App;
-use crate::auth::Principal;
+use crate::http::auth::Principal;
 
 #[derive(Debug, Default)]
 struct Filled {
@@ -137,7 +136,7 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
     tracing::info!(%operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
     if operation != "GET /health" {
         app.store.record_audit(AuditRecord {
-            at: Timestamp::now(),
+            at: app.clock.now(),
             tenant_id: filled.tenant_id,
             key_id: filled.key_id,
             operation,

@@ -1,0 +1,8 @@
+//! The resources, one module each: its handlers and what they read and
+//! answer. Routes reach them through `http::routes::ROUTES`.
+
+pub mod admin;
+pub mod definitions;
+pub mod events;
+pub mod health;
+pub mod settings;

@@ -1,0 +1,15 @@
+//! Herald's background work, each a `step()` over the store that a test
+//! calls directly plus a thin `run` loop that the server spawns:
+//!
+//! - [`follower`]: a named durable cursor over the commit order and the
+//!   [`CommitLogHandler`](follower::CommitLogHandler) each consumer of
+//!   stored events implements;
+//! - [`publish`]: the NATS JetStream publisher, the follower's first user
+//!   (plus the lifecycle outbox);
+//! - [`status`]: the status worker (`pending` → `processed`);
+//! - [`upkeep`]: the store's periodic upkeep.
+
+pub mod follower;
+pub mod publish;
+pub mod status;
+pub mod upkeep;
