@@ -1,5 +1,5 @@
-//! Redaction before anything is stored (seed 000 property 15, seed 003 "PII
-//! filtering"). Every string of actor, object, correlation, outcome,
+//! Redaction before anything is stored (Property 15: Sensitive Data
+//! Handling). Every string of actor, object, correlation, outcome,
 //! evidence, context, data and metadata (named fields, extra keys, nested
 //! values, array items and object keys) is scrubbed: card numbers (by value,
 //! Luhn-checked, whole or inside text) keep their last four digits, secrets

@@ -1,4 +1,5 @@
-//! One audit record per request (seed 000 property 12): a middleware times
+//! One audit record per request (Property 12: Audit Trail Creation): a
+//! middleware times
 //! the request, handlers and the auth extractor fill in who it was through
 //! an `AuditSlot`, and the record joins the store's next group commit, so
 //! auditing adds no commit of its own to ingest.

@@ -1,5 +1,5 @@
-//! The query path's answer for a stored row without decoding it: seed
-//! 003's `EventResponse`, spliced from the stored canonical JSON. The
+//! The query path's answer for a stored row without decoding it: the
+//! `EventResponse`, spliced from the stored canonical JSON. The
 //! stored text's top-level `status`, `processing_timestamp` and
 //! `event_category` are found as members of the object (whatever their
 //! order), the stale `status` is replaced in place, and the response's own
