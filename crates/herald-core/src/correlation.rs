@@ -1,7 +1,7 @@
-//! Correlation keys: which identifiers link an event to others. Trace
-//! context comes first; events without it still correlate through business
-//! keys (order, session, user, ...): Property 10, Fallback Correlation
-//! Support. The store indexes exactly these keys.
+//! Correlation keys: which identifiers link an event to others. Trace context
+//! comes first; events without it still correlate through business keys
+//! (order, session, user, ...): Property 10, Fallback Correlation Support.
+//! The store indexes exactly these keys.
 
 use serde::{Deserialize, Serialize};
 use time::Duration;

@@ -1,6 +1,6 @@
-//! Validation findings (`ValidationResult`): every error at once,
-//! each naming its field as a JSON pointer (RFC 6901) with a message a person
-//! can act on, plus warnings that never block an event.
+//! Validation findings (`ValidationResult`): every error at once, each naming
+//! its field as a JSON pointer (RFC 6901) with a message a person can act on,
+//! plus warnings that never block an event.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,6 +1,6 @@
 //! The canonical event: the one shape every ingest request maps into and
-//! every later part of Herald (store, query, stories, delivery)
-//! reads. Wire names are snake_case; JSON and protobuf both round-trip it.
+//! every later part of Herald (store, query, stories, delivery) reads. Wire
+//! names are snake_case; JSON and protobuf both round-trip it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

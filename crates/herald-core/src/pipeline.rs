@@ -1,8 +1,8 @@
-//! The `EventProcessor`: decode → validate → normalise → redact, one
-//! call per event. Validation covers the category vocabulary and modes
-//! (property 6), the type's definition (payload schema, allowed sources,
-//! through [`Vocabulary::check_definition`]) and outcome sanity (property
-//! 8); decoding covers shapes, types and sizes (properties 1, 2, 13).
+//! The `EventProcessor`: decode → validate → normalise → redact, one call per
+//! event. Validation covers the category vocabulary and modes (property 6),
+//! the type's definition (payload schema, allowed sources, through
+//! [`Vocabulary::check_definition`]) and outcome sanity (property 8);
+//! decoding covers shapes, types and sizes (properties 1, 2, 13).
 
 use std::sync::Arc;
 

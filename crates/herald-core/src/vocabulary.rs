@@ -1,10 +1,9 @@
 //! Which event types belong to which category (Property 6: Category-Specific
-//! Action Support), and
-//! what else a type's definition demands of an event (its `data` schema, its
-//! allowed sources), behind a trait so the schema registry
-//! (`herald-registry`) plugs stored definitions into the same checks. The
-//! built-in vocabulary is twelve actions, three per category, with no
-//! schemas ([`BUILTIN_TYPES`]).
+//! Action Support), and what else a type's definition demands of an event
+//! (its `data` schema, its allowed sources), behind a trait so the schema
+//! registry (`herald-registry`) plugs stored definitions into the same
+//! checks. The built-in vocabulary is twelve actions, three per category,
+//! with no schemas ([`BUILTIN_TYPES`]).
 
 use serde::{Deserialize, Serialize};
 

@@ -2,12 +2,12 @@
 //! plus the flat create-request spellings (`user_id` for `actor.user_id`,
 //! `event_category`) and the aliases (`action`, `type`, `event`, `pattern`
 //! for `event_type`; `message_id`, `messageId` for `idempotency_key`;
-//! camelCase ids). Takes the request apart by key once (`fields.rs`: straight from
-//! the bytes, or from a parsed value), reports every bad field (never just
-//! the first), keeps unknown keys (top-level ones, and those of the closed
-//! parts correlation, outcome and evidence) under `metadata.unknown_fields`
-//! with a warning, and produces a typed [`RawEvent`] that normalisation
-//! completes.
+//! camelCase ids). Takes the request apart by key once (`fields.rs`: straight
+//! from the bytes, or from a parsed value), reports every bad field (never
+//! just the first), keeps unknown keys (top-level ones, and those of the
+//! closed parts correlation, outcome and evidence) under
+//! `metadata.unknown_fields` with a warning, and produces a typed
+//! [`RawEvent`] that normalisation completes.
 
 mod fields;
 

@@ -1,9 +1,9 @@
 //! `/api/v1/event-definitions`: the registry's four functions over HTTP.
-//! Register (`POST`), update as a new immutable version (`PUT`, with
-//! a compatibility verdict; breaking changes need `?allow_breaking=true`),
-//! get by id, type or pattern (`?version=N` for an older one), and list
-//! with filters and paging. Every write rebuilds the tenant's registry
-//! snapshot, so the next event is validated against it.
+//! Register (`POST`), update as a new immutable version (`PUT`, with a
+//! compatibility verdict; breaking changes need `?allow_breaking=true`), get
+//! by id, type or pattern (`?version=N` for an older one), and list with
+//! filters and paging. Every write rebuilds the tenant's registry snapshot,
+//! so the next event is validated against it.
 
 use axum::Json;
 use axum::body::Body;

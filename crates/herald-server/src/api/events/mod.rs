@@ -1,9 +1,8 @@
 //! `/api/v1/events/*`: create, batch, get and query. Ingest answers only
 //! after the store's commit; responses carry the `EventResponse` fields
 //! (`user_id`, `event_category`, `created_at`, ...) beside the canonical
-//! ones. What
-//! create and batch share (the processing context, rejections, the body's
-//! tenant check) is here.
+//! ones. What create and batch share (the processing context, rejections, the
+//! body's tenant check) is here.
 
 mod batch;
 mod create;
