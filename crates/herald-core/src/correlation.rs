@@ -1,7 +1,7 @@
-//! Correlation keys (DESIGN.md §6, seed 000 "Correlation Engine"): which
-//! identifiers link an event to others. Trace context comes first; events
-//! without it still correlate through business keys (order, session, user,
-//! ...), seed 000 property 10. The store indexes exactly these keys.
+//! Correlation keys: which identifiers link an event to others. Trace context
+//! comes first; events without it still correlate through business keys
+//! (order, session, user, ...): Property 10, Fallback Correlation Support.
+//! The store indexes exactly these keys.
 
 use serde::{Deserialize, Serialize};
 use time::Duration;
@@ -90,7 +90,9 @@ pub fn has_trace_context(event: &CanonicalEvent) -> bool {
     CorrelationKey::TraceId.value_in(event).is_some()
 }
 
-/// Seed 000's `CorrelationData`.
+/// What links an event to others: its primary keys (trace, request, order,
+/// session), its secondary ones, the time window to look for them in, and
+/// the key a story starts from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CorrelationData {
     pub primary: Primary,
@@ -123,7 +125,8 @@ pub struct Temporal {
     pub end: Timestamp,
 }
 
-/// Seed 000's `extractCorrelationData`, with a symmetric time window.
+/// An event's correlation data, with a symmetric time window around its
+/// timestamp.
 pub fn extract(event: &CanonicalEvent, window: Duration) -> CorrelationData {
     let t = event.timestamp.as_offset_date_time();
     let clamp = |r: Option<time::OffsetDateTime>| r.map(Timestamp::from).unwrap_or(event.timestamp);

@@ -1,6 +1,6 @@
-//! Validation findings (seed 000's `ValidationResult`): every error at once,
-//! each naming its field as a JSON pointer (RFC 6901) with a message a person
-//! can act on, plus warnings that never block an event.
+//! Validation findings (`ValidationResult`): every error at once, each naming
+//! its field as a JSON pointer (RFC 6901) with a message a person can act on,
+//! plus warnings that never block an event.
 
 use serde::{Deserialize, Serialize};
 
@@ -40,7 +40,7 @@ pub struct FieldWarning {
     pub message: String,
 }
 
-/// Seed 000's `ValidationResult { isValid, errors, warnings }`.
+/// Whether an event is valid, with every error and warning it has.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidationResult {
     pub is_valid: bool,

@@ -1,6 +1,6 @@
-//! The canonical event (DESIGN.md §2): the one shape every seed's event maps
-//! into and every later part of Herald (store, query, stories, delivery)
-//! reads. Wire names are snake_case; JSON and protobuf both round-trip it.
+//! The canonical event: the one shape every ingest request maps into and
+//! every later part of Herald (store, query, stories, delivery) reads. Wire
+//! names are snake_case; JSON and protobuf both round-trip it.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -20,7 +20,7 @@ pub struct Actor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
     /// Keyed per-tenant hash of the actor's email; the email itself is never
-    /// stored (seed 000 property 15).
+    /// stored (Property 15: Sensitive Data Handling).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +66,7 @@ pub struct Correlation {
     pub parent_event_id: Option<String>,
 }
 
-/// What happened as a result (seed 000 property 8).
+/// What happened as a result (Property 8: Outcome Classification).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outcome {
@@ -203,7 +203,8 @@ pub struct CanonicalEvent {
 }
 
 impl CanonicalEvent {
-    /// Seed 003's `user_id`, which lives at `actor.user_id` here.
+    /// The create request's flat `user_id`, which lives at `actor.user_id`
+    /// here.
     pub fn user_id(&self) -> Option<&str> {
         self.actor.user_id.as_deref()
     }

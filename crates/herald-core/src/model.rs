@@ -1,7 +1,7 @@
-//! The closed sets and rule-carrying values of the canonical event
-//! (DESIGN.md §2): categories, sources, statuses, and the newtypes
-//! (`EventId`, `TenantId`, `EventType`, `StreamId`) that can only be built by
-//! parsing, so an invalid one cannot exist past the edge.
+//! The closed sets and rule-carrying values of the canonical event:
+//! categories, sources, statuses, and the newtypes (`EventId`, `TenantId`,
+//! `EventType`, `StreamId`) that can only be built by parsing, so an invalid
+//! one cannot exist past the edge.
 
 use std::fmt;
 
@@ -54,12 +54,12 @@ macro_rules! string_enum {
 }
 
 string_enum! {
-    /// Seed 000's four categories. Every event has exactly one.
+    /// The four categories. Every event has exactly one.
     Category { Business = "business", System = "system", Delivery = "delivery", Security = "security" }
 }
 
 string_enum! {
-    /// Seed 003's finer classification; optional, and derives `Category`
+    /// The finer classification; optional, and derives `Category`
     /// when that is absent.
     EventCategory {
         UserAction = "user_action", PageView = "page_view", FormSubmit = "form_submit", Click = "click",
@@ -71,7 +71,7 @@ string_enum! {
 }
 
 impl EventCategory {
-    /// DESIGN.md §2's derivation table: security → security; system,
+    /// The derivation table: security → security; system,
     /// performance, error, device*, telemetry, command, alert → system; the
     /// rest → business.
     pub const fn category(self) -> Category {
@@ -89,7 +89,7 @@ impl EventCategory {
 }
 
 string_enum! {
-    /// Where an event came from (seed 003 §9.1). Default `backend`.
+    /// Where an event came from. Default `backend`.
     EventSource {
         Frontend = "frontend", Backend = "backend", System = "system",
         IotDevice = "iot_device", ExternalApi = "external_api", Scheduled = "scheduled",
@@ -97,12 +97,14 @@ string_enum! {
 }
 
 string_enum! {
-    /// The result an event reports (seed 000 property 8). Default `success`.
+    /// The result an event reports (Property 8: Outcome Classification).
+    /// Default `success`.
     OutcomeStatus { Success = "success", Failure = "failure", Pending = "pending" }
 }
 
 string_enum! {
-    /// Herald's processing lifecycle of a stored event (seed 003 §9.3).
+    /// Herald's processing lifecycle of a stored event: `pending` when
+    /// stored, then `processing`, `processed` or `failed`; `archived` last.
     EventStatus {
         Pending = "pending", Processing = "processing", Processed = "processed",
         Failed = "failed", Archived = "archived",
@@ -287,7 +289,8 @@ string_newtype! {
 }
 
 string_newtype! {
-    /// `{entity_type}:{entity_id}` (DESIGN.md §8).
+    /// `{entity_type}:{entity_id}`: the entity whose event stream an event
+    /// is appended to.
     StreamId, check_stream_id
 }
 

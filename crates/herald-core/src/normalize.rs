@@ -1,4 +1,4 @@
-//! Raw → canonical (seed 000 "normalizeEvent"): assigns the UUIDv7 id and
+//! Raw → canonical (`normalize`): assigns the UUIDv7 id and
 //! `processing_timestamp`, applies the defaults (source `backend`,
 //! environment `production`, outcome `success`, timestamp = receive time),
 //! keeps the original timestamp exactly, fills trace/span ids from a W3C

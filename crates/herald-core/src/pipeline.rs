@@ -1,8 +1,8 @@
-//! Seed 000's `EventProcessor`: decode → validate → normalise → redact, one
-//! call per event. Validation covers the category vocabulary and modes
-//! (property 6), the type's definition (payload schema, allowed sources,
-//! through [`Vocabulary::check_definition`]) and outcome sanity (property
-//! 8); decoding covers shapes, types and sizes (properties 1, 2, 13).
+//! The `EventProcessor`: decode → validate → normalise → redact, one call per
+//! event. Validation covers the category vocabulary and modes (property 6),
+//! the type's definition (payload schema, allowed sources, through
+//! [`Vocabulary::check_definition`]) and outcome sanity (property 8);
+//! decoding covers shapes, types and sizes (properties 1, 2, 13).
 
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ use crate::redact::{EmailHasher, RedactionPolicy};
 use crate::timestamp::Timestamp;
 use crate::vocabulary::{BuiltinVocabulary, ValidationMode, Vocabulary};
 
-/// Seed 000's `ProcessingContext`: what the server knows about a request.
+/// What the server knows about a request.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessingContext<'a> {
     pub tenant_id: &'a TenantId,
@@ -72,7 +72,7 @@ impl Default for EventProcessor {
 }
 
 impl EventProcessor {
-    /// Seed 000's `validateEvent`: every finding for one JSON event, without
+    /// Every finding for one JSON event, without
     /// producing it.
     pub fn validate(&self, value: &Value) -> ValidationResult {
         let size = serde_json::to_vec(value).map_or(0, |v| v.len());

@@ -1,6 +1,6 @@
 //! `Timestamp`: an instant with nanosecond precision that keeps the UTC
 //! offset it was written in, so `2025-12-30T12:00:00.123456+02:00` comes back
-//! byte-for-byte as it was sent (seed 000 property 5).
+//! byte-for-byte as it was sent (Property 5: Timestamp Preservation).
 
 use std::fmt;
 

@@ -1,8 +1,9 @@
-//! Which event types belong to which category (seed 000 property 6), and
-//! what else a type's definition demands of an event (its `data` schema, its
-//! allowed sources), behind a trait so the schema registry
-//! (`herald-registry`) plugs stored definitions into the same checks. The
-//! built-in vocabulary is seed 000's twelve actions, with no schemas.
+//! Which event types belong to which category (Property 6: Category-Specific
+//! Action Support), and what else a type's definition demands of an event
+//! (its `data` schema, its allowed sources), behind a trait so the schema
+//! registry (`herald-registry`) plugs stored definitions into the same
+//! checks. The built-in vocabulary is twelve actions, three per category,
+//! with no schemas ([`BUILTIN_TYPES`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -35,7 +36,8 @@ impl CategorySet {
     }
 }
 
-/// What to do with an event type no definition knows (DESIGN.md §2).
+/// What to do with an event type no definition knows: accept it
+/// (`permissive`, the default) or refuse it (`strict`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ValidationMode {
@@ -80,7 +82,7 @@ pub trait Vocabulary: Send + Sync {
     }
 }
 
-/// Seed 000's built-in actions, by category.
+/// The built-in actions, by category.
 pub const BUILTIN_TYPES: &[(Category, &[&str])] = &[
     (
         Category::Business,

@@ -1,4 +1,4 @@
-//! Seed 000's correctness properties, one proptest property each, named
+//! Herald's correctness properties, one proptest property each, named
 //! `property_NN_<short_name>`. Generators (tests/support) produce realistic
 //! events across all four categories and both category sets, every alias,
 //! and hostile input: unicode and control characters, very long strings,
@@ -58,7 +58,7 @@ fn category_value() -> BoxedStrategy<Value> {
     .boxed()
 }
 
-/// A value the event_category field might hold: seed 003's names, near
+/// A value the event_category field might hold: the seventeen names, near
 /// misses (a category that is not an event category among them), wrong types.
 fn event_category_value() -> BoxedStrategy<Value> {
     prop_oneof![
@@ -404,8 +404,8 @@ proptest! {
     /// Property 1: Event Category Validation — "For any event submitted to
     /// the system, it should be accepted if and only if its category field is
     /// set to one of the valid values: business, system, delivery, or security."
-    /// The category may also come from seed 003's `event_category`, which
-    /// derives it (DESIGN.md §2) when `category` is absent; an explicit
+    /// The category may also come from `event_category`, which derives it
+    /// (`EVENT_CATEGORY_TABLE`) when `category` is absent; an explicit
     /// category wins over a disagreeing `event_category`, with a warning.
     #[test]
     fn property_01_category_validation(
@@ -422,8 +422,8 @@ proptest! {
         // A null is the same as leaving the field out.
         let cat_given = cat.as_ref().filter(|v| !v.is_null());
         let ec_given = ec.as_ref().filter(|v| !v.is_null());
-        // The seed's four and DESIGN's table, spelled out: the oracle must not
-        // trust the code under test.
+        // The four categories and the derivation table, spelled out: the
+        // oracle must not trust the code under test.
         let cat_name = cat_given.and_then(Value::as_str).filter(|s| CATEGORY_NAMES.contains(s));
         let derived = ec_given.and_then(Value::as_str).and_then(derived_category);
         let cat_bad = cat_given.is_some() && cat_name.is_none();
@@ -711,7 +711,7 @@ proptest! {
     /// Property 6: Category-Specific Action Support — "For any event with a
     /// valid category, the system should accept category-appropriate actions
     /// ... and reject inappropriate actions." Unknown actions are accepted in
-    /// permissive mode and rejected in strict mode (DESIGN.md §2).
+    /// permissive mode and rejected in strict mode.
     #[test]
     fn property_06_category_specific_actions(
         cat in category(),
@@ -775,7 +775,7 @@ proptest! {
         if let Some(stream) = body.get("stream_id").and_then(Value::as_str) {
             prop_assert_eq!(e.stream_id.as_ref().map(StreamId::as_str), Some(stream));
         }
-        // Evidence: seed 000's camelCase and raw_s3_pointer spellings too.
+        // Evidence: the camelCase and raw_s3_pointer spellings too.
         let evidence = object_at(&body, "evidence");
         let github = evidence.and_then(|ev| ev.get("github")).and_then(Value::as_object);
         prop_assert_eq!(&e.evidence.github, &github.map(|g| Github {
@@ -834,7 +834,7 @@ proptest! {
     /// correlation identifiers (traceId, spanId, requestId, orderId,
     /// sessionId), all correlation data should be preserved and indexed for
     /// efficient story reconstruction." `correlation::keys` is exactly what
-    /// the store indexes: all nine keys of DESIGN.md §6. Trace context may
+    /// the store indexes: all nine correlation keys. Trace context may
     /// also come from a W3C `traceparent`, in the body or the request
     /// header: an explicit `correlation.trace_id` wins, then the body's, then
     /// the header's; one that is invalid, or names a trace that lost, is a
@@ -902,7 +902,7 @@ proptest! {
             (CorrelationKey::UserId, user),
             (CorrelationKey::EmailHash, email_hash),
         ];
-        prop_assert_eq!(expect.len(), CorrelationKey::ALL.len(), "every key DESIGN.md §6 indexes");
+        prop_assert_eq!(expect.len(), CorrelationKey::ALL.len(), "every correlation key indexed");
         for (key, value) in expect {
             let found = keys.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
             prop_assert_eq!(found, value.filter(|v| !v.is_empty()), "{:?} indexed", key);
@@ -954,7 +954,7 @@ proptest! {
         let t = ea.timestamp.unix_nanos();
         prop_assert_eq!(data.temporal.start.unix_nanos(), t - i128::from(window) * 1_000_000_000);
         prop_assert_eq!(data.temporal.end.unix_nanos(), t + i128::from(window) * 1_000_000_000);
-        // Seed 000's primary and secondary keys, as the body sent them.
+        // The primary and secondary keys, as the body sent them.
         let (object, actor) = (object_at(&a, "object"), object_at(&a, "actor"));
         prop_assert_eq!(data.primary.trace_id, None);
         prop_assert_eq!(data.primary.request_id, first_id(object, &["request_id", "requestId"]));
@@ -1267,7 +1267,7 @@ proptest! {
 proptest! {
     #![proptest_config(config())]
 
-    /// Not a seed property: size limits hold at their configured boundary,
+    /// Not a numbered property: size limits hold at their configured boundary,
     /// whatever it is. An event of exactly `max_event_bytes` is accepted and
     /// one byte more is refused as too large (HTTP 413), through both entry
     /// points; a named field of exactly `max_field_bytes` (bytes, not
@@ -1319,7 +1319,7 @@ proptest! {
         prop_assert!(r.is_too_large());
     }
 
-    /// Not a seed property: `process_json` reads bytes straight into the
+    /// Not a numbered property: `process_json` reads bytes straight into the
     /// decoder's slots, `process_value` takes a parsed value apart. Both
     /// must give the same answer, findings and all, for any body: valid,
     /// with junk at any pointer, repeated keys, or any JSON at all.

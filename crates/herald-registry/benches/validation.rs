@@ -1,7 +1,7 @@
 //! The cost of schema validation at ingest: `EventProcessor::process_json`
 //! of a typical ~600-byte event with the built-in vocabulary only, with a
 //! registry that defines the type without a schema, and with a typical
-//! schema (an object with 8 typed properties, 3 required). The issue's
+//! schema (an object with 8 typed properties, 3 required). The
 //! target is at most 1.3 × the cost without a schema.
 //!
 //! `cargo bench -p herald-registry --bench validation`

@@ -1,4 +1,4 @@
-//! Seed 002's event definition: what one event type (or a pattern of
+//! An event definition: what one event type (or a pattern of
 //! types) is, who may send it and what its `data` must look like, as an
 //! immutable version; and the parsing of a definition request body into a
 //! [`DefinitionInput`], naming every bad field at once.
@@ -50,7 +50,7 @@ pub struct EventDefinition {
     /// How this version relates to the one before it (`None` for version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<Compatibility>,
-    /// Built into Herald (seed 000's vocabulary), not stored per tenant.
+    /// Built into Herald (the built-in vocabulary), not stored per tenant.
     #[serde(default)]
     pub builtin: bool,
     /// When version 1 was registered.

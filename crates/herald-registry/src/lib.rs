@@ -1,9 +1,9 @@
-//! Herald's event-definition registry (seed 002, DESIGN.md §2 and §5): the
-//! source of truth for every event type. Definitions (exact types or
-//! NATS-style patterns), their JSON Schemas for `data`, versions and the
-//! compatibility between them, and a per-tenant [`Registry`] snapshot that
-//! plugs into ingest as the tenant's `herald_core::Vocabulary`. Pure: no IO,
-//! no async; the server stores definitions and builds snapshots.
+//! Herald's event-definition registry: the source of truth for every event
+//! type. Definitions (exact types or NATS-style patterns), their JSON
+//! Schemas for `data`, versions and the compatibility between them, and a
+//! per-tenant [`Registry`] snapshot that plugs into ingest as the tenant's
+//! `herald_core::Vocabulary`. Pure: no IO, no async; the server stores
+//! definitions and builds snapshots.
 
 pub mod cache;
 pub mod compat;

@@ -1,5 +1,5 @@
 //! One tenant's registry, as an immutable snapshot: every version of every
-//! stored definition plus seed 000's built-in vocabulary (as definitions
+//! stored definition plus the built-in vocabulary (as definitions
 //! without schemas, hidden when the tenant defines the same type), indexed
 //! for the ingest hot path. It is the tenant's [`Vocabulary`]: which
 //! category a type belongs to, and what its definition demands of an event.
@@ -24,7 +24,8 @@ use crate::pattern::TypePattern;
 /// Id prefix of the built-in definitions (`builtin.payment_authorized`).
 pub const BUILTIN_PREFIX: &str = "builtin.";
 
-/// Seed 000's vocabulary as definitions: no schema, any source.
+/// The built-in vocabulary ([`BUILTIN_TYPES`]) as definitions:
+/// no schema, any source.
 pub fn builtin_definitions() -> Vec<EventDefinition> {
     // A fixed instant, so built-ins look the same on every instance and run.
     let since = Timestamp::parse("2025-01-01T00:00:00Z").expect("a valid constant");
@@ -39,7 +40,7 @@ pub fn builtin_definitions() -> Vec<EventDefinition> {
                 event_category: None,
                 name: t.replace('_', " "),
                 description: Some(format!(
-                    "Built-in {category} event type (seed 000). Register a definition for `{t}` to give it a payload schema."
+                    "Built-in {category} event type. Register a definition for `{t}` to give it a payload schema."
                 )),
                 payload_schema: None,
                 allowed_sources: Vec::new(),
@@ -231,7 +232,8 @@ impl Registry {
     }
 
     /// By id, else by its exact type or pattern, else the definition that
-    /// applies to that type (seed 002's "get by ID or pattern").
+    /// applies to that type: what `GET /api/v1/event-definitions/{id}`
+    /// answers.
     pub fn lookup(&self, id_or_type: &str) -> Option<&Arc<Entry>> {
         self.by_id(id_or_type)
             .or_else(|| self.by_type(id_or_type))

@@ -2,7 +2,7 @@
 //! and records when. No processor exists yet, so processing is a no-op:
 //! each step completes a batch of pending events in one statement (one
 //! write per event, where a claim and a finish would be two) with a
-//! duration of 0 ms. Processors (a later issue) will claim with
+//! duration of 0 ms. Processors, once they exist, will claim with
 //! `Store::claim_pending` and finish with `Store::finish_processing`,
 //! passing back each claim's token: a claim that lapsed (PostgreSQL's lease)
 //! and was taken by another worker finishes nothing and notifies nothing.

@@ -1,7 +1,8 @@
-//! Encodings of the canonical event: JSON (serde, snake_case, the API's
-//! form) and Protocol Buffers (`proto/herald/v1/event.proto`, the compact
-//! binary form). Both round-trip every canonical event exactly (seed 000
-//! property 18), and decoding untrusted bytes returns an error, never panics.
+//! Encodings of the canonical event: JSON (serde, snake_case, the API's form)
+//! and Protocol Buffers (`proto/herald/v1/event.proto`, the compact binary
+//! form). Both round-trip every canonical event exactly (Property 18:
+//! Serialization Round-Trip Consistency), and decoding untrusted bytes
+//! returns an error, never panics.
 
 pub mod json;
 pub mod proto;

@@ -1,11 +1,13 @@
-//! Decoding of the one ingest request shape: the union of seed 003's
-//! `EventCreateRequest` and seed 000's `RawEvent`, with DESIGN.md §2's
-//! aliases. Takes the request apart by key once (`fields.rs`: straight from
-//! the bytes, or from a parsed value), reports every bad field (never just
-//! the first), keeps unknown keys (top-level ones, and those of the closed
-//! parts correlation, outcome and evidence) under `metadata.unknown_fields`
-//! with a warning, and produces a typed [`RawEvent`] that normalisation
-//! completes.
+//! Decoding of the one ingest request shape: the canonical event's fields,
+//! plus the flat create-request spellings (`user_id` for `actor.user_id`,
+//! `event_category`) and the aliases (`action`, `type`, `event`, `pattern`
+//! for `event_type`; `message_id`, `messageId` for `idempotency_key`;
+//! camelCase ids). Takes the request apart by key once (`fields.rs`: straight
+//! from the bytes, or from a parsed value), reports every bad field (never
+//! just the first), keeps unknown keys (top-level ones, and those of the
+//! closed parts correlation, outcome and evidence) under
+//! `metadata.unknown_fields` with a warning, and produces a typed
+//! [`RawEvent`] that normalisation completes.
 
 mod fields;
 
@@ -21,7 +23,8 @@ use crate::model::{
 };
 use crate::timestamp::Timestamp;
 
-/// Size limits applied while decoding (DESIGN.md §3).
+/// Size limits applied while decoding; an event over `max_event_bytes` is
+/// a `TooLarge` finding (413, stating the limit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Largest encoded event, in bytes. Default 64 KiB.
@@ -75,7 +78,8 @@ pub struct RawEvent {
     pub data: Value,
     pub metadata: Extra,
     pub stream_id: Option<StreamId>,
-    /// Optimistic concurrency for stream appends (DESIGN.md §8).
+    /// Optimistic concurrency for stream appends: the version the stream
+    /// must be at, else the append is a conflict.
     pub expected_version: Option<u64>,
     pub idempotency_key: Option<String>,
     pub schema_version: Option<u32>,

@@ -1,15 +1,15 @@
-//! Redaction before anything is stored (seed 000 property 15, seed 003 "PII
-//! filtering"). Every string of actor, object, correlation, outcome,
-//! evidence, context, data and metadata (named fields, extra keys, nested
-//! values, array items and object keys) is scrubbed: card numbers (by value,
-//! Luhn-checked, whole or inside text) keep their last four digits, secrets
-//! written inline (`token=…`) are masked, and emails become a keyed
-//! per-tenant hash: the actor's own email goes to `actor.email_hash`, any
-//! other is replaced in its text by `email_hash:<hash>`, so the same address
-//! correlates within a tenant but not across tenants. Values under secret
-//! keys (`password`, `api_key`, …) are masked, hashed or dropped whole. A
-//! tenant's own path rules (drop / mask / hash) run last. The policy is a
-//! plain serde value so a tenant can configure it.
+//! Redaction before anything is stored (Property 15: Sensitive Data
+//! Handling). Every string of actor, object, correlation, outcome, evidence,
+//! context, data and metadata (named fields, extra keys, nested values, array
+//! items and object keys) is scrubbed: card numbers (by value, Luhn-checked,
+//! whole or inside text) keep their last four digits, secrets written inline
+//! (`token=…`) are masked, and emails become a keyed per-tenant hash: the
+//! actor's own email goes to `actor.email_hash`, any other is replaced in its
+//! text by `email_hash:<hash>`, so the same address correlates within a
+//! tenant but not across tenants. Values under secret keys (`password`,
+//! `api_key`, …) are masked, hashed or dropped whole. A tenant's own path
+//! rules (drop / mask / hash) run last. The policy is a plain serde value so
+//! a tenant can configure it.
 //!
 //! The `idempotency_key` only has its emails hashed, in place, with the same
 //! keyed hasher: that is deterministic, so a retry carrying the same key

@@ -1,7 +1,7 @@
 //! Shared fixtures, generators and oracles for `tests/properties.rs`.
 //!
 //! Generators build ingest bodies as `serde_json::Value`s (then bytes) that
-//! are realistic (the four categories, the built-in actions, the seed-003
+//! are realistic (the four categories, the built-in actions, the
 //! `event_category` set, every alias) and hostile (unicode and control
 //! characters, integers where strings are usual, odd timestamps). Values a
 //! redaction rule would rewrite (emails, card numbers, secret-looking keys)
@@ -296,7 +296,7 @@ pub fn builtins_of(category: Category) -> Vec<&'static str> {
         .collect()
 }
 
-/// The seed-003 categories that derive `category`.
+/// The event categories that derive `category`.
 pub fn event_categories_of(category: Category) -> Vec<EventCategory> {
     EventCategory::ALL
         .iter()
@@ -1686,11 +1686,11 @@ pub fn with_deep_value(body: &Value, place: &str, levels: usize, shape: u64) -> 
 // The category sets, spelled out (property 1)
 // ---------------------------------------------------------------------------
 
-/// Seed 000's four categories.
+/// The four categories.
 pub const CATEGORY_NAMES: [&str; 4] = ["business", "system", "delivery", "security"];
 
-/// Seed 003's seventeen event categories and the category each derives,
-/// DESIGN.md §2's table written out apart from Herald's own.
+/// The seventeen event categories and the category each derives, the
+/// derivation table written out apart from Herald's own.
 pub const EVENT_CATEGORY_TABLE: [(&str, &str); 17] = [
     ("user_action", "business"),
     ("page_view", "business"),
@@ -1948,7 +1948,7 @@ fn rule_walk(
 // ---------------------------------------------------------------------------
 
 /// The keys an event without trace context correlates by, strongest first
-/// (DESIGN.md §6's order, span id left out: it names one operation).
+/// (the correlation keys' order, span id left out: it names one operation).
 pub const BUSINESS_KEYS: [CorrelationKey; 7] = [
     CorrelationKey::CorrelationId,
     CorrelationKey::RequestId,

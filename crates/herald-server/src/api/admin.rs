@@ -1,4 +1,5 @@
-//! Tenants and keys (DESIGN.md §4) and the audit trail's read side.
+//! Tenants and keys (root creates tenants; root or the tenant's `manage` key
+//! issues and revokes keys) and the audit trail's read side.
 
 use axum::Json;
 use axum::body::Body;

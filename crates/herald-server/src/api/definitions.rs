@@ -1,9 +1,9 @@
-//! `/api/v1/event-definitions`: seed 002's four registry functions over
-//! HTTP. Register (`POST`), update as a new immutable version (`PUT`, with
-//! a compatibility verdict; breaking changes need `?allow_breaking=true`),
-//! get by id, type or pattern (`?version=N` for an older one), and list
-//! with filters and paging. Every write rebuilds the tenant's registry
-//! snapshot, so the next event is validated against it.
+//! `/api/v1/event-definitions`: the registry's four functions over HTTP.
+//! Register (`POST`), update as a new immutable version (`PUT`, with a
+//! compatibility verdict; breaking changes need `?allow_breaking=true`), get
+//! by id, type or pattern (`?version=N` for an older one), and list with
+//! filters and paging. Every write rebuilds the tenant's registry snapshot,
+//! so the next event is validated against it.
 
 use axum::Json;
 use axum::body::Body;
@@ -287,7 +287,7 @@ pub const LIST_PARAMS: &[Param] = &[
     Param {
         name: "builtin",
         kind: ParamKind::Boolean,
-        description: "true: only seed 000's built-in types; false: only the tenant's own",
+        description: "true: only the built-in types; false: only the tenant's own",
     },
     Param {
         name: "limit",

@@ -1,7 +1,7 @@
-//! One audit record per request (seed 000 property 12): a middleware times
-//! the request, handlers and the auth extractor fill in who it was through
-//! an `AuditSlot`, and the record joins the store's next group commit, so
-//! auditing adds no commit of its own to ingest.
+//! One audit record per request (Property 12: Audit Trail Creation): a
+//! middleware times the request, handlers and the auth extractor fill in who
+//! it was through an `AuditSlot`, and the record joins the store's next group
+//! commit, so auditing adds no commit of its own to ingest.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

@@ -1,7 +1,8 @@
-//! Tenants' API keys and the operator's root key (DESIGN.md §4): random
-//! secrets shown once, stored as SHA-256, sent as `Authorization: Bearer`.
-//! A short-lived in-process cache keeps key lookups off the store on the
-//! hot path; revocation through this instance evicts at once.
+//! Tenants' API keys (scoped `ingest`, `read`, `manage`, `collect`) and the
+//! operator's root key (tenants and their keys): random secrets shown once,
+//! stored as SHA-256, sent as `Authorization: Bearer`. A short-lived
+//! in-process cache keeps key lookups off the store on the hot path;
+//! revocation through this instance evicts at once.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -48,7 +48,7 @@ impl ApiError {
         }
     }
 
-    /// A 400. `errors` names every bad field (DESIGN.md §3); an empty
+    /// A 400. `errors` names every bad field, not just the first; an empty
     /// list is a bug at the call site, caught by the tests.
     pub fn invalid(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         let detail = detail.into();

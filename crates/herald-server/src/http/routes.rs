@@ -135,7 +135,7 @@ pub const ROUTES: &[Route] = &[
         method: Method::Post,
         path: "/api/v1/events/create",
         handler: |m| on(m, events::create),
-        summary: "Create one event (seed 003 EventCreateRequest + canonical fields)",
+        summary: "Create one event (the flat create-request fields or the canonical ones)",
         access: Access::Tenant(Scope::Ingest),
         query: &[],
         request: Some("EventCreateRequest"),

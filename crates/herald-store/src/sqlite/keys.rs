@@ -1,6 +1,7 @@
-//! The embedded store's index of correlation keys (DESIGN.md §6): one FTS5
-//! table, `events_keys`, holding a token per key an event carries, instead
-//! of a B-tree index per key. Key values are random (trace ids, hashes), so
+//! The embedded store's index of the nine correlation keys
+//! (`herald_core::correlation::CorrelationKey`): one FTS5 table,
+//! `events_keys`, holding a token per key an event carries, instead of a
+//! B-tree index per key. Key values are random (trace ids, hashes), so
 //! nine B-tree indexes dirtied a random page each per key and insert; FTS5
 //! gathers a commit's tokens in memory and writes them as one sorted
 //! segment. Measured on the storage floor's row mix with the bundled

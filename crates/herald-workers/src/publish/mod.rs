@@ -1,5 +1,6 @@
-//! Publishing to NATS JetStream (DESIGN.md §9, seed 003 §9.4): the first
-//! follower of the commit log, plus the lifecycle outbox.
+//! Publishing to NATS JetStream, every stored event and every lifecycle
+//! event (`event.stored`, `event.processed.*`): the first follower of the
+//! commit log, plus the lifecycle outbox.
 //!
 //! Every stored event goes to JetStream **after** its commit, from a
 //! durable cursor over the store's commit order, never from the request

@@ -35,7 +35,7 @@ async fn create_returns_201_with_seed_003_and_canonical_fields() {
     ] {
         assert!(
             !e[field].is_null(),
-            "seed 003 EventResponse field {field} missing: {e}"
+            "EventResponse field {field} missing: {e}"
         );
     }
     assert_eq!(e["status"], "pending");
@@ -64,7 +64,7 @@ async fn create_returns_201_with_seed_003_and_canonical_fields() {
     assert_eq!(got["event_id"], e["event_id"]);
     assert_eq!(got["data"], e["data"]);
 
-    // Seed 003's shape holds for a bare event too: the keys are there, null.
+    // The answer's shape holds for a bare event too: the keys are there, null.
     let (status, bare) = app
         .create(
             &t.admin_key,

@@ -1,4 +1,5 @@
-//! Every 400 names its bad fields as JSON pointers (DESIGN.md §3): bodies
+//! Every 400 names all its bad fields, not just the first, as JSON
+//! pointers: bodies
 //! that are not the right shape, undecodable gzip, and query parameters
 //! (named `/{parameter}`).
 

@@ -1,8 +1,8 @@
-//! `/api/v1/events/*`: create, batch, get and query (seed 003 §3.1–3.2,
-//! DESIGN.md §5). Ingest answers only after the store's commit; responses
-//! carry seed 003's `EventResponse` fields beside the canonical ones. What
-//! create and batch share (the processing context, rejections, the body's
-//! tenant check) is here.
+//! `/api/v1/events/*`: create, batch, get and query. Ingest answers only
+//! after the store's commit; responses carry the `EventResponse` fields
+//! (`user_id`, `event_category`, `created_at`, ...) beside the canonical
+//! ones. What create and batch share (the processing context, rejections, the
+//! body's tenant check) is here.
 
 mod batch;
 mod create;

@@ -1,4 +1,4 @@
-//! The answers of the event routes: seed 003's `EventResponse` beside the
+//! The answers of the event routes: the `EventResponse` fields beside the
 //! canonical event, and RFC 7240's `Prefer: return=minimal`.
 
 use axum::Json;
@@ -8,14 +8,15 @@ use herald_core::{CanonicalEvent, FieldWarning, Timestamp};
 use herald_store::StoredEvent;
 use serde::Serialize;
 
-/// Seed 003's `EventResponse` plus the canonical event.
+/// The event answer: the canonical event plus the flat fields every answer
+/// carries (`user_id`, `event_category`, `created_at`, processing results).
 #[derive(Debug, Serialize)]
 pub struct EventResponse<'a> {
     #[serde(flatten)]
     pub event: &'a CanonicalEvent,
-    /// Seed 003's top-level `user_id` (= `actor.user_id`); `null` when none.
+    /// The top-level `user_id` (= `actor.user_id`); `null` when none.
     pub user_id: Option<&'a str>,
-    /// Seed 003's answer always has `event_category`: `null` here when the
+    /// The answer always has `event_category`: `null` here when the
     /// event has none (the canonical event then leaves the key out).
     #[serde(
         rename = "event_category",
@@ -23,7 +24,7 @@ pub struct EventResponse<'a> {
         serialize_with = "null"
     )]
     pub no_event_category: bool,
-    /// Seed 003's `created_at` (= `processing_timestamp`).
+    /// `created_at` (= `processing_timestamp`).
     pub created_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processed_at: Option<Timestamp>,

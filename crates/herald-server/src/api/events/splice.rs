@@ -1,13 +1,12 @@
-//! The query path's answer for a stored row without decoding it: seed
-//! 003's `EventResponse`, spliced from the stored canonical JSON. The
-//! stored text's top-level `status`, `processing_timestamp` and
-//! `event_category` are found as members of the object (whatever their
-//! order), the stale `status` is replaced in place, and the response's own
-//! fields are appended: byte for byte what serialising the decoded event
-//! gives (the tests below hold the two together). A 1,000-row page is the
-//! hot path this exists for, so the common layout is found without
-//! walking the whole text ([`Layout::find`]); decoding each row is the
-//! fallback.
+//! The query path's answer for a stored row without decoding it: the
+//! `EventResponse`, spliced from the stored canonical JSON. The stored text's
+//! top-level `status`, `processing_timestamp` and `event_category` are found
+//! as members of the object (whatever their order), the stale `status` is
+//! replaced in place, and the response's own fields are appended: byte for
+//! byte what serialising the decoded event gives (the tests below hold the
+//! two together). A 1,000-row page is the hot path this exists for, so the
+//! common layout is found without walking the whole text ([`Layout::find`]);
+//! decoding each row is the fallback.
 
 use std::ops::Range;
 
