@@ -9,6 +9,7 @@
 //! - [`status`]: the status worker (`pending` → `processed`);
 //! - [`upkeep`]: the store's periodic upkeep.
 
+pub mod delivery;
 pub mod follower;
 pub mod publish;
 pub mod status;
