@@ -69,7 +69,9 @@ impl Permit {
 pub enum Admission {
     Allowed(Permit),
     /// Refused; ask again at `retry_at`.
-    Rejected { retry_at: Timestamp },
+    Rejected {
+        retry_at: Timestamp,
+    },
 }
 
 /// One endpoint's circuit breaker.

@@ -96,7 +96,12 @@ fn failed_probes_reopen_with_a_growing_capped_cooldown() {
     for cooldown in [20, 35, 35] {
         let probe = allowed(breaker.try_acquire(at(now)));
         breaker.record(probe, false, at(now));
-        assert_eq!(breaker.state(), BreakerState::Open { until: at(now + cooldown) });
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open {
+                until: at(now + cooldown)
+            }
+        );
         now += cooldown;
     }
     // A successful probe resets the cooldown to its first length.
@@ -105,7 +110,12 @@ fn failed_probes_reopen_with_a_growing_capped_cooldown() {
     for _ in 0..3 {
         fail(&mut breaker, at(now));
     }
-    assert_eq!(breaker.state(), BreakerState::Open { until: at(now + 10) });
+    assert_eq!(
+        breaker.state(),
+        BreakerState::Open {
+            until: at(now + 10)
+        }
+    );
 }
 
 #[test]

@@ -162,8 +162,12 @@ pub fn classify(
                     } else {
                         ErrorClass::Http5xx
                     };
-                    let asked = retry_after.and_then(|v| parse_retry_after(v, now, retry_after_cap));
-                    (asked.map_or(Verdict::Retry, Verdict::RetryAfter), Some(class))
+                    let asked =
+                        retry_after.and_then(|v| parse_retry_after(v, now, retry_after_cap));
+                    (
+                        asked.map_or(Verdict::Retry, Verdict::RetryAfter),
+                        Some(class),
+                    )
                 }
                 300..=399 => (Verdict::Retry, Some(ErrorClass::Http3xx)),
                 400..=499 => (Verdict::Retry, Some(ErrorClass::Http4xx)),
@@ -237,10 +241,17 @@ mod tests {
     fn statuses_map_to_verdicts_and_classes() {
         for status in [200, 201, 204, 299] {
             let c = answer(status, Some("5"));
-            assert_eq!((c.verdict, c.error_class), (Verdict::Delivered, None), "{status}");
+            assert_eq!(
+                (c.verdict, c.error_class),
+                (Verdict::Delivered, None),
+                "{status}"
+            );
         }
         let gone = answer(410, None);
-        assert_eq!((gone.verdict, gone.error_class), (Verdict::Disable, Some(ErrorClass::Http4xx)));
+        assert_eq!(
+            (gone.verdict, gone.error_class),
+            (Verdict::Disable, Some(ErrorClass::Http4xx))
+        );
         for (status, class) in [
             (100, ErrorClass::HttpOther),
             (301, ErrorClass::Http3xx),
@@ -252,7 +263,11 @@ mod tests {
         ] {
             // Retry-After is honoured only on 429 and 503.
             let c = answer(status, Some("5"));
-            assert_eq!((c.verdict, c.error_class), (Verdict::Retry, Some(class)), "{status}");
+            assert_eq!(
+                (c.verdict, c.error_class),
+                (Verdict::Retry, Some(class)),
+                "{status}"
+            );
             assert_eq!(c.status, Some(status));
             assert_eq!(c.snippet, "nope");
         }
@@ -266,7 +281,10 @@ mod tests {
         let c = answer(503, Some("Wed, 21 Oct 2015 07:28:00 GMT"));
         assert_eq!(c.verdict, Verdict::RetryAfter(Duration::from_secs(60)));
         assert_eq!(c.error_class, Some(ErrorClass::Http5xx));
-        assert_eq!(answer(503, Some("999999")).verdict, Verdict::RetryAfter(CAP));
+        assert_eq!(
+            answer(503, Some("999999")).verdict,
+            Verdict::RetryAfter(CAP)
+        );
         // Missing or unreadable: the schedule applies.
         assert_eq!(answer(429, None).verdict, Verdict::Retry);
         assert_eq!(answer(503, Some("soon")).verdict, Verdict::Retry);

@@ -106,7 +106,10 @@ fn classify_v4(ip: Ipv4Addr) -> Result<(), NonPublic> {
     if ip.is_broadcast() {
         return Err(Broadcast);
     }
-    match ranges.iter().find(|(net, prefix, _)| in_v4(ip, *net, *prefix)) {
+    match ranges
+        .iter()
+        .find(|(net, prefix, _)| in_v4(ip, *net, *prefix))
+    {
         Some((_, _, why)) => Err(*why),
         None => Ok(()),
     }
@@ -123,7 +126,12 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
         // NAT64, 64:ff9b::/96.
         [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(tail),
         // 6to4, 2002::/16: the IPv4 address sits in bits 16..48.
-        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8)),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
         _ => None,
     }
 }
@@ -290,10 +298,12 @@ pub fn check_url(
         Host::Ipv4(v4) => (v4.to_string(), vec![IpAddr::V4(v4)]),
         Host::Ipv6(v6) => (v6.to_string(), vec![IpAddr::V6(v6)]),
         Host::Domain(name) => {
-            let addresses = resolver.resolve(name).map_err(|reason| Refusal::Unresolved {
-                host: name.to_string(),
-                reason,
-            })?;
+            let addresses = resolver
+                .resolve(name)
+                .map_err(|reason| Refusal::Unresolved {
+                    host: name.to_string(),
+                    reason,
+                })?;
             (name.to_string(), addresses)
         }
     };

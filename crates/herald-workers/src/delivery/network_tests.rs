@@ -97,7 +97,10 @@ fn allowed_networks_parse_with_clear_errors() {
     // An IPv4-mapped address matches its IPv4 range.
     assert!(allowed.contains(ip("::ffff:127.0.0.1")));
     assert!(!allowed.contains(ip("::2")));
-    assert_eq!(AllowedNetworks::parse("").unwrap(), AllowedNetworks::default());
+    assert_eq!(
+        AllowedNetworks::parse("").unwrap(),
+        AllowedNetworks::default()
+    );
 
     let error = AllowedNetworks::parse("127.0.0.0/8,10.0.0.1/8").unwrap_err();
     assert_eq!((error.position, error.entry.as_str()), (2, "10.0.0.1/8"));
@@ -106,7 +109,11 @@ fn allowed_networks_parse_with_clear_errors() {
     assert!(error.reason.contains("at most 32"), "{error}");
     let error = AllowedNetworks::parse("::1/128, localhost").unwrap_err();
     assert_eq!((error.position, error.entry.as_str()), (2, "localhost"));
-    assert!(error.to_string().starts_with("entry 2 `localhost`: expected an IP address"));
+    assert!(
+        error
+            .to_string()
+            .starts_with("entry 2 `localhost`: expected an IP address")
+    );
 }
 
 #[derive(Debug, Default)]
@@ -114,15 +121,28 @@ struct Table(HashMap<&'static str, Vec<IpAddr>>);
 
 impl Resolver for Table {
     fn resolve(&self, host: &str) -> Result<Vec<IpAddr>, String> {
-        self.0.get(host).cloned().ok_or_else(|| "no such host".to_string())
+        self.0
+            .get(host)
+            .cloned()
+            .ok_or_else(|| "no such host".to_string())
     }
 }
 
 fn table() -> Table {
     Table(HashMap::from([
-        ("hooks.example.com", vec![ip("93.184.216.34"), ip("2606:2800:220:1::1"), ip("93.184.216.34")]),
+        (
+            "hooks.example.com",
+            vec![
+                ip("93.184.216.34"),
+                ip("2606:2800:220:1::1"),
+                ip("93.184.216.34"),
+            ],
+        ),
         ("localhost", vec![ip("127.0.0.1"), ip("::1")]),
-        ("mixed.example.com", vec![ip("93.184.216.34"), ip("10.0.0.5")]),
+        (
+            "mixed.example.com",
+            vec![ip("93.184.216.34"), ip("10.0.0.5")],
+        ),
         ("empty.example.com", vec![]),
     ]))
 }
@@ -155,11 +175,17 @@ fn check_url_refuses_non_public_hosts_naming_the_setting() {
             why: NonPublic::Loopback
         }
     );
-    assert!(refusal.to_string().contains(ALLOWED_NETWORKS_SETTING), "{refusal}");
+    assert!(
+        refusal.to_string().contains(ALLOWED_NETWORKS_SETTING),
+        "{refusal}"
+    );
     // One private answer refuses the whole name.
     assert!(matches!(
         check_url("https://mixed.example.com/", &table(), &none),
-        Err(Refusal::NotPublic { why: NonPublic::Private, .. })
+        Err(Refusal::NotPublic {
+            why: NonPublic::Private,
+            ..
+        })
     ));
     // The URL parser's reading of odd IPv4 spellings is the one checked.
     for url in [
@@ -170,7 +196,10 @@ fn check_url_refuses_non_public_hosts_naming_the_setting() {
         "http://169.254.169.254/latest/meta-data/",
     ] {
         assert!(
-            matches!(check_url(url, &table(), &none), Err(Refusal::NotPublic { .. })),
+            matches!(
+                check_url(url, &table(), &none),
+                Err(Refusal::NotPublic { .. })
+            ),
             "{url}"
         );
     }
@@ -193,7 +222,10 @@ fn the_allow_list_admits_local_receivers() {
 #[test]
 fn check_url_refuses_bad_urls_and_lookups() {
     let none = AllowedNetworks::default();
-    assert!(matches!(check_url("not a url", &table(), &none), Err(Refusal::InvalidUrl { .. })));
+    assert!(matches!(
+        check_url("not a url", &table(), &none),
+        Err(Refusal::InvalidUrl { .. })
+    ));
     assert_eq!(
         check_url("ftp://hooks.example.com/", &table(), &none),
         Err(Refusal::UnsupportedScheme("ftp".into()))

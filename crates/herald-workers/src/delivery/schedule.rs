@@ -66,7 +66,11 @@ impl Jitter for SeededJitter {
 /// the bounds.
 pub fn jittered(nominal: Duration, jitter: &mut impl Jitter) -> Duration {
     let unit = jitter.unit();
-    let unit = if unit.is_finite() { unit.clamp(0.0, 1.0) } else { 0.5 };
+    let unit = if unit.is_finite() {
+        unit.clamp(0.0, 1.0)
+    } else {
+        0.5
+    };
     let factor = 1.0 + JITTER_FRACTION * (2.0 * unit - 1.0);
     nominal.mul_f64(factor)
 }

@@ -25,7 +25,10 @@ fn the_default_schedule_is_eight_attempts() {
     let waits: Vec<f64> = (1..=7)
         .map(|made| seconds_after(next_attempt(&policy, made, now(), &mut mid).unwrap(), now()))
         .collect();
-    assert_eq!(waits, [5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, 36_000.0, 36_000.0]);
+    assert_eq!(
+        waits,
+        [5.0, 300.0, 1_800.0, 7_200.0, 18_000.0, 36_000.0, 36_000.0]
+    );
     assert_eq!(next_attempt(&policy, 8, now(), &mut mid), None);
 }
 
@@ -39,7 +42,10 @@ fn jitter_spans_plus_minus_twenty_percent() {
     // A faulty source is clamped into the band, never outside it.
     for unit in [-3.0, 7.0, f64::NAN, f64::INFINITY] {
         let wait = jittered(Duration::from_secs(100), &mut fixed(unit));
-        assert!((80.0..=120.0).contains(&wait.as_secs_f64()), "{unit}: {wait:?}");
+        assert!(
+            (80.0..=120.0).contains(&wait.as_secs_f64()),
+            "{unit}: {wait:?}"
+        );
     }
 }
 
@@ -95,14 +101,27 @@ fn every_bad_field_is_named() {
     let too_many = RetryPolicy::from_json(&json!({"schedule": vec![1; 21]}), "/p").unwrap_err();
     assert_eq!(too_many.len(), 1);
     assert_eq!(too_many[0].field, "/p/schedule");
-    assert!(too_many[0].message.contains("at most 20"), "{}", too_many[0].message);
+    assert!(
+        too_many[0].message.contains("at most 20"),
+        "{}",
+        too_many[0].message
+    );
 
     let missing = RetryPolicy::from_json(&json!({}), "/p").unwrap_err();
-    assert_eq!((missing[0].field.as_str(), missing[0].kind), ("/p/schedule", ErrorKind::Missing));
+    assert_eq!(
+        (missing[0].field.as_str(), missing[0].kind),
+        ("/p/schedule", ErrorKind::Missing)
+    );
     let not_array = RetryPolicy::from_json(&json!({"schedule": 5}), "/p").unwrap_err();
-    assert_eq!((not_array[0].field.as_str(), not_array[0].kind), ("/p/schedule", ErrorKind::InvalidType));
+    assert_eq!(
+        (not_array[0].field.as_str(), not_array[0].kind),
+        ("/p/schedule", ErrorKind::InvalidType)
+    );
     let not_object = RetryPolicy::from_json(&json!([1]), "/p").unwrap_err();
-    assert_eq!((not_object[0].field.as_str(), not_object[0].kind), ("/p", ErrorKind::InvalidType));
+    assert_eq!(
+        (not_object[0].field.as_str(), not_object[0].kind),
+        ("/p", ErrorKind::InvalidType)
+    );
 }
 
 #[test]
@@ -125,10 +144,16 @@ fn next_step_follows_the_verdict() {
 fn retry_after_reads_seconds_and_dates_with_a_cap() {
     let at = Timestamp::parse("2015-10-21T07:27:00.250Z").unwrap();
     let cap = Duration::from_secs(600);
-    assert_eq!(parse_retry_after("120", at, cap), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_retry_after("120", at, cap),
+        Some(Duration::from_secs(120))
+    );
     assert_eq!(parse_retry_after(" 0 ", at, cap), Some(Duration::ZERO));
     assert_eq!(parse_retry_after("601", at, cap), Some(cap));
-    assert_eq!(parse_retry_after("99999999999999999999999", at, cap), Some(cap));
+    assert_eq!(
+        parse_retry_after("99999999999999999999999", at, cap),
+        Some(cap)
+    );
     assert_eq!(
         parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", at, cap),
         Some(Duration::from_millis(59_750))
@@ -138,8 +163,14 @@ fn retry_after_reads_seconds_and_dates_with_a_cap() {
         parse_retry_after("Wednesday, 21-Oct-15 07:28:00 GMT", at, cap),
         Some(Duration::from_millis(59_750))
     );
-    assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", at, cap), Some(Duration::ZERO));
-    assert_eq!(parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", at, cap), Some(cap));
+    assert_eq!(
+        parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", at, cap),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        parse_retry_after("Thu, 22 Oct 2015 07:28:00 GMT", at, cap),
+        Some(cap)
+    );
     for bad in ["", "-5", "1.5", "soon", "Wed, 21 Oct 2015"] {
         assert_eq!(parse_retry_after(bad, at, cap), None, "{bad:?}");
     }

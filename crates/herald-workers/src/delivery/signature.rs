@@ -154,7 +154,11 @@ pub fn verify(
         .collect();
     for secret in secrets {
         for tag in &tags {
-            if secret.mac_over(id, timestamp, body).verify_slice(tag).is_ok() {
+            if secret
+                .mac_over(id, timestamp, body)
+                .verify_slice(tag)
+                .is_ok()
+            {
                 return Ok(());
             }
         }
@@ -235,7 +239,8 @@ pub fn build_request(
     if secrets.is_empty() {
         return Err(RequestError::NoSecret);
     }
-    let header_safe = |value: &str| !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
+    let header_safe =
+        |value: &str| !value.is_empty() && value.bytes().all(|b| b.is_ascii_graphic());
     if !header_safe(message.id) {
         return Err(RequestError::BadHeaderValue("webhook-id"));
     }
@@ -282,7 +287,12 @@ mod tests {
 
     #[test]
     fn signs_the_specifications_published_vector() {
-        let header = sign(SPEC_ID, SPEC_TIMESTAMP, SPEC_BODY.as_bytes(), &[spec_secret()]);
+        let header = sign(
+            SPEC_ID,
+            SPEC_TIMESTAMP,
+            SPEC_BODY.as_bytes(),
+            &[spec_secret()],
+        );
         assert_eq!(header, SPEC_SIGNATURE);
     }
 
@@ -302,8 +312,16 @@ mod tests {
         assert!(parts[0].starts_with("v1,"));
         // A receiver holding only either secret accepts the header.
         for secret in [other, spec_secret()] {
-            verify(SPEC_ID, "1614265330", SPEC_BODY.as_bytes(), &header, &[secret], SPEC_TIMESTAMP, 300)
-                .unwrap();
+            verify(
+                SPEC_ID,
+                "1614265330",
+                SPEC_BODY.as_bytes(),
+                &header,
+                &[secret],
+                SPEC_TIMESTAMP,
+                300,
+            )
+            .unwrap();
         }
     }
 
@@ -311,33 +329,91 @@ mod tests {
     fn verify_accepts_the_vector_and_refuses_any_change() {
         let secret = [spec_secret()];
         let ok = |id: &str, ts: &str, body: &str, sig: &str, now: i64| {
-            verify(id, ts, body.as_bytes(), sig, &secret, now, DEFAULT_TOLERANCE_SECONDS)
+            verify(
+                id,
+                ts,
+                body.as_bytes(),
+                sig,
+                &secret,
+                now,
+                DEFAULT_TOLERANCE_SECONDS,
+            )
         };
-        ok(SPEC_ID, "1614265330", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP).unwrap();
+        ok(
+            SPEC_ID,
+            "1614265330",
+            SPEC_BODY,
+            SPEC_SIGNATURE,
+            SPEC_TIMESTAMP,
+        )
+        .unwrap();
         // Unknown versions and garbage beside the good signature are skipped.
-        ok(SPEC_ID, "1614265330", SPEC_BODY, &format!("v2,abc v1,%%% {SPEC_SIGNATURE}"), SPEC_TIMESTAMP)
-            .unwrap();
+        ok(
+            SPEC_ID,
+            "1614265330",
+            SPEC_BODY,
+            &format!("v2,abc v1,%%% {SPEC_SIGNATURE}"),
+            SPEC_TIMESTAMP,
+        )
+        .unwrap();
         assert_eq!(
-            ok("msg_other", "1614265330", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP),
+            ok(
+                "msg_other",
+                "1614265330",
+                SPEC_BODY,
+                SPEC_SIGNATURE,
+                SPEC_TIMESTAMP
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
-            ok(SPEC_ID, "1614265330", r#"{"test": 2432232315}"#, SPEC_SIGNATURE, SPEC_TIMESTAMP),
+            ok(
+                SPEC_ID,
+                "1614265330",
+                r#"{"test": 2432232315}"#,
+                SPEC_SIGNATURE,
+                SPEC_TIMESTAMP
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
-            ok(SPEC_ID, "1614265331", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP),
+            ok(
+                SPEC_ID,
+                "1614265331",
+                SPEC_BODY,
+                SPEC_SIGNATURE,
+                SPEC_TIMESTAMP
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
-            ok(SPEC_ID, "1614265330", SPEC_BODY, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=", SPEC_TIMESTAMP),
+            ok(
+                SPEC_ID,
+                "1614265330",
+                SPEC_BODY,
+                "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=",
+                SPEC_TIMESTAMP
+            ),
             Err(VerifyError::NoMatchingSignature)
         );
         assert_eq!(
-            ok(SPEC_ID, "1614265330", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP + 301),
+            ok(
+                SPEC_ID,
+                "1614265330",
+                SPEC_BODY,
+                SPEC_SIGNATURE,
+                SPEC_TIMESTAMP + 301
+            ),
             Err(VerifyError::TimestampOutOfTolerance(-301))
         );
-        ok(SPEC_ID, "1614265330", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP - 300).unwrap();
+        ok(
+            SPEC_ID,
+            "1614265330",
+            SPEC_BODY,
+            SPEC_SIGNATURE,
+            SPEC_TIMESTAMP - 300,
+        )
+        .unwrap();
         assert_eq!(
             ok(SPEC_ID, "soon", SPEC_BODY, SPEC_SIGNATURE, SPEC_TIMESTAMP),
             Err(VerifyError::BadTimestamp("soon".into()))
@@ -355,11 +431,20 @@ mod tests {
             WebhookSecret::parse("whsec_not base64!"),
             Err(SecretError::NotBase64(_))
         ));
-        assert_eq!(WebhookSecret::parse("whsec_AAAA"), Err(SecretError::BadLength(3)));
+        assert_eq!(
+            WebhookSecret::parse("whsec_AAAA"),
+            Err(SecretError::BadLength(3))
+        );
         let too_long = format!("whsec_{}", STANDARD.encode([1u8; 65]));
-        assert_eq!(WebhookSecret::parse(&too_long), Err(SecretError::BadLength(65)));
+        assert_eq!(
+            WebhookSecret::parse(&too_long),
+            Err(SecretError::BadLength(65))
+        );
         let message = SecretError::BadLength(3).to_string();
-        assert!(message.contains("24") && message.contains("64"), "{message}");
+        assert!(
+            message.contains("24") && message.contains("64"),
+            "{message}"
+        );
     }
 
     #[test]
@@ -374,8 +459,10 @@ mod tests {
 
     #[test]
     fn the_body_embeds_the_stored_event_verbatim() {
-        let stored = RawValue::from_string(r#"{"event_id":"e1", "data":{"a":1.50},"status":"processed"}"#.into())
-            .unwrap();
+        let stored = RawValue::from_string(
+            r#"{"event_id":"e1", "data":{"a":1.50},"status":"processed"}"#.into(),
+        )
+        .unwrap();
         let at = Timestamp::parse("2025-12-30T10:00:00.5+02:00").unwrap();
         let body = webhook_body("order.created", at, &stored);
         assert_eq!(
@@ -432,8 +519,14 @@ mod tests {
             replay: None,
         };
         let at = Timestamp::from_parts(SPEC_TIMESTAMP, 0, 0).unwrap();
-        assert_eq!(build_request(&message, at, &[]), Err(RequestError::NoSecret));
-        let bad_id = WebhookMessage { id: "a\r\nb", ..message };
+        assert_eq!(
+            build_request(&message, at, &[]),
+            Err(RequestError::NoSecret)
+        );
+        let bad_id = WebhookMessage {
+            id: "a\r\nb",
+            ..message
+        };
         assert_eq!(
             build_request(&bad_id, at, &[spec_secret()]),
             Err(RequestError::BadHeaderValue("webhook-id"))
