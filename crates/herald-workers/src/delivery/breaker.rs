@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use herald_core::Timestamp;
 
+use super::later;
+
 /// When a breaker opens and how long it stays open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerConfig {
@@ -85,14 +87,6 @@ pub struct CircuitBreaker {
     generation: u64,
 }
 
-/// `at + by`, saturating at `at` when the sum leaves the calendar.
-pub(crate) fn plus(at: Timestamp, by: Duration) -> Timestamp {
-    time::Duration::try_from(by)
-        .ok()
-        .and_then(|by| at.as_offset_date_time().checked_add(by))
-        .map_or(at, Timestamp::from)
-}
-
 fn is_before(a: Timestamp, b: Timestamp) -> bool {
     a.unix_nanos() < b.unix_nanos()
 }
@@ -131,7 +125,7 @@ impl CircuitBreaker {
                 self.permit(true)
             }
             BreakerState::HalfOpen { probe_started } => {
-                let lost_at = plus(probe_started, self.config.probe_timeout);
+                let lost_at = later(probe_started, self.config.probe_timeout);
                 if is_before(now, lost_at) {
                     Admission::Rejected { retry_at: lost_at }
                 } else {
@@ -165,7 +159,7 @@ impl CircuitBreaker {
                 } else if consecutive_failures + 1 >= self.config.failure_threshold {
                     self.cooldown = self.config.cooldown;
                     self.enter(BreakerState::Open {
-                        until: plus(now, self.cooldown),
+                        until: later(now, self.cooldown),
                     });
                 } else {
                     self.state = BreakerState::Closed {
@@ -182,7 +176,7 @@ impl CircuitBreaker {
             BreakerState::HalfOpen { .. } => {
                 self.cooldown = (self.cooldown * 2).min(self.config.max_cooldown);
                 self.enter(BreakerState::Open {
-                    until: plus(now, self.cooldown),
+                    until: later(now, self.cooldown),
                 });
             }
             // Opening moves the generation, so no current permit exists.
@@ -267,7 +261,7 @@ impl RateLimit {
         let earliest = arrival - self.tolerance;
         if now_nanos < earliest {
             let wait = u64::try_from(earliest - now_nanos).unwrap_or(u64::MAX);
-            return Err(plus(now, Duration::from_nanos(wait)));
+            return Err(later(now, Duration::from_nanos(wait)));
         }
         self.theoretical_arrival = Some(arrival.max(now_nanos) + self.interval);
         Ok(())

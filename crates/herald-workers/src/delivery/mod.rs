@@ -24,8 +24,21 @@
 //!    [`schedule::RetryPolicy`] (or the endpoint's `Retry-After`), disable
 //!    the subscription on 410, or a dead letter once the policy is spent.
 
+use std::time::Duration;
+
+use herald_core::Timestamp;
+
 pub mod breaker;
 pub mod classify;
 pub mod network;
 pub mod schedule;
 pub mod signature;
+
+/// `at + by`. A time past the calendar's end cannot be written down, so
+/// the sum saturates at `at`: such a retry is due at once rather than lost.
+fn later(at: Timestamp, by: Duration) -> Timestamp {
+    time::Duration::try_from(by)
+        .ok()
+        .and_then(|by| at.as_offset_date_time().checked_add(by))
+        .map_or(at, Timestamp::from)
+}

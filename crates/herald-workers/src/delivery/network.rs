@@ -63,6 +63,11 @@ impl fmt::Display for NonPublic {
     }
 }
 
+/// True for an address on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    classify(ip).is_ok()
+}
+
 /// `Ok` for a public address; otherwise why not. IPv6 addresses that embed
 /// an IPv4 address (mapped `::ffff:a.b.c.d`, compatible `::a.b.c.d`, NAT64
 /// `64:ff9b::a.b.c.d`, 6to4 `2002:aabb:ccdd::`) are judged by it.
@@ -274,55 +279,108 @@ pub enum Refusal {
     },
 }
 
-/// Checks a webhook URL: http or https, and every address its host
-/// resolves to public or allowed. Returns those addresses with the URL's
-/// port (duplicates dropped, order kept), the only ones to connect to. One
-/// forbidden address refuses the whole host: a name that answers with a
-/// public and a private address is not trusted for either.
+/// Where a webhook URL points: its host (an address, or a name to
+/// resolve) and port. An async sender parses the URL, resolves
+/// [`TargetHost::Name`] its own way and hands the answers to
+/// [`WebhookTarget::check`]; [`check_url`] does all three with a [`Resolver`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookTarget {
+    pub host: TargetHost,
+    pub port: u16,
+}
+
+/// A webhook URL's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetHost {
+    /// An address written in the URL (as the URL standard reads it, so
+    /// `http://2130706433/` is 127.0.0.1).
+    Address(IpAddr),
+    /// A name to resolve (lower case, IDNA-encoded).
+    Name(String),
+}
+
+impl fmt::Display for TargetHost {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TargetHost::Address(ip) => ip.fmt(f),
+            TargetHost::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl WebhookTarget {
+    /// Parses a webhook URL: http or https with a host.
+    pub fn parse(url: &str) -> Result<WebhookTarget, Refusal> {
+        let parsed = Url::parse(url).map_err(|e| Refusal::InvalidUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Refusal::UnsupportedScheme(parsed.scheme().to_string()));
+        }
+        let port = parsed
+            .port_or_known_default()
+            .expect("http and https have default ports");
+        let host = match parsed.host().ok_or(Refusal::NoHost)? {
+            Host::Ipv4(v4) => TargetHost::Address(IpAddr::V4(v4)),
+            Host::Ipv6(v6) => TargetHost::Address(IpAddr::V6(v6)),
+            Host::Domain(name) => TargetHost::Name(name.to_string()),
+        };
+        Ok(WebhookTarget { host, port })
+    }
+
+    /// Checks the addresses to connect to (the URL's own address, or what
+    /// its name resolved to): each public or allowed. Returns them with the
+    /// port (duplicates dropped, order kept), the only ones to connect to.
+    /// One forbidden address refuses the whole host: a name that answers
+    /// with a public and a private address is not trusted for either.
+    pub fn check(
+        &self,
+        addresses: &[IpAddr],
+        allowed: &AllowedNetworks,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
+        if addresses.is_empty() {
+            return Err(Refusal::NoAddress(self.host.to_string()));
+        }
+        let mut checked: Vec<SocketAddr> = Vec::with_capacity(addresses.len());
+        for &address in addresses {
+            if let Err(why) = classify(address)
+                && !allowed.contains(address)
+            {
+                return Err(Refusal::NotPublic {
+                    host: self.host.to_string(),
+                    address,
+                    why,
+                });
+            }
+            let socket = SocketAddr::new(address, self.port);
+            if !checked.contains(&socket) {
+                checked.push(socket);
+            }
+        }
+        Ok(checked)
+    }
+}
+
+/// Checks a webhook URL: [`WebhookTarget::parse`], the name resolved by
+/// `resolver` (an address in the URL is used as it is), then
+/// [`WebhookTarget::check`].
 pub fn check_url(
     url: &str,
     resolver: &impl Resolver,
     allowed: &AllowedNetworks,
 ) -> Result<Vec<SocketAddr>, Refusal> {
-    let parsed = Url::parse(url).map_err(|e| Refusal::InvalidUrl {
-        url: url.to_string(),
-        reason: e.to_string(),
-    })?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(Refusal::UnsupportedScheme(parsed.scheme().to_string()));
-    }
-    let port = parsed
-        .port_or_known_default()
-        .expect("http and https have default ports");
-    let (host, addresses) = match parsed.host().ok_or(Refusal::NoHost)? {
-        Host::Ipv4(v4) => (v4.to_string(), vec![IpAddr::V4(v4)]),
-        Host::Ipv6(v6) => (v6.to_string(), vec![IpAddr::V6(v6)]),
-        Host::Domain(name) => {
-            let addresses = resolver
-                .resolve(name)
-                .map_err(|reason| Refusal::Unresolved {
-                    host: name.to_string(),
-                    reason,
-                })?;
-            (name.to_string(), addresses)
-        }
+    let target = WebhookTarget::parse(url)?;
+    let addresses = match &target.host {
+        TargetHost::Address(ip) => vec![*ip],
+        TargetHost::Name(name) => resolver
+            .resolve(name)
+            .map_err(|reason| Refusal::Unresolved {
+                host: name.clone(),
+                reason,
+            })?,
     };
-    if addresses.is_empty() {
-        return Err(Refusal::NoAddress(host));
-    }
-    let mut checked: Vec<SocketAddr> = Vec::with_capacity(addresses.len());
-    for address in addresses {
-        if let Err(why) = classify(address)
-            && !allowed.contains(address)
-        {
-            return Err(Refusal::NotPublic { host, address, why });
-        }
-        let socket = SocketAddr::new(address, port);
-        if !checked.contains(&socket) {
-            checked.push(socket);
-        }
-    }
-    Ok(checked)
+    target.check(&addresses, allowed)
 }
 
 #[cfg(test)]

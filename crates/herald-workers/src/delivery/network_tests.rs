@@ -220,6 +220,29 @@ fn the_allow_list_admits_local_receivers() {
 }
 
 #[test]
+fn a_target_is_parsed_once_and_checked_against_what_resolved() {
+    let target = WebhookTarget::parse("https://Hooks.Example.com./in").unwrap();
+    assert_eq!(target.host, TargetHost::Name("hooks.example.com.".into()));
+    assert_eq!(target.port, 443);
+    let allowed = AllowedNetworks::default();
+    assert_eq!(
+        target.check(&[ip("8.8.8.8")], &allowed).unwrap(),
+        vec!["8.8.8.8:443".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(matches!(
+        target.check(&[ip("8.8.8.8"), ip("fd00::1")], &allowed),
+        Err(Refusal::NotPublic {
+            why: NonPublic::UniqueLocal,
+            ..
+        })
+    ));
+    let literal = WebhookTarget::parse("http://[2606:4700::1111]:8443/").unwrap();
+    assert_eq!(literal.host, TargetHost::Address(ip("2606:4700::1111")));
+    assert_eq!(literal.port, 8443);
+    assert!(is_public(ip("2606:4700::1111")) && !is_public(ip("10.0.0.1")));
+}
+
+#[test]
 fn check_url_refuses_bad_urls_and_lookups() {
     let none = AllowedNetworks::default();
     assert!(matches!(

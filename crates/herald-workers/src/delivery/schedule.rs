@@ -12,6 +12,7 @@ use herald_core::{ErrorKind, FieldError, Timestamp};
 use serde_json::{Map, Value};
 
 use super::classify::Verdict;
+use super::later;
 
 /// The default waits: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (eight
 /// attempts over about 27 hours).
@@ -72,7 +73,8 @@ pub fn jittered(nominal: Duration, jitter: &mut impl Jitter) -> Duration {
         0.5
     };
     let factor = 1.0 + JITTER_FRACTION * (2.0 * unit - 1.0);
-    nominal.mul_f64(factor)
+    // Only a nominal wait near `Duration::MAX` overflows; it stays as it is.
+    Duration::try_from_secs_f64(nominal.as_secs_f64() * factor).unwrap_or(nominal)
 }
 
 /// A subscription's retry schedule: the waits before each retry, in order.
@@ -220,16 +222,6 @@ fn unknown_keys(object: &Map<String, Value>, at: &str) -> Vec<FieldError> {
         .collect()
 }
 
-/// `now + wait`; a time past the calendar's end cannot be written down, so
-/// such an attempt is due at once rather than lost.
-fn after(now: Timestamp, wait: Duration) -> Timestamp {
-    time::Duration::try_from(wait)
-        .ok()
-        .and_then(|wait| now.as_offset_date_time().checked_add(wait))
-        .map(Timestamp::from)
-        .unwrap_or(now)
-}
-
 /// When the next attempt is due after `attempts_made` attempts, or `None`
 /// when the policy is exhausted (the delivery becomes a dead letter). The
 /// first attempt (`attempts_made == 0`) is due at once; retry `k` waits the
@@ -244,7 +236,7 @@ pub fn next_attempt(
         return Some(now);
     };
     let nominal = policy.waits.get(retry as usize)?;
-    Some(after(now, jittered(*nominal, jitter)))
+    Some(later(now, jittered(*nominal, jitter)))
 }
 
 /// What the worker does after an attempt.
@@ -283,7 +275,7 @@ pub fn next_step(
             if (attempts_made as usize) > policy.waits.len() {
                 NextStep::DeadLetter
             } else {
-                NextStep::RetryAt(after(now, wait))
+                NextStep::RetryAt(later(now, wait))
             }
         }
     }
