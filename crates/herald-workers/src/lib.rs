@@ -7,8 +7,12 @@
 //! - [`publish`]: the NATS JetStream publisher, the follower's first user
 //!   (plus the lifecycle outbox);
 //! - [`status`]: the status worker (`pending` → `processed`);
-//! - [`upkeep`]: the store's periodic upkeep.
+//! - [`upkeep`]: the store's periodic upkeep;
+//! - [`delivery`]: the pure building blocks of webhook delivery (signing,
+//!   retry schedule, outcome classification, circuit breaker and rate
+//!   limits, the address guard), time and randomness passed in.
 
+pub mod delivery;
 pub mod follower;
 pub mod publish;
 pub mod status;
