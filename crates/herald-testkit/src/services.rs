@@ -164,26 +164,44 @@ impl Backend {
     }
 }
 
-/// `mod $test { sqlite, postgres }` for each named `async fn $test(Backend)`:
-/// the body once per store, so a failure names its backend
-/// (`nats::some_test::postgres`). The PostgreSQL run skips loudly without
-/// `HERALD_TEST_DATABASE_URL`. The calling crate needs `tokio` (for
-/// `#[tokio::test]`).
+/// A [`Backend`] as it is: how [`on_each_backend!`] opens one when the
+/// tests take the `Backend` itself (a server under test applies it).
+pub async fn as_is(backend: Backend) -> Backend {
+    backend
+}
+
+/// The one convention for running a test on each backend: `mod $test {
+/// sqlite, postgres }` for each named `async fn $test(...)`, the body once
+/// per store, so a failure names its backend (`nats::some_test::postgres`).
+/// The PostgreSQL run skips loudly without `HERALD_TEST_DATABASE_URL` (and
+/// fails under `CI`, see [`pg_url`]).
+///
+/// `on_each_backend!(a, b)` hands each test the [`Backend`] (a server's
+/// tests spawn an app on it). `on_each_backend!(open = f; a, b)` hands it
+/// `f(backend).await` instead, `f` being an `async fn(Backend) -> T` of the
+/// calling module (a store's tests open the store on it). The calling crate
+/// needs `tokio` (for `#[tokio::test]`).
 #[macro_export]
 macro_rules! on_each_backend {
-    ($($test:ident),* $(,)?) => {$(
+    (@each [$open:path] $($test:ident),*) => {$(
         mod $test {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$test($crate::Backend::Sqlite).await
+                super::$test($open($crate::Backend::Sqlite).await).await
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(backend) = $crate::Backend::postgres() {
-                    super::$test(backend).await
+                    super::$test($open(backend).await).await
                 }
             }
         }
     )*};
+    (open = $open:ident; $($test:ident),* $(,)?) => {
+        $crate::on_each_backend!(@each [super::$open] $($test),*);
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::on_each_backend!(@each [$crate::services::as_is] $($test),*);
+    };
 }
