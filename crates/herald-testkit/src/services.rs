@@ -205,3 +205,34 @@ macro_rules! on_each_backend {
         $crate::on_each_backend!(@each [$crate::services::as_is] $($test),*);
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    /// The test's own name (libtest names the thread after it), which ends
+    /// in the backend the macro generated it for.
+    fn generated_for() -> String {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        name.rsplit("::").next().unwrap_or("").to_string()
+    }
+
+    async fn each_run_gets_the_backend_it_is_named_after(backend: Backend) {
+        assert_eq!(backend.name(), generated_for());
+    }
+
+    /// What an `open` function makes of a backend, to see it applied.
+    #[derive(Debug)]
+    struct Opened(&'static str);
+
+    async fn open(backend: Backend) -> Opened {
+        Opened(backend.name())
+    }
+
+    async fn open_is_applied_to_the_backend_it_is_named_after(opened: Opened) {
+        assert_eq!(opened.0, generated_for());
+    }
+
+    crate::on_each_backend!(each_run_gets_the_backend_it_is_named_after);
+    crate::on_each_backend!(open = open; open_is_applied_to_the_backend_it_is_named_after);
+}
