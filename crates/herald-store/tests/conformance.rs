@@ -355,6 +355,17 @@ async fn query_filters_each_narrow_the_result(b: StoreUnderTest) {
             vec!["request_received"],
         ),
         (
+            "outcome extra",
+            q(|q| {
+                q.filter.fields = vec![FieldFilter {
+                    part: EventPart::Outcome,
+                    key: "error_class".into(),
+                    value: "Timeout".into(),
+                }]
+            }),
+            vec!["db_error"],
+        ),
+        (
             "text",
             q(|q| q.filter.text = Some("widget".into())),
             vec!["checkout_started", "db_error"],
