@@ -19,6 +19,66 @@ pub enum LogFormat {
     Json,
 }
 
+/// The most detailed log lines written: each level includes the ones after
+/// it (`trace` everything, `error` errors only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub const ALL: [LogLevel; 5] = [
+        LogLevel::Trace,
+        LogLevel::Debug,
+        LogLevel::Info,
+        LogLevel::Warn,
+        LogLevel::Error,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+
+    /// The allowed values, for help and error messages.
+    pub fn allowed() -> String {
+        LogLevel::ALL.map(LogLevel::as_str).join(", ")
+    }
+}
+
+impl std::str::FromStr for LogLevel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogLevel, String> {
+        LogLevel::ALL
+            .into_iter()
+            .find(|l| l.as_str() == s.trim())
+            .ok_or_else(|| format!("expected one of {}", LogLevel::allowed()))
+    }
+}
+
+impl From<LogLevel> for tracing::Level {
+    fn from(level: LogLevel) -> tracing::Level {
+        match level {
+            LogLevel::Trace => tracing::Level::TRACE,
+            LogLevel::Debug => tracing::Level::DEBUG,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Error => tracing::Level::ERROR,
+        }
+    }
+}
+
 /// A secret that never shows up in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -45,14 +105,23 @@ pub struct Config {
     pub hash_secret: Option<Secret>,
     /// `HERALD_LOG`: `text` or `json`.
     pub log: LogFormat,
-    /// `HERALD_LOG_LEVEL`: `error`, `warn`, `info`, `debug` or `trace`.
-    pub log_level: String,
+    /// `HERALD_LOG_LEVEL`: `trace`, `debug`, `info`, `warn` or `error`.
+    pub log_level: LogLevel,
     /// `HERALD_MAX_EVENT_BYTES`: largest single event.
     pub max_event_bytes: usize,
     /// `HERALD_MAX_BATCH_EVENTS`: most events in one batch request.
     pub max_batch_events: usize,
     /// `HERALD_MAX_BATCH_BYTES`: largest batch request body (after gunzip).
     pub max_batch_bytes: usize,
+    /// `HERALD_MAX_QUERY_BYTES`: largest event query body.
+    pub max_query_bytes: usize,
+    /// `HERALD_MAX_DEFINITION_BYTES`: largest event definition body (schema,
+    /// examples and UI metadata included).
+    pub max_definition_bytes: usize,
+    /// `HERALD_MAX_SETTINGS_BYTES`: largest tenant settings body.
+    pub max_settings_bytes: usize,
+    /// `HERALD_MAX_ADMIN_BYTES`: largest admin request body (a tenant or a key).
+    pub max_admin_bytes: usize,
     /// `HERALD_MAX_INFLIGHT_EVENTS`: events accepted but not yet committed,
     /// at most; beyond it ingest answers 503 with `Retry-After`.
     pub max_inflight_events: usize,
@@ -101,10 +170,14 @@ impl Default for Config {
             root_key: None,
             hash_secret: None,
             log: LogFormat::Text,
-            log_level: "info".into(),
+            log_level: LogLevel::Info,
             max_event_bytes: 64 * 1024,
             max_batch_events: 1000,
             max_batch_bytes: 5 * 1024 * 1024,
+            max_query_bytes: 64 * 1024,
+            max_definition_bytes: 512 * 1024,
+            max_settings_bytes: 16 * 1024,
+            max_admin_bytes: 16 * 1024,
             max_inflight_events: 100_000,
             sync_full: true,
             worker_idle_ms: 500,
@@ -220,17 +293,21 @@ impl Config {
 
     fn check(&self) -> Vec<String> {
         let mut p = Vec::new();
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.log_level.as_str()) {
-            p.push(format!(
-                "log_level {:?}: expected one of error, warn, info, debug, trace",
-                self.log_level
-            ));
-        }
         if !(256..=16 * 1024 * 1024).contains(&self.max_event_bytes) {
             p.push(format!(
                 "max_event_bytes {}: expected 256 ..= 16777216",
                 self.max_event_bytes
             ));
+        }
+        for (key, bytes) in [
+            ("max_query_bytes", self.max_query_bytes),
+            ("max_definition_bytes", self.max_definition_bytes),
+            ("max_settings_bytes", self.max_settings_bytes),
+            ("max_admin_bytes", self.max_admin_bytes),
+        ] {
+            if !(256..=16 * 1024 * 1024).contains(&bytes) {
+                p.push(format!("{key} {bytes}: expected 256 ..= 16777216"));
+            }
         }
         if !(1..=100_000).contains(&self.max_batch_events) {
             p.push(format!(
@@ -397,6 +474,91 @@ mod tests {
             "{err}"
         );
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn a_bad_log_level_is_refused_with_the_allowed_values_in_every_layer() {
+        let allowed = "expected one of trace, debug, info, warn, error";
+        let err = Config::load(
+            None,
+            env(&[("HERALD_LOG_LEVEL", "loud")]),
+            Overrides::default().with("log_level", "verbose"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                format!("HERALD_LOG_LEVEL=\"loud\": {allowed}"),
+                format!("--log-level \"verbose\": {allowed}"),
+            ],
+        );
+
+        let dir = tempfile_dir("log-level");
+        let file = dir.join("herald.toml");
+        std::fs::write(&file, "log_level = \"chatty\"\n").unwrap();
+        let err = Config::load(Some(&file), env(&[]), Overrides::default()).unwrap_err();
+        assert!(
+            err.0[0].contains("expected one of `trace`, `debug`, `info`, `warn`, `error`"),
+            "{err}"
+        );
+        std::fs::write(&file, "log_level = \"warn\"\n").unwrap();
+        let c = Config::load(
+            Some(&file),
+            env(&[("HERALD_LOG_LEVEL", "debug")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.log_level,
+            LogLevel::Debug,
+            "the environment beats the file"
+        );
+        assert_eq!(tracing::Level::from(c.log_level), tracing::Level::DEBUG);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn every_body_limit_is_configurable_and_bounded() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("HERALD_MAX_QUERY_BYTES", "1000"),
+                ("HERALD_MAX_DEFINITION_BYTES", "2000"),
+            ]),
+            Overrides::default()
+                .with("max_settings_bytes", "3000")
+                .with("max_admin_bytes", "4000"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                c.max_query_bytes,
+                c.max_definition_bytes,
+                c.max_settings_bytes,
+                c.max_admin_bytes
+            ),
+            (1000, 2000, 3000, 4000)
+        );
+        let err = Config::load(
+            None,
+            env(&[("HERALD_MAX_ADMIN_BYTES", "10")]),
+            Overrides::default().with("max_query_bytes", "99999999"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0,
+            [
+                "max_query_bytes 99999999: expected 256 ..= 16777216",
+                "max_admin_bytes 10: expected 256 ..= 16777216",
+            ],
+        );
+    }
+
+    /// A fresh directory of this test's own under the temp dir.
+    fn tempfile_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("herald-config-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
     }
 
     #[test]

@@ -1,7 +1,12 @@
-//! The SQL of `POST /api/v1/events/query`, built once for both backends.
-//! Filters, counting, ordering and keyset paging are the same everywhere;
+//! The SQL of an event query (an [`EventFilter`] with its paging), built
+//! once for both backends. Every field of the filter becomes a condition;
+//! filters, counting, ordering and keyset paging are the same everywhere;
 //! only full text, JSON field access and placeholders differ, and a
 //! [`Dialect`] says how. Every user value travels as a bound argument.
+//!
+//! [`EventFilter`]: herald_core::filter::EventFilter
+
+use herald_core::filter::{EventFilter, FieldFilter};
 
 use crate::records::{AuditQuery, EventQuery, Order, TOTAL_CAP};
 
@@ -70,13 +75,30 @@ fn fts5_terms(q: &str) -> Option<String> {
 }
 
 pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
+    // Destructured so that a new filter field cannot be left out here.
+    let EventFilter {
+        event_types,
+        event_sources,
+        event_categories,
+        categories,
+        statuses,
+        start_time,
+        end_time,
+        keys,
+        fields,
+        outcome_status,
+        environment,
+        service,
+        stream_id,
+        text,
+    } = &q.filter;
     let mut b = match d {
         // On SQLite the correlation keys are found through `events_keys`
         // (FTS5 tokens, see `sqlite::keys`), then held to the column's exact
         // value. `CROSS JOIN` fixes the order: the few candidate rows by
         // rowid, then the filters and a sort. Left to itself the planner
         // walked the tenant's whole time index testing each row.
-        Dialect::Sqlite if !q.keys.is_empty() => Builder {
+        Dialect::Sqlite if !keys.is_empty() => Builder {
             sql: String::from(
                 " FROM (SELECT rowid AS key_row FROM events_keys WHERE events_keys MATCH ?) AS keyed \
                  CROSS JOIN events ON events.seq = keyed.key_row WHERE tenant_id = ?",
@@ -84,7 +106,7 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
             args: vec![
                 Arg::Text(crate::sqlite::keys::match_all(
                     tenant,
-                    q.keys.iter().map(|(k, v)| (*k, v.as_str())),
+                    keys.iter().map(|(k, v)| (*k, v.as_str())),
                 )),
                 Arg::Text(tenant.to_string()),
             ],
@@ -94,39 +116,40 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
             args: vec![Arg::Text(tenant.to_string())],
         },
     };
-    b.any_of("event_type", q.event_types.iter().cloned());
+    b.any_of("event_type", event_types.iter().cloned());
     b.any_of(
         "event_source",
-        q.event_sources.iter().map(|s| s.as_str().to_string()),
+        event_sources.iter().map(|s| s.as_str().to_string()),
     );
     b.any_of(
         "event_category",
-        q.event_categories.iter().map(|s| s.as_str().to_string()),
+        event_categories.iter().map(|s| s.as_str().to_string()),
     );
     b.any_of(
         "category",
-        q.categories.iter().map(|s| s.as_str().to_string()),
+        categories.iter().map(|s| s.as_str().to_string()),
     );
-    b.any_of("status", q.statuses.iter().map(|s| s.as_str().to_string()));
+    b.any_of("status", statuses.iter().map(|s| s.as_str().to_string()));
     b.any_of(
         "outcome_status",
-        q.outcome_status.iter().map(|s| s.as_str().to_string()),
+        outcome_status.iter().map(|s| s.as_str().to_string()),
     );
-    b.any_of("environment", q.environment.iter().cloned());
-    b.any_of("service", q.service.iter().cloned());
-    b.any_of("stream_id", q.stream_id.iter().cloned());
-    for (key, value) in &q.keys {
+    b.any_of("environment", environment.iter().cloned());
+    b.any_of("service", service.iter().cloned());
+    b.any_of("stream_id", stream_id.iter().cloned());
+    for (key, value) in keys {
         b.any_of(key.as_str(), [value.clone()]);
     }
-    if let Some(t) = q.start_time {
+    if let Some(t) = start_time {
         b.sql.push_str(" AND ts >= ?");
         b.args.push(Arg::Int(t.unix_micros()));
     }
-    if let Some(t) = q.end_time {
+    if let Some(t) = end_time {
         b.sql.push_str(" AND ts <= ?");
         b.args.push(Arg::Int(t.unix_micros()));
     }
-    for (part, key, value) in &q.json_fields {
+    for FieldFilter { part, key, value } in fields {
+        let part = part.as_str();
         match d {
             Dialect::Sqlite => {
                 b.sql.push_str(" AND json_extract(body, ?) = ?");
@@ -135,13 +158,13 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
             }
             Dialect::Postgres => {
                 b.sql.push_str(" AND (body -> ? ->> ?) = ?");
-                b.args.push(Arg::Text(part.clone()));
+                b.args.push(Arg::Text(part.to_string()));
                 b.args.push(Arg::Text(key.clone()));
             }
         }
         b.args.push(Arg::Text(value.clone()));
     }
-    if let Some(text) = &q.text {
+    if let Some(text) = text {
         match d {
             Dialect::Sqlite => {
                 if let Some(terms) = fts5_terms(text) {
@@ -330,7 +353,7 @@ mod tests {
         use herald_core::correlation::CorrelationKey;
         let dir = tempfile::tempdir().unwrap();
         let conn = crate::sqlite::floor::open(&dir.path().join("plan.db"), false).unwrap();
-        let q = EventQuery {
+        let q = EventQuery::new(EventFilter {
             keys: vec![
                 (
                     CorrelationKey::TraceId,
@@ -338,9 +361,8 @@ mod tests {
                 ),
                 (CorrelationKey::UserId, "u1".into()),
             ],
-            limit: 100,
             ..Default::default()
-        };
+        });
         let sql = build(Dialect::Sqlite, "acme", &q);
         for (statement, args) in [
             (&sql.page_sql, &sql.page_args),
@@ -380,32 +402,15 @@ mod tests {
         }
     }
 
-    fn pg_url() -> Option<String> {
-        use std::io::Write;
-        match std::env::var("HERALD_TEST_DATABASE_URL") {
-            Ok(url) if !url.is_empty() => Some(url),
-            _ => {
-                assert!(
-                    std::env::var_os("CI").is_none(),
-                    "CI is set but HERALD_TEST_DATABASE_URL is not"
-                );
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "SKIPPED {}: set HERALD_TEST_DATABASE_URL to run it",
-                    std::thread::current().name().unwrap_or("a plan test")
-                );
-                None
-            }
-        }
-    }
-
     /// On PostgreSQL every partition (the months created ahead and the
     /// default) is read through its copy of `events_tenant_ts` from the
     /// cursor on, in order: the row value is part of the index condition,
     /// and the partitions are merged, not sorted.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postgres_keyset_paging_seeks_the_cursor_in_the_tenant_time_index() {
-        let Some(url) = pg_url() else { return };
+        let Some(url) = herald_testkit::pg_url() else {
+            return;
+        };
         // One such test per process, and `floor::open` drops a leftover
         // schema of the same name first.
         let schema = format!("plan_{}", std::process::id());
@@ -465,11 +470,17 @@ mod tests {
     #[test]
     fn postgres_placeholders_are_numbered_in_order_and_match_the_arguments() {
         let q = EventQuery {
-            event_types: vec!["a".into(), "b".into()],
-            text: Some("red widget".into()),
-            json_fields: vec![("actor".into(), "tier".into(), "gold".into())],
             limit: 10,
-            ..Default::default()
+            ..EventQuery::new(EventFilter {
+                event_types: vec!["a".into(), "b".into()],
+                text: Some("red widget".into()),
+                fields: vec![FieldFilter {
+                    part: herald_core::filter::EventPart::Actor,
+                    key: "tier".into(),
+                    value: "gold".into(),
+                }],
+                ..Default::default()
+            })
         };
         let sql = build(Dialect::Postgres, "acme", &q);
         let n = sql.page_args.len();
@@ -488,9 +499,11 @@ mod tests {
             Dialect::Sqlite,
             "acme",
             &EventQuery {
-                text: Some("   ".into()),
                 limit: 1,
-                ..Default::default()
+                ..EventQuery::new(EventFilter {
+                    text: Some("   ".into()),
+                    ..Default::default()
+                })
             },
         );
         assert!(!sql.page_sql.contains("MATCH"));

@@ -2,10 +2,8 @@
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
 //! settings (event definitions cross it as `herald_registry::EventDefinition`).
 
-use herald_core::{
-    CanonicalEvent, Category, EventCategory, EventId, EventSource, EventStatus, OutcomeStatus,
-    TenantId, Timestamp, ValidationMode,
-};
+use herald_core::filter::EventFilter;
+use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp, ValidationMode};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::{BoxError, ConflictReason, StoreError, error_chain};
@@ -17,7 +15,8 @@ pub struct Tenant {
     pub created_at: Timestamp,
 }
 
-/// What a key may do (DESIGN.md §4).
+/// What a key may do: `ingest`, `read`, `manage`, `collect` (browser
+/// collection only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
@@ -59,7 +58,8 @@ pub struct ApiKey {
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewEvent {
     pub event: CanonicalEvent,
-    /// Optimistic concurrency on `event.stream_id` (DESIGN.md §8).
+    /// Optimistic concurrency on `event.stream_id`: the version the stream
+    /// must be at, else a conflict (409).
     pub expected_version: Option<u64>,
 }
 
@@ -132,28 +132,12 @@ pub enum Order {
     Desc,
 }
 
-/// Every filter of DESIGN.md §5 (`POST /api/v1/events/query`). All given
-/// filters must hold (AND); lists match any of their values.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// An event query: which events (the one filter language,
+/// [`EventFilter`]), in which order, which page of them, and whether to
+/// count them all.
+#[derive(Debug, Clone, PartialEq)]
 pub struct EventQuery {
-    pub event_types: Vec<String>,
-    pub event_sources: Vec<EventSource>,
-    pub event_categories: Vec<EventCategory>,
-    pub categories: Vec<Category>,
-    pub statuses: Vec<EventStatus>,
-    pub start_time: Option<Timestamp>,
-    pub end_time: Option<Timestamp>,
-    /// Correlation keys by column name (`trace_id`, `order_id`, `user_id` ...).
-    pub keys: Vec<(herald_core::correlation::CorrelationKey, String)>,
-    /// `actor.*` / `object.*` / `context.*` equality on keys that are not
-    /// indexed columns, as (part, key, value).
-    pub json_fields: Vec<(String, String, String)>,
-    pub outcome_status: Option<OutcomeStatus>,
-    pub environment: Option<String>,
-    pub service: Option<String>,
-    pub stream_id: Option<String>,
-    /// Full-text terms, all of which must occur.
-    pub text: Option<String>,
+    pub filter: EventFilter,
     pub order: Order,
     /// 1..=1000.
     pub limit: usize,
@@ -164,6 +148,31 @@ pub struct EventQuery {
     /// at [`TOTAL_CAP`] (like Elasticsearch's `track_total_hits`), which
     /// keeps broad queries on large stores fast.
     pub exact_total: bool,
+}
+
+impl EventQuery {
+    /// A page's size unless one is asked for.
+    pub const DEFAULT_LIMIT: usize = 100;
+
+    /// The first page of `filter`'s events, newest first, with the default
+    /// page size and a capped total.
+    pub fn new(filter: EventFilter) -> EventQuery {
+        EventQuery {
+            filter,
+            order: Order::default(),
+            limit: Self::DEFAULT_LIMIT,
+            offset: 0,
+            cursor: None,
+            exact_total: false,
+        }
+    }
+}
+
+impl Default for EventQuery {
+    /// Every event of the tenant, as [`EventQuery::new`] pages it.
+    fn default() -> Self {
+        EventQuery::new(EventFilter::default())
+    }
 }
 
 /// Where `total` stops counting unless `exact_total` is asked for.
@@ -244,7 +253,7 @@ pub struct EventJson {
     pub processing_ms: Option<f64>,
 }
 
-/// One request, as the audit trail keeps it (seed 000 property 12).
+/// One request, as the audit trail keeps it (Property 12: Audit Trail Creation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
     pub at: Timestamp,
@@ -274,7 +283,7 @@ pub struct SequencedEvent {
     pub body: String,
 }
 
-/// A lifecycle notification (seed 003 §9.4: `event.processed.success`,
+/// A lifecycle notification (`event.processed.success`,
 /// `event.processed.failed`, ...) kept until it is published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleRecord {
@@ -331,7 +340,7 @@ pub struct PendingLifecycle {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TenantSettings {
     /// `permissive` (default): unknown event types are accepted; `strict`:
-    /// refused (DESIGN.md §2).
+    /// refused.
     #[serde(default)]
     pub validation_mode: ValidationMode,
     /// When they were last changed; `None` while they are the defaults.

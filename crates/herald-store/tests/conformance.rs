@@ -1,162 +1,76 @@
 //! The store conformance suite: the behaviour every backend must show,
 //! written against the `Store` contract only. Each test is an
-//! `async fn(Backend)` that `on_each_backend!` runs as `<test>::sqlite`
-//! and `<test>::postgres`: SQLite always, PostgreSQL when
-//! `HERALD_TEST_DATABASE_URL` is set (mandatory in CI). Tests named
-//! `sqlite_*` / `postgres_*` cover what only one backend has.
+//! `async fn(StoreUnderTest)` that the test kit's `on_each_backend!`
+//! (opening the store with [`open`]) runs as `<test>::sqlite` and
+//! `<test>::postgres`: SQLite always, PostgreSQL when
+//! `HERALD_TEST_DATABASE_URL` is set (mandatory in CI), in a schema of the
+//! test's own. Tests named `sqlite_*` / `postgres_*` cover what only one
+//! backend has.
 
 use herald_core::correlation::CorrelationKey;
+use herald_core::filter::{EventFilter, EventPart, FieldFilter};
 use herald_core::{
     EmailHasher, EventProcessor, EventStatus, ProcessingContext, TenantId, Timestamp,
 };
 use herald_store::*;
+use herald_testkit::{Backend, PgSchema, on_each_backend, pg_url, wait_until};
 use serde_json::json;
 
-struct Backend {
+/// A store opened on one backend for one test, with what keeps it alive
+/// (its data dir, or its PostgreSQL schema, dropped with it).
+struct StoreUnderTest {
     name: &'static str,
     store: Store,
+    backend: Backend,
     _dir: Option<tempfile::TempDir>,
-    _schema: Option<PgSchema>,
 }
 
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store =
-        Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).expect("open sqlite");
-    Backend {
-        name: "sqlite",
-        store,
-        _dir: Some(dir),
-        _schema: None,
-    }
-}
-
-/// The PostgreSQL every backend test runs against, from
-/// `HERALD_TEST_DATABASE_URL` (`.ci/run` sets it). Without it the
-/// PostgreSQL half of the suite is skipped, and says so on stderr itself:
-/// libtest captures `eprintln!` of passing tests, so a skip written that way
-/// would never be seen. Under CI (`CI` set) a missing URL fails the test.
-fn pg_url() -> Option<String> {
-    use std::io::Write;
-    match std::env::var("HERALD_TEST_DATABASE_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let test = std::thread::current()
-                .name()
-                .unwrap_or("a conformance test")
-                .to_string();
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{test}: CI is set but HERALD_TEST_DATABASE_URL is not; the PostgreSQL backend must be tested in CI"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED {test} on PostgreSQL: set HERALD_TEST_DATABASE_URL \
-                 (e.g. postgres://postgres@127.0.0.1:5432/postgres) to run it"
-            );
-            None
-        }
-    }
-}
-
-/// A schema of its own per test, so tests run in parallel on one database;
-/// dropped when the test ends.
-struct PgSchema {
-    url: String,
-    name: String,
-}
-
-impl PgSchema {
-    fn new(url: &str) -> PgSchema {
-        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        PgSchema {
-            url: url.to_string(),
-            name: format!(
-                "conformance_{}_{}_{nanos}",
-                std::process::id(),
-                N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            ),
-        }
-    }
-
-    fn options(&self) -> postgres::PgOptions {
-        postgres::PgOptions {
-            schema: self.name.clone(),
-            pool_size: 4,
-            ..postgres::PgOptions::new(&self.url)
-        }
-    }
-
-    async fn open(&self) -> Store {
-        Store::open_postgres(self.options(), now())
-            .await
-            .unwrap_or_else(|e| {
-                panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
-            })
-    }
-}
-
-impl Drop for PgSchema {
-    fn drop(&mut self) {
-        let (url, name) = (self.url.clone(), self.name.clone());
-        // Drop runs inside the test's runtime: do the cleanup on a thread of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok((client, conn)) =
-                    tokio_postgres::connect(&url, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-async fn postgres_backend(url: &str) -> Backend {
-    let schema = PgSchema::new(url);
-    let store = schema.open().await;
-    Backend {
-        name: "postgres",
-        store,
-        _dir: None,
-        _schema: Some(schema),
-    }
-}
-
-/// Generates, per test, a module holding a `sqlite` and a `postgres` test
-/// (`<test>::sqlite`, `<test>::postgres`), so a failure names its backend.
-/// The PostgreSQL one says SKIPPED and passes without
-/// `HERALD_TEST_DATABASE_URL` (and fails under CI, see [`pg_url`]).
-macro_rules! on_each_backend {
-    ($($name:ident),+ $(,)?) => {$(
-        mod $name {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$name(super::sqlite()).await
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                let Some(url) = super::pg_url() else { return };
-                super::$name(super::postgres_backend(&url).await).await
+/// Opens a fresh store on `backend`: SQLite in a temp dir, PostgreSQL in
+/// the test's own schema.
+async fn open(backend: Backend) -> StoreUnderTest {
+    match &backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
+                .expect("open sqlite");
+            StoreUnderTest {
+                name: "sqlite",
+                store,
+                backend,
+                _dir: Some(dir),
             }
         }
-    )+};
+        Backend::Postgres(schema) => StoreUnderTest {
+            name: "postgres",
+            store: open_pg(schema).await,
+            backend,
+            _dir: None,
+        },
+    }
+}
+
+/// A schema of the test's own on `HERALD_TEST_DATABASE_URL`, for the tests
+/// of what only PostgreSQL has.
+fn pg_schema() -> Option<PgSchema> {
+    pg_url().map(|url| PgSchema::named(&url, "conformance"))
+}
+
+fn pg_options(schema: &PgSchema) -> postgres::PgOptions {
+    postgres::PgOptions {
+        schema: schema.name.clone(),
+        pool_size: 4,
+        ..postgres::PgOptions::new(&schema.url)
+    }
+}
+
+async fn open_pg(schema: &PgSchema) -> Store {
+    Store::open_postgres(pg_options(schema), now())
+        .await
+        .unwrap_or_else(|e| panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}"))
 }
 
 on_each_backend!(
+    open = open;
     append_then_get_returns_the_same_event_and_isolates_tenants,
     idempotency_key_returns_the_first_event_and_stores_nothing_new,
     streams_get_consecutive_versions_and_expected_version_conflicts,
@@ -212,7 +126,7 @@ fn stored(outcome: &AppendOutcome) -> &herald_core::CanonicalEvent {
     }
 }
 
-async fn append_then_get_returns_the_same_event_and_isolates_tenants(b: Backend) {
+async fn append_then_get_returns_the_same_event_and_isolates_tenants(b: StoreUnderTest) {
     let (a, other) = (tenant("acme"), tenant("globex"));
     let out = b
         .store
@@ -254,7 +168,7 @@ async fn append_then_get_returns_the_same_event_and_isolates_tenants(b: Backend)
     assert_eq!(page.total, 0, "{}", b.name);
 }
 
-async fn idempotency_key_returns_the_first_event_and_stores_nothing_new(b: Backend) {
+async fn idempotency_key_returns_the_first_event_and_stores_nothing_new(b: StoreUnderTest) {
     let t = tenant("acme");
     let body = json!({"event_type": "order.created", "category": "business", "idempotency_key": "k-1", "data": {"n": 1}});
     let first = stored(&b.store.append(vec![event(&t, body.clone())]).await.unwrap()[0]).clone();
@@ -296,7 +210,7 @@ async fn idempotency_key_returns_the_first_event_and_stores_nothing_new(b: Backe
     assert_eq!(page.total, 1, "{}", b.name);
 }
 
-async fn streams_get_consecutive_versions_and_expected_version_conflicts(b: Backend) {
+async fn streams_get_consecutive_versions_and_expected_version_conflicts(b: StoreUnderTest) {
     let t = tenant("acme");
     let mk = |v: Option<u64>| {
         let mut body =
@@ -355,7 +269,7 @@ fn types(page: &EventPage) -> Vec<&str> {
         .collect()
 }
 
-async fn query_filters_each_narrow_the_result(b: Backend) {
+async fn query_filters_each_narrow_the_result(b: StoreUnderTest) {
     let t = tenant("acme");
     seed_for_queries(&b.store, &t).await;
     let q = |f: fn(&mut EventQuery)| {
@@ -381,85 +295,102 @@ async fn query_filters_each_narrow_the_result(b: Backend) {
         ),
         (
             "category",
-            q(|q| q.categories = vec![herald_core::Category::System]),
+            q(|q| q.filter.categories = vec![herald_core::Category::System]),
             vec!["request_received", "db_error"],
         ),
         (
             "type",
-            q(|q| q.event_types = vec!["db_error".into()]),
+            q(|q| q.filter.event_types = vec!["db_error".into()]),
             vec!["db_error"],
         ),
         (
             "source",
-            q(|q| q.event_sources = vec![herald_core::EventSource::Scheduled]),
+            q(|q| q.filter.event_sources = vec![herald_core::EventSource::Scheduled]),
             vec!["deploy_completed"],
         ),
         (
             "user_id",
-            q(|q| q.keys = vec![(CorrelationKey::UserId, "u1".into())]),
+            q(|q| q.filter.keys = vec![(CorrelationKey::UserId, "u1".into())]),
             vec!["checkout_started"],
         ),
         (
             "order_id",
-            q(|q| q.keys = vec![(CorrelationKey::OrderId, "o-1".into())]),
+            q(|q| q.filter.keys = vec![(CorrelationKey::OrderId, "o-1".into())]),
             vec!["checkout_started", "request_received"],
         ),
         (
             "trace_id",
-            q(|q| q.keys = vec![(CorrelationKey::TraceId, "t-1".into())]),
+            q(|q| q.filter.keys = vec![(CorrelationKey::TraceId, "t-1".into())]),
             vec!["request_received", "db_error"],
         ),
         (
             "ticket_id",
-            q(|q| q.keys = vec![(CorrelationKey::TicketId, "T-9".into())]),
+            q(|q| q.filter.keys = vec![(CorrelationKey::TicketId, "T-9".into())]),
             vec!["permission_denied"],
         ),
         (
             "outcome",
-            q(|q| q.outcome_status = Some(herald_core::OutcomeStatus::Failure)),
+            q(|q| q.filter.outcome_status = Some(herald_core::OutcomeStatus::Failure)),
             vec!["db_error"],
         ),
         (
             "environment",
-            q(|q| q.environment = Some("staging".into())),
+            q(|q| q.filter.environment = Some("staging".into())),
             vec!["checkout_started"],
         ),
         (
             "service",
-            q(|q| q.service = Some("api".into())),
+            q(|q| q.filter.service = Some("api".into())),
             vec!["request_received", "db_error"],
         ),
         (
             "actor extra",
-            q(|q| q.json_fields = vec![("actor".into(), "tier".into(), "gold".into())]),
+            q(|q| {
+                q.filter.fields = vec![FieldFilter {
+                    part: EventPart::Actor,
+                    key: "tier".into(),
+                    value: "gold".into(),
+                }]
+            }),
             vec!["request_received"],
         ),
         (
+            "outcome extra",
+            q(|q| {
+                q.filter.fields = vec![FieldFilter {
+                    part: EventPart::Outcome,
+                    key: "error_class".into(),
+                    value: "Timeout".into(),
+                }]
+            }),
+            vec!["db_error"],
+        ),
+        (
             "text",
-            q(|q| q.text = Some("widget".into())),
+            q(|q| q.filter.text = Some("widget".into())),
             vec!["checkout_started", "db_error"],
         ),
         (
             "text and",
-            q(|q| q.text = Some("red widget".into())),
+            q(|q| q.filter.text = Some("red widget".into())),
             vec!["db_error"],
         ),
         (
             "text quotes",
-            q(|q| q.text = Some("\"unbalanced AND (".into())),
+            q(|q| q.filter.text = Some("\"unbalanced AND (".into())),
             vec![],
         ),
         (
             "time range",
             q(|q| {
-                q.start_time = Some(Timestamp::parse("2025-01-01T10:00:00Z").unwrap());
-                q.end_time = Some(Timestamp::parse("2025-01-01T10:00:01Z").unwrap());
+                q.filter.start_time = Some(Timestamp::parse("2025-01-01T10:00:00Z").unwrap());
+                q.filter.end_time = Some(Timestamp::parse("2025-01-01T10:00:01Z").unwrap());
             }),
             vec!["checkout_started", "request_received"],
         ),
         (
             "status",
-            q(|q| q.statuses = vec![EventStatus::Processed]),
+            q(|q| q.filter.statuses = vec![EventStatus::Processed]),
             vec![],
         ),
     ];
@@ -488,7 +419,7 @@ async fn query_filters_each_narrow_the_result(b: Backend) {
     assert!(desc.has_more);
 }
 
-async fn json_rows_are_the_stored_events_with_their_current_status(b: Backend) {
+async fn json_rows_are_the_stored_events_with_their_current_status(b: StoreUnderTest) {
     let t = tenant("acme");
     seed_for_queries(&b.store, &t).await;
     let claimed = b.store.claim_pending(2, now()).await.unwrap();
@@ -527,7 +458,7 @@ async fn json_rows_are_the_stored_events_with_their_current_status(b: Backend) {
     );
 }
 
-async fn cursor_and_offset_paging_visit_every_event_once(b: Backend) {
+async fn cursor_and_offset_paging_visit_every_event_once(b: StoreUnderTest) {
     let t = tenant("acme");
     let events: Vec<NewEvent> = (0..25)
         .map(|i| event(&t, json!({"event_type": "tick", "category": "system", "timestamp": format!("2025-01-01T00:00:{:02}Z", i / 2), "data": {"i": i}})))
@@ -589,7 +520,7 @@ async fn cursor_and_offset_paging_visit_every_event_once(b: Backend) {
     assert!(!page.has_more);
 }
 
-async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for(b: Backend) {
+async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for(b: StoreUnderTest) {
     let t = tenant("acme");
     let n = TOTAL_CAP as usize + 25;
     let one = event(&t, json!({"event_type": "tick", "category": "system"}));
@@ -643,8 +574,10 @@ async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for(b: Backend) {
             &t,
             &EventQuery {
                 limit: 10,
-                categories: vec![herald_core::Category::Business],
-                ..Default::default()
+                ..EventQuery::new(EventFilter {
+                    categories: vec![herald_core::Category::Business],
+                    ..Default::default()
+                })
             },
         )
         .await
@@ -652,7 +585,7 @@ async fn total_stops_at_the_cap_unless_an_exact_total_is_asked_for(b: Backend) {
     assert_eq!((small.total, small.total_exact), (0, true), "{}", b.name);
 }
 
-async fn tenants_keys_and_revocation(b: Backend) {
+async fn tenants_keys_and_revocation(b: StoreUnderTest) {
     let t = tenant("acme");
     b.store
         .create_tenant(Tenant {
@@ -705,7 +638,7 @@ async fn tenants_keys_and_revocation(b: Backend) {
     );
 }
 
-async fn audit_records_are_committed_and_filterable(b: Backend) {
+async fn audit_records_are_committed_and_filterable(b: StoreUnderTest) {
     for (i, op) in ["events.create", "events.query", "events.create"]
         .iter()
         .enumerate()
@@ -787,7 +720,7 @@ async fn audit_records_are_committed_and_filterable(b: Backend) {
     assert_eq!(seen, ["r2", "r1", "r0"], "{}", b.name);
 }
 
-async fn claim_and_finish_moves_events_through_the_lifecycle_once(b: Backend) {
+async fn claim_and_finish_moves_events_through_the_lifecycle_once(b: StoreUnderTest) {
     let t = tenant("acme");
     let out = b
         .store
@@ -855,7 +788,7 @@ async fn claim_and_finish_moves_events_through_the_lifecycle_once(b: Backend) {
     assert!(got.processed_at.is_some());
 }
 
-async fn concurrent_appends_are_all_stored(b: Backend) {
+async fn concurrent_appends_are_all_stored(b: StoreUnderTest) {
     let t = tenant("acme");
     let mut tasks = Vec::new();
     for w in 0..8 {
@@ -940,7 +873,7 @@ fn definition(id: &str, version: u32, body: serde_json::Value) -> herald_registr
         .into_definition(id.into(), version, Timestamp::now())
 }
 
-async fn definitions_keep_every_version_and_one_definition_per_type(b: Backend) {
+async fn definitions_keep_every_version_and_one_definition_per_type(b: StoreUnderTest) {
     let (t, other) = (tenant("acme"), tenant("globex"));
     let v1 = definition(
         "def_a",
@@ -1029,7 +962,7 @@ async fn definitions_keep_every_version_and_one_definition_per_type(b: Backend) 
     );
 }
 
-async fn settings_default_to_permissive_and_persist_per_tenant(b: Backend) {
+async fn settings_default_to_permissive_and_persist_per_tenant(b: StoreUnderTest) {
     let (t, other) = (tenant("acme"), tenant("globex"));
     let defaults = b.store.get_settings(&t).await.unwrap();
     assert_eq!(defaults, TenantSettings::default(), "{}", b.name);
@@ -1108,9 +1041,11 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
             .query_events(
                 &t,
                 &EventQuery {
-                    keys: vec![(key.0, key.1.to_string())],
                     limit: 10,
-                    ..Default::default()
+                    ..EventQuery::new(EventFilter {
+                        keys: vec![(key.0, key.1.to_string())],
+                        ..Default::default()
+                    })
                 },
             )
             .await
@@ -1145,7 +1080,7 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
     assert_eq!(finished, vec![id]);
 }
 
-async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward(b: Backend) {
+async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward(b: StoreUnderTest) {
     let (a, g) = (tenant("acme"), tenant("globex"));
     let mut ids = Vec::new();
     for round in 0..3 {
@@ -1221,7 +1156,7 @@ async fn events_after_is_commit_order_and_the_publish_cursor_only_moves_forward(
 /// moves from the same position, exactly one wins, first where the cursor
 /// has never moved (an insert) and then where it has (an update).
 async fn cursor_moves_are_compare_and_set_so_followers_sharing_a_name_never_both_advance(
-    b: Backend,
+    b: StoreUnderTest,
 ) {
     let mut from = 0;
     for round in 0..2 {
@@ -1256,7 +1191,7 @@ async fn cursor_moves_are_compare_and_set_so_followers_sharing_a_name_never_both
     }
 }
 
-async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted(b: Backend) {
+async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted(b: StoreUnderTest) {
     let t = tenant("acme");
     let out = b
         .store
@@ -1314,7 +1249,7 @@ async fn lifecycle_records_are_committed_with_processing_and_kept_until_deleted(
     assert_eq!(left[0].record.event_id, stored(&out[1]).event_id);
 }
 
-async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable(b: Backend) {
+async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable(b: StoreUnderTest) {
     let t = tenant("acme");
     let weird = "u\u{0}1\u{1}\u{7f}é😀";
     let out = b
@@ -1334,9 +1269,11 @@ async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable(b:
         .query_events(
             &t,
             &EventQuery {
-                keys: vec![(CorrelationKey::UserId, weird.into())],
                 limit: 10,
-                ..Default::default()
+                ..EventQuery::new(EventFilter {
+                    keys: vec![(CorrelationKey::UserId, weird.into())],
+                    ..Default::default()
+                })
             },
         )
         .await
@@ -1346,10 +1283,9 @@ async fn values_with_nul_and_control_characters_round_trip_and_stay_queryable(b:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
+    let Some(schema) = pg_schema() else { return };
     let t = tenant("acme");
-    let first = schema.open().await;
+    let first = open_pg(&schema).await;
     let out = first
         .append(vec![event(
             &t,
@@ -1359,7 +1295,7 @@ async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() 
         .unwrap();
     let id = stored(&out[0]).event_id;
     first.close().await;
-    let second = schema.open().await;
+    let second = open_pg(&schema).await;
     assert!(second.get_event(&t, id).await.unwrap().is_some());
     let again = second
         .append(vec![event(
@@ -1380,21 +1316,17 @@ async fn postgres_data_survives_reopen_and_idempotency_holds_across_instances() 
 /// TABLE` collide, or a migration is recorded twice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_instances_starting_together_on_an_empty_schema_migrate_it_once() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
+    let Some(schema) = pg_schema() else { return };
     let (a, b, c) = tokio::join!(
-        Store::open_postgres(schema.options(), now()),
-        Store::open_postgres(schema.options(), now()),
-        Store::open_postgres(schema.options(), now()),
+        Store::open_postgres(pg_options(&schema), now()),
+        Store::open_postgres(pg_options(&schema), now()),
+        Store::open_postgres(pg_options(&schema), now()),
     );
     let stores: Vec<Store> = [a, b, c]
         .into_iter()
         .map(|s| s.expect("every instance starts"))
         .collect();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = schema.client().await;
     let row = client
         .query_one(
             &format!(
@@ -1439,9 +1371,8 @@ async fn postgres_instances_starting_together_on_an_empty_schema_migrate_it_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_consecutively() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
-    let (a, b) = (schema.open().await, schema.open().await);
+    let Some(schema) = pg_schema() else { return };
+    let (a, b) = (open_pg(&schema).await, open_pg(&schema).await);
     let t = tenant("acme");
 
     // The same 40 idempotency keys and one stream, through both at once.
@@ -1519,9 +1450,8 @@ async fn postgres_two_instances_dedup_keys_claim_disjointly_and_number_streams_c
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_abandoned_claim_comes_back_after_its_lease() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
-    let options = schema.options();
+    let Some(schema) = pg_schema() else { return };
+    let options = pg_options(&schema);
     let lease = time::Duration::try_from(options.claim_lease).unwrap();
     let short = Store::open_postgres(options, now()).await.unwrap();
     let t = tenant("acme");
@@ -1625,62 +1555,56 @@ async fn finish_after_a_lapsed_claim(
 /// instance claims the event again; on SQLite when the store is reopened
 /// (which hands claims back). Either way its claimer can no longer finish
 /// the event, and only the new claimer's result is recorded and notified.
-mod a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn sqlite() {
-        let t = tenant("acme");
-        let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
-
-        let dir = tempfile::tempdir().unwrap();
-        let first = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-        first.append(one()).await.unwrap();
-        let old = first.claim_pending(10, now()).await.unwrap();
-        assert_eq!(old.len(), 1);
-        first.close().await;
-        let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
-        let new = store.claim_pending(10, now()).await.unwrap();
-        assert_eq!(new.len(), 1, "handed back at open and claimed again");
-        finish_after_a_lapsed_claim("sqlite", &t, &store, &old[0], &store, &new[0]).await;
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres() {
-        let Some(url) = pg_url() else { return };
-        let t = tenant("acme");
-        let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
-
-        let schema = PgSchema::new(&url);
-        let options = schema.options();
-        let lease = time::Duration::try_from(options.claim_lease).unwrap();
-        let a = Store::open_postgres(options.clone(), now()).await.unwrap();
-        let b = Store::open_postgres(options, now()).await.unwrap();
-        a.append(one()).await.unwrap();
-        let t0 = now();
-        let old = a.claim_pending(10, t0).await.unwrap();
-        assert_eq!(old.len(), 1);
-        assert!(
-            b.claim_pending(10, t0 + lease - time::Duration::SECOND)
+async fn a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies(backend: Backend) {
+    let t = tenant("acme");
+    let one = || vec![event(&t, json!({"event_type": "x", "category": "system"}))];
+    match &backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().unwrap();
+            let first = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+            first.append(one()).await.unwrap();
+            let old = first.claim_pending(10, now()).await.unwrap();
+            assert_eq!(old.len(), 1);
+            first.close().await;
+            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default()).unwrap();
+            let new = store.claim_pending(10, now()).await.unwrap();
+            assert_eq!(new.len(), 1, "handed back at open and claimed again");
+            finish_after_a_lapsed_claim("sqlite", &t, &store, &old[0], &store, &new[0]).await;
+        }
+        Backend::Postgres(schema) => {
+            let options = pg_options(schema);
+            let lease = time::Duration::try_from(options.claim_lease).unwrap();
+            let a = Store::open_postgres(options.clone(), now()).await.unwrap();
+            let b = Store::open_postgres(options, now()).await.unwrap();
+            a.append(one()).await.unwrap();
+            let t0 = now();
+            let old = a.claim_pending(10, t0).await.unwrap();
+            assert_eq!(old.len(), 1);
+            assert!(
+                b.claim_pending(10, t0 + lease - time::Duration::SECOND)
+                    .await
+                    .unwrap()
+                    .is_empty(),
+                "leased to A"
+            );
+            let new = b
+                .claim_pending(10, t0 + lease + time::Duration::SECOND)
                 .await
-                .unwrap()
-                .is_empty(),
-            "leased to A"
-        );
-        let new = b
-            .claim_pending(10, t0 + lease + time::Duration::SECOND)
-            .await
-            .unwrap();
-        assert_eq!(new.len(), 1, "A's lease ran out");
-        finish_after_a_lapsed_claim("postgres", &t, &a, &old[0], &b, &new[0]).await;
+                .unwrap();
+            assert_eq!(new.len(), 1, "A's lease ran out");
+            finish_after_a_lapsed_claim("postgres", &t, &a, &old[0], &b, &new[0]).await;
+        }
     }
 }
 
+// The claim lapses differently on each backend, so this test takes the
+// backend itself and sets its stores up its own way.
+on_each_backend!(a_lapsed_claim_cannot_finish_and_only_the_current_claim_notifies);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_publisher_lease_revision_and_shared_secrets() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
-    let (a, b) = (schema.open().await, schema.open().await);
+    let Some(schema) = pg_schema() else { return };
+    let (a, b) = (open_pg(&schema).await, open_pg(&schema).await);
 
     let lease = a.try_publisher_lease().await.unwrap().expect("first lease");
     assert!(lease.is_held());
@@ -1696,12 +1620,14 @@ async fn postgres_publisher_lease_revision_and_shared_secrets() {
         .expect("a released lease is free at once");
     // A holder that dies (its session ends) loses the lease too.
     drop(lease);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while a.try_publisher_lease().await.unwrap().is_none() {
-        assert!(std::time::Instant::now() < deadline, "lease never freed");
-        // A poll interval while waiting on the condition: each try is a new session.
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Each try is a session of its own, so one that gets the lease keeps it
+    // only until its guard drops.
+    wait_until(
+        "the dead holder's lease to be free",
+        std::time::Duration::from_secs(10),
+        || async { a.try_publisher_lease().await.unwrap().is_some() },
+    )
+    .await;
 
     let t = tenant("acme");
     let r0 = b.tenant_revision(&t).await.unwrap().unwrap();
@@ -1736,9 +1662,8 @@ async fn postgres_publisher_lease_revision_and_shared_secrets() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default() {
-    let Some(url) = pg_url() else { return };
-    let schema = PgSchema::new(&url);
-    let store = schema.open().await;
+    let Some(schema) = pg_schema() else { return };
+    let store = open_pg(&schema).await;
     let t = tenant("acme");
     let stamp_now = Timestamp::now().to_string();
     let out = store
@@ -1748,10 +1673,7 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
         ])
         .await
         .unwrap();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = schema.client().await;
     let partition = |id: herald_core::EventId| {
         let (client, name) = (&client, schema.name.clone());
         async move {
@@ -1831,8 +1753,8 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
 
 /// Makes the database itself refuse events of type `poison`, as a real
 /// constraint or a full disk might refuse one request's rows.
-async fn refuse_poison(b: &Backend) {
-    match (&b._dir, &b._schema) {
+async fn refuse_poison(b: &StoreUnderTest) {
+    match (&b._dir, &b.backend) {
         (Some(dir), _) => {
             let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
             conn.execute_batch(
@@ -1841,11 +1763,8 @@ async fn refuse_poison(b: &Backend) {
             )
             .unwrap();
         }
-        (_, Some(schema)) => {
-            let (client, conn) = tokio_postgres::connect(&schema.url, tokio_postgres::NoTls)
-                .await
-                .unwrap();
-            tokio::spawn(conn);
+        (_, Backend::Postgres(schema)) => {
+            let client = schema.client().await;
             client
                 .batch_execute(&format!(
                     "CREATE FUNCTION \"{s}\".poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
@@ -1860,7 +1779,7 @@ async fn refuse_poison(b: &Backend) {
     }
 }
 
-async fn a_request_the_database_refuses_fails_alone_in_its_group_commit(b: Backend) {
+async fn a_request_the_database_refuses_fails_alone_in_its_group_commit(b: StoreUnderTest) {
     refuse_poison(&b).await;
     let t = tenant("acme");
     // A large request first keeps the writer busy, so the ones after it
@@ -1905,9 +1824,11 @@ async fn a_request_the_database_refuses_fails_alone_in_its_group_commit(b: Backe
         .query_events(
             &t,
             &EventQuery {
-                event_types: vec!["y".into()],
                 limit: 100,
-                ..Default::default()
+                ..EventQuery::new(EventFilter {
+                    event_types: vec!["y".into()],
+                    ..Default::default()
+                })
             },
         )
         .await
@@ -1929,7 +1850,9 @@ async fn a_request_the_database_refuses_fails_alone_in_its_group_commit(b: Backe
     assert!(matches!(again[0], AppendOutcome::Stored(_)), "{}", b.name);
 }
 
-async fn complete_pending_processes_each_pending_event_once_with_its_notification(b: Backend) {
+async fn complete_pending_processes_each_pending_event_once_with_its_notification(
+    b: StoreUnderTest,
+) {
     let t = tenant("acme");
     let out = b
         .store

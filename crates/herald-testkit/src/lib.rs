@@ -3,7 +3,10 @@
 //! - [`services`]: the real PostgreSQL from `HERALD_TEST_DATABASE_URL` (a
 //!   loud `SKIPPED` without it, a failure under `CI`), a schema per test,
 //!   and [`Backend`], the store a server under test uses;
-//!   [`on_each_backend!`] runs one test body on each.
+//!   [`on_each_backend!`] runs one test body on each (`<test>::sqlite`,
+//!   `<test>::postgres`), handed the `Backend` or, with `open = f;`, what
+//!   `f` opens on it: the one convention of the server's and the store's
+//!   suites.
 //! - [`nats`]: a JetStream stream per test on `HERALD_TEST_NATS_URL`, and
 //!   a reader. [`proxy`]: a TCP proxy that can cut a connection.
 //! - [`app`] (feature `server`, on by default): `spawn_app()`, the server

@@ -164,26 +164,75 @@ impl Backend {
     }
 }
 
-/// `mod $test { sqlite, postgres }` for each named `async fn $test(Backend)`:
-/// the body once per store, so a failure names its backend
-/// (`nats::some_test::postgres`). The PostgreSQL run skips loudly without
-/// `HERALD_TEST_DATABASE_URL`. The calling crate needs `tokio` (for
-/// `#[tokio::test]`).
+/// A [`Backend`] as it is: how [`on_each_backend!`] opens one when the
+/// tests take the `Backend` itself (a server under test applies it).
+pub async fn as_is(backend: Backend) -> Backend {
+    backend
+}
+
+/// The one convention for running a test on each backend: `mod $test {
+/// sqlite, postgres }` for each named `async fn $test(...)`, the body once
+/// per store, so a failure names its backend (`nats::some_test::postgres`).
+/// The PostgreSQL run skips loudly without `HERALD_TEST_DATABASE_URL` (and
+/// fails under `CI`, see [`pg_url`]).
+///
+/// `on_each_backend!(a, b)` hands each test the [`Backend`] (a server's
+/// tests spawn an app on it). `on_each_backend!(open = f; a, b)` hands it
+/// `f(backend).await` instead, `f` being an `async fn(Backend) -> T` of the
+/// calling module (a store's tests open the store on it). The calling crate
+/// needs `tokio` (for `#[tokio::test]`).
 #[macro_export]
 macro_rules! on_each_backend {
-    ($($test:ident),* $(,)?) => {$(
+    (@each [$open:path] $($test:ident),*) => {$(
         mod $test {
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$test($crate::Backend::Sqlite).await
+                super::$test($open($crate::Backend::Sqlite).await).await
             }
 
             #[::tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
                 if let Some(backend) = $crate::Backend::postgres() {
-                    super::$test(backend).await
+                    super::$test($open(backend).await).await
                 }
             }
         }
     )*};
+    (open = $open:ident; $($test:ident),* $(,)?) => {
+        $crate::on_each_backend!(@each [super::$open] $($test),*);
+    };
+    ($($test:ident),* $(,)?) => {
+        $crate::on_each_backend!(@each [$crate::services::as_is] $($test),*);
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Backend;
+
+    /// The test's own name (libtest names the thread after it), which ends
+    /// in the backend the macro generated it for.
+    fn generated_for() -> String {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        name.rsplit("::").next().unwrap_or("").to_string()
+    }
+
+    async fn each_run_gets_the_backend_it_is_named_after(backend: Backend) {
+        assert_eq!(backend.name(), generated_for());
+    }
+
+    /// What an `open` function makes of a backend, to see it applied.
+    #[derive(Debug)]
+    struct Opened(&'static str);
+
+    async fn open(backend: Backend) -> Opened {
+        Opened(backend.name())
+    }
+
+    async fn open_is_applied_to_the_backend_it_is_named_after(opened: Opened) {
+        assert_eq!(opened.0, generated_for());
+    }
+
+    crate::on_each_backend!(each_run_gets_the_backend_it_is_named_after);
+    crate::on_each_backend!(open = open; open_is_applied_to_the_backend_it_is_named_after);
 }

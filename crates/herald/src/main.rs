@@ -190,13 +190,7 @@ fn serve(config: Config) -> ExitCode {
 }
 
 fn init_logging(config: &Config) {
-    let level = match config.log_level.as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
+    let level = tracing::Level::from(config.log_level);
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_max_level(level)

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use super::{Config, LogFormat, Secret};
+use super::{Config, LogFormat, LogLevel, Secret};
 
 /// One setting.
 #[derive(Debug)]
@@ -130,13 +130,10 @@ pub const SETTINGS: &[Setting] = &[
         key: "log_level",
         env: "HERALD_LOG_LEVEL",
         flag: Some("log-level"),
-        value_name: "LEVEL",
-        help: "error, warn, info, debug or trace",
-        default: |c| c.log_level.clone(),
-        set: |c, v| {
-            c.log_level = v.to_string();
-            Ok(())
-        },
+        value_name: "trace|debug|info|warn|error",
+        help: "The most detailed log lines written",
+        default: |c| c.log_level.as_str().into(),
+        set: |c, v| v.parse::<LogLevel>().map(|l| c.log_level = l),
     },
     Setting {
         key: "max_event_bytes",
@@ -164,6 +161,42 @@ pub const SETTINGS: &[Setting] = &[
         help: "Largest batch request body (after gunzip)",
         default: |c| c.max_batch_bytes.to_string(),
         set: |c, v| parse_into(v, &mut c.max_batch_bytes),
+    },
+    Setting {
+        key: "max_query_bytes",
+        env: "HERALD_MAX_QUERY_BYTES",
+        flag: Some("max-query-bytes"),
+        value_name: "BYTES",
+        help: "Largest event query body",
+        default: |c| c.max_query_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_query_bytes),
+    },
+    Setting {
+        key: "max_definition_bytes",
+        env: "HERALD_MAX_DEFINITION_BYTES",
+        flag: Some("max-definition-bytes"),
+        value_name: "BYTES",
+        help: "Largest event definition body (schema, examples and UI metadata included)",
+        default: |c| c.max_definition_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_definition_bytes),
+    },
+    Setting {
+        key: "max_settings_bytes",
+        env: "HERALD_MAX_SETTINGS_BYTES",
+        flag: Some("max-settings-bytes"),
+        value_name: "BYTES",
+        help: "Largest tenant settings body",
+        default: |c| c.max_settings_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_settings_bytes),
+    },
+    Setting {
+        key: "max_admin_bytes",
+        env: "HERALD_MAX_ADMIN_BYTES",
+        flag: Some("max-admin-bytes"),
+        value_name: "BYTES",
+        help: "Largest admin request body (a tenant or a key)",
+        default: |c| c.max_admin_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.max_admin_bytes),
     },
     Setting {
         key: "max_inflight_events",

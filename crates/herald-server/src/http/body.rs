@@ -45,16 +45,17 @@ pub struct BodyLimits {
 }
 
 impl BodyLimits {
-    /// The configured limits (`max_event_bytes`, `max_batch_bytes`); the
-    /// kinds the configuration does not name yet keep these fixed sizes.
+    /// The configured limits (`max_event_bytes`, `max_batch_bytes`,
+    /// `max_query_bytes`, `max_definition_bytes`, `max_settings_bytes`,
+    /// `max_admin_bytes`).
     pub fn from_config(config: &Config) -> Self {
         BodyLimits {
             event: config.max_event_bytes,
             batch: config.max_batch_bytes,
-            query: 64 * 1024,
-            definition: 512 * 1024,
-            settings: 16 * 1024,
-            admin: 16 * 1024,
+            query: config.max_query_bytes,
+            definition: config.max_definition_bytes,
+            settings: config.max_settings_bytes,
+            admin: config.max_admin_bytes,
         }
     }
 

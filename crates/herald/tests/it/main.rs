@@ -3,6 +3,7 @@
 //! `herald-testkit`), or runs the real binary (`binary.rs`).
 
 mod binary;
+mod body_limits;
 mod cli;
 mod commit;
 mod crash;

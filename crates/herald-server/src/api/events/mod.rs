@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use batch::batch;
 pub use create::create;
-pub use query::{Paging, get, parse_query, query, store_query};
+pub use query::{get, parse_query, query};
 pub use response::EventResponse;
 
 use crate::App;

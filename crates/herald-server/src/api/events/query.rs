@@ -1,7 +1,8 @@
 //! `GET /api/v1/events/{id}` and `POST /api/v1/events/query`: reading
 //! stored events. A query body is the event filter
 //! ([`herald_core::filter::EventFilter`]) plus this route's paging and
-//! ordering ([`Paging`]); [`store_query`] turns both into the store's query.
+//! ordering keys, parsed straight into the store's [`EventQuery`], which
+//! carries the filter as it is.
 
 use axum::body::Body;
 use axum::extract::rejection::PathRejection;
@@ -10,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::correlation::CorrelationKey;
 use herald_core::error::type_name;
-use herald_core::filter::{self, EventFilter, Parsed};
+use herald_core::filter::{self, Parsed};
 use herald_core::{ErrorKind, EventId, FieldError};
 use herald_store::{Cursor, EventQuery, Order, Scope};
 use serde_json::Value;
@@ -23,70 +24,44 @@ use crate::http::auth::Principal;
 use crate::http::body::{self, BodyKind};
 use crate::http::problem::ApiError;
 
-/// How a query pages and orders its answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Paging {
-    pub order: Order,
-    /// 1..=1000.
-    pub limit: usize,
-    pub offset: usize,
-    /// Keyset position from a previous page's `next_cursor`.
-    pub cursor: Option<Cursor>,
-    /// Count every match for `total` (`track_total`).
-    pub exact_total: bool,
-}
+/// The paging keys, for the unknown-filter message.
+const PAGING_FIELDS: &str = "track_total, order, limit, offset, cursor";
 
-impl Default for Paging {
-    fn default() -> Self {
-        Paging {
-            order: Order::default(),
-            limit: 100,
-            offset: 0,
-            cursor: None,
-            exact_total: false,
-        }
+/// Takes one key of the query body into `q` if it is a paging key
+/// (`track_total`, `order`, `limit`, `offset`, `cursor`).
+fn parse_paging(q: &mut EventQuery, key: &str, v: &Value, errors: &mut Vec<FieldError>) -> Parsed {
+    let field = herald_core::error::pointer_push("", key);
+    let f = field.as_str();
+    let mut err = |kind, message: String| errors.push(field_error(f, kind, message));
+    match key {
+        "track_total" => match v.as_bool() {
+            Some(b) => q.exact_total = b,
+            None => err(
+                ErrorKind::InvalidType,
+                format!("expected true or false, got {}", type_name(v)),
+            ),
+        },
+        "order" => match v.as_str() {
+            Some("asc") => q.order = Order::Asc,
+            Some("desc") => q.order = Order::Desc,
+            _ => err(
+                ErrorKind::InvalidValue,
+                format!("expected `asc` or `desc`, got {v}"),
+            ),
+        },
+        "limit" => q.limit = count(v, 1..=1000, &mut err).unwrap_or(EventQuery::DEFAULT_LIMIT),
+        "offset" => q.offset = count(v, 0..=1_000_000, &mut err).unwrap_or(0),
+        "cursor" => match v.as_str().map(Cursor::decode) {
+            Some(Some(c)) => q.cursor = Some(c),
+            _ if v.is_null() => {}
+            _ => err(
+                ErrorKind::InvalidValue,
+                "not a cursor this server issued (use next_cursor from a previous page)".into(),
+            ),
+        },
+        _ => return Parsed::Unknown,
     }
-}
-
-impl Paging {
-    /// The paging keys, for the unknown-filter message.
-    const FIELDS: &'static str = "track_total, order, limit, offset, cursor";
-
-    /// Takes one key of the query body if it is a paging key.
-    fn parse_field(&mut self, key: &str, v: &Value, errors: &mut Vec<FieldError>) -> Parsed {
-        let field = herald_core::error::pointer_push("", key);
-        let f = field.as_str();
-        let mut err = |kind, message: String| errors.push(field_error(f, kind, message));
-        match key {
-            "track_total" => match v.as_bool() {
-                Some(b) => self.exact_total = b,
-                None => err(
-                    ErrorKind::InvalidType,
-                    format!("expected true or false, got {}", type_name(v)),
-                ),
-            },
-            "order" => match v.as_str() {
-                Some("asc") => self.order = Order::Asc,
-                Some("desc") => self.order = Order::Desc,
-                _ => err(
-                    ErrorKind::InvalidValue,
-                    format!("expected `asc` or `desc`, got {v}"),
-                ),
-            },
-            "limit" => self.limit = count(v, 1..=1000, &mut err).unwrap_or(100),
-            "offset" => self.offset = count(v, 0..=1_000_000, &mut err).unwrap_or(0),
-            "cursor" => match v.as_str().map(Cursor::decode) {
-                Some(Some(c)) => self.cursor = Some(c),
-                _ if v.is_null() => {}
-                _ => err(
-                    ErrorKind::InvalidValue,
-                    "not a cursor this server issued (use next_cursor from a previous page)".into(),
-                ),
-            },
-            _ => return Parsed::Unknown,
-        }
-        Parsed::Filter
-    }
+    Parsed::Filter
 }
 
 /// An integer in `range`.
@@ -111,8 +86,9 @@ fn count(
     }
 }
 
-/// Parses a query body, naming every bad filter and paging key at once.
-pub fn parse_query(value: Value) -> Result<(EventFilter, Paging), ApiError> {
+/// Parses a query body (the event filter and this route's paging keys)
+/// into the store's query, naming every bad filter and paging key at once.
+pub fn parse_query(value: Value) -> Result<EventQuery, ApiError> {
     let body = match value {
         Value::Object(body) => body,
         other => {
@@ -122,15 +98,15 @@ pub fn parse_query(value: Value) -> Result<(EventFilter, Paging), ApiError> {
             ));
         }
     };
-    let mut paging = Paging::default();
+    let mut q = EventQuery::default();
     let mut errors = Vec::new();
-    let filter = filter::parse_with(
+    q.filter = filter::parse_with(
         &body,
-        Paging::FIELDS,
-        |key, v, errors| paging.parse_field(key, v, errors),
+        PAGING_FIELDS,
+        |key, v, errors| parse_paging(&mut q, key, v, errors),
         &mut errors,
     );
-    if paging.cursor.is_some() && paging.offset > 0 {
+    if q.cursor.is_some() && q.offset > 0 {
         errors.push(field_error(
             "/offset",
             ErrorKind::InvalidValue,
@@ -138,7 +114,7 @@ pub fn parse_query(value: Value) -> Result<(EventFilter, Paging), ApiError> {
         ));
     }
     if errors.is_empty() {
-        Ok((filter, paging))
+        Ok(q)
     } else {
         let n = errors.len();
         Err(ApiError::invalid(
@@ -148,35 +124,6 @@ pub fn parse_query(value: Value) -> Result<(EventFilter, Paging), ApiError> {
             ),
             errors,
         ))
-    }
-}
-
-/// The store's query for a filter and its paging.
-pub fn store_query(filter: EventFilter, paging: Paging) -> EventQuery {
-    EventQuery {
-        event_types: filter.event_types,
-        event_sources: filter.event_sources,
-        event_categories: filter.event_categories,
-        categories: filter.categories,
-        statuses: filter.statuses,
-        start_time: filter.start_time,
-        end_time: filter.end_time,
-        keys: filter.keys,
-        json_fields: filter
-            .fields
-            .into_iter()
-            .map(|f| (f.part.as_str().to_string(), f.key, f.value))
-            .collect(),
-        outcome_status: filter.outcome_status,
-        environment: filter.environment,
-        service: filter.service,
-        stream_id: filter.stream_id,
-        text: filter.text,
-        order: paging.order,
-        limit: paging.limit,
-        offset: paging.offset,
-        cursor: paging.cursor,
-        exact_total: paging.exact_total,
     }
 }
 
@@ -209,20 +156,19 @@ pub async fn query(
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
     let value = body::read_json(&app.body_limits, BodyKind::Query, &headers, body).await?;
-    let (mut filter, paging) = parse_query(value)?;
+    let mut q = parse_query(value)?;
     // Ids are stored redacted (an email becomes `email_hash:<hash>`, a card
     // number is masked): look for them the way they were stored.
     let tenant = app.tenant_context(&key.tenant_id).await?;
     let stored = |v: &mut String| *v = tenant.processor.redaction.stored_text(v, &tenant.hasher);
-    for (k, v) in &mut filter.keys {
+    for (k, v) in &mut q.filter.keys {
         if *k != CorrelationKey::EmailHash {
             stored(v);
         }
     }
-    for f in &mut filter.fields {
+    for f in &mut q.filter.fields {
         stored(&mut f.value);
     }
-    let q = store_query(filter, paging);
     let page = app.store.query_events_json(&key.tenant_id, &q).await?;
     let mut out = String::with_capacity(
         page.events
