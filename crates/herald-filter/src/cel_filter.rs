@@ -105,8 +105,8 @@ impl Filter {
         let program = Program::compile(src).map_err(|errors| {
             let first = errors.errors.first();
             let (line, column) = first.map_or((1, 1), |e| {
-                // The parser reports 1-based lines and 0-based columns.
-                (e.pos.0.max(1) as usize, e.pos.1.max(0) as usize + 1)
+                // The parser reports 1-based lines and columns.
+                (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize)
             });
             let message = first.map_or_else(|| "invalid expression".to_string(), |e| e.msg.clone());
             FilterError::Syntax {
@@ -140,10 +140,7 @@ impl Filter {
         scope.add_variable_from_value("event", event.clone());
         match self.program.execute(&scope) {
             Ok(Value::Bool(b)) => Ok(b),
-            Ok(other) => Err(EvalError::NotBoolean(format!(
-                "a {}",
-                other.type_of()
-            ))),
+            Ok(other) => Err(EvalError::NotBoolean(describe(&other))),
             Err(e) => Err(EvalError::Execution(e.to_string())),
         }
     }
@@ -153,4 +150,15 @@ impl PartialEq for Filter {
     fn eq(&self, other: &Self) -> bool {
         self.source == other.source
     }
+}
+
+/// A value's type with its article, for messages: "an int", "a string".
+fn describe(value: &Value) -> String {
+    let name = value.type_of().to_string();
+    let article = if name.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "an"
+    } else {
+        "a"
+    };
+    format!("{article} {name}")
 }

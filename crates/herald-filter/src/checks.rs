@@ -35,8 +35,18 @@ pub const EVENT_FIELDS: &[&str] = &[
 
 /// CEL's type names, which may appear as bare identifiers (`type(x) == int`).
 const TYPE_NAMES: &[&str] = &[
-    "int", "uint", "double", "bool", "string", "bytes", "list", "map", "null_type", "type",
-    "timestamp", "duration",
+    "int",
+    "uint",
+    "double",
+    "bool",
+    "string",
+    "bytes",
+    "list",
+    "map",
+    "null_type",
+    "type",
+    "timestamp",
+    "duration",
 ];
 
 /// Functions and operators whose result is never a bool.
@@ -67,17 +77,13 @@ fn field_may_be_bool(field: &str) -> bool {
 
 pub fn check(program: &Program, src: &str) -> Result<(), FilterError> {
     let root = program.expression();
-    let at = |id: u64| position(program, src, id);
+    let loc = Locator { program, src };
     if let Some(what) = non_bool(root) {
-        let (line, column) = at(root.id);
-        return Err(FilterError::NotBoolean {
-            what,
-            line,
-            column,
-        });
+        let (line, column) = loc.node(root.id);
+        return Err(FilterError::NotBoolean { what, line, column });
     }
     let mut scope = Vec::new();
-    walk(root, &mut scope, &at)
+    walk(root, &mut scope, &loc)
 }
 
 /// What a root expression gives, when it can be told from its shape alone
@@ -109,18 +115,14 @@ fn non_bool(expr: &IdedExpr) -> Option<String> {
     }
 }
 
-fn walk(
-    expr: &IdedExpr,
-    scope: &mut Vec<String>,
-    at: &dyn Fn(u64) -> (usize, usize),
-) -> Result<(), FilterError> {
+fn walk(expr: &IdedExpr, scope: &mut Vec<String>, loc: &Locator<'_>) -> Result<(), FilterError> {
     match &expr.expr {
         Expr::Unspecified | Expr::Literal(_) => Ok(()),
         Expr::Ident(name) => {
             if name == "event" || TYPE_NAMES.contains(&name.as_str()) || scope.contains(name) {
                 return Ok(());
             }
-            let (line, column) = at(expr.id);
+            let (line, column) = loc.node(expr.id);
             Err(FilterError::UnknownVariable {
                 name: name.clone(),
                 line,
@@ -133,7 +135,8 @@ fn walk(
                 && !scope.contains(name)
                 && !EVENT_FIELDS.contains(&select.field.as_str())
             {
-                let (line, column) = at(expr.id);
+                // Point at the field's name rather than at the `.` before it.
+                let (line, column) = loc.field(expr.id, &select.field);
                 return Err(FilterError::UnknownField {
                     field: select.field.clone(),
                     known: EVENT_FIELDS.join(", "),
@@ -141,56 +144,85 @@ fn walk(
                     column,
                 });
             }
-            walk(&select.operand, scope, at)
+            walk(&select.operand, scope, loc)
         }
         Expr::Call(call) => {
             if let Some(target) = &call.target {
-                walk(target, scope, at)?;
+                walk(target, scope, loc)?;
             }
-            call.args.iter().try_for_each(|a| walk(a, scope, at))
+            call.args.iter().try_for_each(|a| walk(a, scope, loc))
         }
-        Expr::List(list) => list.elements.iter().try_for_each(|e| walk(e, scope, at)),
+        Expr::List(list) => list.elements.iter().try_for_each(|e| walk(e, scope, loc)),
         Expr::Map(map) => map.entries.iter().try_for_each(|e| match &e.expr {
             EntryExpr::MapEntry(entry) => {
-                walk(&entry.key, scope, at)?;
-                walk(&entry.value, scope, at)
+                walk(&entry.key, scope, loc)?;
+                walk(&entry.value, scope, loc)
             }
-            EntryExpr::StructField(field) => walk(&field.value, scope, at),
+            EntryExpr::StructField(field) => walk(&field.value, scope, loc),
         }),
         Expr::Struct(s) => s.entries.iter().try_for_each(|e| match &e.expr {
             EntryExpr::MapEntry(entry) => {
-                walk(&entry.key, scope, at)?;
-                walk(&entry.value, scope, at)
+                walk(&entry.key, scope, loc)?;
+                walk(&entry.value, scope, loc)
             }
-            EntryExpr::StructField(field) => walk(&field.value, scope, at),
+            EntryExpr::StructField(field) => walk(&field.value, scope, loc),
         }),
         Expr::Comprehension(c) => {
-            walk(&c.iter_range, scope, at)?;
-            walk(&c.accu_init, scope, at)?;
+            walk(&c.iter_range, scope, loc)?;
+            walk(&c.accu_init, scope, loc)?;
             let bound = 2 + usize::from(c.iter_var2.is_some());
             scope.push(c.iter_var.clone());
             scope.push(c.accu_var.clone());
             if let Some(v) = &c.iter_var2 {
                 scope.push(v.clone());
             }
-            let result = walk(&c.loop_cond, scope, at)
-                .and_then(|()| walk(&c.loop_step, scope, at))
-                .and_then(|()| walk(&c.result, scope, at));
+            let result = walk(&c.loop_cond, scope, loc)
+                .and_then(|()| walk(&c.loop_step, scope, loc))
+                .and_then(|()| walk(&c.result, scope, loc));
             scope.truncate(scope.len() - bound);
             result
         }
     }
 }
 
-/// The 1-based line and character column where node `id` starts.
-fn position(program: &Program, src: &str, id: u64) -> (usize, usize) {
-    let Some((start, _)) = program.source_info().offset_for(id) else {
-        return (1, 1);
-    };
+/// Turns the parser's byte offsets into the line and column a person reads.
+struct Locator<'a> {
+    program: &'a Program,
+    src: &'a str,
+}
+
+impl Locator<'_> {
+    fn offset(&self, id: u64) -> usize {
+        self.program
+            .source_info()
+            .offset_for(id)
+            .map_or(0, |(start, _)| start as usize)
+    }
+
+    /// Where node `id` starts.
+    fn node(&self, id: u64) -> (usize, usize) {
+        line_column(self.src, self.offset(id))
+    }
+
+    /// Where the name `field` of selection `id` is: the parser places a
+    /// selection at its `.`, the name follows.
+    fn field(&self, id: u64, field: &str) -> (usize, usize) {
+        let dot = self.offset(id);
+        let name = self
+            .src
+            .get(dot..)
+            .and_then(|rest| rest.find(field))
+            .map_or(dot, |i| dot + i);
+        line_column(self.src, name)
+    }
+}
+
+/// The 1-based line and character column of byte `offset` in `src`.
+fn line_column(src: &str, offset: usize) -> (usize, usize) {
     let mut line = 1;
     let mut column = 1;
-    for (i, ch) in src.chars().enumerate() {
-        if i == start as usize {
+    for (i, ch) in src.char_indices() {
+        if i >= offset {
             break;
         }
         if ch == '\n' {

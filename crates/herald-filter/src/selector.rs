@@ -83,7 +83,10 @@ impl Selector {
         });
         let event_sources = list(object, at, "event_sources", &mut errors, |s| {
             EventSource::parse(s).ok_or_else(|| {
-                format!("unknown event source `{s}`; expected one of: {}", EventSource::allowed())
+                format!(
+                    "unknown event source `{s}`; expected one of: {}",
+                    EventSource::allowed()
+                )
             })
         });
         let event_categories = list(object, at, "event_categories", &mut errors, |s| {
