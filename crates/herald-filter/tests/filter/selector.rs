@@ -175,3 +175,16 @@ fn a_selector_round_trips_through_its_json() {
     assert_eq!(serde_json::to_value(&s).unwrap(), body);
     assert_eq!(parse(s.to_json()), s);
 }
+
+#[test]
+fn selectors_and_filters_can_be_shared_between_threads() {
+    fn shared<T: Send + Sync + 'static>(_: &T) {}
+    let s = parse(json!({"event_types": ["order.*"], "filter": "event.data.amount > 100"}));
+    shared(&s);
+    // And used from another thread, as a delivery worker would.
+    let handle = std::thread::spawn(move || {
+        let event = event_with(json!({"data": {"amount": 101}}));
+        s.matches(&EventView::new(&event))
+    });
+    assert_eq!(handle.join().expect("no panic"), Ok(true));
+}
