@@ -66,6 +66,12 @@ fn bench(c: &mut Criterion) {
                 .count()
         })
     });
+    // The evaluation alone: the view converted the event on first use.
+    let filter = Filter::compile(FILTER).expect("compiles");
+    let view = EventView::new(&event);
+    c.bench_function("evaluate_one_filter", |b| {
+        b.iter(|| filter.matches(black_box(&view)).expect("evaluates"))
+    });
 }
 
 criterion_group!(benches, bench);

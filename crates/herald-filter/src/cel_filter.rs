@@ -131,13 +131,10 @@ impl Filter {
     /// could not judge it (for example it reads a field the event lacks
     /// without `has(…)`); treat it as no match.
     pub fn matches(&self, event: &EventView<'_>) -> Result<bool, EvalError> {
-        self.matches_value(event.value())
-    }
-
-    /// [`Filter::matches`] on an event already converted to a CEL value.
-    pub fn matches_value(&self, event: &Value) -> Result<bool, EvalError> {
-        let mut scope = ROOT.new_inner_scope();
-        scope.add_variable_from_value("event", event.clone());
+        let root: &Context<'_, '_> = &ROOT;
+        let mut scope = root.new_inner_scope();
+        // The scope borrows the event's converted value; nothing is copied.
+        scope.set_variable_resolver(event.variable());
         match self.program.execute(&scope) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(EvalError::NotBoolean(describe(&other))),

@@ -11,17 +11,30 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::Value;
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::objects::{Key, Map};
 use chrono::{DateTime, FixedOffset};
 use herald_core::{CanonicalEvent, Timestamp};
 use serde_json::Value as Json;
 
 /// One event, converted to a CEL value at most once however many filters
-/// look at it.
+/// look at it; every filter then reads that one value by reference.
 #[derive(Debug)]
 pub struct EventView<'a> {
     event: &'a CanonicalEvent,
-    value: OnceCell<Value>,
+    value: OnceCell<EventVariable>,
+}
+
+/// The event bound as the variable `event`, lent to each evaluation
+/// without copying.
+#[derive(Debug)]
+pub struct EventVariable(Box<dyn Val>);
+
+impl VariableResolver for EventVariable {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        (variable == "event").then(|| CowVal::Borrowed(self.0.as_ref()))
+    }
 }
 
 impl<'a> EventView<'a> {
@@ -36,9 +49,14 @@ impl<'a> EventView<'a> {
         self.event
     }
 
-    /// The CEL value of the event, built on first use.
-    pub fn value(&self) -> &Value {
-        self.value.get_or_init(|| event_to_value(self.event))
+    /// The event as the CEL variable `event`, built on first use.
+    pub(crate) fn variable(&self) -> &EventVariable {
+        self.value.get_or_init(|| {
+            // Every value `event_to_value` builds has a `Val` form.
+            let value = Box::<dyn Val>::try_from(event_to_value(self.event))
+                .expect("JSON values convert to CEL values");
+            EventVariable(value)
+        })
     }
 }
 
