@@ -8,12 +8,13 @@
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use cel::Value;
+use cel::common::types::{
+    CelBool, CelDouble, CelInt, CelList, CelMap, CelMapKey, CelNull, CelString, CelTimestamp,
+    CelUInt,
+};
 use cel::common::value::{CowVal, Val};
 use cel::context::VariableResolver;
-use cel::objects::{Key, Map};
 use chrono::{DateTime, FixedOffset};
 use herald_core::{CanonicalEvent, Timestamp};
 use serde_json::Value as Json;
@@ -51,68 +52,65 @@ impl<'a> EventView<'a> {
 
     /// The event as the CEL variable `event`, built on first use.
     pub(crate) fn variable(&self) -> &EventVariable {
-        self.value.get_or_init(|| {
-            // Every value `event_to_value` builds has a `Val` form.
-            let value = Box::<dyn Val>::try_from(event_to_value(self.event))
-                .expect("JSON values convert to CEL values");
-            EventVariable(value)
-        })
+        self.value
+            .get_or_init(|| EventVariable(event_to_val(self.event)))
     }
 }
 
 /// Builds the CEL value of `event`.
-pub fn event_to_value(event: &CanonicalEvent) -> Value {
+fn event_to_val(event: &CanonicalEvent) -> Box<dyn Val> {
     // Serialising through serde keeps the field set and wire names identical
     // to what subscribers receive; the canonical event always serialises.
     let json = serde_json::to_value(event).unwrap_or(Json::Null);
     let Json::Object(fields) = json else {
-        return Value::Null;
+        return Box::new(CelNull);
     };
-    let mut map = HashMap::with_capacity(fields.len());
+    let mut map: HashMap<CelMapKey<'static>, Box<dyn Val>> = HashMap::with_capacity(fields.len());
     for (name, field) in fields {
         let value = match name.as_str() {
-            "timestamp" => timestamp_value(&event.timestamp),
-            "processing_timestamp" => timestamp_value(&event.processing_timestamp),
-            _ => json_to_value(field),
+            "timestamp" => timestamp_val(&event.timestamp),
+            "processing_timestamp" => timestamp_val(&event.processing_timestamp),
+            _ => json_to_val(field),
         };
-        map.insert(Key::String(Arc::new(name)), value);
+        map.insert(CelMapKey::from(name), value);
     }
-    Value::Map(Map { map: Arc::new(map) })
+    Box::new(CelMap::from(map))
 }
 
-fn timestamp_value(ts: &Timestamp) -> Value {
+fn timestamp_val(ts: &Timestamp) -> Box<dyn Val> {
     let offset = FixedOffset::east_opt(ts.offset_seconds())
         .unwrap_or_else(|| FixedOffset::east_opt(0).expect("zero offset"));
     match DateTime::from_timestamp(ts.unix_seconds(), ts.nanos()) {
-        Some(utc) => Value::Timestamp(utc.with_timezone(&offset)),
+        Some(utc) => Box::new(CelTimestamp::from(utc.with_timezone(&offset))),
         // Outside chrono's range: keep the text so the field still exists.
-        None => Value::String(Arc::new(ts.to_rfc3339())),
+        None => Box::new(CelString::from(ts.to_rfc3339())),
     }
 }
 
-/// JSON to CEL: objects become maps with string keys, integers `int`
-/// (`uint` when above `i64::MAX`), other numbers `double`.
-pub fn json_to_value(json: Json) -> Value {
+/// JSON to CEL, moving the strings: objects become maps with string keys,
+/// integers `int` (`uint` when above `i64::MAX`), other numbers `double`.
+fn json_to_val(json: Json) -> Box<dyn Val> {
     match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(b),
+        Json::Null => Box::new(CelNull),
+        Json::Bool(b) => Box::new(CelBool::from(b)),
         Json::Number(n) => {
             if let Some(i) = n.as_i64() {
-                Value::Int(i)
+                Box::new(CelInt::from(i))
             } else if let Some(u) = n.as_u64() {
-                Value::UInt(u)
+                Box::new(CelUInt::from(u))
             } else {
-                Value::Float(n.as_f64().unwrap_or(f64::NAN))
+                Box::new(CelDouble::from(n.as_f64().unwrap_or(f64::NAN)))
             }
         }
-        Json::String(s) => Value::String(Arc::new(s)),
-        Json::Array(items) => Value::List(Arc::new(items.into_iter().map(json_to_value).collect())),
-        Json::Object(fields) => {
-            let map: HashMap<Key, Value> = fields
+        Json::String(s) => Box::new(CelString::from(s)),
+        Json::Array(items) => Box::new(CelList::from(
+            items.into_iter().map(json_to_val).collect::<Vec<_>>(),
+        )),
+        Json::Object(fields) => Box::new(CelMap::from(
+            fields
                 .into_iter()
-                .map(|(k, v)| (Key::String(Arc::new(k)), json_to_value(v)))
-                .collect();
-            Value::Map(Map { map: Arc::new(map) })
-        }
+                .map(|(k, v)| (CelMapKey::from(k), json_to_val(v)))
+                .collect::<HashMap<_, _>>(),
+        )),
     }
 }
