@@ -249,3 +249,19 @@ fn one_view_serves_many_filters() {
     // A clone shares the program and still evaluates.
     assert_eq!(filters[0].clone().matches(&view), Ok(true));
 }
+
+#[test]
+fn strings_match_regular_expressions() {
+    let data = json!({"email": "ana@example.com"});
+    assert!(on_data(
+        r"event.data.email.matches('^[a-z]+@example\\.com$')",
+        data.clone()
+    ));
+    assert!(!on_data("event.data.email.matches('^bob@')", data.clone()));
+    assert!(on_data(
+        "matches(event.data.email, 'example')",
+        data.clone()
+    ));
+    // A pattern that does not compile fails the evaluation, not the process.
+    assert!(eval("event.data.email.matches('(')", &event_data(data)).is_err());
+}
