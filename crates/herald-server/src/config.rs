@@ -160,6 +160,13 @@ pub struct Config {
     /// may take to finish before their connections are closed (work already
     /// handed to the store still commits).
     pub shutdown_grace_secs: u64,
+    /// `HERALD_DELIVERY_ALLOWED_NETWORKS`: comma-separated CIDR ranges a
+    /// webhook may reach beyond the public internet (e.g. `127.0.0.0/8`
+    /// for local testing); empty: public addresses only.
+    pub delivery_allowed_networks: String,
+    /// `HERALD_DELIVERY_SECRET_OVERLAP_SECS`: after a webhook secret's
+    /// rotation, how long the previous secret still signs deliveries.
+    pub delivery_secret_overlap_secs: u64,
 }
 
 impl Default for Config {
@@ -192,6 +199,8 @@ impl Default for Config {
             nats_max_bytes: 0,
             nats_duplicate_window_secs: 600,
             shutdown_grace_secs: 30,
+            delivery_allowed_networks: String::new(),
+            delivery_secret_overlap_secs: 86_400,
         }
     }
 }
@@ -291,6 +300,16 @@ impl Config {
         }
     }
 
+    /// The ranges `delivery_allowed_networks` allows (checked when loading).
+    pub fn allowed_networks(
+        &self,
+    ) -> Result<
+        herald_workers::delivery::network::AllowedNetworks,
+        herald_workers::delivery::network::NetworkListError,
+    > {
+        herald_workers::delivery::network::AllowedNetworks::parse(&self.delivery_allowed_networks)
+    }
+
     fn check(&self) -> Vec<String> {
         let mut p = Vec::new();
         if !(256..=16 * 1024 * 1024).contains(&self.max_event_bytes) {
@@ -308,6 +327,9 @@ impl Config {
             if !(256..=16 * 1024 * 1024).contains(&bytes) {
                 p.push(format!("{key} {bytes}: expected 256 ..= 16777216"));
             }
+        }
+        if let Err(e) = self.allowed_networks() {
+            p.push(format!("delivery_allowed_networks: {e}"));
         }
         if !(1..=100_000).contains(&self.max_batch_events) {
             p.push(format!(

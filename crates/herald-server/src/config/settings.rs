@@ -339,6 +339,27 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.nats_duplicate_window_secs.to_string(),
         set: |c, v| parse_into(v, &mut c.nats_duplicate_window_secs),
     },
+    Setting {
+        key: "delivery_allowed_networks",
+        env: "HERALD_DELIVERY_ALLOWED_NETWORKS",
+        flag: Some("delivery-allowed-networks"),
+        value_name: "CIDRS",
+        help: "Comma-separated CIDR ranges webhooks may reach beyond public addresses (127.0.0.0/8 for local testing); empty: public only",
+        default: |c| c.delivery_allowed_networks.clone(),
+        set: |c, v| {
+            c.delivery_allowed_networks = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "delivery_secret_overlap_secs",
+        env: "HERALD_DELIVERY_SECRET_OVERLAP_SECS",
+        flag: Some("delivery-secret-overlap-secs"),
+        value_name: "SECS",
+        help: "After a webhook secret is rotated, how long the previous one still signs deliveries",
+        default: |c| c.delivery_secret_overlap_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_secret_overlap_secs),
+    },
 ];
 
 #[cfg(test)]
