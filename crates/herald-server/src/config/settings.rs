@@ -345,7 +345,13 @@ pub const SETTINGS: &[Setting] = &[
         flag: Some("delivery-allowed-networks"),
         value_name: "CIDRS",
         help: "Comma-separated CIDR ranges webhooks may reach beyond public addresses (127.0.0.0/8 for local testing); empty: public only",
-        default: |c| c.delivery_allowed_networks.clone(),
+        default: |c| {
+            if c.delivery_allowed_networks.is_empty() {
+                unset()
+            } else {
+                c.delivery_allowed_networks.clone()
+            }
+        },
         set: |c, v| {
             c.delivery_allowed_networks = v.to_string();
             Ok(())
@@ -397,7 +403,13 @@ mod tests {
     #[test]
     fn each_shown_default_is_the_default() {
         // Secrets and the unset URLs show words, not values.
-        let words = ["root_key", "hash_secret", "database_url", "nats_url"];
+        let words = [
+            "root_key",
+            "hash_secret",
+            "database_url",
+            "nats_url",
+            "delivery_allowed_networks",
+        ];
         for s in SETTINGS.iter().filter(|s| !words.contains(&s.key)) {
             let shown = (s.default)(&Config::default());
             let mut c = Config::default();
