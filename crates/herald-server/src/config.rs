@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use herald_workers::delivery::network::{AllowedNetworks, NetworkListError};
 use serde::Deserialize;
 
 mod settings;
@@ -301,13 +302,8 @@ impl Config {
     }
 
     /// The ranges `delivery_allowed_networks` allows (checked when loading).
-    pub fn allowed_networks(
-        &self,
-    ) -> Result<
-        herald_workers::delivery::network::AllowedNetworks,
-        herald_workers::delivery::network::NetworkListError,
-    > {
-        herald_workers::delivery::network::AllowedNetworks::parse(&self.delivery_allowed_networks)
+    pub fn allowed_networks(&self) -> Result<AllowedNetworks, NetworkListError> {
+        AllowedNetworks::parse(&self.delivery_allowed_networks)
     }
 
     fn check(&self) -> Vec<String> {
@@ -537,6 +533,28 @@ mod tests {
         );
         assert_eq!(tracing::Level::from(c.log_level), tracing::Level::DEBUG);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_delivery_allow_list_is_checked_when_loading() {
+        let c = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8, ::1/128")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.allowed_networks().unwrap().networks().len(), 2);
+        let err = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.1/8")]),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("delivery_allowed_networks: entry 1 `127.0.0.1/8`"),
+            "{err}"
+        );
     }
 
     #[test]
