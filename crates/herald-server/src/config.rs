@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use herald_workers::delivery::network::{AllowedNetworks, NetworkListError};
 use serde::Deserialize;
 
 mod settings;
@@ -160,6 +161,13 @@ pub struct Config {
     /// may take to finish before their connections are closed (work already
     /// handed to the store still commits).
     pub shutdown_grace_secs: u64,
+    /// `HERALD_DELIVERY_ALLOWED_NETWORKS`: comma-separated CIDR ranges a
+    /// webhook may reach beyond the public internet (e.g. `127.0.0.0/8`
+    /// for local testing); empty: public addresses only.
+    pub delivery_allowed_networks: String,
+    /// `HERALD_DELIVERY_SECRET_OVERLAP_SECS`: after a webhook secret's
+    /// rotation, how long the previous secret still signs deliveries.
+    pub delivery_secret_overlap_secs: u64,
 }
 
 impl Default for Config {
@@ -192,6 +200,8 @@ impl Default for Config {
             nats_max_bytes: 0,
             nats_duplicate_window_secs: 600,
             shutdown_grace_secs: 30,
+            delivery_allowed_networks: String::new(),
+            delivery_secret_overlap_secs: 86_400,
         }
     }
 }
@@ -291,6 +301,11 @@ impl Config {
         }
     }
 
+    /// The ranges `delivery_allowed_networks` allows (checked when loading).
+    pub fn allowed_networks(&self) -> Result<AllowedNetworks, NetworkListError> {
+        AllowedNetworks::parse(&self.delivery_allowed_networks)
+    }
+
     fn check(&self) -> Vec<String> {
         let mut p = Vec::new();
         if !(256..=16 * 1024 * 1024).contains(&self.max_event_bytes) {
@@ -308,6 +323,9 @@ impl Config {
             if !(256..=16 * 1024 * 1024).contains(&bytes) {
                 p.push(format!("{key} {bytes}: expected 256 ..= 16777216"));
             }
+        }
+        if let Err(e) = self.allowed_networks() {
+            p.push(format!("delivery_allowed_networks: {e}"));
         }
         if !(1..=100_000).contains(&self.max_batch_events) {
             p.push(format!(
@@ -515,6 +533,28 @@ mod tests {
         );
         assert_eq!(tracing::Level::from(c.log_level), tracing::Level::DEBUG);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn the_delivery_allow_list_is_checked_when_loading() {
+        let c = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8, ::1/128")]),
+            Overrides::default(),
+        )
+        .unwrap();
+        assert_eq!(c.allowed_networks().unwrap().networks().len(), 2);
+        let err = Config::load(
+            None,
+            env(&[("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.1/8")]),
+            Overrides::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("delivery_allowed_networks: entry 1 `127.0.0.1/8`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -61,6 +61,12 @@ pub enum ConflictReason {
     /// That version of the definition exists already (a concurrent update).
     #[error("definition {definition_id} already has a version {version}")]
     DefinitionVersionExists { definition_id: String, version: u32 },
+    /// The tenant already has a subscription with this subscriber name.
+    #[error("tenant {tenant_id} already has a subscription named `{subscriber_name}`")]
+    SubscriptionNameExists {
+        tenant_id: String,
+        subscriber_name: String,
+    },
     /// A compare-and-set cursor move found the cursor elsewhere: another
     /// follower sharing its name moved it first.
     #[error("cursor {name} is at {actual}, not {expected}: another follower moved it")]

@@ -404,6 +404,96 @@ pub(crate) const INSERT_DEFINITION: &str = "INSERT INTO event_definitions (tenan
 event_type, is_pattern, category, event_category, name, description, payload_schema, allowed_sources, examples, ui, \
 compatibility, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
+/// The columns [`subscription_row`] reads, in its order.
+pub(crate) const SUBSCRIPTION_COLUMNS: &str = "subscription_id, tenant_id, spec, secret, previous_secret, \
+previous_secret_expires_at, created_at, updated_at";
+
+/// A `subscriptions` row in [`SUBSCRIPTION_COLUMNS`] order.
+pub(crate) fn subscription_row(r: &impl RowAccess) -> Result<Subscription, StoreError> {
+    Ok(Subscription {
+        subscription_id: r.text(0)?,
+        tenant_id: tenant_id(r.text(1)?)?,
+        spec: corrupt(serde_json::from_str(&r.text(2)?))?,
+        secret: r.text(3)?,
+        previous_secret: r.opt_text(4)?,
+        previous_secret_expires_at: r.opt_text(5)?.map(|t| timestamp(&t)).transpose()?,
+        created_at: timestamp(&r.text(6)?)?,
+        updated_at: timestamp(&r.text(7)?)?,
+    })
+}
+
+/// The insert of one subscription: the values of [`SubscriptionValues`]
+/// in order, as `?` placeholders.
+pub(crate) const INSERT_SUBSCRIPTION: &str = "INSERT INTO subscriptions (subscription_id, tenant_id, \
+subscriber_name, enabled, spec, secret, previous_secret, previous_secret_expires_at, created_at, updated_at) \
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+/// A definition change: `subscriber_name, enabled, spec, updated_at`, then
+/// `tenant_id, subscription_id`.
+pub(crate) fn update_subscription_sql() -> String {
+    format!(
+        "UPDATE subscriptions SET subscriber_name = ?, enabled = ?, spec = ?, updated_at = ? \
+         WHERE tenant_id = ? AND subscription_id = ? RETURNING {SUBSCRIPTION_COLUMNS}"
+    )
+}
+
+/// A rotation: `secret, previous_secret_expires_at, updated_at`, then
+/// `tenant_id, subscription_id`. The current secret becomes the previous
+/// one (SQL reads the row's old values on the right of `SET`).
+pub(crate) fn rotate_subscription_sql() -> String {
+    format!(
+        "UPDATE subscriptions SET previous_secret = secret, secret = ?, previous_secret_expires_at = ?, \
+         updated_at = ? WHERE tenant_id = ? AND subscription_id = ? RETURNING {SUBSCRIPTION_COLUMNS}"
+    )
+}
+
+/// One subscription by tenant and id.
+pub(crate) fn get_subscription_sql() -> String {
+    format!(
+        "SELECT {SUBSCRIPTION_COLUMNS} FROM subscriptions WHERE tenant_id = ? AND subscription_id = ?"
+    )
+}
+
+/// A subscription's values as stored, in [`INSERT_SUBSCRIPTION`] order.
+pub(crate) struct SubscriptionValues {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub enabled: bool,
+    pub spec: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_expires: Option<String>,
+    pub created: String,
+    pub updated: String,
+}
+
+impl SubscriptionValues {
+    pub(crate) fn of(s: &Subscription) -> Result<SubscriptionValues, StoreError> {
+        Ok(SubscriptionValues {
+            id: s.subscription_id.clone(),
+            tenant: s.tenant_id.to_string(),
+            name: s.spec.subscriber_name.clone(),
+            enabled: s.spec.enabled,
+            spec: to_json(&s.spec)?,
+            secret: s.secret.clone(),
+            previous_secret: s.previous_secret.clone(),
+            previous_expires: s.previous_secret_expires_at.map(|t| t.to_string()),
+            created: s.created_at.to_string(),
+            updated: s.updated_at.to_string(),
+        })
+    }
+}
+
+/// The conflict a uniqueness violation on a subscription write means: the
+/// name is taken (ids are minted unique).
+pub(crate) fn subscription_name_taken(tenant: &str, name: &str) -> StoreError {
+    StoreError::Conflict(ConflictReason::SubscriptionNameExists {
+        tenant_id: tenant.to_string(),
+        subscriber_name: name.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,3 +6,4 @@ pub mod definitions;
 pub mod events;
 pub mod health;
 pub mod settings;
+pub mod subscriptions;

@@ -339,6 +339,33 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.nats_duplicate_window_secs.to_string(),
         set: |c, v| parse_into(v, &mut c.nats_duplicate_window_secs),
     },
+    Setting {
+        key: "delivery_allowed_networks",
+        env: "HERALD_DELIVERY_ALLOWED_NETWORKS",
+        flag: Some("delivery-allowed-networks"),
+        value_name: "CIDRS",
+        help: "Comma-separated CIDR ranges webhooks may reach beyond public addresses (127.0.0.0/8 for local testing); empty: public only",
+        default: |c| {
+            if c.delivery_allowed_networks.is_empty() {
+                unset()
+            } else {
+                c.delivery_allowed_networks.clone()
+            }
+        },
+        set: |c, v| {
+            c.delivery_allowed_networks = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "delivery_secret_overlap_secs",
+        env: "HERALD_DELIVERY_SECRET_OVERLAP_SECS",
+        flag: Some("delivery-secret-overlap-secs"),
+        value_name: "SECS",
+        help: "After a webhook secret is rotated, how long the previous one still signs deliveries",
+        default: |c| c.delivery_secret_overlap_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_secret_overlap_secs),
+    },
 ];
 
 #[cfg(test)]
@@ -376,7 +403,13 @@ mod tests {
     #[test]
     fn each_shown_default_is_the_default() {
         // Secrets and the unset URLs show words, not values.
-        let words = ["root_key", "hash_secret", "database_url", "nats_url"];
+        let words = [
+            "root_key",
+            "hash_secret",
+            "database_url",
+            "nats_url",
+            "delivery_allowed_networks",
+        ];
         for s in SETTINGS.iter().filter(|s| !words.contains(&s.key)) {
             let shown = (s.default)(&Config::default());
             let mut c = Config::default();

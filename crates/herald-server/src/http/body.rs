@@ -31,6 +31,9 @@ pub enum BodyKind {
     Settings,
     /// An admin request (a tenant or a key: a few hundred bytes).
     Admin,
+    /// A webhook subscription: configuration like a definition, so it
+    /// shares `max_definition_bytes`.
+    Subscription,
 }
 
 /// The size limit of each kind of JSON body, in bytes (after decompression).
@@ -65,7 +68,7 @@ impl BodyLimits {
             BodyKind::Event => self.event,
             BodyKind::Batch => self.batch,
             BodyKind::Query => self.query,
-            BodyKind::Definition => self.definition,
+            BodyKind::Definition | BodyKind::Subscription => self.definition,
             BodyKind::Settings => self.settings,
             BodyKind::Admin => self.admin,
         }

@@ -109,7 +109,95 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), registry) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), subscription_schemas()) {
+        all.extend(more);
+    }
     all
+}
+
+/// The subscription resource's schemas: the request, the answer (with the
+/// secret only at creation and rotation) and the listing.
+fn subscription_schemas() -> Value {
+    use crate::api::subscriptions::input::{MAX_FILTER_BYTES, ORDERINGS, SUBSCRIBER_TYPES};
+    use herald_core::{Category, EventCategory, EventSource};
+    let strings = |description: &str| json!({ "type": "array", "items": s("string"), "description": description });
+    let sources: Vec<&str> = EventSource::ALL.iter().map(|v| v.as_str()).collect();
+    let mut categories: Vec<&str> = Category::ALL.iter().map(|v| v.as_str()).collect();
+    for c in EventCategory::ALL.iter().map(|v| v.as_str()) {
+        if !categories.contains(&c) {
+            categories.push(c);
+        }
+    }
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let fields = json!({
+        "subscriber_name": { "type": "string", "description": "unique within the tenant (409 otherwise)" },
+        "subscriber_type": { "type": "string", "enum": SUBSCRIBER_TYPES, "default": "webhook" },
+        "event_types": strings("exact event types or NATS-style patterns (order.*: one token, order.>: one or more); empty: every type"),
+        "event_sources": { "type": "array", "items": { "type": "string", "enum": sources }, "description": "empty: every source" },
+        "event_categories": { "type": "array", "items": { "type": "string", "enum": categories },
+            "description": "category or event_category values: an event matches a value when its category or its event_category is that value (system and security are both); empty: every category" },
+        "callback_url": { "type": "string", "format": "uri",
+            "description": "http or https; refused when its host resolves to a loopback, private, link-local, multicast or metadata address outside delivery_allowed_networks (HERALD_DELIVERY_ALLOWED_NETWORKS)" },
+        "retry_policy": { "type": "object", "properties": { "schedule": { "type": "array", "items": s("integer"),
+            "description": "seconds to wait before each retry; the first attempt is immediate" } }, "additionalProperties": false,
+            "description": "default: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h" },
+        "filter": { "type": ["string", "null"], "maxLength": MAX_FILTER_BYTES, "description": "a CEL expression over the event (event.data.amount > 100); null: every event" },
+        "ordering": { "type": "string", "enum": ORDERINGS, "default": "none", "description": "stream: the events of one stream_id one at a time, in version order" },
+        "rate_limit": { "type": ["number", "null"], "exclusiveMinimum": 0, "description": "deliveries per second at most; null: no limit" },
+        "headers": { "type": "object", "additionalProperties": s("string"),
+            "description": "extra static headers; hop-by-hop, body, webhook-*, herald-* and traceparent names are refused" },
+        "enabled": { "type": "boolean", "default": true },
+    });
+    let mut request = fields.clone();
+    request["webhook_secret"] = json!({ "type": "string",
+        "description": "whsec_ + base64 of 24..=64 key bytes; on create only (a PUT refuses it). Without it one is generated (32 random bytes) and shown once" });
+    let mut answer = fields;
+    for (k, v) in [
+        ("subscription_id", s("string")),
+        ("created_at", date_time.clone()),
+        ("updated_at", date_time.clone()),
+        (
+            "previous_secret_valid_until",
+            json!({ "type": "string", "format": "date-time",
+            "description": "after a rotation: until when the previous secret still signs deliveries (the secret itself is never shown again)" }),
+        ),
+    ] {
+        answer[k] = v;
+    }
+    let mut with_secret = answer.clone();
+    with_secret["webhook_secret"] =
+        json!({ "type": "string", "description": "the signing secret, shown only in this answer" });
+    let required = json!([
+        "subscription_id",
+        "subscriber_name",
+        "subscriber_type",
+        "event_types",
+        "event_sources",
+        "event_categories",
+        "callback_url",
+        "retry_policy",
+        "filter",
+        "ordering",
+        "rate_limit",
+        "headers",
+        "enabled",
+        "created_at",
+        "updated_at"
+    ]);
+    let mut required_with_secret = required.clone();
+    if let Some(r) = required_with_secret.as_array_mut() {
+        r.push(json!("webhook_secret"));
+    }
+    json!({
+        "SubscriptionRequest": { "type": "object", "required": ["subscriber_name", "callback_url"], "properties": request,
+            "description": "subscription_id, created_at, updated_at and previous_secret_valid_until are ignored, so an answer can be edited and sent back" },
+        "Subscription": { "type": "object", "required": required, "properties": answer },
+        "SubscriptionWithSecret": { "type": "object", "required": required_with_secret, "properties": with_secret },
+        "SubscriptionList": { "type": "object", "required": ["subscriptions", "count", "has_more", "next_cursor"], "properties": {
+            "subscriptions": { "type": "array", "items": { "$ref": "#/components/schemas/Subscription" } },
+            "count": s("integer"), "has_more": s("boolean"),
+            "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
+    })
 }
 
 pub fn document() -> Value {

@@ -8,7 +8,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use herald_store::Scope;
 
 use crate::App;
-use crate::api::{admin, definitions, events, health, settings};
+use crate::api::{admin, definitions, events, health, settings, subscriptions};
 use crate::http::openapi;
 use crate::http::params::Param;
 use crate::http::problem::ApiError;
@@ -188,6 +188,66 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some("EventQueryRequest"),
         success: &[(200, "EventQueryResponse", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/subscriptions",
+        handler: |m| on(m, subscriptions::create),
+        summary: "Subscribe a webhook; without webhook_secret one is generated and shown in this answer only (delivery itself is not built yet)",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("SubscriptionRequest"),
+        success: &[(201, "SubscriptionWithSecret", "stored")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/subscriptions",
+        handler: |m| on(m, subscriptions::list),
+        summary: "The tenant's subscriptions in creation order (the enabled ones unless enabled=false or all=true), without secrets",
+        access: Access::Tenant(Scope::Read),
+        query: subscriptions::LIST_PARAMS,
+        request: None,
+        success: &[(200, "SubscriptionList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/subscriptions/{subscription_id}",
+        handler: |m| on(m, subscriptions::get),
+        summary: "One subscription, without its secret",
+        access: Access::Tenant(Scope::Read),
+        query: &[],
+        request: None,
+        success: &[(200, "Subscription", "success")],
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/events/subscriptions/{subscription_id}",
+        handler: |m| on(m, subscriptions::update),
+        summary: "Replace a subscription's definition (fields left out take their defaults); webhook_secret cannot be set here, rotate it",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("SubscriptionRequest"),
+        success: &[(200, "Subscription", "success")],
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/events/subscriptions/{subscription_id}",
+        handler: |m| on(m, subscriptions::delete),
+        summary: "Delete a subscription: it is gone, and no delivery starts from it after this answer",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: None,
+        success: &[(204, "Empty", "deleted")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/subscriptions/{subscription_id}/secret/rotate",
+        handler: |m| on(m, subscriptions::rotate),
+        summary: "A new generated secret, shown in this answer only; the previous one still signs until previous_secret_valid_until (delivery_secret_overlap_secs)",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: None,
+        success: &[(200, "SubscriptionWithSecret", "rotated")],
     },
     Route {
         method: Method::Get,

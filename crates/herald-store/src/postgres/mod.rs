@@ -32,6 +32,7 @@ mod processing;
 mod schema;
 mod settings;
 mod shared;
+mod subscriptions;
 mod tenants;
 mod writer;
 

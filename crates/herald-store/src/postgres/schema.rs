@@ -183,6 +183,26 @@ CREATE TABLE server_secrets (
     r#"
 CREATE INDEX audit_tenant_seq ON audit (tenant_id, seq);
 "#,
+    // Webhook subscriptions: the definition as one JSON document, the
+    // columns a listing filters on beside it, secrets in clear (delivery
+    // signs with them). Ids compare bytewise, as on SQLite.
+    r#"
+CREATE TABLE subscriptions (
+    subscription_id text COLLATE "C" PRIMARY KEY,
+    tenant_id text NOT NULL,
+    subscriber_name text NOT NULL,
+    enabled boolean NOT NULL,
+    spec text NOT NULL,
+    secret text NOT NULL,
+    previous_secret text,
+    previous_secret_expires_at text,
+    created_at text NOT NULL,
+    updated_at text NOT NULL,
+    UNIQUE (tenant_id, subscriber_name)
+);
+
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, subscription_id);
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

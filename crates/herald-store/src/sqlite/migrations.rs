@@ -149,6 +149,26 @@ CREATE INDEX audit_tenant_seq ON audit (tenant_id, seq);
 "#,
     // Correlation keys in one FTS5 table instead of nine B-tree indexes.
     keys::MIGRATION,
+    // Webhook subscriptions: the definition as one JSON document, the
+    // columns a listing filters on beside it, secrets in clear (delivery
+    // signs with them).
+    r#"
+CREATE TABLE subscriptions (
+    subscription_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    subscriber_name TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    previous_secret TEXT,
+    previous_secret_expires_at TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (tenant_id, subscriber_name)
+) STRICT;
+
+CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, subscription_id);
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

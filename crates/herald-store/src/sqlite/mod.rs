@@ -19,6 +19,7 @@ pub(crate) mod keys;
 mod migrations;
 mod processing;
 mod settings;
+mod subscriptions;
 mod tenants;
 mod writer;
 

@@ -9,6 +9,7 @@ mod events;
 mod processing;
 mod settings;
 mod shared;
+mod subscriptions;
 mod tenants;
 
 pub use shared::PublisherLease;

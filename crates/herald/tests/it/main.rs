@@ -15,4 +15,5 @@ mod query;
 mod registry;
 mod scaleout;
 mod shutdown;
+mod subscriptions;
 mod tenancy;

@@ -80,7 +80,8 @@ impl Checker {
 
 #[tokio::test]
 async fn every_real_answer_matches_the_documented_schema() {
-    let app = spawn_app().await;
+    // Subscriptions below call back to loopback.
+    let app = spawn_with(|c| c.delivery_allowed_networks = "127.0.0.0/8".into()).await;
     let doc: Value = app
         .client
         .get(app.url("/api/openapi.json"))
@@ -307,6 +308,72 @@ async fn every_real_answer_matches_the_documented_schema() {
             .unwrap(),
     )
     .await;
+
+    // Subscriptions: create (with the secret shown once), a bad one, list,
+    // get, replace, rotate, delete, and a missing one.
+    let subs = "/api/v1/events/subscriptions";
+    let sub = c
+        .check(
+            "post",
+            subs,
+            post(subs, &admin, json!({"subscriber_name": "billing", "callback_url": "http://127.0.0.1:9/h",
+                "event_types": ["order.*"], "filter": "event.data.amount > 1", "rate_limit": 5, "headers": {"x-team": "a"}}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    c.check(
+        "post",
+        subs,
+        post(subs, &admin, json!({"subscriber_name": 3}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        subs,
+        get(&format!("{subs}?limit=1"), &admin).await.unwrap(),
+    )
+    .await;
+    let one = format!("{subs}/{}", sub["subscription_id"].as_str().unwrap());
+    let sub_route = "/api/v1/events/subscriptions/{subscription_id}";
+    c.check("get", sub_route, get(&one, &admin).await.unwrap())
+        .await;
+    c.check(
+        "put",
+        sub_route,
+        app.client
+            .put(app.url(&one))
+            .bearer_auth(&admin)
+            .json(&json!({"subscriber_name": "billing", "callback_url": "http://127.0.0.1:9/h2", "ordering": "stream"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "post",
+        "/api/v1/events/subscriptions/{subscription_id}/secret/rotate",
+        post(&format!("{one}/secret/rotate"), &admin, json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    // After a rotation the answer says until when the old secret signs.
+    c.check("get", sub_route, get(&one, &admin).await.unwrap())
+        .await;
+    let res = app
+        .client
+        .delete(app.url(&one))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    c.checked.push(format!("delete {sub_route} 204"));
+    c.check("get", sub_route, get(&one, &admin).await.unwrap())
+        .await;
 
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {

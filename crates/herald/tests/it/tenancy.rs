@@ -570,7 +570,11 @@ async fn health_and_openapi_document_every_route() {
             );
         }
     }
-    assert_eq!(with_params, 4);
+    assert_eq!(
+        names("/api/v1/events/subscriptions", "get"),
+        ["enabled", "all", "limit", "cursor"]
+    );
+    assert_eq!(with_params, 5);
 }
 
 #[tokio::test]

@@ -1,12 +1,16 @@
 //! The values that cross the store contract: tenants, keys, appends and
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
-//! settings (event definitions cross it as `herald_registry::EventDefinition`).
+//! settings, webhook subscriptions (`subscriptions.rs`; event definitions
+//! cross it as `herald_registry::EventDefinition`).
 
 use herald_core::filter::EventFilter;
 use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp, ValidationMode};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::{BoxError, ConflictReason, StoreError, error_chain};
+
+mod subscriptions;
+pub use subscriptions::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {

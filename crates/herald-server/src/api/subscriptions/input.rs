@@ -1,0 +1,549 @@
+//! A subscription's request body → a [`SubscriptionSpec`] (and, on
+//! create, the secret the client chose), every bad field named at once as
+//! a JSON pointer. The callback URL's host is resolved and each address
+//! checked against the delivery network guard, so a webhook that could
+//! reach a private address is refused when it is saved.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use axum::http::{HeaderName, HeaderValue};
+use herald_core::error::{pointer_push, type_name};
+use herald_core::{Category, ErrorKind, EventCategory, EventSource, FieldError};
+use herald_registry::TypePattern;
+use herald_store::SubscriptionSpec;
+use herald_workers::delivery::network::{AllowedNetworks, Refusal, TargetHost, WebhookTarget};
+use herald_workers::delivery::schedule::RetryPolicy;
+use herald_workers::delivery::signature::WebhookSecret;
+use serde_json::{Map, Value};
+
+/// The longest `filter` expression, in bytes.
+pub const MAX_FILTER_BYTES: usize = 4096;
+/// The longest `subscriber_name`, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// How long resolving the callback URL's host may take when saving.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The subscriber types Herald delivers to.
+pub const SUBSCRIBER_TYPES: &[&str] = &["webhook"];
+/// The delivery orders a subscription can ask for.
+pub const ORDERINGS: &[&str] = &["none", "stream"];
+/// Header names a subscription cannot set: hop-by-hop headers, those that
+/// describe the body or the connection, and those Herald's deliveries
+/// carry themselves (`webhook-*`, `herald-*`, `traceparent`).
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "traceparent",
+];
+
+/// Fields of the answer a client may send back unchanged (a GET's body
+/// edited and PUT); they are ignored.
+const READ_ONLY: &[&str] = &[
+    "subscription_id",
+    "created_at",
+    "updated_at",
+    "previous_secret_valid_until",
+];
+
+const FIELDS: &str = "subscriber_name, subscriber_type, event_types, event_sources, event_categories, \
+callback_url, webhook_secret, retry_policy, filter, ordering, rate_limit, headers, enabled";
+
+/// Whether the body may carry `webhook_secret`: on create, not on PUT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretField {
+    Allowed,
+    Refused,
+}
+
+/// A valid subscription body.
+#[derive(Debug)]
+pub struct Input {
+    pub spec: SubscriptionSpec,
+    /// The secret the client gave; `None`: generate one.
+    pub secret: Option<WebhookSecret>,
+}
+
+/// Checks a `filter` expression. Today only its size; compiling the CEL
+/// expression (naming the position of a syntax or type error) plugs in
+/// here.
+pub fn check_filter(expr: &str) -> Result<(), FieldError> {
+    let bad = |message: String| FieldError {
+        field: "/filter".into(),
+        message,
+        kind: ErrorKind::InvalidValue,
+    };
+    if expr.trim().is_empty() {
+        return Err(bad(
+            "an empty filter; leave it out (or null) to match every event".into(),
+        ));
+    }
+    if expr.len() > MAX_FILTER_BYTES {
+        return Err(bad(format!(
+            "{} bytes; a filter holds at most {MAX_FILTER_BYTES}",
+            expr.len()
+        )));
+    }
+    Ok(())
+}
+
+fn error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
+    FieldError {
+        field: field.to_string(),
+        message: message.into(),
+        kind,
+    }
+}
+
+/// Parses and checks a subscription body: every field, then the callback
+/// URL's addresses (resolved with the system resolver) against `allowed`.
+pub async fn parse(
+    body: &Value,
+    secret_field: SecretField,
+    allowed: &AllowedNetworks,
+) -> Result<Input, Vec<FieldError>> {
+    let (fields, mut errors) = parse_fields(body, secret_field);
+    if let Some(target) = &fields.target
+        && let Err(e) = check_target(target, allowed).await
+    {
+        errors.push(e);
+    }
+    match fields.spec {
+        Some(spec) if errors.is_empty() => Ok(Input {
+            spec,
+            secret: fields.secret,
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// The fields of a body, checked without IO; `spec` is `None` when any was
+/// bad.
+struct Fields {
+    spec: Option<SubscriptionSpec>,
+    secret: Option<WebhookSecret>,
+    target: Option<WebhookTarget>,
+}
+
+fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldError>) {
+    let mut errors = Vec::new();
+    let none = Fields {
+        spec: None,
+        secret: None,
+        target: None,
+    };
+    let Value::Object(m) = body else {
+        errors.push(error(
+            "",
+            ErrorKind::InvalidType,
+            format!("expected an object, got {}", type_name(body)),
+        ));
+        return (none, errors);
+    };
+    for k in m.keys() {
+        let known = FIELDS.split(", ").any(|f| f == k) || READ_ONLY.contains(&k.as_str());
+        if !known {
+            errors.push(error(
+                &pointer_push("", k),
+                ErrorKind::InvalidValue,
+                format!("unknown field; known: {FIELDS}"),
+            ));
+        }
+    }
+    let name = match m.get("subscriber_name") {
+        None | Some(Value::Null) => {
+            errors.push(error("/subscriber_name", ErrorKind::Missing, "required"));
+            None
+        }
+        Some(Value::String(s)) if s.trim().is_empty() => {
+            errors.push(error(
+                "/subscriber_name",
+                ErrorKind::InvalidValue,
+                "must not be empty",
+            ));
+            None
+        }
+        Some(Value::String(s))
+            if s.chars().count() > MAX_NAME_CHARS || s.chars().any(char::is_control) =>
+        {
+            errors.push(error(
+                "/subscriber_name",
+                ErrorKind::InvalidValue,
+                format!("at most {MAX_NAME_CHARS} characters, none of them control characters"),
+            ));
+            None
+        }
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(error(
+                "/subscriber_name",
+                ErrorKind::InvalidType,
+                format!("expected a string, got {}", type_name(other)),
+            ));
+            None
+        }
+    };
+    let subscriber_type = one_of(m, "subscriber_type", SUBSCRIBER_TYPES, &mut errors);
+    let ordering = one_of(m, "ordering", ORDERINGS, &mut errors);
+    let event_types = strings(m, "event_types", &mut errors, |s| {
+        TypePattern::parse(s).map(|_| ()).map_err(|e| {
+            format!("{e}; an exact type (order.created) or a pattern: * one token, > one or more trailing tokens")
+        })
+    });
+    let event_sources = strings(m, "event_sources", &mut errors, |s| {
+        EventSource::parse(s)
+            .map(|_| ())
+            .ok_or_else(|| format!("expected one of: {}", EventSource::allowed()))
+    });
+    let event_categories = strings(m, "event_categories", &mut errors, |s| {
+        if Category::parse(s).is_some() || EventCategory::parse(s).is_some() {
+            Ok(())
+        } else {
+            Err(format!(
+                "expected a category ({}) or an event_category ({})",
+                Category::allowed(),
+                EventCategory::allowed()
+            ))
+        }
+    });
+    let target = match m.get("callback_url") {
+        None | Some(Value::Null) => {
+            errors.push(error("/callback_url", ErrorKind::Missing, "required"));
+            None
+        }
+        Some(Value::String(url)) => match WebhookTarget::parse(url) {
+            Ok(t) => Some((url.clone(), t)),
+            Err(e) => {
+                errors.push(error(
+                    "/callback_url",
+                    ErrorKind::InvalidValue,
+                    e.to_string(),
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(error(
+                "/callback_url",
+                ErrorKind::InvalidType,
+                format!("expected an http or https URL, got {}", type_name(other)),
+            ));
+            None
+        }
+    };
+    let secret = match (m.get("webhook_secret"), secret_field) {
+        (None | Some(Value::Null), _) => None,
+        (Some(_), SecretField::Refused) => {
+            errors.push(error(
+                "/webhook_secret",
+                ErrorKind::NotAllowed,
+                "a PUT cannot set the secret; rotate it with POST /api/v1/events/subscriptions/{subscription_id}/secret/rotate",
+            ));
+            None
+        }
+        (Some(Value::String(s)), SecretField::Allowed) => match WebhookSecret::parse(s) {
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                errors.push(error(
+                    "/webhook_secret",
+                    ErrorKind::InvalidValue,
+                    e.to_string(),
+                ));
+                None
+            }
+        },
+        (Some(other), SecretField::Allowed) => {
+            errors.push(error(
+                "/webhook_secret",
+                ErrorKind::InvalidType,
+                format!("expected a string `whsec_…`, got {}", type_name(other)),
+            ));
+            None
+        }
+    };
+    let retry_policy = match m.get("retry_policy") {
+        None | Some(Value::Null) => Some(RetryPolicy::default()),
+        Some(v) => RetryPolicy::from_json(v, "/retry_policy")
+            .map_err(|e| errors.extend(e))
+            .ok(),
+    };
+    let filter = match m.get("filter") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => check_filter(s)
+            .map(|()| Some(s.clone()))
+            .map_err(|e| errors.push(e))
+            .ok(),
+        Some(other) => {
+            errors.push(error(
+                "/filter",
+                ErrorKind::InvalidType,
+                format!(
+                    "expected a CEL expression as a string, got {}",
+                    type_name(other)
+                ),
+            ));
+            None
+        }
+    };
+    let rate_limit = match m.get("rate_limit") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(r) if r.is_finite() && r > 0.0 => Some(Some(r)),
+            _ => {
+                errors.push(error(
+                    "/rate_limit",
+                    ErrorKind::InvalidValue,
+                    "deliveries per second: a positive number",
+                ));
+                None
+            }
+        },
+        Some(other) => {
+            errors.push(error(
+                "/rate_limit",
+                ErrorKind::InvalidType,
+                format!(
+                    "expected deliveries per second as a number, got {}",
+                    type_name(other)
+                ),
+            ));
+            None
+        }
+    };
+    let headers = headers(m, &mut errors);
+    let enabled = match m.get("enabled") {
+        None | Some(Value::Null) => Some(true),
+        Some(Value::Bool(b)) => Some(*b),
+        Some(other) => {
+            errors.push(error(
+                "/enabled",
+                ErrorKind::InvalidType,
+                format!("expected true or false, got {}", type_name(other)),
+            ));
+            None
+        }
+    };
+    let spec = (|| {
+        Some(SubscriptionSpec {
+            subscriber_name: name?,
+            subscriber_type: subscriber_type?,
+            event_types: event_types?,
+            event_sources: event_sources?,
+            event_categories: event_categories?,
+            callback_url: target.as_ref()?.0.clone(),
+            retry_policy: retry_policy?.to_json(),
+            filter: filter?,
+            ordering: ordering?,
+            rate_limit: rate_limit?,
+            headers: headers?,
+            enabled: enabled?,
+        })
+    })();
+    (
+        Fields {
+            spec,
+            secret,
+            target: target.map(|(_, t)| t),
+        },
+        errors,
+    )
+}
+
+/// A string field from a closed set; its first value when absent.
+fn one_of(
+    m: &Map<String, Value>,
+    key: &str,
+    allowed: &[&str],
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
+    let at = pointer_push("", key);
+    match m.get(key) {
+        None | Some(Value::Null) => Some(allowed[0].to_string()),
+        Some(Value::String(s)) if allowed.contains(&s.as_str()) => Some(s.clone()),
+        Some(Value::String(_)) => {
+            errors.push(error(
+                &at,
+                ErrorKind::InvalidValue,
+                format!("expected one of: {}", allowed.join(", ")),
+            ));
+            None
+        }
+        Some(other) => {
+            errors.push(error(
+                &at,
+                ErrorKind::InvalidType,
+                format!(
+                    "expected a string ({}), got {}",
+                    allowed.join(", "),
+                    type_name(other)
+                ),
+            ));
+            None
+        }
+    }
+}
+
+/// An array of strings, each checked by `check`; empty when absent.
+fn strings(
+    m: &Map<String, Value>,
+    key: &str,
+    errors: &mut Vec<FieldError>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Option<Vec<String>> {
+    let at = pointer_push("", key);
+    let items = match m.get(key) {
+        None | Some(Value::Null) => return Some(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            errors.push(error(
+                &at,
+                ErrorKind::InvalidType,
+                format!("expected an array of strings, got {}", type_name(other)),
+            ));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut out = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let item_at = pointer_push(&at, &i.to_string());
+        match item {
+            Value::String(s) => match check(s) {
+                Ok(()) if !out.contains(s) => out.push(s.clone()),
+                Ok(()) => {}
+                Err(message) => errors.push(error(&item_at, ErrorKind::InvalidValue, message)),
+            },
+            other => errors.push(error(
+                &item_at,
+                ErrorKind::InvalidType,
+                format!("expected a string, got {}", type_name(other)),
+            )),
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+/// `headers`: an object of header names to string values.
+fn headers(
+    m: &Map<String, Value>,
+    errors: &mut Vec<FieldError>,
+) -> Option<BTreeMap<String, String>> {
+    let object = match m.get("headers") {
+        None | Some(Value::Null) => return Some(BTreeMap::new()),
+        Some(Value::Object(o)) => o,
+        Some(other) => {
+            errors.push(error(
+                "/headers",
+                ErrorKind::InvalidType,
+                format!(
+                    "expected an object of header names to string values, got {}",
+                    type_name(other)
+                ),
+            ));
+            return None;
+        }
+    };
+    let before = errors.len();
+    let mut out = BTreeMap::new();
+    for (name, value) in object {
+        let at = pointer_push("/headers", name);
+        let lower = name.to_ascii_lowercase();
+        if HeaderName::from_bytes(name.as_bytes()).is_err() {
+            errors.push(error(
+                &at,
+                ErrorKind::InvalidValue,
+                "not a valid HTTP header name",
+            ));
+        } else if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("webhook-")
+            || lower.starts_with("herald-")
+        {
+            errors.push(error(
+                &at,
+                ErrorKind::NotAllowed,
+                "Herald sets this header itself (hop-by-hop, body, webhook-*, herald-* and traceparent headers cannot be overridden)",
+            ));
+        }
+        match value {
+            Value::String(v) if HeaderValue::from_str(v).is_ok() => {
+                if out.insert(lower, v.clone()).is_some() {
+                    errors.push(error(
+                        &at,
+                        ErrorKind::InvalidValue,
+                        "the same header twice (names are case-insensitive)",
+                    ));
+                }
+            }
+            Value::String(_) => errors.push(error(
+                &at,
+                ErrorKind::InvalidValue,
+                "not a valid header value (visible ASCII, spaces and tabs)",
+            )),
+            other => errors.push(error(
+                &at,
+                ErrorKind::InvalidType,
+                format!("expected a string, got {}", type_name(other)),
+            )),
+        }
+    }
+    (errors.len() == before).then_some(out)
+}
+
+/// Resolves the callback URL's host (a literal address as it is) and
+/// checks every address it gives.
+async fn check_target(target: &WebhookTarget, allowed: &AllowedNetworks) -> Result<(), FieldError> {
+    let addresses: Vec<IpAddr> = match &target.host {
+        TargetHost::Address(ip) => vec![*ip],
+        TargetHost::Name(name) => {
+            match tokio::time::timeout(
+                RESOLVE_TIMEOUT,
+                tokio::net::lookup_host((name.as_str(), target.port)),
+            )
+            .await
+            {
+                Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                Ok(Err(e)) => {
+                    return Err(refused(Refusal::Unresolved {
+                        host: name.clone(),
+                        reason: e.to_string(),
+                    }));
+                }
+                Err(_) => {
+                    return Err(refused(Refusal::Unresolved {
+                        host: name.clone(),
+                        reason: format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs()),
+                    }));
+                }
+            }
+        }
+    };
+    target
+        .check(&addresses, allowed)
+        .map(|_| ())
+        .map_err(refused)
+}
+
+fn refused(r: Refusal) -> FieldError {
+    let message = match &r {
+        Refusal::NotPublic { .. } => format!(
+            "{r} (the setting delivery_allowed_networks in herald.toml, or the --delivery-allowed-networks flag)"
+        ),
+        _ => r.to_string(),
+    };
+    error("/callback_url", ErrorKind::NotAllowed, message)
+}
+
+#[cfg(test)]
+#[path = "input_tests.rs"]
+mod tests;
