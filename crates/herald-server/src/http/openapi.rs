@@ -118,8 +118,9 @@ fn schemas() -> Value {
 /// The subscription resource's schemas: the request, the answer (with the
 /// secret only at creation and rotation) and the listing.
 fn subscription_schemas() -> Value {
-    use crate::api::subscriptions::input::{MAX_FILTER_BYTES, ORDERINGS, SUBSCRIBER_TYPES};
+    use crate::api::subscriptions::input::{ORDERINGS, SUBSCRIBER_TYPES};
     use herald_core::{Category, EventCategory, EventSource};
+    use herald_filter::MAX_FILTER_LEN as MAX_FILTER_BYTES;
     let strings = |description: &str| json!({ "type": "array", "items": s("string"), "description": description });
     let sources: Vec<&str> = EventSource::ALL.iter().map(|v| v.as_str()).collect();
     let mut categories: Vec<&str> = Category::ALL.iter().map(|v| v.as_str()).collect();

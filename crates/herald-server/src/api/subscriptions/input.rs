@@ -10,16 +10,14 @@ use std::time::Duration;
 
 use axum::http::{HeaderName, HeaderValue};
 use herald_core::error::{pointer_push, type_name};
-use herald_core::{Category, ErrorKind, EventCategory, EventSource, FieldError};
-use herald_registry::TypePattern;
+use herald_core::{ErrorKind, FieldError};
+use herald_filter::{Filter, FilterError, Selector};
 use herald_store::SubscriptionSpec;
 use herald_workers::delivery::network::{AllowedNetworks, Refusal, TargetHost, WebhookTarget};
 use herald_workers::delivery::schedule::RetryPolicy;
 use herald_workers::delivery::signature::WebhookSecret;
 use serde_json::{Map, Value};
 
-/// The longest `filter` expression, in bytes.
-pub const MAX_FILTER_BYTES: usize = 4096;
 /// The longest `subscriber_name`, in characters.
 const MAX_NAME_CHARS: usize = 200;
 /// How long resolving the callback URL's host may take when saving.
@@ -75,27 +73,17 @@ pub struct Input {
     pub secret: Option<WebhookSecret>,
 }
 
-/// Checks a `filter` expression. Today only its size; compiling the CEL
-/// expression (naming the position of a syntax or type error) plugs in
-/// here.
+/// Checks a `filter` expression on its own: it must compile as CEL over
+/// the event (the error names its line and column).
 pub fn check_filter(expr: &str) -> Result<(), FieldError> {
-    let bad = |message: String| FieldError {
+    Filter::compile(expr).map(|_| ()).map_err(|e| FieldError {
         field: "/filter".into(),
-        message,
-        kind: ErrorKind::InvalidValue,
-    };
-    if expr.trim().is_empty() {
-        return Err(bad(
-            "an empty filter; leave it out (or null) to match every event".into(),
-        ));
-    }
-    if expr.len() > MAX_FILTER_BYTES {
-        return Err(bad(format!(
-            "{} bytes; a filter holds at most {MAX_FILTER_BYTES}",
-            expr.len()
-        )));
-    }
-    Ok(())
+        kind: match e {
+            FilterError::TooLong { .. } => ErrorKind::TooLarge,
+            _ => ErrorKind::InvalidValue,
+        },
+        message: e.to_string(),
+    })
 }
 
 fn error(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
@@ -196,27 +184,12 @@ fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldEr
     };
     let subscriber_type = one_of(m, "subscriber_type", SUBSCRIBER_TYPES, &mut errors);
     let ordering = one_of(m, "ordering", ORDERINGS, &mut errors);
-    let event_types = strings(m, "event_types", &mut errors, |s| {
-        TypePattern::parse(s).map(|_| ()).map_err(|e| {
-            format!("{e}; an exact type (order.created) or a pattern: * one token, > one or more trailing tokens")
-        })
-    });
-    let event_sources = strings(m, "event_sources", &mut errors, |s| {
-        EventSource::parse(s)
-            .map(|_| ())
-            .ok_or_else(|| format!("expected one of: {}", EventSource::allowed()))
-    });
-    let event_categories = strings(m, "event_categories", &mut errors, |s| {
-        if Category::parse(s).is_some() || EventCategory::parse(s).is_some() {
-            Ok(())
-        } else {
-            Err(format!(
-                "expected a category ({}) or an event_category ({})",
-                Category::allowed(),
-                EventCategory::allowed()
-            ))
-        }
-    });
+    // Which events: the one selector parser subscriptions, processors and
+    // waits share (type patterns, sources, categories, the CEL filter
+    // compiled, with its line and column on error).
+    let selector = Selector::from_json(body, "")
+        .map_err(|e| errors.extend(e))
+        .ok();
     let target = match m.get("callback_url") {
         None | Some(Value::Null) => {
             errors.push(error("/callback_url", ErrorKind::Missing, "required"));
@@ -278,24 +251,6 @@ fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldEr
             .map_err(|e| errors.extend(e))
             .ok(),
     };
-    let filter = match m.get("filter") {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => check_filter(s)
-            .map(|()| Some(s.clone()))
-            .map_err(|e| errors.push(e))
-            .ok(),
-        Some(other) => {
-            errors.push(error(
-                "/filter",
-                ErrorKind::InvalidType,
-                format!(
-                    "expected a CEL expression as a string, got {}",
-                    type_name(other)
-                ),
-            ));
-            None
-        }
-    };
     let rate_limit = match m.get("rate_limit") {
         None | Some(Value::Null) => Some(None),
         Some(Value::Number(n)) => match n.as_f64() {
@@ -338,12 +293,27 @@ fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldEr
         Some(SubscriptionSpec {
             subscriber_name: name?,
             subscriber_type: subscriber_type?,
-            event_types: event_types?,
-            event_sources: event_sources?,
-            event_categories: event_categories?,
+            event_types: selector
+                .as_ref()?
+                .event_types()
+                .iter()
+                .map(|p| p.as_str().to_string())
+                .collect(),
+            event_sources: selector
+                .as_ref()?
+                .event_sources()
+                .iter()
+                .map(|e| e.as_str().to_string())
+                .collect(),
+            event_categories: selector
+                .as_ref()?
+                .event_categories()
+                .iter()
+                .map(|c| c.as_str().to_string())
+                .collect(),
             callback_url: target.as_ref()?.0.clone(),
             retry_policy: retry_policy?.to_json(),
-            filter: filter?,
+            filter: selector.as_ref()?.filter().map(|f| f.source().to_string()),
             ordering: ordering?,
             rate_limit: rate_limit?,
             headers: headers?,
@@ -392,46 +362,6 @@ fn one_of(
             None
         }
     }
-}
-
-/// An array of strings, each checked by `check`; empty when absent.
-fn strings(
-    m: &Map<String, Value>,
-    key: &str,
-    errors: &mut Vec<FieldError>,
-    check: impl Fn(&str) -> Result<(), String>,
-) -> Option<Vec<String>> {
-    let at = pointer_push("", key);
-    let items = match m.get(key) {
-        None | Some(Value::Null) => return Some(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            errors.push(error(
-                &at,
-                ErrorKind::InvalidType,
-                format!("expected an array of strings, got {}", type_name(other)),
-            ));
-            return None;
-        }
-    };
-    let before = errors.len();
-    let mut out = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let item_at = pointer_push(&at, &i.to_string());
-        match item {
-            Value::String(s) => match check(s) {
-                Ok(()) if !out.contains(s) => out.push(s.clone()),
-                Ok(()) => {}
-                Err(message) => errors.push(error(&item_at, ErrorKind::InvalidValue, message)),
-            },
-            other => errors.push(error(
-                &item_at,
-                ErrorKind::InvalidType,
-                format!("expected a string, got {}", type_name(other)),
-            )),
-        }
-    }
-    (errors.len() == before).then_some(out)
 }
 
 /// `headers`: an object of header names to string values.

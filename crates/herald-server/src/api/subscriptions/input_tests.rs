@@ -80,11 +80,42 @@ fn a_put_cannot_set_the_secret() {
 }
 
 #[test]
-fn the_filter_is_checked_for_size_only_today() {
-    assert!(check_filter("event.data.amount > 100").is_ok());
+fn the_filter_must_compile_as_cel_over_the_event() {
+    assert!(check_filter("event.data.amount > 100 && event.actor.user_id != \"\"").is_ok());
     assert!(check_filter(" ").is_err());
-    assert!(check_filter(&"a".repeat(MAX_FILTER_BYTES)).is_ok());
-    assert!(check_filter(&"a".repeat(MAX_FILTER_BYTES + 1)).is_err());
+    let syntax = check_filter("event.data.amount >").unwrap_err();
+    assert_eq!(syntax.field, "/filter");
+    assert!(syntax.message.contains("line 1"), "{}", syntax.message);
+    let unknown = check_filter("order.amount > 1").unwrap_err();
+    assert!(unknown.message.contains("order"), "{}", unknown.message);
+    let long = format!(
+        "event.data.a == '{}'",
+        "x".repeat(herald_filter::MAX_FILTER_LEN)
+    );
+    assert_eq!(check_filter(&long).unwrap_err().kind, ErrorKind::TooLarge);
+}
+
+#[test]
+fn the_selector_fields_are_the_shared_selectors() {
+    let body = json!({
+        "subscriber_name": "a", "callback_url": "https://example.com/h",
+        "event_types": ["order.*", "order.>.x"],
+        "event_sources": ["backend", "nowhere"],
+        "event_categories": ["business", "payment", "nothing"],
+        "filter": "event.data.amount >"
+    });
+    let (_, errors) = parse_fields(&body, SecretField::Allowed);
+    let mut fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "/event_categories/2",
+            "/event_sources/1",
+            "/event_types/1",
+            "/filter"
+        ]
+    );
 }
 
 #[tokio::test]
