@@ -117,17 +117,6 @@ pub const UPDATE_PARAMS: &[Param] = &[Param {
     description: "register a breaking change anyway (otherwise 409 with the reasons); true, false, 1, 0 or empty for true",
 }];
 
-fn flag(field: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> bool {
-    match v {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") | Some("") => true,
-        Some(_) => {
-            errors.push(params::bad(field, "expected true or false"));
-            false
-        }
-    }
-}
-
 /// `PUT /api/v1/event-definitions/{id}`: a new immutable version.
 pub async fn update(
     State(app): State<App>,
@@ -141,7 +130,9 @@ pub async fn update(
     let key = principal.require(Scope::Manage)?;
     let Path(id) = path?;
     let (query, mut errors) = params::parse(&uri, UPDATE_PARAMS);
-    let allow_breaking = flag("allow_breaking", query.get("allow_breaking"), &mut errors);
+    let allow_breaking =
+        params::boolean("allow_breaking", query.get("allow_breaking"), &mut errors)
+            .unwrap_or(false);
     params::check(errors)?;
     let value = body::read_json(&app.body_limits, BodyKind::Definition, &headers, body).await?;
     let tenant = key.tenant_id.clone();

@@ -126,6 +126,20 @@ pub fn bad(name: &str, message: impl Into<String>) -> FieldError {
     }
 }
 
+/// A boolean parameter: `true`/`1`/empty (a bare `?flag`) or
+/// `false`/`0`; anything else is named in `errors`. `None` when absent or bad.
+pub fn boolean(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<bool> {
+    match v {
+        None => None,
+        Some("true") | Some("1") | Some("") => Some(true),
+        Some("false") | Some("0") => Some(false),
+        Some(_) => {
+            errors.push(bad(name, "expected true or false"));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -174,18 +174,6 @@ pub const LIST_PARAMS: &[Param] = &[
     },
 ];
 
-fn flag(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Option<bool> {
-    match v {
-        None => None,
-        Some("true") | Some("1") | Some("") => Some(true),
-        Some("false") | Some("0") => Some(false),
-        Some(_) => {
-            errors.push(params::bad(name, "expected true or false"));
-            None
-        }
-    }
-}
-
 /// `GET /api/v1/events/subscriptions`: the tenant's subscriptions in
 /// creation order, without their secrets.
 pub async fn list(
@@ -195,8 +183,8 @@ pub async fn list(
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
     let (p, mut errors) = params::parse(&uri, LIST_PARAMS);
-    let enabled = flag("enabled", p.get("enabled"), &mut errors);
-    let all = flag("all", p.get("all"), &mut errors).unwrap_or(false);
+    let enabled = params::boolean("enabled", p.get("enabled"), &mut errors);
+    let all = params::boolean("all", p.get("all"), &mut errors).unwrap_or(false);
     if all && enabled.is_some() {
         errors.push(params::bad(
             "all",
