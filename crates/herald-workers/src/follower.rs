@@ -13,17 +13,17 @@
 //! the handler again. A handler's effects must therefore be harmless to
 //! repeat: the publisher sets `Nats-Msg-Id`; a handler whose effects are
 //! store writes keys them by event id or `seq` so a repeat overwrites
-//! rather than adds, and once the store commits a handler's writes and the
-//! cursor move in one transaction (the compare-and-set cursor), the handler
-//! returns those writes instead of making them, and the follower commits
-//! both together.
+//! rather than adds. A [`CommitLogProjector`] goes further: it returns its
+//! writes instead of making them, and [`CommitLogFollower::step_projecting`]
+//! has the store commit them with the cursor move in one transaction, so a
+//! batch is either written and passed or neither.
 //!
 //! The store calls live in [`CursorStore`] alone, so a change to the
 //! cursor API changes this module only.
 
 use std::future::Future;
 
-use herald_store::{SequencedEvent, Store, StoreError};
+use herald_store::{CursorMove, SequencedEvent, Store, StoreError};
 
 /// One consumer of the commit log.
 pub trait CommitLogHandler: Send {
@@ -36,6 +36,32 @@ pub trait CommitLogHandler: Send {
     fn handle(
         &mut self,
         events: &[SequencedEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A consumer of the commit log whose effects are store writes committed
+/// with the cursor move: [`Self::project`] says what to write for a batch,
+/// [`Self::commit`] writes it and applies the move in one transaction.
+pub trait CommitLogProjector: Send {
+    /// The writes one batch makes.
+    type Effects: Send;
+    /// Why projecting or committing failed.
+    type Error: From<StoreError> + Send;
+
+    /// The writes for `events` (non-empty, in commit order).
+    fn project(
+        &mut self,
+        events: &[SequencedEvent],
+    ) -> impl Future<Output = Result<Self::Effects, Self::Error>> + Send;
+
+    /// Makes `effects` and applies `cursor` in one store transaction;
+    /// `Conflict(CursorMoved)` (nothing written) when another follower of
+    /// the same name moved it first.
+    fn commit(
+        &mut self,
+        store: &Store,
+        cursor: CursorMove,
+        effects: Self::Effects,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
@@ -65,6 +91,16 @@ impl CursorStore {
     /// a conflict when another follower of the same name moved it first.
     async fn advance(&self, from: i64, to: i64) -> Result<(), StoreError> {
         self.store.advance_cursor(&self.name, from, to).await
+    }
+
+    /// The same move as [`Self::advance`], for a store method that applies
+    /// it with other writes.
+    fn move_from(&self, from: i64, to: i64) -> CursorMove {
+        CursorMove {
+            name: self.name.clone(),
+            from,
+            to,
+        }
     }
 }
 
@@ -108,6 +144,31 @@ impl CommitLogFollower {
         };
         handler.handle(&events).await?;
         self.cursor.advance(after, last).await?;
+        Ok(Follow::Handled {
+            events: events.len(),
+            through: last,
+        })
+    }
+
+    /// Reads up to one batch after the cursor, has `projector` say what to
+    /// write for it, and commits those writes with the cursor move past it.
+    pub async fn step_projecting<P: CommitLogProjector>(
+        &self,
+        projector: &mut P,
+    ) -> Result<Follow, P::Error> {
+        let after = self.cursor.position().await?;
+        let events = self.cursor.store.events_after(after, self.batch).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(Follow::Caught);
+        };
+        let effects = projector.project(&events).await?;
+        projector
+            .commit(
+                &self.cursor.store,
+                self.cursor.move_from(after, last),
+                effects,
+            )
+            .await?;
         Ok(Follow::Handled {
             events: events.len(),
             through: last,
