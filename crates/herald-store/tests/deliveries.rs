@@ -55,6 +55,8 @@ on_each_backend!(
     a_repeated_fan_out_with_the_old_position_conflicts_and_stores_nothing,
     a_pair_already_stored_is_not_stored_again_but_a_replay_of_it_is,
     due_deliveries_are_the_pending_ones_whose_time_has_come,
+    a_claim_takes_due_rows_until_its_lease_runs_out,
+    concurrent_claims_never_take_the_same_row,
     listings_stay_within_the_tenant_and_page_by_id,
     the_fan_out_reads_every_tenants_enabled_subscriptions_only,
 );
@@ -288,6 +290,106 @@ async fn due_deliveries_are_the_pending_ones_whose_time_has_come(o: Opened) {
     assert_eq!(
         ids(&due("2026-01-02T03:05:00Z", 2).await),
         vec!["dlv_sub_a-0002", "dlv_sub_a-0001"]
+    );
+}
+
+async fn a_claim_takes_due_rows_until_its_lease_runs_out(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(3);
+    let rows = vec![
+        new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:05Z"),
+        new_delivery(&t, "sub_a", e[1], 2, "2026-01-02T03:04:07Z"),
+        new_delivery(&t, "sub_a", e[2], 3, "2026-01-02T03:04:09Z"),
+    ];
+    o.store.fan_out(moved("fan", 0, 3), rows).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let claim = |now: &str, limit: usize| {
+        let (store, now) = (o.store.clone(), at(now));
+        async move {
+            store
+                .claim_due_deliveries(now, lease, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.delivery_id.clone(), d.state, d.attempts, d.lease_until))
+                .collect::<Vec<_>>()
+        }
+    };
+    let leased = |id: &str, attempts: i64, until: &str| {
+        (
+            format!("dlv_sub_a-{id}"),
+            DeliveryState::InFlight,
+            attempts,
+            Some(at(until)),
+        )
+    };
+
+    assert_eq!(
+        claim("2026-01-02T03:04:07Z", 10).await,
+        vec![
+            leased("0001", 1, "2026-01-02T03:04:37Z"),
+            leased("0002", 1, "2026-01-02T03:04:37Z"),
+        ]
+    );
+    let now = at("2026-01-02T03:04:07Z");
+    assert_eq!(
+        ids(&o.store.due_deliveries(now, 10).await.unwrap()),
+        Vec::<&str>::new(),
+        "claimed rows are no longer pending"
+    );
+    assert_eq!(
+        claim("2026-01-02T03:04:08Z", 10).await,
+        vec![],
+        "leases hold"
+    );
+    assert_eq!(
+        claim("2026-01-02T03:04:36Z", 1).await,
+        vec![leased("0003", 1, "2026-01-02T03:05:06Z")],
+        "a limit of one, and a held lease is skipped"
+    );
+    // Past the first leases: those rows are claimed again, as a new attempt.
+    assert_eq!(
+        claim("2026-01-02T03:04:37Z", 10).await,
+        vec![
+            leased("0001", 2, "2026-01-02T03:05:07Z"),
+            leased("0002", 2, "2026-01-02T03:05:07Z"),
+        ]
+    );
+}
+
+async fn concurrent_claims_never_take_the_same_row(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(40);
+    let rows: Vec<NewDelivery> = e
+        .iter()
+        .enumerate()
+        .map(|(i, id)| new_delivery(&t, "sub_a", *id, i as i64 + 1, DUE))
+        .collect();
+    o.store.fan_out(moved("fan", 0, 40), rows).await.unwrap();
+    let now = at("2026-01-02T03:05:00Z");
+    let lease = std::time::Duration::from_secs(30);
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = o.store.clone();
+            tokio::spawn(async move { store.claim_due_deliveries(now, lease, 15).await.unwrap() })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for c in claimers {
+        claimed.extend(c.await.unwrap().into_iter().map(|d| d.delivery_id));
+    }
+    let distinct: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "a row claimed twice: {claimed:?}"
+    );
+    assert!(!claimed.is_empty());
+    let left = o.store.due_deliveries(now, 100).await.unwrap().len();
+    assert_eq!(
+        left + claimed.len(),
+        40,
+        "every row claimed once or still pending"
     );
 }
 

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use herald_core::{CanonicalEvent, Clock};
 use herald_filter::{EventView, Selector};
-use herald_store::{CursorMove, NewDelivery, SequencedEvent, Store, StoreError, Subscription};
+use herald_store::{
+    ConflictReason, CursorMove, NewDelivery, SequencedEvent, Store, StoreError, Subscription,
+};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
@@ -213,6 +215,10 @@ impl FanOut {
                 Ok(Follow::Handled { .. }) => continue,
                 Ok(Follow::Caught) => {}
                 Err(StoreError::Closed) => return,
+                Err(StoreError::Conflict(ConflictReason::CursorMoved { .. })) => {
+                    tracing::debug!("another instance fanned this batch out; following on");
+                    continue;
+                }
                 Err(e) => tracing::warn!(error = %e, "delivery fan-out step failed; retrying"),
             }
             tokio::select! {

@@ -65,6 +65,23 @@ impl PgStore {
         map_rows(&rows, |r| delivery_row(r))
     }
 
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &numbered(&sql::claim("FOR UPDATE SKIP LOCKED")),
+                &[&until, &now, &now, &now, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| delivery_row(r))
+    }
+
     pub async fn deliveries_of_event(
         &self,
         tenant: &TenantId,

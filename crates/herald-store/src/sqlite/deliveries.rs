@@ -57,6 +57,22 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&sql::claim(""))?,
+                params![until, now, now, now, limit as i64],
+                |r| delivery_row(r),
+            )
+        })
+        .await
+    }
+
     pub async fn deliveries_of_event(
         &self,
         tenant: &TenantId,

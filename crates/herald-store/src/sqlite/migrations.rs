@@ -196,6 +196,7 @@ CREATE TABLE deliveries (
 
 CREATE UNIQUE INDEX deliveries_once ON deliveries (subscription_id, event_id) WHERE replay_id IS NULL;
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight';
 CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
 CREATE INDEX deliveries_subscription ON deliveries (tenant_id, subscription_id, delivery_id);
 "#,

@@ -35,6 +35,29 @@ impl Store {
         each!(self, s => s.due_deliveries(now, limit).await)
     }
 
+    /// Claims up to `limit` deliveries for an attempt at `now`: pending ones
+    /// that are due and in-flight ones whose lease ran out (their worker is
+    /// presumed gone), the longest due first. Each becomes `in_flight`
+    /// until `now + lease` and counts the attempt, so its new `attempts` is
+    /// the claim's token: a result is recorded only under the newest claim.
+    /// Concurrent claimers never get the same row (PostgreSQL skips rows
+    /// another claim holds locked; SQLite has one writer).
+    pub async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = now.unix_micros().saturating_add(lease.as_micros() as i64);
+        let mut claimed =
+            each!(self, s => s.claim_due_deliveries(now.unix_micros(), until, limit).await)?;
+        claimed.sort_by(|a, b| {
+            (a.next_attempt_at.unix_nanos(), &a.delivery_id)
+                .cmp(&(b.next_attempt_at.unix_nanos(), &b.delivery_id))
+        });
+        Ok(claimed)
+    }
+
     /// The tenant's deliveries of one event, in id order (none for another
     /// tenant's event).
     pub async fn deliveries_of_event(
@@ -88,6 +111,19 @@ pub(crate) mod sql {
         format!(
             "SELECT {COLUMNS} FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? \
              ORDER BY next_attempt_at, delivery_id LIMIT ?"
+        )
+    }
+
+    /// The claim: `lease_until`, `now` (three times), `limit`; `lock` is
+    /// what the backend adds to the inner select (row locks that skip
+    /// rows another claim holds, on PostgreSQL).
+    pub(crate) fn claim(lock: &str) -> String {
+        format!(
+            "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, \
+             updated_at = ? WHERE delivery_id IN (SELECT delivery_id FROM deliveries \
+             WHERE (state = 'pending' AND next_attempt_at <= ?) \
+             OR (state = 'in_flight' AND lease_until <= ?) \
+             ORDER BY next_attempt_at, delivery_id LIMIT ? {lock}) RETURNING {COLUMNS}"
         )
     }
 
