@@ -292,6 +292,99 @@ mod tests {
         assert_eq!(handler.seen.len(), 3);
     }
 
+    /// Projects one delivery per event; while projecting, lets a rival
+    /// follower of the same name move the cursor first.
+    struct Racing {
+        rival: Option<CommitLogFollower>,
+    }
+
+    impl CommitLogProjector for Racing {
+        type Effects = Vec<herald_store::NewDelivery>;
+        type Error = StoreError;
+
+        async fn project(
+            &mut self,
+            events: &[SequencedEvent],
+        ) -> Result<Self::Effects, StoreError> {
+            if let Some(rival) = self.rival.take() {
+                rival.step(&mut Recorder::default()).await.unwrap();
+            }
+            Ok(events
+                .iter()
+                .map(|e| herald_store::NewDelivery {
+                    delivery_id: format!("dlv_{}", e.seq),
+                    tenant_id: TenantId::parse(&e.tenant_id).unwrap(),
+                    subscription_id: "sub_a".into(),
+                    event_id: e.event_id,
+                    seq: e.seq,
+                    stream_id: None,
+                    stream_version: None,
+                    webhook_id: format!("msg_{}", e.seq),
+                    replay_id: None,
+                    next_attempt_at: Timestamp::now(),
+                    created_at: Timestamp::now(),
+                })
+                .collect())
+        }
+
+        async fn commit(
+            &mut self,
+            store: &Store,
+            cursor: CursorMove,
+            effects: Self::Effects,
+        ) -> Result<(), StoreError> {
+            store.fan_out(cursor, effects).await.map(|_| ())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_projection_commits_its_writes_with_the_move_or_not_at_all() {
+        let (_dir, store) = store_with(2).await;
+        let tenant = TenantId::parse("acme").unwrap();
+        let events = store.events_after(0, 10).await.unwrap();
+        let follower = CommitLogFollower::new(store.clone(), "fan", 10);
+
+        let mut racing = Racing {
+            rival: Some(CommitLogFollower::new(store.clone(), "fan", 10)),
+        };
+        let lost = follower.step_projecting(&mut racing).await.unwrap_err();
+        assert!(
+            matches!(
+                lost,
+                StoreError::Conflict(herald_store::ConflictReason::CursorMoved { .. })
+            ),
+            "{lost:?}"
+        );
+        for e in &events {
+            assert_eq!(
+                store
+                    .deliveries_of_event(&tenant, e.event_id)
+                    .await
+                    .unwrap(),
+                vec![],
+                "the losing projection wrote nothing"
+            );
+        }
+
+        // Positive control: without a rival the writes land with the move.
+        append(&store, 1).await;
+        let step = follower.step_projecting(&mut racing).await.unwrap();
+        assert!(
+            matches!(step, Follow::Handled { events: 1, .. }),
+            "{step:?}"
+        );
+        let last = store.events_after(events[1].seq, 10).await.unwrap();
+        assert_eq!(follower.position().await.unwrap(), last[0].seq);
+        assert_eq!(
+            store
+                .deliveries_of_event(&tenant, last[0].event_id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
     #[tokio::test]
     async fn followers_of_different_names_keep_their_own_cursors() {
         let (_dir, store) = store_with(2).await;
