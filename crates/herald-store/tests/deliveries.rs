@@ -229,6 +229,9 @@ async fn a_pair_already_stored_is_not_stored_again_but_a_replay_of_it_is(o: Open
     again.delivery_id = "dlv_other".into();
     again.webhook_id = "msg_other".into();
     let fresh = new_delivery(&t, "sub_a", e[1], 2, DUE);
+    // And the new pair twice in one batch: stored once.
+    let mut twin = fresh.clone();
+    twin.delivery_id = "dlv_twin".into();
     let mut replay = original.clone();
     replay.delivery_id = "dlv_replay".into();
     replay.replay_id = Some("rpl_1".into());
@@ -236,7 +239,7 @@ async fn a_pair_already_stored_is_not_stored_again_but_a_replay_of_it_is(o: Open
         o.store
             .fan_out(
                 moved("fan", 1, 2),
-                vec![again, fresh.clone(), replay.clone()]
+                vec![again, fresh.clone(), twin, replay.clone()]
             )
             .await
             .unwrap(),

@@ -20,31 +20,11 @@ impl PgStore {
         let tx = c.transaction().await.map_err(pg_err)?;
         let pg_tx: &tokio_postgres::Transaction<'_> = &tx;
         apply_cursor_move(pg_tx, &cursor).await?;
-        let insert = tx.prepare(&numbered(sql::INSERT)).await.map_err(pg_err)?;
-        let mut added = 0;
-        for d in &rows {
-            let v = NewValues::of(d);
-            added += tx
-                .execute(
-                    &insert,
-                    &[
-                        &v.id,
-                        &v.tenant,
-                        &clean(&v.subscription),
-                        &v.event,
-                        &v.seq,
-                        &v.stream_id.as_deref().map(clean),
-                        &v.stream_version,
-                        &v.webhook_id,
-                        &v.replay_id,
-                        &v.next_attempt_at,
-                        &v.created,
-                        &v.updated,
-                    ],
-                )
-                .await
-                .map_err(pg_err)?;
-        }
+        let added = if rows.is_empty() {
+            0
+        } else {
+            insert_all(pg_tx, &rows).await?
+        };
         tx.commit().await.map_err(pg_err)?;
         Ok(added as usize)
     }
@@ -132,4 +112,43 @@ impl PgStore {
             .map_err(pg_err)?;
         map_rows(&rows, |r| subscription_row(r))
     }
+}
+
+/// Inserts `rows` in one statement (one array per column, as the event
+/// writer does), skipping pairs a subscription already has; how many were new.
+async fn insert_all(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[NewDelivery],
+) -> Result<u64, StoreError> {
+    let v: Vec<NewValues> = rows.iter().map(NewValues::of).collect();
+    let text = |f: fn(&NewValues) -> &str| v.iter().map(|r| clean(f(r))).collect::<Vec<_>>();
+    let opt_text =
+        |f: fn(&NewValues) -> Option<&str>| v.iter().map(|r| f(r).map(clean)).collect::<Vec<_>>();
+    let int = |f: fn(&NewValues) -> i64| v.iter().map(f).collect::<Vec<_>>();
+    tx.execute(
+        "INSERT INTO deliveries (delivery_id, tenant_id, subscription_id, event_id, seq, \
+         stream_id, stream_version, webhook_id, replay_id, state, attempts, next_attempt_at, \
+         created_at, updated_at) \
+         SELECT d, t, s, e, q, si, sv, w, r, 'pending', 0, n, c, u \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                     $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[]) \
+              AS x(d, t, s, e, q, si, sv, w, r, n, c, u) \
+         ON CONFLICT DO NOTHING",
+        &[
+            &text(|r| &r.id),
+            &text(|r| &r.tenant),
+            &text(|r| &r.subscription),
+            &text(|r| &r.event),
+            &int(|r| r.seq),
+            &opt_text(|r| r.stream_id.as_deref()),
+            &v.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+            &text(|r| &r.webhook_id),
+            &opt_text(|r| r.replay_id.as_deref()),
+            &int(|r| r.next_attempt_at),
+            &int(|r| r.created),
+            &int(|r| r.updated),
+        ],
+    )
+    .await
+    .map_err(pg_err)
 }
