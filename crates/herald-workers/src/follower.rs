@@ -13,17 +13,17 @@
 //! the handler again. A handler's effects must therefore be harmless to
 //! repeat: the publisher sets `Nats-Msg-Id`; a handler whose effects are
 //! store writes keys them by event id or `seq` so a repeat overwrites
-//! rather than adds, and once the store commits a handler's writes and the
-//! cursor move in one transaction (the compare-and-set cursor), the handler
-//! returns those writes instead of making them, and the follower commits
-//! both together.
+//! rather than adds. A [`CommitLogProjector`] goes further: it returns its
+//! writes instead of making them, and [`CommitLogFollower::step_projecting`]
+//! has the store commit them with the cursor move in one transaction, so a
+//! batch is either written and passed or neither.
 //!
 //! The store calls live in [`CursorStore`] alone, so a change to the
 //! cursor API changes this module only.
 
 use std::future::Future;
 
-use herald_store::{SequencedEvent, Store, StoreError};
+use herald_store::{CursorMove, SequencedEvent, Store, StoreError};
 
 /// One consumer of the commit log.
 pub trait CommitLogHandler: Send {
@@ -36,6 +36,32 @@ pub trait CommitLogHandler: Send {
     fn handle(
         &mut self,
         events: &[SequencedEvent],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// A consumer of the commit log whose effects are store writes committed
+/// with the cursor move: [`Self::project`] says what to write for a batch,
+/// [`Self::commit`] writes it and applies the move in one transaction.
+pub trait CommitLogProjector: Send {
+    /// The writes one batch makes.
+    type Effects: Send;
+    /// Why projecting or committing failed.
+    type Error: From<StoreError> + Send;
+
+    /// The writes for `events` (non-empty, in commit order).
+    fn project(
+        &mut self,
+        events: &[SequencedEvent],
+    ) -> impl Future<Output = Result<Self::Effects, Self::Error>> + Send;
+
+    /// Makes `effects` and applies `cursor` in one store transaction;
+    /// `Conflict(CursorMoved)` (nothing written) when another follower of
+    /// the same name moved it first.
+    fn commit(
+        &mut self,
+        store: &Store,
+        cursor: CursorMove,
+        effects: Self::Effects,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 
@@ -65,6 +91,16 @@ impl CursorStore {
     /// a conflict when another follower of the same name moved it first.
     async fn advance(&self, from: i64, to: i64) -> Result<(), StoreError> {
         self.store.advance_cursor(&self.name, from, to).await
+    }
+
+    /// The same move as [`Self::advance`], for a store method that applies
+    /// it with other writes.
+    fn move_from(&self, from: i64, to: i64) -> CursorMove {
+        CursorMove {
+            name: self.name.clone(),
+            from,
+            to,
+        }
     }
 }
 
@@ -108,6 +144,31 @@ impl CommitLogFollower {
         };
         handler.handle(&events).await?;
         self.cursor.advance(after, last).await?;
+        Ok(Follow::Handled {
+            events: events.len(),
+            through: last,
+        })
+    }
+
+    /// Reads up to one batch after the cursor, has `projector` say what to
+    /// write for it, and commits those writes with the cursor move past it.
+    pub async fn step_projecting<P: CommitLogProjector>(
+        &self,
+        projector: &mut P,
+    ) -> Result<Follow, P::Error> {
+        let after = self.cursor.position().await?;
+        let events = self.cursor.store.events_after(after, self.batch).await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(Follow::Caught);
+        };
+        let effects = projector.project(&events).await?;
+        projector
+            .commit(
+                &self.cursor.store,
+                self.cursor.move_from(after, last),
+                effects,
+            )
+            .await?;
         Ok(Follow::Handled {
             events: events.len(),
             through: last,
@@ -229,6 +290,99 @@ mod tests {
             "{step:?}"
         );
         assert_eq!(handler.seen.len(), 3);
+    }
+
+    /// Projects one delivery per event; while projecting, lets a rival
+    /// follower of the same name move the cursor first.
+    struct Racing {
+        rival: Option<CommitLogFollower>,
+    }
+
+    impl CommitLogProjector for Racing {
+        type Effects = Vec<herald_store::NewDelivery>;
+        type Error = StoreError;
+
+        async fn project(
+            &mut self,
+            events: &[SequencedEvent],
+        ) -> Result<Self::Effects, StoreError> {
+            if let Some(rival) = self.rival.take() {
+                rival.step(&mut Recorder::default()).await.unwrap();
+            }
+            Ok(events
+                .iter()
+                .map(|e| herald_store::NewDelivery {
+                    delivery_id: format!("dlv_{}", e.seq),
+                    tenant_id: TenantId::parse(&e.tenant_id).unwrap(),
+                    subscription_id: "sub_a".into(),
+                    event_id: e.event_id,
+                    seq: e.seq,
+                    stream_id: None,
+                    stream_version: None,
+                    webhook_id: format!("msg_{}", e.seq),
+                    replay_id: None,
+                    next_attempt_at: Timestamp::now(),
+                    created_at: Timestamp::now(),
+                })
+                .collect())
+        }
+
+        async fn commit(
+            &mut self,
+            store: &Store,
+            cursor: CursorMove,
+            effects: Self::Effects,
+        ) -> Result<(), StoreError> {
+            store.fan_out(cursor, effects).await.map(|_| ())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_projection_commits_its_writes_with_the_move_or_not_at_all() {
+        let (_dir, store) = store_with(2).await;
+        let tenant = TenantId::parse("acme").unwrap();
+        let events = store.events_after(0, 10).await.unwrap();
+        let follower = CommitLogFollower::new(store.clone(), "fan", 10);
+
+        let mut racing = Racing {
+            rival: Some(CommitLogFollower::new(store.clone(), "fan", 10)),
+        };
+        let lost = follower.step_projecting(&mut racing).await.unwrap_err();
+        assert!(
+            matches!(
+                lost,
+                StoreError::Conflict(herald_store::ConflictReason::CursorMoved { .. })
+            ),
+            "{lost:?}"
+        );
+        for e in &events {
+            assert_eq!(
+                store
+                    .deliveries_of_event(&tenant, e.event_id)
+                    .await
+                    .unwrap(),
+                vec![],
+                "the losing projection wrote nothing"
+            );
+        }
+
+        // Positive control: without a rival the writes land with the move.
+        append(&store, 1).await;
+        let step = follower.step_projecting(&mut racing).await.unwrap();
+        assert!(
+            matches!(step, Follow::Handled { events: 1, .. }),
+            "{step:?}"
+        );
+        let last = store.events_after(events[1].seq, 10).await.unwrap();
+        assert_eq!(follower.position().await.unwrap(), last[0].seq);
+        assert_eq!(
+            store
+                .deliveries_of_event(&tenant, last[0].event_id)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -4,6 +4,8 @@
 //! - [`follower`]: a named durable cursor over the commit order and the
 //!   [`CommitLogHandler`](follower::CommitLogHandler) each consumer of
 //!   stored events implements;
+//! - [`fanout`]: the delivery fan-out, a follower that writes one pending
+//!   delivery per matching (event, subscription) with its cursor move;
 //! - [`publish`]: the NATS JetStream publisher, the follower's first user
 //!   (plus the lifecycle outbox);
 //! - [`status`]: the status worker (`pending` → `processed`);
@@ -13,6 +15,7 @@
 //!   limits, the address guard), time and randomness passed in.
 
 pub mod delivery;
+pub mod fanout;
 pub mod follower;
 pub mod publish;
 pub mod status;

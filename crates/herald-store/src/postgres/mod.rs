@@ -25,6 +25,7 @@ mod audit;
 mod columns;
 mod cursors;
 mod definitions;
+mod deliveries;
 mod events;
 #[cfg(any(test, feature = "bench"))]
 pub mod floor;

@@ -203,6 +203,37 @@ CREATE TABLE subscriptions (
 
 CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, subscription_id);
 "#,
+    // Webhook deliveries: one row per (subscription, matching event),
+    // times in microseconds since the epoch. A subscription holds at most
+    // one delivery per event outside replays, so a repeated fan-out adds
+    // nothing. Ids compare bytewise, as on SQLite.
+    r#"
+CREATE TABLE deliveries (
+    delivery_id text COLLATE "C" PRIMARY KEY,
+    tenant_id text NOT NULL,
+    subscription_id text NOT NULL,
+    event_id text NOT NULL,
+    seq bigint NOT NULL,
+    stream_id text,
+    stream_version bigint,
+    webhook_id text NOT NULL,
+    replay_id text,
+    state text NOT NULL,
+    attempts bigint NOT NULL,
+    next_attempt_at bigint NOT NULL,
+    lease_until bigint,
+    last_status bigint,
+    last_error_class text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+
+CREATE UNIQUE INDEX deliveries_once ON deliveries (subscription_id, event_id) WHERE replay_id IS NULL;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight';
+CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
+CREATE INDEX deliveries_subscription ON deliveries (tenant_id, subscription_id, delivery_id);
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

@@ -169,6 +169,37 @@ CREATE TABLE subscriptions (
 
 CREATE INDEX subscriptions_tenant ON subscriptions (tenant_id, subscription_id);
 "#,
+    // Webhook deliveries: one row per (subscription, matching event),
+    // times in microseconds since the epoch. A subscription holds at most
+    // one delivery per event outside replays, so a repeated fan-out adds
+    // nothing.
+    r#"
+CREATE TABLE deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    subscription_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    stream_id TEXT,
+    stream_version INTEGER,
+    webhook_id TEXT NOT NULL,
+    replay_id TEXT,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_status INTEGER,
+    last_error_class TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+
+CREATE UNIQUE INDEX deliveries_once ON deliveries (subscription_id, event_id) WHERE replay_id IS NULL;
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_flight';
+CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
+CREATE INDEX deliveries_subscription ON deliveries (tenant_id, subscription_id, delivery_id);
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -12,6 +12,7 @@
 mod audit;
 mod cursors;
 mod definitions;
+mod deliveries;
 mod events;
 #[cfg(any(test, feature = "bench"))]
 pub mod floor;

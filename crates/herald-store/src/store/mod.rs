@@ -5,6 +5,7 @@
 mod audit;
 pub(crate) mod cursors;
 mod definitions;
+pub(crate) mod deliveries;
 mod events;
 mod processing;
 mod settings;

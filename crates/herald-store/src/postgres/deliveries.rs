@@ -1,0 +1,154 @@
+//! Webhook deliveries on PostgreSQL: the fan-out's rows and cursor move
+//! in one transaction.
+
+use herald_core::{EventId, TenantId, Timestamp};
+
+use super::cursors::apply_cursor_move;
+use super::{PgStore, clean, map_rows, pg_err};
+use crate::query::numbered;
+use crate::records::*;
+use crate::rows::subscription_row;
+use crate::store::deliveries::sql::{self, NewValues, delivery_row};
+
+impl PgStore {
+    pub async fn fan_out(
+        &self,
+        cursor: CursorMove,
+        rows: Vec<NewDelivery>,
+    ) -> Result<usize, StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let pg_tx: &tokio_postgres::Transaction<'_> = &tx;
+        apply_cursor_move(pg_tx, &cursor).await?;
+        let added = if rows.is_empty() {
+            0
+        } else {
+            insert_all(pg_tx, &rows).await?
+        };
+        tx.commit().await.map_err(pg_err)?;
+        Ok(added as usize)
+    }
+
+    pub async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &numbered(&sql::due()),
+                &[&now.unix_micros(), &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| delivery_row(r))
+    }
+
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &numbered(&sql::claim("FOR UPDATE SKIP LOCKED")),
+                &[&until, &now, &now, &now, &(limit as i64)],
+            )
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| delivery_row(r))
+    }
+
+    pub async fn deliveries_of_event(
+        &self,
+        tenant: &TenantId,
+        event_id: EventId,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &numbered(&sql::of_event()),
+                &[&tenant.as_str(), &event_id.to_string()],
+            )
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| delivery_row(r))
+    }
+
+    pub async fn deliveries_of_subscription(
+        &self,
+        tenant: &TenantId,
+        subscription_id: &str,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<DeliveryPage, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(
+                &numbered(&sql::of_subscription()),
+                &[
+                    &tenant.as_str(),
+                    &clean(subscription_id),
+                    &clean(&after.unwrap_or_default()),
+                    &((limit + 1) as i64),
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(DeliveryPage::assemble(
+            map_rows(&rows, |r| delivery_row(r))?,
+            limit,
+        ))
+    }
+
+    pub async fn enabled_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(&sql::enabled_subscriptions(), &[])
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| subscription_row(r))
+    }
+}
+
+/// Inserts `rows` in one statement (one array per column, as the event
+/// writer does), skipping pairs a subscription already has; how many were new.
+async fn insert_all(
+    tx: &tokio_postgres::Transaction<'_>,
+    rows: &[NewDelivery],
+) -> Result<u64, StoreError> {
+    let v: Vec<NewValues> = rows.iter().map(NewValues::of).collect();
+    let text = |f: fn(&NewValues) -> &str| v.iter().map(|r| clean(f(r))).collect::<Vec<_>>();
+    let opt_text =
+        |f: fn(&NewValues) -> Option<&str>| v.iter().map(|r| f(r).map(clean)).collect::<Vec<_>>();
+    let int = |f: fn(&NewValues) -> i64| v.iter().map(f).collect::<Vec<_>>();
+    tx.execute(
+        "INSERT INTO deliveries (delivery_id, tenant_id, subscription_id, event_id, seq, \
+         stream_id, stream_version, webhook_id, replay_id, state, attempts, next_attempt_at, \
+         created_at, updated_at) \
+         SELECT d, t, s, e, q, si, sv, w, r, 'pending', 0, n, c, u \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], \
+                     $7::bigint[], $8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::bigint[]) \
+              AS x(d, t, s, e, q, si, sv, w, r, n, c, u) \
+         ON CONFLICT DO NOTHING",
+        &[
+            &text(|r| &r.id),
+            &text(|r| &r.tenant),
+            &text(|r| &r.subscription),
+            &text(|r| &r.event),
+            &int(|r| r.seq),
+            &opt_text(|r| r.stream_id.as_deref()),
+            &v.iter().map(|r| r.stream_version).collect::<Vec<_>>(),
+            &text(|r| &r.webhook_id),
+            &opt_text(|r| r.replay_id.as_deref()),
+            &int(|r| r.next_attempt_at),
+            &int(|r| r.created),
+            &int(|r| r.updated),
+        ],
+    )
+    .await
+    .map_err(pg_err)
+}

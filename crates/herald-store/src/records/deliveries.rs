@@ -1,0 +1,108 @@
+//! Webhook deliveries as they cross the store contract: one row per
+//! (subscription, matching event), written by the fan-out with its cursor
+//! move and worked through by the delivery worker.
+
+use herald_core::{EventId, TenantId, Timestamp};
+use serde::{Deserialize, Serialize};
+
+use super::UnknownName;
+
+text_enum!(
+    /// Where a delivery is in its life.
+    DeliveryState, "delivery state" {
+        /// Waiting for `next_attempt_at`.
+        Pending = "pending",
+        /// Claimed by a worker until `lease_until`.
+        InFlight = "in_flight",
+        /// The receiver accepted it.
+        Delivered = "delivered",
+        /// Given up on: retries exhausted or a permanent refusal.
+        Dead = "dead",
+    }
+);
+
+/// A delivery the fan-out creates: the event that matched, the
+/// subscription it matched, and when the first attempt is due.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDelivery {
+    /// `dlv_…`.
+    pub delivery_id: String,
+    pub tenant_id: TenantId,
+    pub subscription_id: String,
+    pub event_id: EventId,
+    /// The event's commit `seq`.
+    pub seq: i64,
+    /// The event's stream and version, for per-stream ordering.
+    pub stream_id: Option<String>,
+    pub stream_version: Option<i64>,
+    /// `msg_…`, the `webhook-id` a receiver sees on every attempt of this
+    /// delivery.
+    pub webhook_id: String,
+    /// Set on a delivery a replay created; `None` for the fan-out's own.
+    pub replay_id: Option<String>,
+    pub next_attempt_at: Timestamp,
+    pub created_at: Timestamp,
+}
+
+/// A stored delivery.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    pub delivery_id: String,
+    pub tenant_id: TenantId,
+    pub subscription_id: String,
+    pub event_id: EventId,
+    pub seq: i64,
+    pub stream_id: Option<String>,
+    pub stream_version: Option<i64>,
+    pub webhook_id: String,
+    pub replay_id: Option<String>,
+    pub state: DeliveryState,
+    /// Attempts made so far.
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    /// Until when a worker's claim holds (`in_flight` only).
+    pub lease_until: Option<Timestamp>,
+    /// The HTTP status of the last attempt, if it got one.
+    pub last_status: Option<i64>,
+    /// How the last attempt failed (`timeout`, `server_error`, …).
+    pub last_error_class: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One page of a subscription's deliveries, in id (creation) order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryPage {
+    pub deliveries: Vec<Delivery>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl DeliveryPage {
+    /// A page from up to `limit + 1` deliveries in id order.
+    pub(crate) fn assemble(mut rows: Vec<Delivery>, limit: usize) -> DeliveryPage {
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        DeliveryPage {
+            next_cursor: more
+                .then(|| rows.last().map(|d| d.delivery_id.clone()))
+                .flatten(),
+            deliveries: rows,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivery_states_round_trip_and_an_unknown_one_is_named() {
+        for s in DeliveryState::ALL {
+            assert_eq!(s.as_str().parse::<DeliveryState>(), Ok(*s));
+        }
+        let e = "sent".parse::<DeliveryState>().unwrap_err();
+        assert_eq!(e.given, "sent");
+        assert!(e.allowed.contains(&"in_flight"), "{e}");
+    }
+}

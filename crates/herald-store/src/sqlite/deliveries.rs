@@ -1,0 +1,121 @@
+//! Webhook deliveries on the embedded store: the fan-out goes through the
+//! writer like every write, its rows and cursor move in one savepoint.
+
+use herald_core::{EventId, TenantId, Timestamp};
+use rusqlite::params;
+
+use super::cursors::apply_cursor_move;
+use super::{SqliteStore, map_rows};
+use crate::records::*;
+use crate::rows::subscription_row;
+use crate::store::deliveries::sql::{self, NewValues, delivery_row};
+
+impl SqliteStore {
+    pub async fn fan_out(
+        &self,
+        cursor: CursorMove,
+        rows: Vec<NewDelivery>,
+    ) -> Result<usize, StoreError> {
+        let values: Vec<NewValues> = rows.iter().map(NewValues::of).collect();
+        self.write(move |c| {
+            apply_cursor_move(c, &cursor)?;
+            let mut insert = c.prepare_cached(sql::INSERT)?;
+            let mut added = 0;
+            for v in &values {
+                added += insert.execute(params![
+                    v.id,
+                    v.tenant,
+                    v.subscription,
+                    v.event,
+                    v.seq,
+                    v.stream_id,
+                    v.stream_version,
+                    v.webhook_id,
+                    v.replay_id,
+                    v.next_attempt_at,
+                    v.created,
+                    v.updated,
+                ])?;
+            }
+            Ok(added)
+        })
+        .await
+    }
+
+    pub async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.read(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&sql::due())?,
+                params![now.unix_micros(), limit as i64],
+                |r| delivery_row(r),
+            )
+        })
+        .await
+    }
+
+    pub async fn claim_due_deliveries(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.write(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&sql::claim(""))?,
+                params![until, now, now, now, limit as i64],
+                |r| delivery_row(r),
+            )
+        })
+        .await
+    }
+
+    pub async fn deliveries_of_event(
+        &self,
+        tenant: &TenantId,
+        event_id: EventId,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let tenant = tenant.to_string();
+        self.read(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&sql::of_event())?,
+                params![tenant, event_id.to_string()],
+                |r| delivery_row(r),
+            )
+        })
+        .await
+    }
+
+    pub async fn deliveries_of_subscription(
+        &self,
+        tenant: &TenantId,
+        subscription_id: &str,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<DeliveryPage, StoreError> {
+        let (tenant, id) = (tenant.to_string(), subscription_id.to_string());
+        self.read(move |c| {
+            let rows = map_rows(
+                &mut c.prepare_cached(&sql::of_subscription())?,
+                params![tenant, id, after.unwrap_or_default(), (limit + 1) as i64],
+                |r| delivery_row(r),
+            )?;
+            Ok(DeliveryPage::assemble(rows, limit))
+        })
+        .await
+    }
+
+    pub async fn enabled_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.read(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&sql::enabled_subscriptions())?,
+                [],
+                |r| subscription_row(r),
+            )
+        })
+        .await
+    }
+}

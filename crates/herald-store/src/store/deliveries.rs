@@ -1,0 +1,227 @@
+//! Webhook deliveries: the durable outbox between the fan-out and the
+//! delivery worker. The fan-out writes one row per (subscription, matching
+//! event) together with its cursor move, so a batch is either fanned out
+//! and passed or neither; a repeat of a fan-out adds nothing because a
+//! subscription holds at most one non-replay delivery per event.
+
+use herald_core::{EventId, TenantId, Timestamp};
+
+use crate::rows::RowAccess;
+use crate::{
+    CursorMove, Delivery, DeliveryPage, DeliveryState, NewDelivery, Store, StoreError, Subscription,
+};
+
+impl Store {
+    /// Stores `rows` (those a subscription already has for their event are
+    /// left alone) and moves the follower's cursor by `cursor`, in one
+    /// transaction: `Conflict(CursorMoved)` when another follower moved it
+    /// first, and then nothing is stored. Returns how many rows were new.
+    pub async fn fan_out(
+        &self,
+        cursor: CursorMove,
+        rows: Vec<NewDelivery>,
+    ) -> Result<usize, StoreError> {
+        cursor.check()?;
+        each!(self, s => s.fan_out(cursor, rows).await)
+    }
+
+    /// Up to `limit` pending deliveries due at `now` (`next_attempt_at <=
+    /// now`), the longest due first.
+    pub async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        each!(self, s => s.due_deliveries(now, limit).await)
+    }
+
+    /// Claims up to `limit` deliveries for an attempt at `now`: pending ones
+    /// that are due and in-flight ones whose lease ran out (their worker is
+    /// presumed gone), the longest due first. Each becomes `in_flight`
+    /// until `now + lease` and counts the attempt, so its new `attempts` is
+    /// the claim's token: a result is recorded only under the newest claim.
+    /// Concurrent claimers never get the same row (PostgreSQL skips rows
+    /// another claim holds locked; SQLite has one writer).
+    pub async fn claim_due_deliveries(
+        &self,
+        now: Timestamp,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let until = now.unix_micros().saturating_add(lease.as_micros() as i64);
+        let mut claimed =
+            each!(self, s => s.claim_due_deliveries(now.unix_micros(), until, limit).await)?;
+        claimed.sort_by(|a, b| {
+            (a.next_attempt_at.unix_nanos(), &a.delivery_id)
+                .cmp(&(b.next_attempt_at.unix_nanos(), &b.delivery_id))
+        });
+        Ok(claimed)
+    }
+
+    /// The tenant's deliveries of one event, in id order (none for another
+    /// tenant's event).
+    pub async fn deliveries_of_event(
+        &self,
+        tenant: &TenantId,
+        event_id: EventId,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        each!(self, s => s.deliveries_of_event(tenant, event_id).await)
+    }
+
+    /// One page of a subscription's deliveries in id (creation) order,
+    /// after the delivery id `after` (a page's `next_cursor`).
+    pub async fn deliveries_of_subscription(
+        &self,
+        tenant: &TenantId,
+        subscription_id: &str,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<DeliveryPage, StoreError> {
+        each!(self, s => s.deliveries_of_subscription(tenant, subscription_id, limit, after).await)
+    }
+
+    /// Every tenant's enabled subscriptions, by tenant then id: what the
+    /// fan-out matches events against.
+    pub async fn enabled_subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        each!(self, s => s.enabled_subscriptions().await)
+    }
+}
+
+/// The deliveries SQL for both backends, `?` placeholders, and the values
+/// of a row as stored. Times are integer microseconds since the epoch, so
+/// "due" is an index range.
+pub(crate) mod sql {
+    use super::*;
+
+    /// The columns [`delivery_row`] reads, in its order.
+    pub(crate) const COLUMNS: &str = "delivery_id, tenant_id, subscription_id, event_id, seq, \
+        stream_id, stream_version, webhook_id, replay_id, state, attempts, next_attempt_at, \
+        lease_until, last_status, last_error_class, created_at, updated_at";
+
+    /// One new row: the values of [`NewValues`] in order. A row the
+    /// subscription has for the event already is a uniqueness violation
+    /// the insert skips.
+    pub(crate) const INSERT: &str = "INSERT INTO deliveries (delivery_id, tenant_id, \
+        subscription_id, event_id, seq, stream_id, stream_version, webhook_id, replay_id, state, \
+        attempts, next_attempt_at, created_at, updated_at) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?) ON CONFLICT DO NOTHING";
+
+    /// `now`, `limit`.
+    pub(crate) fn due() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE state = 'pending' AND next_attempt_at <= ? \
+             ORDER BY next_attempt_at, delivery_id LIMIT ?"
+        )
+    }
+
+    /// The claim: `lease_until`, `now` (three times), `limit`; `lock` is
+    /// what the backend adds to the inner select (row locks that skip
+    /// rows another claim holds, on PostgreSQL).
+    pub(crate) fn claim(lock: &str) -> String {
+        format!(
+            "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, \
+             updated_at = ? WHERE delivery_id IN (SELECT delivery_id FROM deliveries \
+             WHERE (state = 'pending' AND next_attempt_at <= ?) \
+             OR (state = 'in_flight' AND lease_until <= ?) \
+             ORDER BY next_attempt_at, delivery_id LIMIT ? {lock}) RETURNING {COLUMNS}"
+        )
+    }
+
+    /// `tenant_id`, `event_id`.
+    pub(crate) fn of_event() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ? AND event_id = ? \
+             ORDER BY delivery_id"
+        )
+    }
+
+    /// `tenant_id`, `subscription_id`, `after` (`""` for the first page:
+    /// every id sorts after it), `limit`.
+    pub(crate) fn of_subscription() -> String {
+        format!(
+            "SELECT {COLUMNS} FROM deliveries WHERE tenant_id = ? AND subscription_id = ? \
+             AND delivery_id > ? ORDER BY delivery_id LIMIT ?"
+        )
+    }
+
+    /// Every enabled subscription (`enabled` is a boolean on PostgreSQL,
+    /// 0 or 1 on SQLite: both read as a condition).
+    pub(crate) fn enabled_subscriptions() -> String {
+        format!(
+            "SELECT {} FROM subscriptions WHERE enabled ORDER BY tenant_id, subscription_id",
+            crate::rows::SUBSCRIPTION_COLUMNS
+        )
+    }
+
+    /// A new delivery's values as stored, in [`INSERT`] order.
+    pub(crate) struct NewValues {
+        pub id: String,
+        pub tenant: String,
+        pub subscription: String,
+        pub event: String,
+        pub seq: i64,
+        pub stream_id: Option<String>,
+        pub stream_version: Option<i64>,
+        pub webhook_id: String,
+        pub replay_id: Option<String>,
+        pub next_attempt_at: i64,
+        pub created: i64,
+        pub updated: i64,
+    }
+
+    impl NewValues {
+        pub(crate) fn of(d: &NewDelivery) -> NewValues {
+            NewValues {
+                id: d.delivery_id.clone(),
+                tenant: d.tenant_id.to_string(),
+                subscription: d.subscription_id.clone(),
+                event: d.event_id.to_string(),
+                seq: d.seq,
+                stream_id: d.stream_id.clone(),
+                stream_version: d.stream_version,
+                webhook_id: d.webhook_id.clone(),
+                replay_id: d.replay_id.clone(),
+                next_attempt_at: d.next_attempt_at.unix_micros(),
+                created: d.created_at.unix_micros(),
+                updated: d.created_at.unix_micros(),
+            }
+        }
+    }
+
+    /// A `deliveries` row in [`COLUMNS`] order.
+    pub(crate) fn delivery_row(r: &impl RowAccess) -> Result<Delivery, StoreError> {
+        let tenant = r.text(1)?;
+        let event = r.text(3)?;
+        let state = r.text(9)?;
+        Ok(Delivery {
+            delivery_id: r.text(0)?,
+            tenant_id: TenantId::parse(&tenant)
+                .map_err(|e| StoreError::corrupt(format!("tenant id `{tenant}`: {e}")))?,
+            subscription_id: r.text(2)?,
+            event_id: EventId::parse(&event)
+                .map_err(|e| StoreError::corrupt(format!("event id `{event}`: {e}")))?,
+            seq: r.int(4)?,
+            stream_id: r.opt_text(5)?,
+            stream_version: r.opt_int(6)?,
+            webhook_id: r.text(7)?,
+            replay_id: r.opt_text(8)?,
+            state: state
+                .parse::<DeliveryState>()
+                .map_err(|e| StoreError::corrupt(e.to_string()))?,
+            attempts: r.int(10)?,
+            next_attempt_at: micros(r.int(11)?)?,
+            lease_until: r.opt_int(12)?.map(micros).transpose()?,
+            last_status: r.opt_int(13)?,
+            last_error_class: r.opt_text(14)?,
+            created_at: micros(r.int(15)?)?,
+            updated_at: micros(r.int(16)?)?,
+        })
+    }
+
+    /// A UTC timestamp from microseconds since the epoch.
+    fn micros(us: i64) -> Result<Timestamp, StoreError> {
+        let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
+        Timestamp::from_parts(us.div_euclid(1_000_000), nanos, 0)
+            .map_err(|e| StoreError::corrupt(format!("time of {us} µs: {e}")))
+    }
+}

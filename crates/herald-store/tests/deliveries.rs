@@ -1,0 +1,507 @@
+//! Conformance of the delivery outbox on each backend: a fan-out stores
+//! its rows and moves its cursor in one transaction, a repeat adds
+//! nothing, due rows are found by time, listings page and stay within a
+//! tenant, and the fan-out reads every tenant's enabled subscriptions.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use herald_core::{EventId, IdSource, SequentialIds, TenantId, Timestamp};
+use herald_store::*;
+use herald_testkit::{Backend, on_each_backend};
+use serde_json::json;
+
+/// A store on one backend, with what keeps it alive.
+struct Opened {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    _backend: Backend,
+}
+
+async fn open(backend: Backend) -> Opened {
+    match &backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
+                .expect("open sqlite");
+            Opened {
+                store,
+                _dir: Some(dir),
+                _backend: backend,
+            }
+        }
+        Backend::Postgres(schema) => {
+            let options = postgres::PgOptions {
+                schema: schema.name.clone(),
+                pool_size: 2,
+                ..postgres::PgOptions::new(&schema.url)
+            };
+            let store = Store::open_postgres(options, time::OffsetDateTime::now_utc())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
+                });
+            Opened {
+                store,
+                _dir: None,
+                _backend: backend,
+            }
+        }
+    }
+}
+
+on_each_backend!(
+    open = open;
+    a_fan_out_stores_its_rows_and_moves_its_cursor_together,
+    a_repeated_fan_out_with_the_old_position_conflicts_and_stores_nothing,
+    a_pair_already_stored_is_not_stored_again_but_a_replay_of_it_is,
+    due_deliveries_are_the_pending_ones_whose_time_has_come,
+    a_claim_takes_due_rows_until_its_lease_runs_out,
+    concurrent_claims_never_take_the_same_row,
+    listings_stay_within_the_tenant_and_page_by_id,
+    the_fan_out_reads_every_tenants_enabled_subscriptions_only,
+);
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+fn at(text: &str) -> Timestamp {
+    Timestamp::parse(text).unwrap()
+}
+
+fn event_ids(n: usize) -> Vec<EventId> {
+    let ids = SequentialIds::default();
+    (0..n)
+        .map(|_| ids.event_id(at("2026-01-02T03:04:05Z")))
+        .collect()
+}
+
+fn moved(name: &str, from: i64, to: i64) -> CursorMove {
+    CursorMove {
+        name: name.into(),
+        from,
+        to,
+    }
+}
+
+fn new_delivery(
+    tenant: &TenantId,
+    subscription_id: &str,
+    event_id: EventId,
+    seq: i64,
+    due: &str,
+) -> NewDelivery {
+    let id = format!("{subscription_id}-{seq:04}");
+    NewDelivery {
+        delivery_id: format!("dlv_{id}"),
+        tenant_id: tenant.clone(),
+        subscription_id: subscription_id.into(),
+        event_id,
+        seq,
+        stream_id: Some("order-7".into()),
+        stream_version: Some(seq),
+        webhook_id: format!("msg_{id}"),
+        replay_id: None,
+        next_attempt_at: at(due),
+        created_at: at("2026-01-02T03:04:06.123456Z"),
+    }
+}
+
+/// What the store holds for a new delivery: pending, no attempt yet.
+fn stored(d: &NewDelivery) -> Delivery {
+    Delivery {
+        delivery_id: d.delivery_id.clone(),
+        tenant_id: d.tenant_id.clone(),
+        subscription_id: d.subscription_id.clone(),
+        event_id: d.event_id,
+        seq: d.seq,
+        stream_id: d.stream_id.clone(),
+        stream_version: d.stream_version,
+        webhook_id: d.webhook_id.clone(),
+        replay_id: d.replay_id.clone(),
+        state: DeliveryState::Pending,
+        attempts: 0,
+        next_attempt_at: d.next_attempt_at,
+        lease_until: None,
+        last_status: None,
+        last_error_class: None,
+        created_at: d.created_at,
+        updated_at: d.created_at,
+    }
+}
+
+fn ids(deliveries: &[Delivery]) -> Vec<&str> {
+    deliveries.iter().map(|d| d.delivery_id.as_str()).collect()
+}
+
+const DUE: &str = "2026-01-02T03:04:06.5Z";
+
+async fn a_fan_out_stores_its_rows_and_moves_its_cursor_together(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(2);
+    let rows = vec![
+        new_delivery(&t, "sub_a", e[0], 1, DUE),
+        new_delivery(&t, "sub_b", e[0], 1, DUE),
+        new_delivery(&t, "sub_a", e[1], 2, DUE),
+    ];
+    assert_eq!(
+        o.store
+            .fan_out(moved("fan", 0, 2), rows.clone())
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(o.store.cursor("fan").await.unwrap(), 2);
+    assert_eq!(
+        o.store.deliveries_of_event(&t, e[0]).await.unwrap(),
+        vec![stored(&rows[0]), stored(&rows[1])]
+    );
+    assert_eq!(
+        o.store.deliveries_of_event(&t, e[1]).await.unwrap(),
+        vec![stored(&rows[2])]
+    );
+    // An empty batch still moves the cursor.
+    assert_eq!(
+        o.store.fan_out(moved("fan", 2, 9), vec![]).await.unwrap(),
+        0
+    );
+    assert_eq!(o.store.cursor("fan").await.unwrap(), 9);
+}
+
+async fn a_repeated_fan_out_with_the_old_position_conflicts_and_stores_nothing(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(2);
+    let first = vec![new_delivery(&t, "sub_a", e[0], 1, DUE)];
+    assert_eq!(o.store.fan_out(moved("fan", 0, 1), first).await.unwrap(), 1);
+
+    // A second instance that read the cursor at 0 too.
+    let late = vec![new_delivery(&t, "sub_a", e[1], 2, DUE)];
+    let err = o.store.fan_out(moved("fan", 0, 2), late).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StoreError::Conflict(ConflictReason::CursorMoved {
+                expected: 0,
+                actual: 1,
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(o.store.cursor("fan").await.unwrap(), 1);
+    assert_eq!(o.store.deliveries_of_event(&t, e[1]).await.unwrap(), vec![]);
+
+    // From a cursor position that moved on, also a conflict.
+    let err = o
+        .store
+        .fan_out(
+            moved("fan", 5, 6),
+            vec![new_delivery(&t, "sub_a", e[1], 2, DUE)],
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(o.store.deliveries_of_event(&t, e[1]).await.unwrap(), vec![]);
+
+    let back = o
+        .store
+        .fan_out(moved("fan", 1, 0), vec![])
+        .await
+        .unwrap_err();
+    assert!(matches!(back, StoreError::Invalid { .. }), "{back:?}");
+}
+
+async fn a_pair_already_stored_is_not_stored_again_but_a_replay_of_it_is(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(2);
+    let original = new_delivery(&t, "sub_a", e[0], 1, DUE);
+    assert_eq!(
+        o.store
+            .fan_out(moved("fan", 0, 1), vec![original.clone()])
+            .await
+            .unwrap(),
+        1
+    );
+
+    // The same (subscription, event) under another id, as a crash between
+    // two fan-outs of one batch would make it, next to a new pair.
+    let mut again = original.clone();
+    again.delivery_id = "dlv_other".into();
+    again.webhook_id = "msg_other".into();
+    let fresh = new_delivery(&t, "sub_a", e[1], 2, DUE);
+    // And the new pair twice in one batch: stored once.
+    let mut twin = fresh.clone();
+    twin.delivery_id = "dlv_twin".into();
+    let mut replay = original.clone();
+    replay.delivery_id = "dlv_replay".into();
+    replay.replay_id = Some("rpl_1".into());
+    assert_eq!(
+        o.store
+            .fan_out(
+                moved("fan", 1, 2),
+                vec![again, fresh.clone(), twin, replay.clone()]
+            )
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        o.store.deliveries_of_event(&t, e[0]).await.unwrap(),
+        vec![stored(&replay), stored(&original)],
+        "in id order"
+    );
+    let page = o
+        .store
+        .deliveries_of_subscription(&t, "sub_a", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&page.deliveries),
+        vec!["dlv_replay", "dlv_sub_a-0001", "dlv_sub_a-0002"]
+    );
+}
+
+async fn due_deliveries_are_the_pending_ones_whose_time_has_come(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(3);
+    let rows = vec![
+        new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:07Z"),
+        new_delivery(&t, "sub_a", e[1], 2, "2026-01-02T03:04:05Z"),
+        new_delivery(&t, "sub_a", e[2], 3, "2026-01-02T03:04:09Z"),
+    ];
+    o.store.fan_out(moved("fan", 0, 3), rows).await.unwrap();
+    let due = |now: &str, limit: usize| {
+        let (store, now) = (o.store.clone(), at(now));
+        async move { store.due_deliveries(now, limit).await.unwrap() }
+    };
+    assert_eq!(
+        ids(&due("2026-01-02T03:04:04Z", 10).await),
+        Vec::<&str>::new()
+    );
+    assert_eq!(
+        ids(&due("2026-01-02T03:04:05Z", 10).await),
+        vec!["dlv_sub_a-0002"]
+    );
+    assert_eq!(
+        ids(&due("2026-01-02T03:04:08Z", 10).await),
+        vec!["dlv_sub_a-0002", "dlv_sub_a-0001"]
+    );
+    assert_eq!(
+        ids(&due("2026-01-02T03:05:00Z", 10).await),
+        vec!["dlv_sub_a-0002", "dlv_sub_a-0001", "dlv_sub_a-0003"]
+    );
+    assert_eq!(
+        ids(&due("2026-01-02T03:05:00Z", 2).await),
+        vec!["dlv_sub_a-0002", "dlv_sub_a-0001"]
+    );
+}
+
+async fn a_claim_takes_due_rows_until_its_lease_runs_out(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(3);
+    let rows = vec![
+        new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:05Z"),
+        new_delivery(&t, "sub_a", e[1], 2, "2026-01-02T03:04:07Z"),
+        new_delivery(&t, "sub_a", e[2], 3, "2026-01-02T03:04:09Z"),
+    ];
+    o.store.fan_out(moved("fan", 0, 3), rows).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let claim = |now: &str, limit: usize| {
+        let (store, now) = (o.store.clone(), at(now));
+        async move {
+            store
+                .claim_due_deliveries(now, lease, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| (d.delivery_id.clone(), d.state, d.attempts, d.lease_until))
+                .collect::<Vec<_>>()
+        }
+    };
+    let leased = |id: &str, attempts: i64, until: &str| {
+        (
+            format!("dlv_sub_a-{id}"),
+            DeliveryState::InFlight,
+            attempts,
+            Some(at(until)),
+        )
+    };
+
+    assert_eq!(
+        claim("2026-01-02T03:04:07Z", 10).await,
+        vec![
+            leased("0001", 1, "2026-01-02T03:04:37Z"),
+            leased("0002", 1, "2026-01-02T03:04:37Z"),
+        ]
+    );
+    let now = at("2026-01-02T03:04:07Z");
+    assert_eq!(
+        ids(&o.store.due_deliveries(now, 10).await.unwrap()),
+        Vec::<&str>::new(),
+        "claimed rows are no longer pending"
+    );
+    assert_eq!(
+        claim("2026-01-02T03:04:08Z", 10).await,
+        vec![],
+        "leases hold"
+    );
+    assert_eq!(
+        claim("2026-01-02T03:04:36Z", 1).await,
+        vec![leased("0003", 1, "2026-01-02T03:05:06Z")],
+        "a limit of one, and a held lease is skipped"
+    );
+    // Past the first leases: those rows are claimed again, as a new attempt.
+    assert_eq!(
+        claim("2026-01-02T03:04:37Z", 10).await,
+        vec![
+            leased("0001", 2, "2026-01-02T03:05:07Z"),
+            leased("0002", 2, "2026-01-02T03:05:07Z"),
+        ]
+    );
+}
+
+async fn concurrent_claims_never_take_the_same_row(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(40);
+    let rows: Vec<NewDelivery> = e
+        .iter()
+        .enumerate()
+        .map(|(i, id)| new_delivery(&t, "sub_a", *id, i as i64 + 1, DUE))
+        .collect();
+    o.store.fan_out(moved("fan", 0, 40), rows).await.unwrap();
+    let now = at("2026-01-02T03:05:00Z");
+    let lease = std::time::Duration::from_secs(30);
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = o.store.clone();
+            tokio::spawn(async move { store.claim_due_deliveries(now, lease, 15).await.unwrap() })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for c in claimers {
+        claimed.extend(c.await.unwrap().into_iter().map(|d| d.delivery_id));
+    }
+    let distinct: BTreeSet<&String> = claimed.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        claimed.len(),
+        "a row claimed twice: {claimed:?}"
+    );
+    assert!(!claimed.is_empty());
+    let left = o.store.due_deliveries(now, 100).await.unwrap().len();
+    assert_eq!(
+        left + claimed.len(),
+        40,
+        "every row claimed once or still pending"
+    );
+}
+
+async fn listings_stay_within_the_tenant_and_page_by_id(o: Opened) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let e = event_ids(4);
+    let rows = vec![
+        new_delivery(&acme, "sub_a", e[0], 1, DUE),
+        new_delivery(&acme, "sub_a", e[1], 2, DUE),
+        new_delivery(&acme, "sub_a", e[2], 3, DUE),
+        new_delivery(&globex, "sub_g", e[3], 4, DUE),
+    ];
+    o.store.fan_out(moved("fan", 0, 4), rows).await.unwrap();
+
+    assert_eq!(
+        o.store.deliveries_of_event(&globex, e[0]).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        o.store.deliveries_of_event(&acme, e[3]).await.unwrap(),
+        vec![]
+    );
+    assert_eq!(
+        ids(&o.store.deliveries_of_event(&globex, e[3]).await.unwrap()),
+        vec!["dlv_sub_g-0004"]
+    );
+    let foreign = o
+        .store
+        .deliveries_of_subscription(&globex, "sub_a", 10, None)
+        .await
+        .unwrap();
+    assert_eq!(foreign.deliveries, vec![]);
+    assert_eq!(foreign.next_cursor, None);
+
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = o
+            .store
+            .deliveries_of_subscription(&acme, "sub_a", 2, after)
+            .await
+            .unwrap();
+        assert!(page.deliveries.len() <= 2);
+        seen.extend(page.deliveries.iter().map(|d| d.delivery_id.clone()));
+        match page.next_cursor {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        vec!["dlv_sub_a-0001", "dlv_sub_a-0002", "dlv_sub_a-0003"]
+    );
+}
+
+async fn the_fan_out_reads_every_tenants_enabled_subscriptions_only(o: Opened) {
+    let (acme, globex) = (tenant("acme"), tenant("globex"));
+    let mut off = spec("off");
+    off.enabled = false;
+    for s in [
+        subscription(&acme, "sub_1", spec("one")),
+        subscription(&acme, "sub_2", off),
+        subscription(&globex, "sub_3", spec("three")),
+    ] {
+        o.store.insert_subscription(s).await.unwrap();
+    }
+    let enabled: BTreeSet<(String, String)> = o
+        .store
+        .enabled_subscriptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.tenant_id.to_string(), s.subscription_id))
+        .collect();
+    assert_eq!(
+        enabled,
+        BTreeSet::from([
+            ("acme".to_string(), "sub_1".to_string()),
+            ("globex".to_string(), "sub_3".to_string()),
+        ])
+    );
+}
+
+fn spec(name: &str) -> SubscriptionSpec {
+    SubscriptionSpec {
+        subscriber_name: name.into(),
+        subscriber_type: "webhook".into(),
+        event_types: vec!["order.*".into(), "payment.captured".into()],
+        event_sources: vec!["backend".into()],
+        event_categories: vec!["business".into()],
+        callback_url: "https://hooks.example.com/herald".into(),
+        retry_policy: json!({"schedule": [1, 2, 4]}),
+        filter: Some("event.data.amount > 100".into()),
+        ordering: "stream".into(),
+        rate_limit: Some(2.5),
+        headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
+        enabled: true,
+    }
+}
+
+fn subscription(tenant: &TenantId, id: &str, spec: SubscriptionSpec) -> Subscription {
+    Subscription {
+        subscription_id: id.into(),
+        tenant_id: tenant.clone(),
+        spec,
+        secret: format!("whsec_secret-of-{id}"),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        created_at: at("2026-01-02T03:04:05.123456Z"),
+        updated_at: at("2026-01-02T03:04:05.123456Z"),
+    }
+}
