@@ -59,6 +59,9 @@ on_each_backend!(
     concurrent_claims_never_take_the_same_row,
     listings_stay_within_the_tenant_and_page_by_id,
     the_fan_out_reads_every_tenants_enabled_subscriptions_only,
+    a_finished_attempt_is_recorded_and_moves_the_delivery_on,
+    a_stale_claim_finishes_nothing,
+    a_gone_receiver_disables_the_subscription_with_the_delivery,
 );
 
 fn tenant(name: &str) -> TenantId {
@@ -504,4 +507,193 @@ fn subscription(tenant: &TenantId, id: &str, spec: SubscriptionSpec) -> Subscrip
         created_at: at("2026-01-02T03:04:05.123456Z"),
         updated_at: at("2026-01-02T03:04:05.123456Z"),
     }
+}
+
+fn attempt(n: i64, sent: &str, status: Option<i64>, next: Option<&str>) -> DeliveryAttempt {
+    DeliveryAttempt {
+        attempt: n,
+        at: at(sent),
+        status,
+        duration_ms: 12,
+        error_class: status
+            .filter(|s| *s >= 300)
+            .map(|_| "server_error".to_string()),
+        response_snippet: Some("busy".into()),
+        next_attempt_at: next.map(at),
+    }
+}
+
+async fn a_finished_attempt_is_recorded_and_moves_the_delivery_on(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(1);
+    let row = new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:05Z");
+    o.store
+        .fan_out(moved("fan", 0, 1), vec![row])
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let id = "dlv_sub_a-0001";
+
+    let first = o
+        .store
+        .claim_due_deliveries(at("2026-01-02T03:04:06Z"), lease, 10);
+    assert_eq!(first.await.unwrap()[0].attempts, 1);
+    let failed = attempt(
+        1,
+        "2026-01-02T03:04:06Z",
+        Some(503),
+        Some("2026-01-02T03:04:16Z"),
+    );
+    let retry = DeliveryOutcome::RetryAt(at("2026-01-02T03:04:16Z"));
+    assert!(
+        o.store
+            .finish_delivery(id, failed.clone(), retry)
+            .await
+            .unwrap()
+    );
+    let after = &o.store.deliveries_of_event(&t, e[0]).await.unwrap()[0];
+    assert_eq!(
+        (
+            after.state,
+            after.next_attempt_at,
+            after.lease_until,
+            after.last_status
+        ),
+        (
+            DeliveryState::Pending,
+            at("2026-01-02T03:04:16Z"),
+            None,
+            Some(503)
+        )
+    );
+    assert_eq!(after.last_error_class.as_deref(), Some("server_error"));
+    assert_eq!(
+        ids(&o
+            .store
+            .due_deliveries(at("2026-01-02T03:04:15Z"), 10)
+            .await
+            .unwrap()),
+        Vec::<&str>::new(),
+        "not due before the retry time"
+    );
+
+    let second = o
+        .store
+        .claim_due_deliveries(at("2026-01-02T03:04:16Z"), lease, 10);
+    assert_eq!(second.await.unwrap()[0].attempts, 2);
+    let ok = attempt(2, "2026-01-02T03:04:16Z", Some(204), None);
+    assert!(
+        o.store
+            .finish_delivery(id, ok.clone(), DeliveryOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    let done = &o.store.deliveries_of_event(&t, e[0]).await.unwrap()[0];
+    assert_eq!(
+        (done.state, done.last_status, done.last_error_class.clone()),
+        (DeliveryState::Delivered, Some(204), None)
+    );
+    assert_eq!(
+        o.store.delivery_attempts(id).await.unwrap(),
+        vec![failed, ok]
+    );
+    assert_eq!(
+        o.store
+            .claim_due_deliveries(at("2026-01-02T04:00:00Z"), lease, 10)
+            .await
+            .unwrap(),
+        vec![],
+        "a delivered row is never claimed again"
+    );
+}
+
+async fn a_stale_claim_finishes_nothing(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(1);
+    let row = new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:05Z");
+    o.store
+        .fan_out(moved("fan", 0, 1), vec![row])
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let id = "dlv_sub_a-0001";
+    o.store
+        .claim_due_deliveries(at("2026-01-02T03:04:06Z"), lease, 10)
+        .await
+        .unwrap();
+    // The lease runs out and another worker claims it again.
+    let again = o
+        .store
+        .claim_due_deliveries(at("2026-01-02T03:04:36Z"), lease, 10);
+    assert_eq!(again.await.unwrap()[0].attempts, 2);
+    let before = o.store.deliveries_of_event(&t, e[0]).await.unwrap();
+
+    let late = attempt(1, "2026-01-02T03:04:40Z", Some(200), None);
+    assert!(
+        !o.store
+            .finish_delivery(id, late, DeliveryOutcome::Delivered)
+            .await
+            .unwrap()
+    );
+    assert_eq!(o.store.deliveries_of_event(&t, e[0]).await.unwrap(), before);
+    assert_eq!(o.store.delivery_attempts(id).await.unwrap(), vec![]);
+    // The newest claim's result is taken.
+    let current = attempt(2, "2026-01-02T03:04:41Z", Some(500), None);
+    assert!(
+        o.store
+            .finish_delivery(id, current, DeliveryOutcome::Dead)
+            .await
+            .unwrap()
+    );
+    let dead = &o.store.deliveries_of_event(&t, e[0]).await.unwrap()[0];
+    assert_eq!(dead.state, DeliveryState::Dead);
+    let twice = attempt(2, "2026-01-02T03:04:42Z", Some(200), None);
+    assert!(
+        !o.store
+            .finish_delivery(id, twice, DeliveryOutcome::Delivered)
+            .await
+            .unwrap(),
+        "a finished claim cannot be finished again"
+    );
+}
+
+async fn a_gone_receiver_disables_the_subscription_with_the_delivery(o: Opened) {
+    let t = tenant("acme");
+    let sub = subscription(&t, "sub_gone", spec("gone"));
+    o.store.insert_subscription(sub).await.unwrap();
+    let other = subscription(&t, "sub_other", spec("other"));
+    o.store.insert_subscription(other).await.unwrap();
+    let e = event_ids(1);
+    let row = new_delivery(&t, "sub_gone", e[0], 1, "2026-01-02T03:04:05Z");
+    o.store
+        .fan_out(moved("fan", 0, 1), vec![row])
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    o.store
+        .claim_due_deliveries(at("2026-01-02T03:04:06Z"), lease, 10)
+        .await
+        .unwrap();
+
+    let gone = attempt(1, "2026-01-02T03:04:06Z", Some(410), None);
+    let outcome = DeliveryOutcome::DisableSubscription;
+    assert!(
+        o.store
+            .finish_delivery("dlv_sub_gone-0001", gone, outcome)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        o.store.deliveries_of_event(&t, e[0]).await.unwrap()[0].state,
+        DeliveryState::Dead
+    );
+    let enabled: Vec<String> = o
+        .store
+        .enabled_subscriptions()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.subscription_id)
+        .collect();
+    assert_eq!(enabled, vec!["sub_other".to_string()]);
 }

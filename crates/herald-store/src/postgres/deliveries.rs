@@ -8,7 +8,7 @@ use super::{PgStore, clean, map_rows, pg_err};
 use crate::query::numbered;
 use crate::records::*;
 use crate::rows::subscription_row;
-use crate::store::deliveries::sql::{self, NewValues, delivery_row};
+use crate::store::deliveries::sql::{self, Finish, NewValues, attempt_row, delivery_row};
 
 impl PgStore {
     pub async fn fan_out(
@@ -60,6 +60,66 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         map_rows(&rows, |r| delivery_row(r))
+    }
+
+    /// The row lock the update takes makes a concurrent re-claim wait,
+    /// then see the new state.
+    pub(crate) async fn finish_delivery(&self, f: Finish) -> Result<bool, StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let row = tx
+            .query_opt(
+                &numbered(sql::FINISH),
+                &[
+                    &f.state,
+                    &f.next_attempt_at,
+                    &f.status,
+                    &f.error_class.as_deref().map(clean),
+                    &f.at,
+                    &clean(&f.delivery_id),
+                    &f.token,
+                ],
+            )
+            .await
+            .map_err(pg_err)?;
+        let Some(row) = row else {
+            return Ok(false);
+        };
+        let subscription: String = row.get(0);
+        tx.execute(
+            &numbered(sql::RECORD_ATTEMPT),
+            &[
+                &clean(&f.delivery_id),
+                &f.token,
+                &f.at,
+                &f.status,
+                &f.duration_ms,
+                &f.error_class.as_deref().map(clean),
+                &f.snippet.as_deref().map(clean),
+                &f.next_attempt_at,
+            ],
+        )
+        .await
+        .map_err(pg_err)?;
+        if f.disable_subscription {
+            tx.execute(&numbered(sql::DISABLE_SUBSCRIPTION), &[&subscription])
+                .await
+                .map_err(pg_err)?;
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(true)
+    }
+
+    pub async fn delivery_attempts(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(&numbered(sql::ATTEMPTS), &[&clean(delivery_id)])
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| attempt_row(r))
     }
 
     pub async fn deliveries_of_event(

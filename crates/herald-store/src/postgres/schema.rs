@@ -234,6 +234,21 @@ CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_fli
 CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
 CREATE INDEX deliveries_subscription ON deliveries (tenant_id, subscription_id, delivery_id);
 "#,
+    // One row per attempt at a delivery: what the receiver answered and
+    // when the next attempt is due, for the delivery listings.
+    r#"
+CREATE TABLE delivery_attempts (
+    delivery_id text COLLATE "C" NOT NULL,
+    attempt bigint NOT NULL,
+    at bigint NOT NULL,
+    status_code bigint,
+    duration_ms bigint NOT NULL,
+    error_class text,
+    response_snippet text,
+    next_attempt_at bigint,
+    PRIMARY KEY (delivery_id, attempt)
+);
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

@@ -106,3 +106,35 @@ mod tests {
         assert!(e.allowed.contains(&"in_flight"), "{e}");
     }
 }
+
+/// What one attempt at a delivery comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DeliveryOutcome {
+    /// The receiver accepted it.
+    Delivered,
+    /// Pending again, due at this time.
+    RetryAt(Timestamp),
+    /// Given up on.
+    Dead,
+    /// The receiver said it is gone for good: the delivery is dead and
+    /// its subscription disabled.
+    DisableSubscription,
+}
+
+/// One attempt at a delivery as it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryAttempt {
+    /// The attempt's number, 1 for the first (the claim's token).
+    pub attempt: i64,
+    /// When it was sent.
+    pub at: Timestamp,
+    /// The HTTP status, if a response came.
+    pub status: Option<i64>,
+    pub duration_ms: i64,
+    /// How it failed (`timeout`, `server_error`, …); `None` on success.
+    pub error_class: Option<String>,
+    /// The start of the response body, capped by the worker.
+    pub response_snippet: Option<String>,
+    /// When the next attempt is due, if there is one.
+    pub next_attempt_at: Option<Timestamp>,
+}

@@ -2,13 +2,13 @@
 //! writer like every write, its rows and cursor move in one savepoint.
 
 use herald_core::{EventId, TenantId, Timestamp};
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::cursors::apply_cursor_move;
 use super::{SqliteStore, map_rows};
 use crate::records::*;
 use crate::rows::subscription_row;
-use crate::store::deliveries::sql::{self, NewValues, delivery_row};
+use crate::store::deliveries::sql::{self, Finish, NewValues, attempt_row, delivery_row};
 
 impl SqliteStore {
     pub async fn fan_out(
@@ -69,6 +69,58 @@ impl SqliteStore {
                 params![until, now, now, now, limit as i64],
                 |r| delivery_row(r),
             )
+        })
+        .await
+    }
+
+    pub(crate) async fn finish_delivery(&self, f: Finish) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let subscription: Option<String> = c
+                .prepare_cached(sql::FINISH)?
+                .query_row(
+                    params![
+                        f.state,
+                        f.next_attempt_at,
+                        f.status,
+                        f.error_class,
+                        f.at,
+                        f.delivery_id,
+                        f.token
+                    ],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let Some(subscription) = subscription else {
+                return Ok(false);
+            };
+            c.prepare_cached(sql::RECORD_ATTEMPT)?.execute(params![
+                f.delivery_id,
+                f.token,
+                f.at,
+                f.status,
+                f.duration_ms,
+                f.error_class,
+                f.snippet,
+                f.next_attempt_at
+            ])?;
+            if f.disable_subscription {
+                c.prepare_cached(sql::DISABLE_SUBSCRIPTION)?
+                    .execute(params![subscription])?;
+            }
+            Ok(true)
+        })
+        .await
+    }
+
+    pub async fn delivery_attempts(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        let id = delivery_id.to_string();
+        self.read(move |c| {
+            map_rows(&mut c.prepare_cached(sql::ATTEMPTS)?, params![id], |r| {
+                attempt_row(r)
+            })
         })
         .await
     }

@@ -200,6 +200,21 @@ CREATE INDEX deliveries_leased ON deliveries (lease_until) WHERE state = 'in_fli
 CREATE INDEX deliveries_event ON deliveries (tenant_id, event_id);
 CREATE INDEX deliveries_subscription ON deliveries (tenant_id, subscription_id, delivery_id);
 "#,
+    // One row per attempt at a delivery: what the receiver answered and
+    // when the next attempt is due, for the delivery listings.
+    r#"
+CREATE TABLE delivery_attempts (
+    delivery_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    status_code INTEGER,
+    duration_ms INTEGER NOT NULL,
+    error_class TEXT,
+    response_snippet TEXT,
+    next_attempt_at INTEGER,
+    PRIMARY KEY (delivery_id, attempt)
+) STRICT;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

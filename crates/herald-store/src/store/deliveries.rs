@@ -8,7 +8,8 @@ use herald_core::{EventId, TenantId, Timestamp};
 
 use crate::rows::RowAccess;
 use crate::{
-    CursorMove, Delivery, DeliveryPage, DeliveryState, NewDelivery, Store, StoreError, Subscription,
+    CursorMove, Delivery, DeliveryAttempt, DeliveryOutcome, DeliveryPage, DeliveryState,
+    NewDelivery, Store, StoreError, Subscription,
 };
 
 impl Store {
@@ -56,6 +57,29 @@ impl Store {
                 .cmp(&(b.next_attempt_at.unix_nanos(), &b.delivery_id))
         });
         Ok(claimed)
+    }
+
+    /// Records `attempt` and applies `outcome` to a claimed delivery, in one
+    /// transaction, only while `attempt.attempt` is still its claim token
+    /// (it is `in_flight` with that many attempts): a stale claim changes
+    /// nothing and gets `false`. `DisableSubscription` also turns the
+    /// delivery's subscription off.
+    pub async fn finish_delivery(
+        &self,
+        delivery_id: &str,
+        attempt: DeliveryAttempt,
+        outcome: DeliveryOutcome,
+    ) -> Result<bool, StoreError> {
+        let finish = sql::Finish::of(delivery_id, &attempt, &outcome);
+        each!(self, s => s.finish_delivery(finish).await)
+    }
+
+    /// The recorded attempts at one delivery, first first.
+    pub async fn delivery_attempts(
+        &self,
+        delivery_id: &str,
+    ) -> Result<Vec<DeliveryAttempt>, StoreError> {
+        each!(self, s => s.delivery_attempts(delivery_id).await)
     }
 
     /// The tenant's deliveries of one event, in id order (none for another
@@ -151,6 +175,79 @@ pub(crate) mod sql {
             "SELECT {} FROM subscriptions WHERE enabled ORDER BY tenant_id, subscription_id",
             crate::rows::SUBSCRIPTION_COLUMNS
         )
+    }
+
+    /// Ends a claim: `state`, `next_attempt_at` (or `NULL` to keep it),
+    /// `last_status`, `last_error_class`, `updated_at`, `delivery_id`,
+    /// `attempts` (the token).
+    pub(crate) const FINISH: &str = "UPDATE deliveries SET state = ?, \
+        next_attempt_at = COALESCE(?, next_attempt_at), lease_until = NULL, last_status = ?, \
+        last_error_class = ?, updated_at = ? \
+        WHERE delivery_id = ? AND attempts = ? AND state = 'in_flight' RETURNING subscription_id";
+
+    /// The values of [`Finish`] in order.
+    pub(crate) const RECORD_ATTEMPT: &str = "INSERT INTO delivery_attempts (delivery_id, \
+        attempt, at, status_code, duration_ms, error_class, response_snippet, next_attempt_at) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
+
+    /// `subscription_id`.
+    pub(crate) const DISABLE_SUBSCRIPTION: &str =
+        "UPDATE subscriptions SET enabled = FALSE WHERE subscription_id = ?";
+
+    /// `delivery_id`.
+    pub(crate) const ATTEMPTS: &str = "SELECT attempt, at, status_code, duration_ms, \
+        error_class, response_snippet, next_attempt_at FROM delivery_attempts \
+        WHERE delivery_id = ? ORDER BY attempt";
+
+    /// One finished attempt as stored.
+    pub(crate) struct Finish {
+        pub delivery_id: String,
+        pub token: i64,
+        pub state: &'static str,
+        pub next_attempt_at: Option<i64>,
+        pub status: Option<i64>,
+        pub error_class: Option<String>,
+        pub at: i64,
+        pub duration_ms: i64,
+        pub snippet: Option<String>,
+        pub disable_subscription: bool,
+    }
+
+    impl Finish {
+        pub(crate) fn of(id: &str, a: &DeliveryAttempt, outcome: &DeliveryOutcome) -> Finish {
+            let (state, next) = match outcome {
+                DeliveryOutcome::Delivered => (DeliveryState::Delivered, None),
+                DeliveryOutcome::RetryAt(t) => (DeliveryState::Pending, Some(t.unix_micros())),
+                DeliveryOutcome::Dead | DeliveryOutcome::DisableSubscription => {
+                    (DeliveryState::Dead, None)
+                }
+            };
+            Finish {
+                delivery_id: id.to_string(),
+                token: a.attempt,
+                state: state.as_str(),
+                next_attempt_at: next,
+                status: a.status,
+                error_class: a.error_class.clone(),
+                at: a.at.unix_micros(),
+                duration_ms: a.duration_ms,
+                snippet: a.response_snippet.clone(),
+                disable_subscription: matches!(outcome, DeliveryOutcome::DisableSubscription),
+            }
+        }
+    }
+
+    /// A `delivery_attempts` row in [`ATTEMPTS`] order.
+    pub(crate) fn attempt_row(r: &impl RowAccess) -> Result<DeliveryAttempt, StoreError> {
+        Ok(DeliveryAttempt {
+            attempt: r.int(0)?,
+            at: micros(r.int(1)?)?,
+            status: r.opt_int(2)?,
+            duration_ms: r.int(3)?,
+            error_class: r.opt_text(4)?,
+            response_snippet: r.opt_text(5)?,
+            next_attempt_at: r.opt_int(6)?.map(micros).transpose()?,
+        })
     }
 
     /// A new delivery's values as stored, in [`INSERT`] order.
