@@ -696,4 +696,15 @@ async fn a_gone_receiver_disables_the_subscription_with_the_delivery(o: Opened) 
         .map(|s| s.subscription_id)
         .collect();
     assert_eq!(enabled, vec!["sub_other".to_string()]);
+    let read = o
+        .store
+        .get_subscription(&t, "sub_gone")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        !read.spec.enabled,
+        "the stored definition says disabled too"
+    );
+    assert_eq!(read.spec.headers, spec("gone").headers, "the rest is kept");
 }

@@ -102,9 +102,14 @@ impl PgStore {
         .await
         .map_err(pg_err)?;
         if f.disable_subscription {
-            tx.execute(&numbered(sql::DISABLE_SUBSCRIPTION), &[&subscription])
-                .await
-                .map_err(pg_err)?;
+            tx.execute(
+                &numbered(&sql::disable_subscription(
+                    "jsonb_set(spec::jsonb, '{enabled}', 'false')::text",
+                )),
+                &[&subscription],
+            )
+            .await
+            .map_err(pg_err)?;
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(true)

@@ -104,8 +104,10 @@ impl SqliteStore {
                 f.next_attempt_at
             ])?;
             if f.disable_subscription {
-                c.prepare_cached(sql::DISABLE_SUBSCRIPTION)?
-                    .execute(params![subscription])?;
+                c.prepare_cached(&sql::disable_subscription(
+                    "json_set(spec, '$.enabled', json('false'))",
+                ))?
+                .execute(params![subscription])?;
             }
             Ok(true)
         })

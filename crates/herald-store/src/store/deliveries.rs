@@ -190,9 +190,14 @@ pub(crate) mod sql {
         attempt, at, status_code, duration_ms, error_class, response_snippet, next_attempt_at) \
         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING";
 
-    /// `subscription_id`.
-    pub(crate) const DISABLE_SUBSCRIPTION: &str =
-        "UPDATE subscriptions SET enabled = FALSE WHERE subscription_id = ?";
+    /// `subscription_id`: the listing column and the stored definition
+    /// both say disabled. `set_false` is the backend's JSON update of the
+    /// `spec` text.
+    pub(crate) fn disable_subscription(set_false: &str) -> String {
+        format!(
+            "UPDATE subscriptions SET enabled = FALSE, spec = {set_false} WHERE subscription_id = ?"
+        )
+    }
 
     /// `delivery_id`.
     pub(crate) const ATTEMPTS: &str = "SELECT attempt, at, status_code, duration_ms, \

@@ -33,6 +33,7 @@ pub mod classify;
 pub mod network;
 pub mod schedule;
 pub mod signature;
+pub mod worker;
 
 /// `at + by`. A time past the calendar's end cannot be written down, so
 /// the sum saturates at `at`: such a retry is due at once rather than lost.

@@ -1,0 +1,376 @@
+//! The delivery worker on each backend, driven by calling its step under a
+//! manual clock with a fake sender: signed sends, retries on the
+//! subscription's schedule with a stable `webhook-id`, 410 disabling the
+//! subscription, dead letters once the policy is spent, `Retry-After`
+//! honoured, and a deleted subscription ending its deliveries.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use herald_core::{
+    EmailHasher, EventId, EventProcessor, ManualClock, ProcessingContext, SequentialIds, TenantId,
+    Timestamp,
+};
+use herald_store::{
+    DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec, postgres, sqlite,
+};
+use herald_testkit::{Backend, on_each_backend};
+use herald_workers::delivery::signature::{WebhookSecret, verify};
+use herald_workers::delivery::worker::{
+    DeliveryWorker, OutgoingWebhook, SendResult, WebhookSender,
+};
+use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
+use herald_workers::follower::CommitLogFollower;
+use serde_json::{Value, json};
+
+/// A store on one backend, with what keeps it alive.
+struct Opened {
+    store: Store,
+    _dir: Option<tempfile::TempDir>,
+    _backend: Backend,
+}
+
+async fn open(backend: Backend) -> Opened {
+    match &backend {
+        Backend::Sqlite => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
+                .expect("open sqlite");
+            Opened {
+                store,
+                _dir: Some(dir),
+                _backend: backend,
+            }
+        }
+        Backend::Postgres(schema) => {
+            let options = postgres::PgOptions {
+                schema: schema.name.clone(),
+                pool_size: 2,
+                ..postgres::PgOptions::new(&schema.url)
+            };
+            let store = Store::open_postgres(options, time::OffsetDateTime::now_utc())
+                .await
+                .unwrap_or_else(|e| {
+                    panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
+                });
+            Opened {
+                store,
+                _dir: None,
+                _backend: backend,
+            }
+        }
+    }
+}
+
+on_each_backend!(
+    open = open;
+    a_healthy_endpoint_gets_each_matching_event_once_signed,
+    a_server_error_is_retried_on_schedule_with_the_same_webhook_id,
+    gone_disables_the_subscription_and_stops_attempts,
+    spent_retries_make_a_dead_letter,
+    retry_after_is_honoured,
+    a_deleted_subscription_ends_its_deliveries,
+);
+
+/// Records every request and answers from a script (then 204s).
+#[derive(Debug, Default)]
+struct FakeSender {
+    sent: Mutex<Vec<OutgoingWebhook>>,
+    answers: Mutex<VecDeque<SendResult>>,
+}
+
+impl FakeSender {
+    fn answering(answers: Vec<SendResult>) -> Arc<FakeSender> {
+        Arc::new(FakeSender {
+            sent: Mutex::default(),
+            answers: Mutex::new(answers.into()),
+        })
+    }
+
+    fn sent(&self) -> Vec<OutgoingWebhook> {
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+impl WebhookSender for FakeSender {
+    fn send<'a>(
+        &'a self,
+        request: OutgoingWebhook,
+    ) -> Pin<Box<dyn Future<Output = SendResult> + Send + 'a>> {
+        self.sent.lock().unwrap().push(request);
+        let answer = self.answers.lock().unwrap().pop_front();
+        Box::pin(async move { answer.unwrap_or_else(|| status(204)) })
+    }
+}
+
+fn status(code: u16) -> SendResult {
+    SendResult::Response {
+        status: code,
+        retry_after: None,
+        body: b"answer".to_vec(),
+    }
+}
+
+fn at(s: &str) -> Timestamp {
+    Timestamp::parse(s).unwrap()
+}
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::generate([7; 32])
+}
+
+fn subscription(tenant: &TenantId, id: &str) -> Subscription {
+    Subscription {
+        subscription_id: id.into(),
+        tenant_id: tenant.clone(),
+        spec: SubscriptionSpec {
+            subscriber_name: format!("name-of-{id}"),
+            subscriber_type: "webhook".into(),
+            event_types: vec!["order.*".into()],
+            event_sources: vec![],
+            event_categories: vec![],
+            callback_url: "https://hooks.example.com/herald".into(),
+            retry_policy: json!({"schedule": [10, 20]}),
+            filter: None,
+            ordering: "none".into(),
+            rate_limit: None,
+            headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
+            enabled: true,
+        },
+        secret: secret().expose(),
+        previous_secret: None,
+        previous_secret_expires_at: None,
+        created_at: at("2030-01-01T00:00:00Z"),
+        updated_at: at("2030-01-01T00:00:00Z"),
+    }
+}
+
+struct Setup {
+    clock: Arc<ManualClock>,
+    sender: Arc<FakeSender>,
+    worker: DeliveryWorker,
+    tenant: TenantId,
+    events: Vec<EventId>,
+}
+
+/// One subscription `sub_a` of `order.*`, the events of `types` stored and
+/// fanned out, and a worker with no jitter whose sender answers `answers`.
+async fn setup(store: &Store, types: &[&str], answers: Vec<SendResult>) -> Setup {
+    let tenant = TenantId::parse("acme").unwrap();
+    store
+        .insert_subscription(subscription(&tenant, "sub_a"))
+        .await
+        .unwrap();
+    let ids = SequentialIds::default();
+    let hasher = EmailHasher::new(b"k");
+    let ctx = ProcessingContext {
+        tenant_id: &tenant,
+        email_hasher: &hasher,
+        processing_timestamp: at("2030-01-02T03:04:00Z"),
+        ids: &ids,
+        traceparent: None,
+    };
+    let new: Vec<NewEvent> = types
+        .iter()
+        .map(|t| NewEvent {
+            event: EventProcessor::default()
+                .process_value(
+                    json!({"event_type": t, "category": "business", "event_source": "backend",
+                           "data": {"n": 1}}),
+                    &ctx,
+                )
+                .unwrap()
+                .event,
+            expected_version: None,
+        })
+        .collect();
+    let events = new.iter().map(|e| e.event.event_id).collect();
+    store.append(new).await.unwrap();
+    let clock = Arc::new(ManualClock::new(at("2030-01-02T03:05:00Z")));
+    let follower = CommitLogFollower::new(store.clone(), FAN_OUT_CURSOR, 100);
+    FanOut::new(clock.clone())
+        .step(&follower, store)
+        .await
+        .unwrap();
+    let sender = FakeSender::answering(answers);
+    // The middle of the jitter range: no jitter.
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        clock.clone(),
+        sender.clone(),
+        Box::new(|| 0.5),
+    );
+    Setup {
+        clock,
+        sender,
+        worker,
+        tenant,
+        events,
+    }
+}
+
+fn header<'a>(r: &'a OutgoingWebhook, name: &str) -> &'a str {
+    r.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_else(|| panic!("no {name} header in {r:?}"))
+}
+
+fn verified(r: &OutgoingWebhook, now: Timestamp) -> Value {
+    verify(
+        header(r, "webhook-id"),
+        header(r, "webhook-timestamp"),
+        r.body.as_bytes(),
+        header(r, "webhook-signature"),
+        &[secret()],
+        now.unix_micros() / 1_000_000,
+        300,
+    )
+    .unwrap_or_else(|e| panic!("signature of {r:?}: {e}"));
+    serde_json::from_str(&r.body).unwrap()
+}
+
+async fn state(store: &Store, s: &Setup, i: usize) -> (DeliveryState, i64) {
+    let d = &store
+        .deliveries_of_event(&s.tenant, s.events[i])
+        .await
+        .unwrap()[0];
+    (d.state, d.attempts)
+}
+
+async fn a_healthy_endpoint_gets_each_matching_event_once_signed(o: Opened) {
+    let store = &o.store;
+    let s = setup(
+        store,
+        &["order.created", "user.login", "order.paid"],
+        vec![],
+    )
+    .await;
+    assert_eq!(s.worker.step().await.unwrap(), 2);
+    let sent = s.sender.sent();
+    assert_eq!(sent.len(), 2);
+    let now = herald_core::Clock::now(&*s.clock);
+    let mut seen = Vec::new();
+    for r in &sent {
+        assert_eq!(r.url, "https://hooks.example.com/herald");
+        assert_eq!(header(r, "x-team"), "billing");
+        let body = verified(r, now);
+        seen.push(body["data"]["event_id"].as_str().unwrap().to_string());
+    }
+    seen.sort();
+    let mut expected = vec![s.events[0].to_string(), s.events[2].to_string()];
+    expected.sort();
+    assert_eq!(seen, expected);
+    assert_eq!(state(store, &s, 0).await, (DeliveryState::Delivered, 1));
+    assert_eq!(state(store, &s, 2).await, (DeliveryState::Delivered, 1));
+    s.clock.advance(time::Duration::seconds(3_600));
+    assert_eq!(s.worker.step().await.unwrap(), 0, "nothing is sent twice");
+    assert_eq!(s.sender.sent().len(), 2);
+}
+
+async fn a_server_error_is_retried_on_schedule_with_the_same_webhook_id(o: Opened) {
+    let store = &o.store;
+    let s = setup(store, &["order.created"], vec![status(500)]).await;
+    assert_eq!(s.worker.step().await.unwrap(), 1);
+    let d = &store
+        .deliveries_of_event(&s.tenant, s.events[0])
+        .await
+        .unwrap()[0];
+    assert_eq!(d.state, DeliveryState::Pending);
+    assert_eq!(d.last_status, Some(500));
+    assert_eq!(
+        d.next_attempt_at,
+        at("2030-01-02T03:05:10Z"),
+        "the first wait, unjittered"
+    );
+    s.clock.advance(time::Duration::seconds(9));
+    assert_eq!(s.worker.step().await.unwrap(), 0, "not before its time");
+    s.clock.advance(time::Duration::seconds(1));
+    assert_eq!(s.worker.step().await.unwrap(), 1);
+    assert_eq!(state(store, &s, 0).await, (DeliveryState::Delivered, 2));
+    let sent = s.sender.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        header(&sent[0], "webhook-id"),
+        header(&sent[1], "webhook-id")
+    );
+    verified(&sent[1], herald_core::Clock::now(&*s.clock));
+    let attempts = store.delivery_attempts(&d.delivery_id).await.unwrap();
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| (a.attempt, a.status))
+            .collect::<Vec<_>>(),
+        vec![(1, Some(500)), (2, Some(204))]
+    );
+}
+
+async fn gone_disables_the_subscription_and_stops_attempts(o: Opened) {
+    let store = &o.store;
+    let s = setup(store, &["order.created", "order.paid"], vec![status(410)]).await;
+    assert_eq!(s.worker.step().await.unwrap(), 2);
+    let sub = store
+        .get_subscription(&s.tenant, "sub_a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!sub.spec.enabled);
+    let states = [state(store, &s, 0).await.0, state(store, &s, 1).await.0];
+    assert!(states.contains(&DeliveryState::Dead), "{states:?}");
+    // The other delivery waits while the subscription is off; no send.
+    s.clock.advance(time::Duration::seconds(3_600));
+    s.worker.step().await.unwrap();
+    assert_eq!(s.sender.sent().len(), 1, "only the first was sent");
+}
+
+async fn spent_retries_make_a_dead_letter(o: Opened) {
+    let store = &o.store;
+    let s = setup(
+        store,
+        &["order.created"],
+        vec![status(500), status(502), status(503)],
+    )
+    .await;
+    for _ in 0..3 {
+        assert_eq!(s.worker.step().await.unwrap(), 1);
+        s.clock.advance(time::Duration::seconds(20));
+    }
+    assert_eq!(state(store, &s, 0).await, (DeliveryState::Dead, 3));
+    s.clock.advance(time::Duration::seconds(3_600));
+    assert_eq!(s.worker.step().await.unwrap(), 0);
+    assert_eq!(s.sender.sent().len(), 3);
+}
+
+async fn retry_after_is_honoured(o: Opened) {
+    let store = &o.store;
+    let busy = SendResult::Response {
+        status: 429,
+        retry_after: Some("120".into()),
+        body: vec![],
+    };
+    let s = setup(store, &["order.created"], vec![busy]).await;
+    s.worker.step().await.unwrap();
+    let d = &store
+        .deliveries_of_event(&s.tenant, s.events[0])
+        .await
+        .unwrap()[0];
+    assert_eq!(d.next_attempt_at, at("2030-01-02T03:07:00Z"));
+    assert_eq!(d.last_error_class.as_deref(), Some("http_4xx"));
+}
+
+async fn a_deleted_subscription_ends_its_deliveries(o: Opened) {
+    let store = &o.store;
+    let s = setup(store, &["order.created"], vec![]).await;
+    store.delete_subscription(&s.tenant, "sub_a").await.unwrap();
+    assert_eq!(s.worker.step().await.unwrap(), 1);
+    let d = &store
+        .deliveries_of_event(&s.tenant, s.events[0])
+        .await
+        .unwrap()[0];
+    assert_eq!(d.state, DeliveryState::Dead);
+    assert_eq!(d.last_error_class.as_deref(), Some("subscription_deleted"));
+    assert!(s.sender.sent().is_empty());
+}
