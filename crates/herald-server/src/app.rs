@@ -42,6 +42,9 @@ pub struct App {
     pub worker_wake: Arc<Notify>,
     /// Woken after each commit that stored events, so they go out at once.
     pub publisher_wake: Arc<Notify>,
+    /// Woken after each commit that stored events, so the delivery
+    /// fan-out matches them at once.
+    pub fan_out_wake: Arc<Notify>,
     /// The NATS publisher's state, when `HERALD_NATS_URL` is set.
     pub publisher: Option<Arc<PublisherStatus>>,
     pub admission: Admission,
@@ -172,11 +175,12 @@ impl App {
         }))
     }
 
-    /// After a commit that stored events: wake the status worker and the
-    /// publisher.
+    /// After a commit that stored events: wake the status worker, the
+    /// publisher and the delivery fan-out.
     pub fn after_commit(&self) {
         self.worker_wake.notify_one();
         self.publisher_wake.notify_one();
+        self.fan_out_wake.notify_one();
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<TenantContext>>> {

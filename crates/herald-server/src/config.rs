@@ -168,6 +168,9 @@ pub struct Config {
     /// `HERALD_DELIVERY_SECRET_OVERLAP_SECS`: after a webhook secret's
     /// rotation, how long the previous secret still signs deliveries.
     pub delivery_secret_overlap_secs: u64,
+    /// `HERALD_DELIVERY_TIMEOUT_SECS`: how long one webhook attempt may
+    /// take before it counts as a timeout.
+    pub delivery_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -202,6 +205,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             delivery_allowed_networks: String::new(),
             delivery_secret_overlap_secs: 86_400,
+            delivery_timeout_secs: 15,
         }
     }
 }
@@ -388,6 +392,9 @@ impl Config {
                 "nats_subject_prefix {:?}: dot-separated tokens of ASCII letters, digits, `-` and `_`",
                 self.nats_subject_prefix
             ));
+        }
+        if self.delivery_timeout_secs == 0 {
+            p.push("delivery_timeout_secs: must be at least 1".into());
         }
         if self.nats_duplicate_window_secs == 0 {
             p.push("nats_duplicate_window_secs: must be at least 1".into());

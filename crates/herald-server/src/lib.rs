@@ -20,6 +20,11 @@ use axum::extract::DefaultBodyLimit;
 use herald_core::{Clock, EventProcessor, Limits, SystemClock, UuidV7Ids};
 use herald_registry::ValidatorCache;
 use herald_store::StoreError;
+use herald_workers::delivery::http::HttpSender;
+use herald_workers::delivery::schedule::SeededJitter;
+use herald_workers::delivery::worker::DeliveryWorker;
+use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
+use herald_workers::follower::CommitLogFollower;
 use herald_workers::publish::{self, Publisher};
 use herald_workers::status::StatusWorker;
 use herald_workers::upkeep::Upkeep;
@@ -110,6 +115,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         registry_writes: Arc::default(),
         worker_wake: Arc::new(Notify::new()),
         publisher_wake: Arc::new(Notify::new()),
+        fan_out_wake: Arc::new(Notify::new()),
         publisher: publisher.as_ref().map(|p| p.status.clone()),
         admission: Admission::new(max_inflight, Duration::from_millis(200)),
         body_limits,
@@ -145,6 +151,40 @@ pub async fn run(
             .run(Duration::from_secs(3600), stop_rx.clone()),
         ),
     ];
+    // Delivery: the fan-out turns stored events into due deliveries and
+    // wakes the worker, which sends them.
+    let delivery_wake = Arc::new(Notify::new());
+    tasks.push(tokio::spawn(
+        FanOut::new(app.clock.clone())
+            .waking(delivery_wake.clone())
+            .run(
+                CommitLogFollower::new(app.store.clone(), FAN_OUT_CURSOR, 500),
+                app.store.clone(),
+                app.fan_out_wake.clone(),
+                idle,
+                stop_rx.clone(),
+            ),
+    ));
+    let allowed = app
+        .config
+        .allowed_networks()
+        .map_err(|e| ServerError::Io(format!("delivery_allowed_networks: {e}")))?;
+    let sender = HttpSender::new(allowed)
+        .map_err(|e| ServerError::Io(format!("webhook HTTP client: {e}")))?;
+    // Jitter only spreads retries out; the seed need not be secret.
+    let seed = app.clock.now().unix_nanos() as u64;
+    let deliveries = DeliveryWorker::new(
+        app.store.clone(),
+        app.clock.clone(),
+        Arc::new(sender),
+        Box::new(SeededJitter::new(seed)),
+    )
+    .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs));
+    tasks.push(tokio::spawn(deliveries.run(
+        delivery_wake,
+        idle.min(Duration::from_secs(1)),
+        stop_rx.clone(),
+    )));
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(
             app.publisher_wake.clone(),

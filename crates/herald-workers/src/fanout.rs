@@ -43,6 +43,8 @@ pub struct FanOutCounts {
 pub struct FanOut {
     clock: Arc<dyn Clock>,
     counts: FanOutCounts,
+    /// Notified after a step that stored deliveries (the delivery worker).
+    stored: Option<Arc<Notify>>,
 }
 
 impl FanOut {
@@ -51,7 +53,15 @@ impl FanOut {
         FanOut {
             clock,
             counts: FanOutCounts::default(),
+            stored: None,
         }
+    }
+
+    /// Also notifies `stored` after each step that stored deliveries, so
+    /// the delivery worker sends them at once.
+    pub fn waking(mut self, stored: Arc<Notify>) -> Self {
+        self.stored = Some(stored);
+        self
     }
 
     pub fn counts(&self) -> FanOutCounts {
@@ -211,7 +221,14 @@ impl FanOut {
             if *stop.borrow() {
                 return;
             }
-            match self.step(&follower, &store).await {
+            let before = self.counts.deliveries;
+            let step = self.step(&follower, &store).await;
+            if self.counts.deliveries > before
+                && let Some(stored) = &self.stored
+            {
+                stored.notify_one();
+            }
+            match step {
                 Ok(Follow::Handled { .. }) => continue,
                 Ok(Follow::Caught) => {}
                 Err(StoreError::Closed) => return,

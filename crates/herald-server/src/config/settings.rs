@@ -366,6 +366,15 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.delivery_secret_overlap_secs.to_string(),
         set: |c, v| parse_into(v, &mut c.delivery_secret_overlap_secs),
     },
+    Setting {
+        key: "delivery_timeout_secs",
+        env: "HERALD_DELIVERY_TIMEOUT_SECS",
+        flag: Some("delivery-timeout-secs"),
+        value_name: "SECS",
+        help: "How long one webhook attempt may take before it counts as a timeout",
+        default: |c| c.delivery_timeout_secs.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_timeout_secs),
+    },
 ];
 
 #[cfg(test)]

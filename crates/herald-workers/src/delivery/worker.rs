@@ -12,6 +12,7 @@ use std::time::Duration;
 use herald_core::{Clock, Timestamp};
 use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, Store, StoreError};
 use serde_json::value::RawValue;
+use tokio::sync::{Notify, watch};
 
 use super::classify::{AttemptResult, DEFAULT_SNIPPET_BYTES, TransportFailure, classify};
 use super::schedule::{DEFAULT_RETRY_AFTER_CAP, Jitter, NextStep, RetryPolicy, next_step};
@@ -111,6 +112,27 @@ impl DeliveryWorker {
             self.attempt(delivery).await?;
         }
         Ok(claimed.len())
+    }
+
+    /// Steps until `stop`: again at once after a step that claimed
+    /// something, else after `wake` or `idle` (retries come due with time).
+    pub async fn run(self, wake: Arc<Notify>, idle: Duration, mut stop: watch::Receiver<bool>) {
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.step().await {
+                Ok(n) if n > 0 => continue,
+                Ok(_) => {}
+                Err(StoreError::Closed) => return,
+                Err(e) => tracing::warn!(error = %e, "delivery worker step failed; retrying"),
+            }
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+                _ = stop.changed() => return,
+            }
+        }
     }
 
     async fn attempt(&self, d: &Delivery) -> Result<(), StoreError> {

@@ -7,6 +7,7 @@ mod body_limits;
 mod cli;
 mod commit;
 mod crash;
+mod delivery;
 mod ingest;
 mod nats;
 mod openapi;
