@@ -62,6 +62,7 @@ on_each_backend!(
     a_finished_attempt_is_recorded_and_moves_the_delivery_on,
     a_stale_claim_finishes_nothing,
     a_gone_receiver_disables_the_subscription_with_the_delivery,
+    a_released_claim_is_due_again_without_counting_an_attempt,
 );
 
 fn tenant(name: &str) -> TenantId {
@@ -707,4 +708,40 @@ async fn a_gone_receiver_disables_the_subscription_with_the_delivery(o: Opened) 
         "the stored definition says disabled too"
     );
     assert_eq!(read.spec.headers, spec("gone").headers, "the rest is kept");
+}
+
+async fn a_released_claim_is_due_again_without_counting_an_attempt(o: Opened) {
+    let t = tenant("acme");
+    let e = event_ids(1);
+    let row = new_delivery(&t, "sub_a", e[0], 1, "2026-01-02T03:04:05Z");
+    o.store
+        .fan_out(moved("fan", 0, 1), vec![row])
+        .await
+        .unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let id = "dlv_sub_a-0001";
+    let now = at("2026-01-02T03:04:06Z");
+    o.store.claim_due_deliveries(now, lease, 10).await.unwrap();
+    let later = at("2026-01-02T03:05:00Z");
+    assert!(
+        !o.store.release_delivery(id, 2, later, now).await.unwrap(),
+        "not the token"
+    );
+    assert!(o.store.release_delivery(id, 1, later, now).await.unwrap());
+    assert!(
+        !o.store.release_delivery(id, 1, later, now).await.unwrap(),
+        "released once"
+    );
+    let d = &o.store.deliveries_of_event(&t, e[0]).await.unwrap()[0];
+    assert_eq!(
+        (d.state, d.attempts, d.next_attempt_at, d.lease_until),
+        (DeliveryState::Pending, 0, later, None)
+    );
+    assert_eq!(o.store.delivery_attempts(id).await.unwrap(), vec![]);
+    let again = o
+        .store
+        .claim_due_deliveries(later, lease, 10)
+        .await
+        .unwrap();
+    assert_eq!(again[0].attempts, 1, "the next claim is the first attempt");
 }

@@ -115,6 +115,21 @@ impl PgStore {
         Ok(true)
     }
 
+    pub async fn release_delivery(
+        &self,
+        id: String,
+        token: i64,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(&numbered(sql::RELEASE), &[&at, &now, &clean(&id), &token])
+            .await
+            .map_err(pg_err)?;
+        Ok(n == 1)
+    }
+
     pub async fn delivery_attempts(
         &self,
         delivery_id: &str,

@@ -114,6 +114,22 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn release_delivery(
+        &self,
+        id: String,
+        token: i64,
+        at: i64,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        self.write(move |c| {
+            let n = c
+                .prepare_cached(sql::RELEASE)?
+                .execute(params![at, now, id, token])?;
+            Ok(n == 1)
+        })
+        .await
+    }
+
     pub async fn delivery_attempts(
         &self,
         delivery_id: &str,

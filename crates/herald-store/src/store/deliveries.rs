@@ -74,6 +74,21 @@ impl Store {
         each!(self, s => s.finish_delivery(finish).await)
     }
 
+    /// Puts a claimed delivery back unattempted, due at `at`: pending again
+    /// with its attempt count as before the claim (`token - 1`), no attempt
+    /// recorded. Only under the current claim token; `false` otherwise.
+    pub async fn release_delivery(
+        &self,
+        delivery_id: &str,
+        token: i64,
+        at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let id = delivery_id.to_string();
+        let (at, now) = (at.unix_micros(), now.unix_micros());
+        each!(self, s => s.release_delivery(id, token, at, now).await)
+    }
+
     /// The recorded attempts at one delivery, first first.
     pub async fn delivery_attempts(
         &self,
@@ -184,6 +199,11 @@ pub(crate) mod sql {
         next_attempt_at = COALESCE(?, next_attempt_at), lease_until = NULL, last_status = ?, \
         last_error_class = ?, updated_at = ? \
         WHERE delivery_id = ? AND attempts = ? AND state = 'in_flight' RETURNING subscription_id";
+
+    /// `next_attempt_at`, `updated_at`, `delivery_id`, `attempts` (the token).
+    pub(crate) const RELEASE: &str = "UPDATE deliveries SET state = 'pending', \
+        attempts = attempts - 1, next_attempt_at = ?, lease_until = NULL, updated_at = ? \
+        WHERE delivery_id = ? AND attempts = ? AND state = 'in_flight'";
 
     /// The values of [`Finish`] in order.
     pub(crate) const RECORD_ATTEMPT: &str = "INSERT INTO delivery_attempts (delivery_id, \
