@@ -17,6 +17,7 @@ use herald_store::{
     DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec, postgres, sqlite,
 };
 use herald_testkit::{Backend, on_each_backend};
+use herald_workers::delivery::breaker::BreakerConfig;
 use herald_workers::delivery::signature::{WebhookSecret, verify};
 use herald_workers::delivery::worker::{
     DeliveryWorker, OutgoingWebhook, SendResult, WebhookSender,
@@ -72,6 +73,8 @@ on_each_backend!(
     spent_retries_make_a_dead_letter,
     retry_after_is_honoured,
     a_deleted_subscription_ends_its_deliveries,
+    an_open_breaker_puts_deliveries_back_unattempted,
+    a_rotated_out_secret_still_signs_during_the_overlap,
 );
 
 /// Records every request and answers from a script (then 204s).
@@ -373,4 +376,76 @@ async fn a_deleted_subscription_ends_its_deliveries(o: Opened) {
     assert_eq!(d.state, DeliveryState::Dead);
     assert_eq!(d.last_error_class.as_deref(), Some("subscription_deleted"));
     assert!(s.sender.sent().is_empty());
+}
+
+async fn an_open_breaker_puts_deliveries_back_unattempted(o: Opened) {
+    let store = &o.store;
+    let s = setup(
+        store,
+        &["order.a", "order.b", "order.c"],
+        vec![status(500), status(500)],
+    )
+    .await;
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        s.clock.clone(),
+        s.sender.clone(),
+        Box::new(|| 0.5),
+    )
+    .with_breaker(BreakerConfig {
+        failure_threshold: 2,
+        cooldown: std::time::Duration::from_secs(60),
+        ..BreakerConfig::default()
+    });
+    assert_eq!(worker.step().await.unwrap(), 3);
+    assert_eq!(
+        s.sender.sent().len(),
+        2,
+        "two failures open the breaker; the third is not sent"
+    );
+    let third = &store
+        .deliveries_of_event(&s.tenant, s.events[2])
+        .await
+        .unwrap()[0];
+    assert_eq!(third.state, DeliveryState::Pending);
+    assert_eq!(third.attempts, 0, "a refusal is not an attempt");
+    assert_eq!(
+        third.next_attempt_at,
+        at("2030-01-02T03:06:00Z"),
+        "due when the breaker half-opens"
+    );
+    // After the cooldown one probe goes out; it succeeds and closes the breaker.
+    s.clock.advance(time::Duration::seconds(60));
+    worker.step().await.unwrap();
+    assert_eq!(state(store, &s, 2).await, (DeliveryState::Delivered, 1));
+}
+
+async fn a_rotated_out_secret_still_signs_during_the_overlap(o: Opened) {
+    let store = &o.store;
+    let s = setup(store, &["order.created"], vec![]).await;
+    let mut sub = store
+        .get_subscription(&s.tenant, "sub_a")
+        .await
+        .unwrap()
+        .unwrap();
+    let new = WebhookSecret::generate([9; 32]);
+    sub.previous_secret = Some(sub.secret.clone());
+    sub.previous_secret_expires_at = Some(at("2030-01-03T00:00:00Z"));
+    sub.secret = new.expose();
+    store.delete_subscription(&s.tenant, "sub_a").await.unwrap();
+    store.insert_subscription(sub).await.unwrap();
+    s.worker.step().await.unwrap();
+    let sent = &s.sender.sent()[0];
+    let now = herald_core::Clock::now(&*s.clock);
+    verified(sent, now);
+    verify(
+        header(sent, "webhook-id"),
+        header(sent, "webhook-timestamp"),
+        sent.body.as_bytes(),
+        header(sent, "webhook-signature"),
+        &[new],
+        now.unix_micros() / 1_000_000,
+        300,
+    )
+    .expect("the new secret signs too");
 }

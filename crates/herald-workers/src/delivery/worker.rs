@@ -4,6 +4,7 @@
 //! network is behind [`WebhookSender`], so tests drive the worker with a
 //! fake sender and a manual clock.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,7 @@ use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, Store, StoreError
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
+use super::breaker::{Admission, BreakerConfig, CircuitBreaker};
 use super::classify::{AttemptResult, DEFAULT_SNIPPET_BYTES, TransportFailure, classify};
 use super::schedule::{DEFAULT_RETRY_AFTER_CAP, Jitter, NextStep, RetryPolicy, next_step};
 use super::signature::{WebhookMessage, WebhookSecret, build_request, webhook_body};
@@ -59,6 +61,9 @@ pub struct DeliveryWorker {
     clock: Arc<dyn Clock>,
     sender: Arc<dyn WebhookSender>,
     jitter: Mutex<Box<dyn Jitter + Send>>,
+    /// One circuit breaker per callback URL, in memory.
+    breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    breaker: BreakerConfig,
     timeout: Duration,
     lease: Duration,
     batch: usize,
@@ -87,6 +92,8 @@ impl DeliveryWorker {
             clock,
             sender,
             jitter: Mutex::new(jitter),
+            breakers: Mutex::default(),
+            breaker: BreakerConfig::default(),
             timeout: DEFAULT_TIMEOUT,
             lease: DEFAULT_TIMEOUT * 2,
             batch: 64,
@@ -97,6 +104,12 @@ impl DeliveryWorker {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self.lease = timeout * 2;
+        self
+    }
+
+    /// How each endpoint's circuit breaker opens.
+    pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
+        self.breaker = breaker;
         self
     }
 
@@ -167,6 +180,24 @@ impl DeliveryWorker {
                 .await?;
             return Ok(());
         }
+        let url = subscription.spec.callback_url.clone();
+        let admission = self
+            .breakers
+            .lock()
+            .expect("breakers lock")
+            .entry(url.clone())
+            .or_insert_with(|| CircuitBreaker::new(self.breaker))
+            .try_acquire(now);
+        let permit = match admission {
+            Admission::Allowed(permit) => permit,
+            Admission::Rejected { retry_at } => {
+                // The endpoint is failing: back in the queue, unattempted.
+                self.store
+                    .release_delivery(&d.delivery_id, d.attempts, retry_at, now)
+                    .await?;
+                return Ok(());
+            }
+        };
         let Some(stored) = self.store.get_event(&d.tenant_id, d.event_id).await? else {
             record.error_class = Some("event_gone".into());
             self.store
@@ -229,7 +260,7 @@ impl DeliveryWorker {
         let result = self
             .sender
             .send(OutgoingWebhook {
-                url: subscription.spec.callback_url.clone(),
+                url: url.clone(),
                 headers,
                 body: signed.body,
                 timeout: self.timeout,
@@ -250,6 +281,12 @@ impl DeliveryWorker {
         };
         let now = self.clock.now();
         let verdict = classify(&seen, now, DEFAULT_RETRY_AFTER_CAP, DEFAULT_SNIPPET_BYTES);
+        // A 4xx other than 429 is the endpoint answering: not a failure of it.
+        let healthy = verdict.error_class.is_none()
+            || matches!(verdict.status, Some(400..=499) if verdict.status != Some(429));
+        if let Some(breaker) = self.breakers.lock().expect("breakers lock").get_mut(&url) {
+            breaker.record(permit, healthy, now);
+        }
         record.status = verdict.status.map(i64::from);
         record.error_class = verdict.error_class.map(|c| c.as_str().to_string());
         record.response_snippet = Some(verdict.snippet).filter(|s| !s.is_empty());
