@@ -75,6 +75,7 @@ on_each_backend!(
     a_deleted_subscription_ends_its_deliveries,
     an_open_breaker_puts_deliveries_back_unattempted,
     a_rotated_out_secret_still_signs_during_the_overlap,
+    one_steps_sends_run_concurrently_up_to_the_bound,
 );
 
 /// Records every request and answers from a script (then 204s).
@@ -199,12 +200,14 @@ async fn setup(store: &Store, types: &[&str], answers: Vec<SendResult>) -> Setup
         .unwrap();
     let sender = FakeSender::answering(answers);
     // The middle of the jitter range: no jitter.
+    // One send at a time, so the scripted answers meet deliveries in order.
     let worker = DeliveryWorker::new(
         store.clone(),
         clock.clone(),
         sender.clone(),
         Box::new(|| 0.5),
-    );
+    )
+    .with_concurrency(1);
     Setup {
         clock,
         sender,
@@ -392,6 +395,7 @@ async fn an_open_breaker_puts_deliveries_back_unattempted(o: Opened) {
         s.sender.clone(),
         Box::new(|| 0.5),
     )
+    .with_concurrency(1)
     .with_breaker(BreakerConfig {
         failure_threshold: 2,
         cooldown: std::time::Duration::from_secs(60),
@@ -448,4 +452,57 @@ async fn a_rotated_out_secret_still_signs_during_the_overlap(o: Opened) {
         300,
     )
     .expect("the new secret signs too");
+}
+
+/// Answers only once `parties` requests are in flight together, and
+/// counts the most it saw at once.
+#[derive(Debug)]
+struct GatheringSender {
+    barrier: tokio::sync::Barrier,
+    in_flight: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+}
+
+impl WebhookSender for GatheringSender {
+    fn send<'a>(
+        &'a self,
+        _request: OutgoingWebhook,
+    ) -> Pin<Box<dyn Future<Output = SendResult> + Send + 'a>> {
+        use std::sync::atomic::Ordering::SeqCst;
+        Box::pin(async move {
+            let now = self.in_flight.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            self.barrier.wait().await;
+            self.in_flight.fetch_sub(1, SeqCst);
+            status(204)
+        })
+    }
+}
+
+async fn one_steps_sends_run_concurrently_up_to_the_bound(o: Opened) {
+    let store = &o.store;
+    let s = setup(store, &["order.a", "order.b", "order.c", "order.d"], vec![]).await;
+    let sender = Arc::new(GatheringSender {
+        barrier: tokio::sync::Barrier::new(2),
+        in_flight: Default::default(),
+        most: Default::default(),
+    });
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        s.clock.clone(),
+        sender.clone(),
+        Box::new(|| 0.5),
+    )
+    .with_concurrency(2);
+    // Sent one at a time, the first send would wait for a partner for ever.
+    let step = tokio::time::timeout(std::time::Duration::from_secs(10), worker.step());
+    assert_eq!(step.await.expect("sends ran together").unwrap(), 4);
+    assert_eq!(
+        sender.most.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "never more than the bound"
+    );
+    for i in 0..4 {
+        assert_eq!(state(store, &s, i).await, (DeliveryState::Delivered, 1));
+    }
 }

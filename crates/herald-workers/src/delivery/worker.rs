@@ -10,6 +10,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use herald_core::{Clock, Timestamp};
 use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, Store, StoreError};
 use serde_json::value::RawValue;
@@ -67,6 +68,8 @@ pub struct DeliveryWorker {
     timeout: Duration,
     lease: Duration,
     batch: usize,
+    /// Sends in flight at once within a step.
+    concurrency: usize,
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -97,6 +100,7 @@ impl DeliveryWorker {
             timeout: DEFAULT_TIMEOUT,
             lease: DEFAULT_TIMEOUT * 2,
             batch: 64,
+            concurrency: 8,
         }
     }
 
@@ -104,6 +108,12 @@ impl DeliveryWorker {
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self.lease = timeout * 2;
+        self
+    }
+
+    /// How many sends of one step may be in flight at once (at least 1).
+    pub fn with_concurrency(mut self, concurrency: usize) -> Self {
+        self.concurrency = concurrency.max(1);
         self
     }
 
@@ -121,9 +131,12 @@ impl DeliveryWorker {
             .store
             .claim_due_deliveries(now, self.lease, self.batch)
             .await?;
-        for delivery in &claimed {
-            self.attempt(delivery).await?;
-        }
+        let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(&claimed)
+            .map(|d| self.attempt(d))
+            .buffer_unordered(self.concurrency)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<(), _>>()?;
         Ok(claimed.len())
     }
 
