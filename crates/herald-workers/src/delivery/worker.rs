@@ -131,8 +131,10 @@ impl DeliveryWorker {
             .store
             .claim_due_deliveries(now, self.lease, self.batch)
             .await?;
-        let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(&claimed)
-            .map(|d| self.attempt(d))
+        // The futures are made first: a closure inside the stream would
+        // make the step's future not `Send` for every lifetime.
+        let attempts: Vec<_> = claimed.iter().map(|d| self.attempt(d)).collect();
+        let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(attempts)
             .buffer_unordered(self.concurrency)
             .collect()
             .await;
