@@ -330,6 +330,11 @@ async fn gone_disables_the_subscription_and_stops_attempts(o: Opened) {
     s.clock.advance(time::Duration::seconds(3_600));
     s.worker.step().await.unwrap();
     assert_eq!(s.sender.sent().len(), 1, "only the first was sent");
+    let waiting = [state(store, &s, 0).await, state(store, &s, 1).await];
+    assert!(
+        waiting.contains(&(DeliveryState::Pending, 0)),
+        "the other waits unattempted: {waiting:?}"
+    );
 }
 
 async fn spent_retries_make_a_dead_letter(o: Opened) {

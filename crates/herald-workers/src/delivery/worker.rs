@@ -186,12 +186,11 @@ impl DeliveryWorker {
             return Ok(());
         };
         if !subscription.spec.enabled {
-            // Kept for when it is enabled again; looked at once a minute.
+            // Kept, unattempted, for when it is enabled again; looked at
+            // once a minute.
             let at = later(now, Duration::from_secs(60));
-            record.error_class = Some("subscription_disabled".into());
-            record.next_attempt_at = Some(at);
             self.store
-                .finish_delivery(&d.delivery_id, record, DeliveryOutcome::RetryAt(at))
+                .release_delivery(&d.delivery_id, d.attempts, at, now)
                 .await?;
             return Ok(());
         }
