@@ -13,54 +13,16 @@ use herald_core::{
     EmailHasher, EventProcessor, EventStatus, ProcessingContext, TenantId, Timestamp,
 };
 use herald_store::*;
-use herald_testkit::{Backend, PgSchema, on_each_backend, pg_url, wait_until};
+use herald_testkit::store::pg_options;
+use herald_testkit::{
+    Backend, PgSchema, StoreUnderTest, on_each_backend, open_store, pg_url, wait_until,
+};
 use serde_json::json;
-
-/// A store opened on one backend for one test, with what keeps it alive
-/// (its data dir, or its PostgreSQL schema, dropped with it).
-struct StoreUnderTest {
-    name: &'static str,
-    store: Store,
-    backend: Backend,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// Opens a fresh store on `backend`: SQLite in a temp dir, PostgreSQL in
-/// the test's own schema.
-async fn open(backend: Backend) -> StoreUnderTest {
-    match &backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
-                .expect("open sqlite");
-            StoreUnderTest {
-                name: "sqlite",
-                store,
-                backend,
-                _dir: Some(dir),
-            }
-        }
-        Backend::Postgres(schema) => StoreUnderTest {
-            name: "postgres",
-            store: open_pg(schema).await,
-            backend,
-            _dir: None,
-        },
-    }
-}
 
 /// A schema of the test's own on `HERALD_TEST_DATABASE_URL`, for the tests
 /// of what only PostgreSQL has.
 fn pg_schema() -> Option<PgSchema> {
     pg_url().map(|url| PgSchema::named(&url, "conformance"))
-}
-
-fn pg_options(schema: &PgSchema) -> postgres::PgOptions {
-    postgres::PgOptions {
-        schema: schema.name.clone(),
-        pool_size: 4,
-        ..postgres::PgOptions::new(&schema.url)
-    }
 }
 
 async fn open_pg(schema: &PgSchema) -> Store {
@@ -70,7 +32,7 @@ async fn open_pg(schema: &PgSchema) -> Store {
 }
 
 on_each_backend!(
-    open = open;
+    open = open_store;
     append_then_get_returns_the_same_event_and_isolates_tenants,
     idempotency_key_returns_the_first_event_and_stores_nothing_new,
     streams_get_consecutive_versions_and_expected_version_conflicts,
@@ -1754,9 +1716,9 @@ async fn postgres_events_land_in_monthly_partitions_and_old_ones_in_the_default(
 /// Makes the database itself refuse events of type `poison`, as a real
 /// constraint or a full disk might refuse one request's rows.
 async fn refuse_poison(b: &StoreUnderTest) {
-    match (&b._dir, &b.backend) {
+    match (b.data_dir(), &b.backend) {
         (Some(dir), _) => {
-            let conn = rusqlite::Connection::open(dir.path().join(sqlite::DB_FILE)).unwrap();
+            let conn = rusqlite::Connection::open(dir.join(sqlite::DB_FILE)).unwrap();
             conn.execute_batch(
                 "CREATE TRIGGER poison BEFORE INSERT ON events WHEN NEW.event_type = 'poison' \
                  BEGIN SELECT RAISE(ABORT, 'poison refused'); END;",

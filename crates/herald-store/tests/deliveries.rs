@@ -7,47 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use herald_core::{EventId, IdSource, SequentialIds, TenantId, Timestamp};
 use herald_store::*;
-use herald_testkit::{Backend, on_each_backend};
+use herald_testkit::on_each_backend;
 use serde_json::json;
 
-/// A store on one backend, with what keeps it alive.
-struct Opened {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    _backend: Backend,
-}
-
-async fn open(backend: Backend) -> Opened {
-    match &backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
-                .expect("open sqlite");
-            Opened {
-                store,
-                _dir: Some(dir),
-                _backend: backend,
-            }
-        }
-        Backend::Postgres(schema) => {
-            let options = postgres::PgOptions {
-                schema: schema.name.clone(),
-                pool_size: 2,
-                ..postgres::PgOptions::new(&schema.url)
-            };
-            let store = Store::open_postgres(options, time::OffsetDateTime::now_utc())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
-                });
-            Opened {
-                store,
-                _dir: None,
-                _backend: backend,
-            }
-        }
-    }
-}
+use herald_testkit::{StoreUnderTest as Opened, open_store as open};
 
 on_each_backend!(
     open = open;

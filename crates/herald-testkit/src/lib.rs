@@ -11,6 +11,8 @@
 //!   a reader. [`proxy`]: a TCP proxy that can cut a connection.
 //! - [`app`] (feature `server`, on by default): `spawn_app()`, the server
 //!   in-process on port 0 with a temp data dir.
+//! - [`store`]: a fresh store on one backend, for the tests below the
+//!   server.
 //! - [`wait`]: bounded waits on a condition, never a fixed sleep.
 //! - [`problem`]: checks of a problem+json answer.
 //! - [`receiver`]: a real HTTP webhook receiver feeding a channel.
@@ -26,6 +28,7 @@ pub mod problem;
 pub mod proxy;
 pub mod receiver;
 pub mod services;
+pub mod store;
 pub mod wait;
 
 #[cfg(feature = "server")]
@@ -35,4 +38,5 @@ pub use problem::{Problem, assert_problem, read_problem};
 pub use proxy::{Mode, Proxy};
 pub use receiver::{Received, WebhookReceiver};
 pub use services::{Backend, PgSchema, nats_url, pg_url, unique};
+pub use store::{StoreUnderTest, open_store};
 pub use wait::{stays, wait_for, wait_until};

@@ -13,10 +13,8 @@ use herald_core::{
     EmailHasher, EventId, EventProcessor, ManualClock, ProcessingContext, SequentialIds, TenantId,
     Timestamp,
 };
-use herald_store::{
-    DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec, postgres, sqlite,
-};
-use herald_testkit::{Backend, on_each_backend};
+use herald_store::{DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec};
+use herald_testkit::on_each_backend;
 use herald_workers::delivery::breaker::BreakerConfig;
 use herald_workers::delivery::signature::{WebhookSecret, verify};
 use herald_workers::delivery::worker::{
@@ -26,44 +24,7 @@ use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
 use herald_workers::follower::CommitLogFollower;
 use serde_json::{Value, json};
 
-/// A store on one backend, with what keeps it alive.
-struct Opened {
-    store: Store,
-    _dir: Option<tempfile::TempDir>,
-    _backend: Backend,
-}
-
-async fn open(backend: Backend) -> Opened {
-    match &backend {
-        Backend::Sqlite => {
-            let dir = tempfile::tempdir().expect("temp dir");
-            let store = Store::open_sqlite(dir.path(), sqlite::SqliteOptions::default())
-                .expect("open sqlite");
-            Opened {
-                store,
-                _dir: Some(dir),
-                _backend: backend,
-            }
-        }
-        Backend::Postgres(schema) => {
-            let options = postgres::PgOptions {
-                schema: schema.name.clone(),
-                pool_size: 2,
-                ..postgres::PgOptions::new(&schema.url)
-            };
-            let store = Store::open_postgres(options, time::OffsetDateTime::now_utc())
-                .await
-                .unwrap_or_else(|e| {
-                    panic!("HERALD_TEST_DATABASE_URL is set but PostgreSQL failed: {e}")
-                });
-            Opened {
-                store,
-                _dir: None,
-                _backend: backend,
-            }
-        }
-    }
-}
+use herald_testkit::{StoreUnderTest as Opened, open_store as open};
 
 on_each_backend!(
     open = open;
