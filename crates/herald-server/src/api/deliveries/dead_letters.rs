@@ -68,7 +68,7 @@ pub const LIST_PARAMS: &[Param] = &[
     Param {
         name: "error_class",
         kind: ParamKind::String,
-        description: "only those whose last attempt failed so (server_error, timeout, connect, client_error, …)",
+        description: "only those whose last attempt failed so (http_5xx, http_4xx, timeout, connect, …)",
     },
     Param {
         name: "limit",
