@@ -45,6 +45,9 @@ pub struct App {
     /// Woken after each commit that stored events, so the delivery
     /// fan-out matches them at once.
     pub fan_out_wake: Arc<Notify>,
+    /// Wakes the delivery worker: after the fan-out stored deliveries, and
+    /// after a redrive or recover re-queued some, so they go out at once.
+    pub delivery_wake: Arc<Notify>,
     /// The NATS publisher's state, when `HERALD_NATS_URL` is set.
     pub publisher: Option<Arc<PublisherStatus>>,
     pub admission: Admission,

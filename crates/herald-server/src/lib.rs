@@ -116,6 +116,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         worker_wake: Arc::new(Notify::new()),
         publisher_wake: Arc::new(Notify::new()),
         fan_out_wake: Arc::new(Notify::new()),
+        delivery_wake: Arc::new(Notify::new()),
         publisher: publisher.as_ref().map(|p| p.status.clone()),
         admission: Admission::new(max_inflight, Duration::from_millis(200)),
         body_limits,
@@ -153,7 +154,7 @@ pub async fn run(
     ];
     // Delivery: the fan-out turns stored events into due deliveries and
     // wakes the worker, which sends them.
-    let delivery_wake = Arc::new(Notify::new());
+    let delivery_wake = app.delivery_wake.clone();
     tasks.push(tokio::spawn(
         FanOut::new(app.clock.clone())
             .waking(delivery_wake.clone())

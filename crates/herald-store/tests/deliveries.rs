@@ -94,6 +94,7 @@ fn stored(d: &NewDelivery) -> Delivery {
         last_error_class: None,
         created_at: d.created_at,
         updated_at: d.created_at,
+        attempt_base: 0,
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod definitions;
+pub mod deliveries;
 pub mod events;
 pub mod health;
 pub mod settings;

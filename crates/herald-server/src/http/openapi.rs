@@ -112,7 +112,101 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), subscription_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), delivery_schemas()) {
+        all.extend(more);
+    }
     all
+}
+
+/// Deliveries with their attempts, dead letters, and the redrive and
+/// recover requests.
+fn delivery_schemas() -> Value {
+    use herald_store::DeliveryState;
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let maybe = |t: &str| json!({ "type": [t, "null"] });
+    let maybe_time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let states: Vec<&str> = DeliveryState::ALL.iter().map(|s| s.as_str()).collect();
+    let attempt = json!({ "type": "object", "required": ["attempt", "at", "status_code", "duration_ms", "error_class", "response_snippet", "next_attempt_at"], "properties": {
+        "attempt": { "type": "integer", "description": "1 for the first; a redriven delivery's attempts number on after its earlier ones" },
+        "at": date_time, "status_code": maybe("integer"), "duration_ms": s("integer"),
+        "error_class": { "type": ["string", "null"], "description": "how it failed (server_error, timeout, connect, …); null on success" },
+        "response_snippet": { "type": ["string", "null"], "description": "the start of the response body, capped" },
+        "next_attempt_at": maybe_time } });
+    let delivery_fields = json!({
+        "delivery_id": s("string"), "subscription_id": s("string"), "event_id": { "type": "string", "format": "uuid" },
+        "webhook_id": { "type": "string", "description": "the webhook-id header: the same on every attempt, redrive and recover of this delivery" },
+        "replay_id": { "type": ["string", "null"], "description": "set on a delivery a replay made" },
+        "state": { "type": "string", "enum": states }, "attempt_count": s("integer"),
+        "next_attempt_at": { "type": ["string", "null"], "format": "date-time", "description": "null once delivered or dead" },
+        "last_status": maybe("integer"), "last_error_class": maybe("string"),
+        "stream_id": maybe("string"), "stream_version": maybe("integer"),
+        "created_at": date_time, "updated_at": date_time,
+        "attempts": { "type": "array", "items": { "$ref": "#/components/schemas/DeliveryAttempt" } },
+    });
+    let delivery_required = json!([
+        "delivery_id",
+        "subscription_id",
+        "event_id",
+        "webhook_id",
+        "replay_id",
+        "state",
+        "attempt_count",
+        "next_attempt_at",
+        "attempts"
+    ]);
+    let mut dead_fields = delivery_fields.clone();
+    for (k, v) in [
+        (
+            "event_type",
+            json!({ "type": ["string", "null"], "description": "null once the event is no longer stored" }),
+        ),
+        ("event_time", maybe_time.clone()),
+        (
+            "died_at",
+            json!({ "type": "string", "format": "date-time", "description": "when it was given up on" }),
+        ),
+        (
+            "last_error",
+            json!({ "anyOf": [{ "$ref": "#/components/schemas/DeliveryAttempt" }, { "type": "null" }], "description": "the last attempt" }),
+        ),
+        (
+            "event",
+            json!({ "anyOf": [{ "$ref": "#/components/schemas/EventResponse" }, { "type": "null" }] }),
+        ),
+        (
+            "subscription",
+            json!({ "type": ["object", "null"], "description": "the target; null once deleted", "properties": {
+            "subscription_id": s("string"), "subscriber_name": s("string"), "callback_url": s("string"), "enabled": s("boolean") } }),
+        ),
+    ] {
+        dead_fields[k] = v;
+    }
+    let filter = json!({
+        "subscription_id": s("string"), "event_type": { "type": "string", "description": "the event's exact type" },
+        "start_time": { "type": "string", "format": "date-time", "description": "died at or after" },
+        "end_time": { "type": "string", "format": "date-time", "description": "died before" },
+        "error_class": { "type": "string", "description": "the last attempt's error class" },
+    });
+    let mut by_filter = filter.clone();
+    by_filter["ids"] = json!({ "type": "array", "items": s("string"), "minItems": 1, "maxItems": 1000, "description": "delivery ids; not together with filter fields" });
+    json!({
+        "DeliveryAttempt": attempt,
+        "Delivery": { "type": "object", "required": delivery_required, "properties": delivery_fields },
+        "DeliveryList": { "type": "object", "required": ["deliveries", "count"], "properties": {
+            "deliveries": { "type": "array", "items": { "$ref": "#/components/schemas/Delivery" } }, "count": s("integer"),
+            "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
+        "DeadLetter": { "type": "object", "properties": dead_fields },
+        "DeadLetterList": { "type": "object", "required": ["dead_letters", "count", "has_more", "next_cursor"], "properties": {
+            "dead_letters": { "type": "array", "items": { "$ref": "#/components/schemas/DeadLetter" } }, "count": s("integer"),
+            "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
+        "RedriveRequest": { "type": "object", "properties": by_filter,
+            "description": "ids, or at least one filter field (all given must hold); a body with neither is refused" },
+        "RedriveResponse": { "type": "object", "required": ["redriven"], "properties": { "redriven": { "type": "integer", "description": "how many dead letters were re-queued" } } },
+        "RecoverRequest": { "type": "object", "required": ["since"], "properties": { "since": date_time,
+            "until": { "type": "string", "format": "date-time", "description": "default: now" } } },
+        "RecoverResponse": { "type": "object", "required": ["recovered", "since", "until"], "properties": {
+            "recovered": { "type": "integer", "description": "how many dead deliveries were re-queued" }, "since": date_time, "until": date_time } },
+    })
 }
 
 /// The subscription resource's schemas: the request, the answer (with the

@@ -8,6 +8,7 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use herald_store::Scope;
 
 use crate::App;
+use crate::api::deliveries::{self, dead_letters};
 use crate::api::{admin, definitions, events, health, settings, subscriptions};
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -248,6 +249,66 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         success: &[(200, "SubscriptionWithSecret", "rotated")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/subscriptions/{subscription_id}/recover",
+        handler: |m| on(m, dead_letters::recover),
+        summary: "Re-queue the subscription's deliveries that died in [since, until) (until defaults to now): the same deliveries, same webhook-id, retry schedule from the start",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("RecoverRequest"),
+        success: &[(200, "RecoverResponse", "re-queued")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/subscriptions/{subscription_id}/deliveries",
+        handler: |m| on(m, deliveries::of_subscription),
+        summary: "The subscription's deliveries in creation order, each with every attempt (time, status code, duration, response snippet, error class, next attempt)",
+        access: Access::Tenant(Scope::Read),
+        query: deliveries::SUBSCRIPTION_PARAMS,
+        request: None,
+        success: &[(200, "DeliveryList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/{event_id}/deliveries",
+        handler: |m| on(m, deliveries::of_event),
+        summary: "Every delivery of the event (one per matching subscription and per replay), each with every attempt",
+        access: Access::Tenant(Scope::Read),
+        query: &[],
+        request: None,
+        success: &[(200, "DeliveryList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/dlq",
+        handler: |m| on(m, dead_letters::list),
+        summary: "Dead letters: deliveries given up on, with their event, target subscription, every attempt and the last error; filters and keyset paging",
+        access: Access::Tenant(Scope::Read),
+        query: dead_letters::LIST_PARAMS,
+        request: None,
+        success: &[(200, "DeadLetterList", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/dlq/redrive",
+        handler: |m| on(m, dead_letters::redrive),
+        summary: "Re-queue dead letters by id or by filter: the same deliveries (same webhook-id), due at once, retry schedule from the start; answers how many",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("RedriveRequest"),
+        success: &[(200, "RedriveResponse", "re-queued")],
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/dlq/{delivery_id}",
+        handler: |m| on(m, dead_letters::discard),
+        summary: "Discard one dead letter and its attempts",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: None,
+        success: &[(204, "Empty", "discarded")],
     },
     Route {
         method: Method::Get,

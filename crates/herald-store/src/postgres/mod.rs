@@ -24,6 +24,7 @@
 mod audit;
 mod columns;
 mod cursors;
+mod dead_letters;
 mod definitions;
 mod deliveries;
 mod events;

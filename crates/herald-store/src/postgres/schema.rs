@@ -249,6 +249,12 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (delivery_id, attempt)
 );
 "#,
+    // Redrive: `attempts` at the last redrive, so the retry schedule starts
+    // over while attempt numbers go on; dead letters listed per tenant.
+    r#"
+ALTER TABLE deliveries ADD COLUMN attempt_base bigint NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

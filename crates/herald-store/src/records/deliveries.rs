@@ -68,6 +68,9 @@ pub struct Delivery {
     pub last_error_class: Option<String>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// `attempts` when the delivery was last redriven (0 before): the
+    /// retry schedule counts from here, attempt numbers go on from here.
+    pub attempt_base: i64,
 }
 
 /// One page of a subscription's deliveries, in id (creation) order.

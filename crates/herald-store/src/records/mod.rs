@@ -1,8 +1,8 @@
 //! The values that cross the store contract: tenants, keys, appends and
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
-//! settings, webhook subscriptions (`subscriptions.rs`) and their deliveries
-//! (`deliveries.rs`); event definitions cross it as
-//! `herald_registry::EventDefinition`.
+//! settings, webhook subscriptions (`subscriptions.rs`), their deliveries
+//! (`deliveries.rs`) and dead letters (`dead_letters.rs`); event definitions
+//! cross it as `herald_registry::EventDefinition`.
 
 use herald_core::filter::EventFilter;
 use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp, ValidationMode};
@@ -435,6 +435,8 @@ macro_rules! text_enum {
 // After the macro: deliveries declare their state with it.
 mod deliveries;
 pub use deliveries::*;
+mod dead_letters;
+pub use dead_letters::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

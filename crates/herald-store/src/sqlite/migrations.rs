@@ -215,6 +215,12 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (delivery_id, attempt)
 ) STRICT;
 "#,
+    // Redrive: `attempts` at the last redrive, so the retry schedule starts
+    // over while attempt numbers go on; dead letters listed per tenant.
+    r#"
+ALTER TABLE deliveries ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

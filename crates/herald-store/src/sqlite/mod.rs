@@ -11,6 +11,7 @@
 
 mod audit;
 mod cursors;
+mod dead_letters;
 mod definitions;
 mod deliveries;
 mod events;

@@ -135,7 +135,7 @@ pub(crate) mod sql {
     /// The columns [`delivery_row`] reads, in its order.
     pub(crate) const COLUMNS: &str = "delivery_id, tenant_id, subscription_id, event_id, seq, \
         stream_id, stream_version, webhook_id, replay_id, state, attempts, next_attempt_at, \
-        lease_until, last_status, last_error_class, created_at, updated_at";
+        lease_until, last_status, last_error_class, created_at, updated_at, attempt_base";
 
     /// One new row: the values of [`NewValues`] in order. A row the
     /// subscription has for the event already is a uniqueness violation
@@ -337,11 +337,12 @@ pub(crate) mod sql {
             last_error_class: r.opt_text(14)?,
             created_at: micros(r.int(15)?)?,
             updated_at: micros(r.int(16)?)?,
+            attempt_base: r.int(17)?,
         })
     }
 
     /// A UTC timestamp from microseconds since the epoch.
-    fn micros(us: i64) -> Result<Timestamp, StoreError> {
+    pub(crate) fn micros(us: i64) -> Result<Timestamp, StoreError> {
         let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
         Timestamp::from_parts(us.div_euclid(1_000_000), nanos, 0)
             .map_err(|e| StoreError::corrupt(format!("time of {us} µs: {e}")))

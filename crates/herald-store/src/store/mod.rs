@@ -4,6 +4,7 @@
 
 mod audit;
 pub(crate) mod cursors;
+pub(crate) mod dead_letters;
 mod definitions;
 pub(crate) mod deliveries;
 mod events;

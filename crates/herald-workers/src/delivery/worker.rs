@@ -308,9 +308,11 @@ impl DeliveryWorker {
             .unwrap_or_default();
         let step = {
             let mut jitter = self.jitter.lock().expect("jitter lock");
+            // Attempts since the last redrive: a redriven dead letter's
+            // schedule starts over.
             next_step(
                 &policy,
-                d.attempts.max(0) as u32,
+                (d.attempts - d.attempt_base).max(0) as u32,
                 verdict.verdict,
                 now,
                 &mut || jitter.unit(),

@@ -8,6 +8,7 @@ mod cli;
 mod commit;
 mod crash;
 mod delivery;
+mod dlq;
 mod ingest;
 mod nats;
 mod openapi;

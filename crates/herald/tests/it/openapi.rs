@@ -218,6 +218,7 @@ async fn every_real_answer_matches_the_documented_schema() {
     )
     .await;
     let id = created["event_id"].as_str().unwrap();
+    let event_deliveries = format!("/api/v1/events/{id}/deliveries");
     c.check(
         "get",
         "/api/v1/events/{event_id}",
@@ -363,6 +364,58 @@ async fn every_real_answer_matches_the_documented_schema() {
     // After a rotation the answer says until when the old secret signs.
     c.check("get", sub_route, get(&one, &admin).await.unwrap())
         .await;
+    // Its deliveries, a recover (and a bad one), and the dead-letter queue:
+    // its listing, a redrive (and a bad one) and a discard of an unknown id.
+    c.check(
+        "get",
+        "/api/v1/events/subscriptions/{subscription_id}/deliveries",
+        get(&format!("{one}/deliveries?limit=1"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/events/{event_id}/deliveries",
+        get(&event_deliveries, &admin).await.unwrap(),
+    )
+    .await;
+    let recover = "/api/v1/events/subscriptions/{subscription_id}/recover";
+    for body in [json!({"since": "2000-01-01T00:00:00Z"}), json!({})] {
+        c.check(
+            "post",
+            recover,
+            post(&format!("{one}/recover"), &admin, body).await.unwrap(),
+        )
+        .await;
+    }
+    for query in ["?limit=1", "?limit=0"] {
+        c.check(
+            "get",
+            "/api/v1/dlq",
+            get(&format!("/api/v1/dlq{query}"), &admin).await.unwrap(),
+        )
+        .await;
+    }
+    for body in [json!({"ids": ["dlv_none"]}), json!({})] {
+        c.check(
+            "post",
+            "/api/v1/dlq/redrive",
+            post("/api/v1/dlq/redrive", &admin, body).await.unwrap(),
+        )
+        .await;
+    }
+    c.check(
+        "delete",
+        "/api/v1/dlq/{delivery_id}",
+        app.client
+            .delete(app.url("/api/v1/dlq/dlv_none"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let res = app
         .client
         .delete(app.url(&one))
