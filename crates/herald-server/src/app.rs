@@ -45,6 +45,8 @@ pub struct App {
     /// Woken after each commit that stored events, so the delivery
     /// fan-out matches them at once.
     pub fan_out_wake: Arc<Notify>,
+    /// Woken when a replay is stored, so the replay worker starts on it.
+    pub replay_wake: Arc<Notify>,
     /// The NATS publisher's state, when `HERALD_NATS_URL` is set.
     pub publisher: Option<Arc<PublisherStatus>>,
     pub admission: Admission,

@@ -5,5 +5,6 @@ pub mod admin;
 pub mod definitions;
 pub mod events;
 pub mod health;
+pub mod replay;
 pub mod settings;
 pub mod subscriptions;

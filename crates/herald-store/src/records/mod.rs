@@ -1,7 +1,7 @@
 //! The values that cross the store contract: tenants, keys, appends and
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
-//! settings, webhook subscriptions (`subscriptions.rs`) and their deliveries
-//! (`deliveries.rs`); event definitions cross it as
+//! settings, webhook subscriptions (`subscriptions.rs`), their deliveries
+//! (`deliveries.rs`) and replays (`replays.rs`); event definitions cross it as
 //! `herald_registry::EventDefinition`.
 
 use herald_core::filter::EventFilter;
@@ -435,6 +435,8 @@ macro_rules! text_enum {
 // After the macro: deliveries declare their state with it.
 mod deliveries;
 pub use deliveries::*;
+mod replays;
+pub use replays::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -341,7 +341,7 @@ pub(crate) mod sql {
     }
 
     /// A UTC timestamp from microseconds since the epoch.
-    fn micros(us: i64) -> Result<Timestamp, StoreError> {
+    pub(crate) fn micros(us: i64) -> Result<Timestamp, StoreError> {
         let nanos = (us.rem_euclid(1_000_000) * 1000) as u32;
         Timestamp::from_parts(us.div_euclid(1_000_000), nanos, 0)
             .map_err(|e| StoreError::corrupt(format!("time of {us} µs: {e}")))
