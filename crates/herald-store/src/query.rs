@@ -366,6 +366,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                    Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
                 })
                 .collect();
             let mut stmt = conn
@@ -421,6 +422,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                    Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
                 })
                 .collect();
             let mut stmt = conn
@@ -476,6 +478,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => (t as _, tokio_postgres::types::Type::TEXT),
                     Arg::Int(i) => (i as _, tokio_postgres::types::Type::INT8),
+                    Arg::EventId(id) => (id.as_uuid() as _, tokio_postgres::types::Type::UUID),
                 })
                 .collect();
             let plan: Vec<String> = client
