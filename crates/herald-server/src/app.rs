@@ -48,6 +48,8 @@ pub struct App {
     /// Wakes the delivery worker: after the fan-out stored deliveries, and
     /// after a redrive or recover re-queued some, so they go out at once.
     pub delivery_wake: Arc<Notify>,
+    /// Woken when a replay is stored, so the replay worker starts on it.
+    pub replay_wake: Arc<Notify>,
     /// The NATS publisher's state, when `HERALD_NATS_URL` is set.
     pub publisher: Option<Arc<PublisherStatus>>,
     pub admission: Admission,

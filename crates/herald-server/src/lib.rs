@@ -26,6 +26,7 @@ use herald_workers::delivery::worker::DeliveryWorker;
 use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
 use herald_workers::follower::CommitLogFollower;
 use herald_workers::publish::{self, Publisher};
+use herald_workers::replay::ReplayWorker;
 use herald_workers::status::StatusWorker;
 use herald_workers::upkeep::Upkeep;
 use tokio::net::TcpListener;
@@ -117,6 +118,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         publisher_wake: Arc::new(Notify::new()),
         fan_out_wake: Arc::new(Notify::new()),
         delivery_wake: Arc::new(Notify::new()),
+        replay_wake: Arc::new(Notify::new()),
         publisher: publisher.as_ref().map(|p| p.status.clone()),
         admission: Admission::new(max_inflight, Duration::from_millis(200)),
         body_limits,
@@ -165,6 +167,13 @@ pub async fn run(
                 idle,
                 stop_rx.clone(),
             ),
+    ));
+    // Replays: the worker stores a replay's deliveries a page at a time
+    // and wakes the delivery worker, like the fan-out.
+    tasks.push(tokio::spawn(
+        ReplayWorker::new(app.store.clone(), app.clock.clone())
+            .waking(delivery_wake.clone())
+            .run(app.replay_wake.clone(), idle, stop_rx.clone()),
     ));
     let allowed = app
         .config

@@ -6,15 +6,19 @@
 //!
 //! [`EventFilter`]: herald_core::filter::EventFilter
 
+use herald_core::EventId;
 use herald_core::filter::{EventFilter, FieldFilter};
 
-use crate::records::{AuditQuery, EventQuery, Order, TOTAL_CAP};
+use crate::records::{AuditQuery, EventQuery, Order, ReplayScan, TOTAL_CAP};
 
 /// One bound argument.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    /// An event id as its column stores it (a blob on SQLite, a `uuid` on
+    /// PostgreSQL).
+    EventId(EventId),
 }
 
 /// Where the backends' SQL differs.
@@ -74,7 +78,9 @@ fn fts5_terms(q: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" "))
 }
 
-pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
+/// The tenant's events `filter` means: `FROM … WHERE …` and its arguments,
+/// for an event query and a replay's scan alike.
+fn filtered(d: Dialect, tenant: &str, filter: &EventFilter) -> Builder {
     // Destructured so that a new filter field cannot be left out here.
     let EventFilter {
         event_types,
@@ -91,7 +97,7 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
         service,
         stream_id,
         text,
-    } = &q.filter;
+    } = filter;
     let mut b = match d {
         // On SQLite the correlation keys are found through `events_keys`
         // (FTS5 tokens, see `sqlite::keys`), then held to the column's exact
@@ -185,6 +191,11 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
             }
         }
     }
+    b
+}
+
+pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
+    let mut b = filtered(d, tenant, &q.filter);
 
     let count_sql = if q.exact_total {
         format!("SELECT COUNT(*){}", b.sql)
@@ -228,6 +239,43 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
         page_sql,
         page_args: b.args,
         limit,
+    }
+}
+
+/// A replay's next page: up to `limit` of the tenant's events that `scan`
+/// selects with `seq > after`, in commit order, as commit-log rows (`seq,
+/// event_id, tenant_id, category, event_type, body`). The filter's
+/// conditions are the event query's own.
+pub(crate) fn commit_order(
+    d: Dialect,
+    tenant: &str,
+    scan: &ReplayScan,
+    after: i64,
+    limit: usize,
+) -> (String, Vec<Arg>) {
+    let mut b = filtered(d, tenant, &scan.filter);
+    if !scan.event_ids.is_empty() {
+        b.sql.push_str(&format!(
+            " AND event_id IN ({})",
+            vec!["?"; scan.event_ids.len()].join(",")
+        ));
+        b.args
+            .extend(scan.event_ids.iter().copied().map(Arg::EventId));
+    }
+    b.sql.push_str(" AND seq > ?");
+    b.args.push(Arg::Int(after));
+    b.args.push(Arg::Int(limit.max(1) as i64));
+    let body = match d {
+        Dialect::Sqlite => "body",
+        Dialect::Postgres => "body::text",
+    };
+    let sql = format!(
+        "SELECT seq, event_id, tenant_id, category, event_type, {body}{} ORDER BY seq LIMIT ?",
+        b.sql
+    );
+    match d {
+        Dialect::Sqlite => (sql, b.args),
+        Dialect::Postgres => (numbered(&sql), b.args),
     }
 }
 
@@ -318,6 +366,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                    Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
                 })
                 .collect();
             let mut stmt = conn
@@ -373,6 +422,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
+                    Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
                 })
                 .collect();
             let mut stmt = conn
@@ -428,6 +478,7 @@ mod tests {
                 .map(|a| match a {
                     Arg::Text(t) => (t as _, tokio_postgres::types::Type::TEXT),
                     Arg::Int(i) => (i as _, tokio_postgres::types::Type::INT8),
+                    Arg::EventId(id) => (id.as_uuid() as _, tokio_postgres::types::Type::UUID),
                 })
                 .collect();
             let plan: Vec<String> = client

@@ -6,7 +6,8 @@
 //!
 //! A delivery's id is derived from its (subscription, event) pair, so a
 //! fan-out repeated after a crash produces the same rows, which the store
-//! keeps once.
+//! keeps once. The matching rule ([`matching`]) and the delivery row
+//! ([`new_delivery`]) are shared with replays.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,28 +69,91 @@ impl FanOut {
         self.counts
     }
 
-    /// Each tenant's enabled subscriptions with their selectors.
+    /// Each tenant's enabled subscriptions, ready to match.
     async fn subscriptions(
         &mut self,
         store: &Store,
-    ) -> Result<HashMap<String, Vec<(Subscription, Selector)>>, StoreError> {
-        let mut by_tenant: HashMap<String, Vec<(Subscription, Selector)>> = HashMap::new();
+    ) -> Result<HashMap<String, Vec<Target>>, StoreError> {
+        let mut by_tenant: HashMap<String, Vec<Target>> = HashMap::new();
         for s in store.enabled_subscriptions().await? {
-            let selector = serde_json::to_value(&s.spec)
-                .ok()
-                .and_then(|spec| Selector::from_json(&spec, "").ok());
-            let Some(selector) = selector else {
+            let tenant = s.tenant_id.to_string();
+            let Some(target) = Target::of(s) else {
                 self.counts.unreadable_subscriptions += 1;
-                tracing::warn!(subscription_id = %s.subscription_id, "stored subscription does not parse as a selector; skipped");
                 continue;
             };
-            by_tenant
-                .entry(s.tenant_id.to_string())
-                .or_default()
-                .push((s, selector));
+            by_tenant.entry(tenant).or_default().push(target);
         }
         Ok(by_tenant)
     }
+}
+
+/// A subscription ready to match events: its stored definition parsed
+/// as a selector once.
+#[derive(Debug)]
+pub struct Target {
+    pub subscription: Subscription,
+    selector: Selector,
+}
+
+impl Target {
+    /// `None` (and a warning) when the stored definition no longer parses
+    /// as a selector: such a subscription matches nothing.
+    pub fn of(subscription: Subscription) -> Option<Target> {
+        let selector = serde_json::to_value(&subscription.spec)
+            .ok()
+            .and_then(|spec| Selector::from_json(&spec, "").ok());
+        match selector {
+            Some(selector) => Some(Target {
+                subscription,
+                selector,
+            }),
+            None => {
+                tracing::warn!(subscription_id = %subscription.subscription_id, "stored subscription does not parse as a selector; skipped");
+                None
+            }
+        }
+    }
+}
+
+/// A stored event as the canonical event its subscriptions see; `None`
+/// (and an error log) when the stored body does not decode.
+pub fn decode_stored(stored: &SequencedEvent) -> Option<CanonicalEvent> {
+    match herald_core::codec::json::decode(stored.body.as_bytes()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::error!(seq = stored.seq, error = %e, "stored event does not decode; not delivered");
+            None
+        }
+    }
+}
+
+/// Which of `targets` an event goes to: the one matching rule of the
+/// fan-out and of replays (types and patterns, sources, categories, the
+/// CEL filter). A filter that fails to evaluate is no match; each such
+/// failure adds one to `filter_errors`.
+pub fn matching<'t>(
+    event: &CanonicalEvent,
+    targets: &'t [Target],
+    filter_errors: &mut u64,
+) -> Vec<&'t Subscription> {
+    let view = EventView::new(event);
+    let mut matched = Vec::new();
+    for target in targets {
+        match target.selector.matches(&view) {
+            Ok(true) => matched.push(&target.subscription),
+            Ok(false) => {}
+            Err(e) => {
+                *filter_errors += 1;
+                tracing::debug!(
+                    subscription_id = %target.subscription.subscription_id,
+                    event_id = %event.event_id,
+                    error = %e,
+                    "subscription filter failed to evaluate: no match"
+                );
+            }
+        }
+    }
+    matched
 }
 
 /// One step's projector: the fan-out and the store it reads
@@ -109,33 +173,14 @@ impl CommitLogProjector for FanOutStep<'_> {
         let now = self.fan_out.clock.now();
         let mut rows = Vec::new();
         for stored in events {
-            let Some(candidates) = subscriptions.get(&stored.tenant_id) else {
+            let Some(targets) = subscriptions.get(&stored.tenant_id) else {
                 continue;
             };
-            let event: CanonicalEvent = match herald_core::codec::json::decode(
-                stored.body.as_bytes(),
-            ) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(seq = stored.seq, error = %e, "stored event does not decode; not fanned out");
-                    continue;
-                }
+            let Some(event) = decode_stored(stored) else {
+                continue;
             };
-            let view = EventView::new(&event);
-            for (subscription, selector) in candidates {
-                match selector.matches(&view) {
-                    Ok(true) => rows.push(delivery(stored, &event, subscription, now)),
-                    Ok(false) => {}
-                    Err(e) => {
-                        self.fan_out.counts.filter_errors += 1;
-                        tracing::debug!(
-                            subscription_id = %subscription.subscription_id,
-                            event_id = %stored.event_id,
-                            error = %e,
-                            "subscription filter failed to evaluate: no match"
-                        );
-                    }
-                }
+            for subscription in matching(&event, targets, &mut self.fan_out.counts.filter_errors) {
+                rows.push(new_delivery(stored, &event, subscription, now, None));
             }
         }
         Ok(rows)
@@ -153,14 +198,16 @@ impl CommitLogProjector for FanOutStep<'_> {
     }
 }
 
-/// The pending delivery of `stored` to `subscription`, due at `now`.
-fn delivery(
+/// The pending delivery of `stored` to `subscription`, due at `now`; a
+/// replay's when `replay_id` is given.
+pub fn new_delivery(
     stored: &SequencedEvent,
     event: &CanonicalEvent,
     subscription: &Subscription,
     now: herald_core::Timestamp,
+    replay_id: Option<&str>,
 ) -> NewDelivery {
-    let id = delivery_hex(&subscription.subscription_id, stored);
+    let id = delivery_hex(&subscription.subscription_id, stored, replay_id);
     NewDelivery {
         delivery_id: format!("dlv_{id}"),
         tenant_id: subscription.tenant_id.clone(),
@@ -170,22 +217,27 @@ fn delivery(
         stream_id: event.stream_id.as_ref().map(|s| s.as_str().to_string()),
         stream_version: event.stream_version.map(|v| v as i64),
         webhook_id: format!("msg_{id}"),
-        replay_id: None,
+        replay_id: replay_id.map(str::to_string),
         next_attempt_at: now,
         created_at: now,
     }
 }
 
-/// A UUIDv7 in hex for the pair (subscription, event): the event id's time
-/// and version half, then a hash of the pair with the RFC 4122 variant.
-/// The same pair always gives the same id; ids sort by event time.
-fn delivery_hex(subscription_id: &str, stored: &SequencedEvent) -> String {
+/// A UUIDv7 in hex for the pair (subscription, event), and the replay
+/// when there is one: the event id's time and version half, then a hash
+/// of the pair (and replay) with the RFC 4122 variant. The same pair
+/// always gives the same id, a replay of it another; ids sort by event
+/// time.
+fn delivery_hex(subscription_id: &str, stored: &SequencedEvent, replay_id: Option<&str>) -> String {
     let mut bytes = *stored.event_id.as_bytes();
-    let digest = Sha256::new()
+    let mut hash = Sha256::new()
         .chain_update(subscription_id.as_bytes())
         .chain_update([0])
-        .chain_update(stored.event_id.as_bytes())
-        .finalize();
+        .chain_update(stored.event_id.as_bytes());
+    if let Some(replay_id) = replay_id {
+        hash = hash.chain_update([0]).chain_update(replay_id.as_bytes());
+    }
+    let digest = hash.finalize();
     bytes[8..].copy_from_slice(&digest[..8]);
     bytes[8] = (bytes[8] & 0x3f) | 0x80;
     bytes.iter().map(|b| format!("{b:02x}")).collect()

@@ -6,6 +6,8 @@
 //!   stored events implements;
 //! - [`fanout`]: the delivery fan-out, a follower that writes one pending
 //!   delivery per matching (event, subscription) with its cursor move;
+//! - [`replay`]: the replay worker, which delivers stored events again
+//!   to chosen subscriptions with the fan-out's matching, one page a step;
 //! - [`publish`]: the NATS JetStream publisher, the follower's first user
 //!   (plus the lifecycle outbox);
 //! - [`status`]: the status worker (`pending` → `processed`);
@@ -18,5 +20,6 @@ pub mod delivery;
 pub mod fanout;
 pub mod follower;
 pub mod publish;
+pub mod replay;
 pub mod status;
 pub mod upkeep;

@@ -3,102 +3,26 @@
 //! enabled subscription of the event's tenant) pair, once, committed with
 //! the cursor; later events are picked up from the cursor.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use herald_core::{
-    Clock, EmailHasher, EventId, EventProcessor, ManualClock, ProcessingContext, SequentialIds,
-    TenantId, Timestamp,
-};
-use herald_store::{DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec};
+use herald_core::{Clock, EventId, ManualClock, SequentialIds, TenantId};
+use herald_store::{DeliveryState, Store};
 use herald_testkit::on_each_backend;
 use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut, FanOutCounts};
 use herald_workers::follower::{CommitLogFollower, Follow};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use herald_testkit::{StoreUnderTest as Opened, open_store as open};
+
+mod support;
+use support::{append, at, event, subscription, tenant};
 
 on_each_backend!(
     open = open;
     stored_events_fan_out_to_exactly_the_matching_subscriptions_once,
     a_fan_out_repeated_from_the_start_adds_no_row,
 );
-
-fn at(s: &str) -> Timestamp {
-    Timestamp::parse(s).unwrap()
-}
-
-fn tenant(name: &str) -> TenantId {
-    TenantId::parse(name).unwrap()
-}
-
-/// A subscription of `tenant` with the selector fields of `selector` (a
-/// JSON object with any of `event_types`, `event_sources`, `filter`).
-fn subscription(tenant: &TenantId, id: &str, selector: Value, enabled: bool) -> Subscription {
-    let list = |key: &str| -> Vec<String> {
-        selector[key]
-            .as_array()
-            .map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect())
-            .unwrap_or_default()
-    };
-    Subscription {
-        subscription_id: id.into(),
-        tenant_id: tenant.clone(),
-        spec: SubscriptionSpec {
-            subscriber_name: format!("name-of-{id}"),
-            subscriber_type: "webhook".into(),
-            event_types: list("event_types"),
-            event_sources: list("event_sources"),
-            event_categories: list("event_categories"),
-            callback_url: "https://hooks.example.com/herald".into(),
-            retry_policy: json!({"schedule": [1, 2, 4]}),
-            filter: selector["filter"].as_str().map(str::to_string),
-            ordering: "none".into(),
-            rate_limit: None,
-            headers: BTreeMap::new(),
-            enabled,
-        },
-        secret: format!("whsec_{id}"),
-        previous_secret: None,
-        previous_secret_expires_at: None,
-        created_at: at("2030-01-01T00:00:00Z"),
-        updated_at: at("2030-01-01T00:00:00Z"),
-    }
-}
-
-/// Stores one event per body for `tenant`, in order; their ids.
-async fn append(
-    store: &Store,
-    tenant: &TenantId,
-    ids: &SequentialIds,
-    bodies: &[Value],
-) -> Vec<EventId> {
-    let hasher = EmailHasher::new(b"k");
-    let ctx = ProcessingContext {
-        tenant_id: tenant,
-        email_hasher: &hasher,
-        processing_timestamp: at("2030-01-02T03:04:00Z"),
-        ids,
-        traceparent: None,
-    };
-    let events: Vec<NewEvent> = bodies
-        .iter()
-        .map(|body| NewEvent {
-            event: EventProcessor::default()
-                .process_value(body.clone(), &ctx)
-                .unwrap()
-                .event,
-            expected_version: None,
-        })
-        .collect();
-    let ids = events.iter().map(|e| e.event.event_id).collect();
-    store.append(events).await.unwrap();
-    ids
-}
-
-fn event(event_type: &str, source: &str, data: Value) -> Value {
-    json!({"event_type": event_type, "category": "business", "event_source": source, "data": data})
-}
 
 /// Every stored (event, subscription) delivery pair of the events `ids`.
 async fn pairs(store: &Store, tenant: &TenantId, ids: &[EventId]) -> BTreeSet<(EventId, String)> {

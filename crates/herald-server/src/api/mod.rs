@@ -6,5 +6,6 @@ pub mod definitions;
 pub mod deliveries;
 pub mod events;
 pub mod health;
+pub mod replay;
 pub mod settings;
 pub mod subscriptions;

@@ -115,6 +115,9 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), delivery_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), replay_schemas()) {
+        all.extend(more);
+    }
     all
 }
 
@@ -206,6 +209,46 @@ fn delivery_schemas() -> Value {
             "until": { "type": "string", "format": "date-time", "description": "default: now" } } },
         "RecoverResponse": { "type": "object", "required": ["recovered", "since", "until"], "properties": {
             "recovered": { "type": "integer", "description": "how many dead deliveries were re-queued" }, "since": date_time, "until": date_time } },
+    })
+}
+
+/// The replay resource's schemas: the request (a selection, its target,
+/// dry_run), the 202 and a replay's state.
+fn replay_schemas() -> Value {
+    use crate::api::replay::DRY_RUN_BOUND;
+    use herald_workers::replay::selection::MAX_EVENT_IDS;
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let maybe_time = json!({ "type": ["string", "null"], "format": "date-time" });
+    let count = |d: &str| json!({ "type": "integer", "description": d });
+    json!({
+        "ReplayRequest": { "type": "object",
+            "description": "Exactly one selection: event_ids; or stream_id; or start_time with end_time. stream_id and the time range take the event query's filter fields beside them (same names as POST /api/v1/events/query, paging keys excepted); event_ids takes none.",
+            "allOf": [{ "$ref": "#/components/schemas/EventQueryRequest" }],
+            "properties": {
+                "event_ids": { "type": "array", "items": { "type": "string", "format": "uuid" }, "minItems": 1, "maxItems": MAX_EVENT_IDS },
+                "stream_id": s("string"),
+                "start_time": date_time.clone(), "end_time": date_time.clone(),
+                "target_service": { "type": "string", "description": "one subscription, by id or subscriber_name; default: every enabled subscription (each event goes to those it matches)" },
+                "dry_run": { "type": "boolean", "default": false, "description": format!("count what it would deliver, deliver nothing (reads at most {DRY_RUN_BOUND} events)") } } },
+        "ReplayAccepted": { "type": "object", "required": ["replay_id", "status_url", "state", "dry_run", "target_subscriptions"], "properties": {
+            "replay_id": s("string"), "status_url": s("string"),
+            "state": { "type": "string", "enum": ["pending", "completed"] }, "dry_run": s("boolean"),
+            "target_subscriptions": { "type": "array", "items": s("string") },
+            "events": count("dry run: the events that would be delivered (matching at least one target)"),
+            "deliveries": count("dry run: the deliveries it would create (one per matching event and target)"),
+            "events_scanned": count("dry run: the selected events read"),
+            "complete": { "type": "boolean", "description": "dry run: false when the selection holds more than bound events and the counts cover the first bound only" },
+            "bound": count("dry run: the most events it reads") } },
+        "Replay": { "type": "object", "required": ["replay_id", "state", "dry_run", "selection", "target_subscriptions", "events_scanned", "events_matched", "deliveries_created", "created_at"], "properties": {
+            "replay_id": s("string"), "status_url": s("string"),
+            "state": { "type": "string", "enum": ["pending", "running", "completed", "failed"] },
+            "dry_run": s("boolean"), "selection": { "type": "object", "description": "the selection as stored (identifiers as the events store them)" },
+            "target_subscriptions": { "type": "array", "items": s("string") },
+            "events_scanned": count("selected events read so far"),
+            "events_matched": count("of those, events matching at least one target"),
+            "deliveries_created": count("deliveries created so far"),
+            "error": { "type": ["string", "null"] },
+            "created_at": date_time, "started_at": maybe_time.clone(), "completed_at": maybe_time } },
     })
 }
 

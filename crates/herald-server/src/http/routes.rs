@@ -9,7 +9,7 @@ use herald_store::Scope;
 
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
-use crate::api::{admin, definitions, events, health, settings, subscriptions};
+use crate::api::{admin, definitions, events, health, replay, settings, subscriptions};
 use crate::http::openapi;
 use crate::http::params::Param;
 use crate::http::problem::ApiError;
@@ -189,6 +189,30 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some("EventQueryRequest"),
         success: &[(200, "EventQueryResponse", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/replay",
+        handler: |m| on(m, replay::create),
+        summary: "Deliver stored events again (by event_ids, stream_id, or start_time + end_time with query filters) to one target_service or every enabled subscription; answers at once, a dry_run with the counts it would make (reading at most 10,000 events)",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("ReplayRequest"),
+        success: &[(
+            202,
+            "ReplayAccepted",
+            "stored; the replay worker delivers it",
+        )],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/replay/{replay_id}",
+        handler: |m| on(m, replay::get),
+        summary: "A replay's state and progress",
+        access: Access::Tenant(Scope::Read),
+        query: &[],
+        request: None,
+        success: &[(200, "Replay", "success")],
     },
     Route {
         method: Method::Post,

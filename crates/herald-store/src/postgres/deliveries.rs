@@ -196,7 +196,7 @@ impl PgStore {
 
 /// Inserts `rows` in one statement (one array per column, as the event
 /// writer does), skipping pairs a subscription already has; how many were new.
-async fn insert_all(
+pub(crate) async fn insert_all(
     tx: &tokio_postgres::Transaction<'_>,
     rows: &[NewDelivery],
 ) -> Result<u64, StoreError> {

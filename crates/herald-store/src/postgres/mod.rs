@@ -31,6 +31,7 @@ mod events;
 #[cfg(any(test, feature = "bench"))]
 pub mod floor;
 mod processing;
+mod replays;
 mod schema;
 mod settings;
 mod shared;
@@ -330,6 +331,7 @@ fn typed(args: &mut [query::Arg]) -> Vec<(&(dyn ToSql + Sync), Type)> {
         .map(|a| match a {
             query::Arg::Text(t) => (t as &(dyn ToSql + Sync), Type::TEXT),
             query::Arg::Int(i) => (i as &(dyn ToSql + Sync), Type::INT8),
+            query::Arg::EventId(id) => (id.as_uuid() as &(dyn ToSql + Sync), Type::UUID),
         })
         .collect()
 }

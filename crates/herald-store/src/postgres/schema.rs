@@ -255,6 +255,30 @@ CREATE TABLE delivery_attempts (
 ALTER TABLE deliveries ADD COLUMN attempt_base bigint NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
 "#,
+    // Replays: a request to deliver stored events again, its selection as
+    // given, its target subscriptions, and how far the worker got (a
+    // cursor over the commit `seq` and its counts). Times in microseconds;
+    // ids compare bytewise, as on SQLite.
+    r#"
+CREATE TABLE replays (
+    replay_id text COLLATE "C" PRIMARY KEY,
+    tenant_id text NOT NULL,
+    selection text NOT NULL,
+    targets text NOT NULL,
+    dry_run bigint NOT NULL,
+    state text NOT NULL,
+    cursor_seq bigint NOT NULL,
+    events_scanned bigint NOT NULL,
+    events_matched bigint NOT NULL,
+    deliveries_created bigint NOT NULL,
+    error text,
+    created_at bigint NOT NULL,
+    started_at bigint,
+    completed_at bigint
+);
+
+CREATE INDEX replays_unfinished ON replays (created_at, replay_id) WHERE state IN ('pending', 'running');
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

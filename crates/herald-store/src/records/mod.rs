@@ -1,8 +1,9 @@
 //! The values that cross the store contract: tenants, keys, appends and
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
 //! settings, webhook subscriptions (`subscriptions.rs`), their deliveries
-//! (`deliveries.rs`) and dead letters (`dead_letters.rs`); event definitions
-//! cross it as `herald_registry::EventDefinition`.
+//! (`deliveries.rs`), dead letters (`dead_letters.rs`) and replays
+//! (`replays.rs`); event definitions cross it as
+//! `herald_registry::EventDefinition`.
 
 use herald_core::filter::EventFilter;
 use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp, ValidationMode};
@@ -437,6 +438,8 @@ mod deliveries;
 pub use deliveries::*;
 mod dead_letters;
 pub use dead_letters::*;
+mod replays;
+pub use replays::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -19,25 +19,7 @@ impl SqliteStore {
         let values: Vec<NewValues> = rows.iter().map(NewValues::of).collect();
         self.write(move |c| {
             apply_cursor_move(c, &cursor)?;
-            let mut insert = c.prepare_cached(sql::INSERT)?;
-            let mut added = 0;
-            for v in &values {
-                added += insert.execute(params![
-                    v.id,
-                    v.tenant,
-                    v.subscription,
-                    v.event,
-                    v.seq,
-                    v.stream_id,
-                    v.stream_version,
-                    v.webhook_id,
-                    v.replay_id,
-                    v.next_attempt_at,
-                    v.created,
-                    v.updated,
-                ])?;
-            }
-            Ok(added)
+            insert_deliveries(c, &values)
         })
         .await
     }
@@ -188,4 +170,31 @@ impl SqliteStore {
         })
         .await
     }
+}
+
+/// Inserts new deliveries, skipping those a subscription already has (the
+/// fan-out's and a replay's rows alike); how many were new.
+pub(crate) fn insert_deliveries(
+    c: &rusqlite::Connection,
+    values: &[NewValues],
+) -> Result<usize, StoreError> {
+    let mut insert = c.prepare_cached(sql::INSERT)?;
+    let mut added = 0;
+    for v in values {
+        added += insert.execute(params![
+            v.id,
+            v.tenant,
+            v.subscription,
+            v.event,
+            v.seq,
+            v.stream_id,
+            v.stream_version,
+            v.webhook_id,
+            v.replay_id,
+            v.next_attempt_at,
+            v.created,
+            v.updated,
+        ])?;
+    }
+    Ok(added)
 }

@@ -221,6 +221,29 @@ CREATE TABLE delivery_attempts (
 ALTER TABLE deliveries ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
 "#,
+    // Replays: a request to deliver stored events again, its selection as
+    // given, its target subscriptions, and how far the worker got (a
+    // cursor over the commit `seq` and its counts). Times in microseconds.
+    r#"
+CREATE TABLE replays (
+    replay_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    selection TEXT NOT NULL,
+    targets TEXT NOT NULL,
+    dry_run INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    cursor_seq INTEGER NOT NULL,
+    events_scanned INTEGER NOT NULL,
+    events_matched INTEGER NOT NULL,
+    deliveries_created INTEGER NOT NULL,
+    error TEXT,
+    created_at INTEGER NOT NULL,
+    started_at INTEGER,
+    completed_at INTEGER
+) STRICT;
+
+CREATE INDEX replays_unfinished ON replays (created_at, replay_id) WHERE state IN ('pending', 'running');
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

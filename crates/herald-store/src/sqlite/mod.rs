@@ -20,6 +20,7 @@ pub mod floor;
 pub(crate) mod keys;
 mod migrations;
 mod processing;
+mod replays;
 mod settings;
 mod subscriptions;
 mod tenants;
@@ -211,6 +212,7 @@ fn sql_values(args: Vec<query::Arg>) -> impl Iterator<Item = SqlValue> {
     args.into_iter().map(|a| match a {
         query::Arg::Text(t) => SqlValue::Text(t),
         query::Arg::Int(i) => SqlValue::Integer(i),
+        query::Arg::EventId(id) => SqlValue::Blob(id.as_bytes().to_vec()),
     })
 }
 

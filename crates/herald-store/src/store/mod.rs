@@ -9,6 +9,7 @@ mod definitions;
 pub(crate) mod deliveries;
 mod events;
 mod processing;
+pub(crate) mod replays;
 mod settings;
 mod shared;
 mod subscriptions;
