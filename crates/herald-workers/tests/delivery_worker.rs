@@ -2,7 +2,8 @@
 //! manual clock with a fake sender: signed sends, retries on the
 //! subscription's schedule with a stable `webhook-id`, 410 disabling the
 //! subscription, dead letters once the policy is spent, `Retry-After`
-//! honoured, and a deleted subscription ending its deliveries.
+//! honoured, a deleted subscription ending its deliveries, and a redriven
+//! dead letter retried on its schedule from the start.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -37,6 +38,7 @@ on_each_backend!(
     an_open_breaker_puts_deliveries_back_unattempted,
     a_rotated_out_secret_still_signs_during_the_overlap,
     one_steps_sends_run_concurrently_up_to_the_bound,
+    a_redriven_dead_letter_starts_its_schedule_over_as_the_same_delivery,
 );
 
 /// Records every request and answers from a script (then 204s).
@@ -471,4 +473,60 @@ async fn one_steps_sends_run_concurrently_up_to_the_bound(o: Opened) {
     for i in 0..4 {
         assert_eq!(state(store, &s, i).await, (DeliveryState::Delivered, 1));
     }
+}
+
+async fn a_redriven_dead_letter_starts_its_schedule_over_as_the_same_delivery(o: Opened) {
+    let store = &o.store;
+    let refusals = vec![status(500); 4];
+    let s = setup(store, &["order.created"], refusals).await;
+    // Waits of 10 s and 20 s: three attempts, then dead.
+    for wait in [10, 20, 0] {
+        assert_eq!(s.worker.step().await.unwrap(), 1);
+        s.clock.advance(time::Duration::seconds(wait));
+    }
+    assert_eq!(state(store, &s, 0).await, (DeliveryState::Dead, 3));
+    let id = store
+        .deliveries_of_event(&s.tenant, s.events[0])
+        .await
+        .unwrap()[0]
+        .delivery_id
+        .clone();
+    let now = herald_core::Clock::now(&*s.clock);
+    let redriven = store
+        .redrive_dead_letters(
+            &s.tenant,
+            &herald_store::DeadLetterSelection::Ids(vec![id.clone()]),
+            now,
+        )
+        .await
+        .unwrap();
+    assert_eq!(redriven, 1);
+
+    // Refused again: the schedule's first wait, not the end of it.
+    assert_eq!(s.worker.step().await.unwrap(), 1);
+    let d = &store
+        .deliveries_of_event(&s.tenant, s.events[0])
+        .await
+        .unwrap()[0];
+    assert_eq!((d.state, d.attempts), (DeliveryState::Pending, 4));
+    assert_eq!(d.next_attempt_at, at("2030-01-02T03:05:40Z"), "now + 10 s");
+    s.clock.advance(time::Duration::seconds(10));
+    assert_eq!(s.worker.step().await.unwrap(), 1);
+    assert_eq!(state(store, &s, 0).await, (DeliveryState::Delivered, 5));
+
+    let sent = s.sender.sent();
+    assert_eq!(sent.len(), 5);
+    assert!(
+        sent.iter()
+            .all(|r| header(r, "webhook-id") == header(&sent[0], "webhook-id")),
+        "one delivery, one webhook-id"
+    );
+    let numbers: Vec<i64> = store
+        .delivery_attempts(&id)
+        .await
+        .unwrap()
+        .iter()
+        .map(|a| a.attempt)
+        .collect();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5]);
 }

@@ -141,7 +141,9 @@ fn filter_of<'a>(
                 match name {
                     "subscription_id" => f.subscription_id = text,
                     "event_type" => f.event_type = text,
-                    _ => f.error_class = text,
+                    "error_class" => f.error_class = text,
+                    // Callers pass only FILTER_FIELDS.
+                    _ => {}
                 }
             }
         }
