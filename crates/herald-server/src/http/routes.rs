@@ -218,7 +218,7 @@ pub const ROUTES: &[Route] = &[
         method: Method::Post,
         path: "/api/v1/events/subscriptions",
         handler: |m| on(m, subscriptions::create),
-        summary: "Subscribe a webhook; without webhook_secret one is generated and shown in this answer only (delivery itself is not built yet)",
+        summary: "Subscribe a webhook; without webhook_secret one is generated and shown in this answer only",
         access: Access::Tenant(Scope::Manage),
         query: &[],
         request: Some("SubscriptionRequest"),

@@ -6,8 +6,8 @@
 //! to start from), and rotate the secret (the previous one keeps signing
 //! for `delivery_secret_overlap_secs`). Secrets are never listed, and an
 //! answer never carries a previous secret, only until when it signs.
-//! Deliveries themselves are not made yet: subscriptions are stored and
-//! validated.
+//! The delivery fan-out and worker (`herald-workers`) read subscriptions
+//! from the store; the deliveries they make are listed by `api::deliveries`.
 
 pub mod input;
 
