@@ -202,6 +202,25 @@ async fn a_replay_by_ids_is_a_new_signed_message_carrying_the_unchanged_event(ba
         "a replay changes no stored event"
     );
 
+    // The request is in the audit trail, with the replay's id.
+    let replay_id = accepted["replay_id"].as_str().unwrap().to_string();
+    app.eventually("the replay is audited", || {
+        let (app, key, replay_id) = (&app, t.admin_key.clone(), replay_id.clone());
+        async move {
+            let audit: Value = app
+                .get("/api/v1/audit?limit=100", &key)
+                .await
+                .json()
+                .await
+                .unwrap();
+            audit["records"].as_array().unwrap().iter().any(|r| {
+                r["operation"] == "POST /api/v1/events/replay"
+                    && r["detail"].as_str().unwrap_or("").contains(&replay_id)
+            })
+        }
+    })
+    .await;
+
     // A sentinel replay of e1: once it arrives, a second copy of e0 would have too.
     let sentinel = replay(&app, &t, json!({"event_ids": [e1]})).await;
     let r = receiver.next("the sentinel replay", WAIT).await;
