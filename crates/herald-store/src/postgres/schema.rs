@@ -250,7 +250,8 @@ CREATE TABLE delivery_attempts (
 );
 "#,
     // Replays: a request to deliver stored events again, its selection as
-    // given, its target subscriptions, and how far the worker got (a
+    // given, its target subscriptions, the last `seq` committed when it was
+    // made (it reads no later event), and how far the worker got (a
     // cursor over the commit `seq` and its counts). Times in microseconds;
     // ids compare bytewise, as on SQLite.
     r#"
@@ -261,6 +262,7 @@ CREATE TABLE replays (
     targets text NOT NULL,
     dry_run bigint NOT NULL,
     state text NOT NULL,
+    until_seq bigint NOT NULL,
     cursor_seq bigint NOT NULL,
     events_scanned bigint NOT NULL,
     events_matched bigint NOT NULL,

@@ -216,7 +216,8 @@ CREATE TABLE delivery_attempts (
 ) STRICT;
 "#,
     // Replays: a request to deliver stored events again, its selection as
-    // given, its target subscriptions, and how far the worker got (a
+    // given, its target subscriptions, the last `seq` committed when it was
+    // made (it reads no later event), and how far the worker got (a
     // cursor over the commit `seq` and its counts). Times in microseconds.
     r#"
 CREATE TABLE replays (
@@ -226,6 +227,7 @@ CREATE TABLE replays (
     targets TEXT NOT NULL,
     dry_run INTEGER NOT NULL,
     state TEXT NOT NULL,
+    until_seq INTEGER NOT NULL,
     cursor_seq INTEGER NOT NULL,
     events_scanned INTEGER NOT NULL,
     events_matched INTEGER NOT NULL,
