@@ -27,6 +27,7 @@ on_each_backend!(
     a_dry_run_counts_what_the_replay_makes_and_stores_nothing,
     a_step_from_a_moved_cursor_stores_nothing,
     a_replay_whose_selection_no_longer_parses_fails_with_the_reason,
+    a_replay_filters_by_correlation_keys_and_text_as_the_query_does,
 );
 
 /// Acme's subscriptions: `sub_orders` (order.*), `sub_all` (everything);
@@ -514,5 +515,60 @@ async fn a_replay_whose_selection_no_longer_parses_fails_with_the_reason(o: Open
     assert!(
         r.error.as_deref().unwrap_or("").contains("/colour"),
         "{r:?}"
+    );
+}
+
+async fn a_replay_filters_by_correlation_keys_and_text_as_the_query_does(o: Opened) {
+    let store = &o.store;
+    subscribe(store).await;
+    let ids = SequentialIds::default();
+    let body = |user: &str, text: &str| {
+        json!({"event_type": "user.note", "category": "business", "user_id": user,
+               "timestamp": "2030-01-02T10:00:00Z", "data": {"note": text}})
+    };
+    let e = append(
+        store,
+        &tenant("acme"),
+        &ids,
+        &[
+            body("u-1", "kiwi"),
+            body("u-2", "kiwi"),
+            body("u-1", "mango"),
+        ],
+    )
+    .await;
+    let range = json!({"start_time": "2030-01-02T00:00:00Z", "end_time": "2030-01-03T00:00:00Z"});
+    let with = |extra: Value| {
+        let mut s = range.clone();
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    for (id, selection) in [
+        ("rpl_user", with(json!({"user_id": "u-1"}))),
+        ("rpl_text", with(json!({"q": "kiwi"}))),
+        ("rpl_both", with(json!({"user_id": "u-1", "q": "kiwi"}))),
+    ] {
+        store
+            .insert_replay(new_replay(id, selection, &["sub_all"], false))
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
+    let mut worker = ReplayWorker::new(store.clone(), clock).with_page(10);
+    assert_eq!(drain(&mut worker).await, 3);
+    let events = |ds: Vec<Delivery>| ds.iter().map(|d| d.event_id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        events(replayed(store, &e, "rpl_user").await),
+        BTreeSet::from([e[0], e[2]])
+    );
+    assert_eq!(
+        events(replayed(store, &e, "rpl_text").await),
+        BTreeSet::from([e[0], e[1]])
+    );
+    assert_eq!(
+        events(replayed(store, &e, "rpl_both").await),
+        BTreeSet::from([e[0]])
     );
 }
