@@ -17,6 +17,7 @@ herald_testkit::on_each_backend!(
     replays_by_stream_and_by_time_range_with_a_filter_reach_only_their_targets,
     a_dry_run_sends_nothing_and_counts_what_the_real_run_sends,
     bad_replay_requests_name_every_bad_field,
+    an_identifier_stored_redacted_is_selected_by_the_value_it_was,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -439,4 +440,39 @@ async fn bad_replay_requests_name_every_bad_field(backend: Backend) {
     assert_eq!(res.status(), 403, "replaying needs manage");
     let res = app.get("/api/v1/events/replay/rpl_nothing", &read).await;
     assert_eq!(res.status(), 404);
+}
+
+async fn an_identifier_stored_redacted_is_selected_by_the_value_it_was(backend: Backend) {
+    let (app, t, mut receiver) = setup(backend).await;
+    let (_, secret) = subscribe(&app, &t, &receiver, "all", json!({})).await;
+    let at = "2026-06-01T10:00:00Z";
+    let ada = store_event(
+        &app,
+        &t,
+        json!({"event_type": "user.login", "category": "security", "user_id": "ada@example.com", "timestamp": at}),
+    )
+    .await;
+    store_event(
+        &app,
+        &t,
+        json!({"event_type": "user.login", "category": "security", "user_id": "bob@example.com", "timestamp": at}),
+    )
+    .await;
+    receive(&mut receiver, 2, "first delivery").await;
+
+    let accepted = replay(
+        &app,
+        &t,
+        json!({"start_time": at, "end_time": at, "user_id": "ada@example.com", "target_service": "all"}),
+    )
+    .await;
+    let r = receiver.next("the replayed login", WAIT).await;
+    assert_eq!(verified(&r, &secret)["data"]["event_id"], json!(ada));
+    let state = completed(&app, &t, &accepted).await;
+    assert_eq!(state["deliveries_created"], 1);
+    let stored = state["selection"]["user_id"].as_str().unwrap();
+    assert!(
+        !stored.contains("ada@example.com"),
+        "the replay keeps the identifier as the events store it: {stored}"
+    );
 }
