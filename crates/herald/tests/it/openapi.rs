@@ -352,18 +352,6 @@ async fn every_real_answer_matches_the_documented_schema() {
             .unwrap(),
     )
     .await;
-    c.check(
-        "post",
-        "/api/v1/events/subscriptions/{subscription_id}/secret/rotate",
-        post(&format!("{one}/secret/rotate"), &admin, json!({}))
-            .await
-            .unwrap(),
-    )
-    .await;
-    // After a rotation the answer says until when the old secret signs.
-    c.check("get", sub_route, get(&one, &admin).await.unwrap())
-        .await;
-
     // Replays: a dry run (with its counts), a real one, a bad one, its
     // state, and a missing one.
     let replays = "/api/v1/events/replay";
@@ -413,6 +401,17 @@ async fn every_real_answer_matches_the_documented_schema() {
             .unwrap(),
     )
     .await;
+    c.check(
+        "post",
+        "/api/v1/events/subscriptions/{subscription_id}/secret/rotate",
+        post(&format!("{one}/secret/rotate"), &admin, json!({}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    // After a rotation the answer says until when the old secret signs.
+    c.check("get", sub_route, get(&one, &admin).await.unwrap())
+        .await;
     let res = app
         .client
         .delete(app.url(&one))
