@@ -243,7 +243,7 @@ pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
 }
 
 /// A replay's next page: up to `limit` of the tenant's events that `scan`
-/// selects with `seq > after`, in commit order, as commit-log rows (`seq,
+/// selects with `seq > after` (and `seq <= scan.until_seq`), in commit order, as commit-log rows (`seq,
 /// event_id, tenant_id, category, event_type, body`). The filter's
 /// conditions are the event query's own.
 pub(crate) fn commit_order(
@@ -264,6 +264,10 @@ pub(crate) fn commit_order(
     }
     b.sql.push_str(" AND seq > ?");
     b.args.push(Arg::Int(after));
+    if let Some(until) = scan.until_seq {
+        b.sql.push_str(" AND seq <= ?");
+        b.args.push(Arg::Int(until));
+    }
     b.args.push(Arg::Int(limit.max(1) as i64));
     let body = match d {
         Dialect::Sqlite => "body",

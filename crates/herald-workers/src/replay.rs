@@ -63,8 +63,8 @@ pub fn announce(notice: ReplayNotice, replay: &Replay) {
     );
 }
 
-/// The replay's selection and targets, ready to scan: `Err` with the
-/// reason when its stored selection no longer parses.
+/// What the replay reads: its stored selection up to its `until_seq`;
+/// `Err` with the reason when the stored selection no longer parses.
 pub fn parse_stored_selection(replay: &Replay) -> Result<ReplayScan, String> {
     let Value::Object(body) = &replay.selection else {
         return Err("the stored selection is not a JSON object".into());
@@ -72,7 +72,10 @@ pub fn parse_stored_selection(replay: &Replay) -> Result<ReplayScan, String> {
     let mut errors = Vec::new();
     let s = selection::parse(body, "", |_, _, _| Parsed::Unknown, &mut errors);
     if errors.is_empty() {
-        Ok(s.scan)
+        Ok(ReplayScan {
+            until_seq: Some(replay.until_seq),
+            ..s.scan
+        })
     } else {
         Err(format!(
             "the stored selection does not parse: {}",

@@ -27,6 +27,7 @@ on_each_backend!(
     a_dry_run_counts_what_the_replay_makes_and_stores_nothing,
     a_step_from_a_moved_cursor_stores_nothing,
     a_replay_whose_selection_no_longer_parses_fails_with_the_reason,
+    a_replay_filters_by_correlation_keys_and_text_as_the_query_does,
 );
 
 /// Acme's subscriptions: `sub_orders` (order.*), `sub_all` (everything);
@@ -48,8 +49,7 @@ async fn subscribe(store: &Store) {
 
 /// Five acme events (three of stream `order:1`, at 10:00 … 10:04) and one of
 /// globex's; acme's ids in commit order.
-async fn five_events(store: &Store) -> Vec<EventId> {
-    let ids = SequentialIds::default();
+async fn five_events(store: &Store, ids: &SequentialIds) -> Vec<EventId> {
     let body = |t: &str, minute: u32, stream: Option<&str>| {
         let mut b = json!({"event_type": t, "category": "business", "event_source": "backend",
             "timestamp": format!("2030-01-02T10:0{minute}:00Z"), "data": {"n": minute}});
@@ -61,7 +61,7 @@ async fn five_events(store: &Store) -> Vec<EventId> {
     let acme = append(
         store,
         &tenant("acme"),
-        &ids,
+        ids,
         &[
             body("order.created", 0, Some("order:1")),
             body("user.signup", 1, None),
@@ -74,7 +74,7 @@ async fn five_events(store: &Store) -> Vec<EventId> {
     append(
         store,
         &tenant("globex"),
-        &ids,
+        ids,
         &[body("order.created", 0, Some("order:1"))],
     )
     .await;
@@ -87,6 +87,7 @@ fn new_replay(id: &str, selection: Value, targets: &[&str], dry_run: bool) -> Ne
         tenant_id: tenant("acme"),
         selection,
         targets: targets.iter().map(|t| t.to_string()).collect(),
+        until_seq: i64::MAX,
         dry_run,
         state: ReplayState::Pending,
         progress: ReplayProgress::default(),
@@ -133,7 +134,7 @@ async fn drain(worker: &mut ReplayWorker) -> usize {
 async fn a_replay_by_ids_delivers_them_again_with_new_webhook_ids_over_several_steps(o: Opened) {
     let store = &o.store;
     subscribe(store).await;
-    let e = five_events(store).await;
+    let e = five_events(store, &SequentialIds::default()).await;
     let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
     // The fan-out's own deliveries first, to compare webhook ids with.
     FanOut::new(clock.clone())
@@ -223,7 +224,8 @@ async fn a_replay_by_ids_delivers_them_again_with_new_webhook_ids_over_several_s
 async fn a_replay_by_stream_or_time_range_and_filter_selects_only_those_events(o: Opened) {
     let store = &o.store;
     subscribe(store).await;
-    let e = five_events(store).await;
+    let ids = SequentialIds::default();
+    let e = five_events(store, &ids).await;
     let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
     store
         .insert_replay(new_replay(
@@ -244,8 +246,41 @@ async fn a_replay_by_stream_or_time_range_and_filter_selects_only_those_events(o
         ))
         .await
         .unwrap();
+    // Made now: it reads no event committed after this.
+    let mut now_only = new_replay(
+        "rpl_c_until",
+        json!({"stream_id": "order:1"}),
+        &["sub_all"],
+        false,
+    );
+    now_only.until_seq = store.latest_seq().await.unwrap();
+    store.insert_replay(now_only).await.unwrap();
+    let later = append(
+        store,
+        &tenant("acme"),
+        &ids,
+        &[
+            json!({"event_type": "order.refunded", "category": "business", "stream_id": "order:1",
+                 "idempotency_key": "later"}),
+        ],
+    )
+    .await;
     let mut worker = ReplayWorker::new(store.clone(), clock.clone()).with_page(10);
-    assert_eq!(drain(&mut worker).await, 2, "one step each");
+    assert_eq!(drain(&mut worker).await, 3, "one step each");
+    let until = replayed(store, &[&e[..], &later[..]].concat(), "rpl_c_until").await;
+    assert_eq!(
+        pairs(&until),
+        [e[0], e[2], e[4]]
+            .iter()
+            .map(|x| (*x, "sub_all".to_string()))
+            .collect(),
+        "not the event committed after it was made"
+    );
+    assert_eq!(
+        replayed(store, &later, "rpl_a_stream").await.len(),
+        1,
+        "positive control: a replay made later reads it"
+    );
 
     let stream = replayed(store, &e, "rpl_a_stream").await;
     assert_eq!(
@@ -283,7 +318,7 @@ async fn a_replay_by_stream_or_time_range_and_filter_selects_only_those_events(o
 async fn a_dry_run_counts_what_the_replay_makes_and_stores_nothing(o: Opened) {
     let store = &o.store;
     subscribe(store).await;
-    let e = five_events(store).await;
+    let e = five_events(store, &SequentialIds::default()).await;
     let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
     let selection =
         json!({"start_time": "2030-01-02T10:00:00Z", "end_time": "2030-01-02T11:00:00Z"});
@@ -365,6 +400,7 @@ fn store_shape(r: &NewReplay) -> herald_store::Replay {
         tenant_id: r.tenant_id.clone(),
         selection: r.selection.clone(),
         targets: r.targets.clone(),
+        until_seq: r.until_seq,
         dry_run: r.dry_run,
         state: r.state,
         progress: r.progress,
@@ -378,7 +414,7 @@ fn store_shape(r: &NewReplay) -> herald_store::Replay {
 async fn a_step_from_a_moved_cursor_stores_nothing(o: Opened) {
     let store = &o.store;
     subscribe(store).await;
-    let e = five_events(store).await;
+    let e = five_events(store, &SequentialIds::default()).await;
     let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
     store
         .insert_replay(new_replay(
@@ -479,5 +515,60 @@ async fn a_replay_whose_selection_no_longer_parses_fails_with_the_reason(o: Open
     assert!(
         r.error.as_deref().unwrap_or("").contains("/colour"),
         "{r:?}"
+    );
+}
+
+async fn a_replay_filters_by_correlation_keys_and_text_as_the_query_does(o: Opened) {
+    let store = &o.store;
+    subscribe(store).await;
+    let ids = SequentialIds::default();
+    let body = |user: &str, text: &str| {
+        json!({"event_type": "user.note", "category": "business", "user_id": user,
+               "timestamp": "2030-01-02T10:00:00Z", "data": {"note": text}})
+    };
+    let e = append(
+        store,
+        &tenant("acme"),
+        &ids,
+        &[
+            body("u-1", "kiwi"),
+            body("u-2", "kiwi"),
+            body("u-1", "mango"),
+        ],
+    )
+    .await;
+    let range = json!({"start_time": "2030-01-02T00:00:00Z", "end_time": "2030-01-03T00:00:00Z"});
+    let with = |extra: Value| {
+        let mut s = range.clone();
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    for (id, selection) in [
+        ("rpl_user", with(json!({"user_id": "u-1"}))),
+        ("rpl_text", with(json!({"q": "kiwi"}))),
+        ("rpl_both", with(json!({"user_id": "u-1", "q": "kiwi"}))),
+    ] {
+        store
+            .insert_replay(new_replay(id, selection, &["sub_all"], false))
+            .await
+            .unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(at("2030-01-03T00:00:00Z")));
+    let mut worker = ReplayWorker::new(store.clone(), clock).with_page(10);
+    assert_eq!(drain(&mut worker).await, 3);
+    let events = |ds: Vec<Delivery>| ds.iter().map(|d| d.event_id).collect::<BTreeSet<_>>();
+    assert_eq!(
+        events(replayed(store, &e, "rpl_user").await),
+        BTreeSet::from([e[0], e[2]])
+    );
+    assert_eq!(
+        events(replayed(store, &e, "rpl_text").await),
+        BTreeSet::from([e[0], e[1]])
+    );
+    assert_eq!(
+        events(replayed(store, &e, "rpl_both").await),
+        BTreeSet::from([e[0]])
     );
 }

@@ -224,6 +224,8 @@ pub async fn create(
     as_stored(&mut stored_selection, |v| {
         tenant.processor.redaction.stored_text(v, &tenant.hasher)
     });
+    // Events committed from here on are the fan-out's, not the replay's.
+    let until_seq = app.store.latest_seq().await?;
     let now = app.clock.now();
     let replay_id = format!("rpl_{}", uuid::Uuid::from(app.ids.event_id(now)).simple());
     let mut replay = Replay {
@@ -231,6 +233,7 @@ pub async fn create(
         tenant_id: key.tenant_id.clone(),
         selection: Value::Object(stored_selection),
         targets: targets.iter().map(|s| s.subscription_id.clone()).collect(),
+        until_seq,
         dry_run,
         state: ReplayState::Pending,
         progress: ReplayProgress::default(),
@@ -273,6 +276,7 @@ pub async fn create(
             tenant_id: replay.tenant_id.clone(),
             selection: replay.selection.clone(),
             targets: replay.targets.clone(),
+            until_seq,
             dry_run,
             state: replay.state,
             progress: replay.progress,

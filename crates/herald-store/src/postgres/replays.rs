@@ -30,6 +30,7 @@ impl PgStore {
                 &v.created,
                 &v.finished,
                 &v.finished,
+                &v.until_seq,
             ],
         )
         .await
@@ -51,6 +52,12 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         Ok(map_rows(&rows, |r| replay_row(r))?.pop())
+    }
+
+    pub async fn latest_seq(&self) -> Result<i64, StoreError> {
+        let c = self.conn().await?;
+        let row = c.query_one(sql::LATEST_SEQ, &[]).await.map_err(pg_err)?;
+        Ok(row.get(0))
     }
 
     pub async fn next_replay(&self) -> Result<Option<Replay>, StoreError> {

@@ -256,7 +256,8 @@ ALTER TABLE deliveries ADD COLUMN attempt_base bigint NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
 "#,
     // Replays: a request to deliver stored events again, its selection as
-    // given, its target subscriptions, and how far the worker got (a
+    // given, its target subscriptions, the last `seq` committed when it was
+    // made (it reads no later event), and how far the worker got (a
     // cursor over the commit `seq` and its counts). Times in microseconds;
     // ids compare bytewise, as on SQLite.
     r#"
@@ -267,6 +268,7 @@ CREATE TABLE replays (
     targets text NOT NULL,
     dry_run bigint NOT NULL,
     state text NOT NULL,
+    until_seq bigint NOT NULL,
     cursor_seq bigint NOT NULL,
     events_scanned bigint NOT NULL,
     events_matched bigint NOT NULL,

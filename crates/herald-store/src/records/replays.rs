@@ -48,6 +48,9 @@ pub struct NewReplay {
     pub selection: serde_json::Value,
     /// The subscriptions its events go to, fixed when it is created.
     pub targets: Vec<String>,
+    /// The last `seq` committed when it was made: it reads no later
+    /// event, so what it does is fixed when it is asked for.
+    pub until_seq: i64,
     pub dry_run: bool,
     /// `Pending` for a real replay; a dry run is stored `Completed` with
     /// the progress it computed.
@@ -63,6 +66,7 @@ pub struct Replay {
     pub tenant_id: TenantId,
     pub selection: serde_json::Value,
     pub targets: Vec<String>,
+    pub until_seq: i64,
     pub dry_run: bool,
     pub state: ReplayState,
     pub progress: ReplayProgress,
@@ -72,13 +76,15 @@ pub struct Replay {
     pub completed_at: Option<Timestamp>,
 }
 
-/// Which stored events a replay reads: the event filter as it is, and
-/// optionally a list of event ids (all must hold).
+/// Which stored events a replay reads: the event filter as it is,
+/// optionally a list of event ids, and a last `seq` (all must hold).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplayScan {
     pub filter: EventFilter,
     /// Only these events, when not empty.
     pub event_ids: Vec<EventId>,
+    /// Only events with `seq <= until_seq`, when given.
+    pub until_seq: Option<i64>,
 }
 
 /// One move of a running replay: from the cursor it was read at to its new

@@ -222,7 +222,8 @@ ALTER TABLE deliveries ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX deliveries_dead ON deliveries (tenant_id, delivery_id) WHERE state = 'dead';
 "#,
     // Replays: a request to deliver stored events again, its selection as
-    // given, its target subscriptions, and how far the worker got (a
+    // given, its target subscriptions, the last `seq` committed when it was
+    // made (it reads no later event), and how far the worker got (a
     // cursor over the commit `seq` and its counts). Times in microseconds.
     r#"
 CREATE TABLE replays (
@@ -232,6 +233,7 @@ CREATE TABLE replays (
     targets TEXT NOT NULL,
     dry_run INTEGER NOT NULL,
     state TEXT NOT NULL,
+    until_seq INTEGER NOT NULL,
     cursor_seq INTEGER NOT NULL,
     events_scanned INTEGER NOT NULL,
     events_matched INTEGER NOT NULL,

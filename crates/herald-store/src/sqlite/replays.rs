@@ -29,6 +29,7 @@ impl SqliteStore {
                 v.created,
                 v.finished,
                 v.finished,
+                v.until_seq,
             ])?;
             Ok(())
         })
@@ -47,6 +48,14 @@ impl SqliteStore {
                 params![tenant, id],
                 |r| replay_row(r),
             )
+        })
+        .await
+    }
+
+    pub async fn latest_seq(&self) -> Result<i64, StoreError> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(sql::LATEST_SEQ)?
+                .query_row([], |r| r.get(0))?)
         })
         .await
     }

@@ -30,6 +30,11 @@ impl Store {
         each!(self, s => s.get_replay(tenant, replay_id).await)
     }
 
+    /// The last committed `seq`: a new replay's `until_seq`.
+    pub async fn latest_seq(&self) -> Result<i64, StoreError> {
+        each!(self, s => s.latest_seq().await)
+    }
+
     /// The oldest replay that is `pending` or `running`, of any tenant.
     pub async fn next_replay(&self) -> Result<Option<Replay>, StoreError> {
         each!(self, s => s.next_replay().await)
@@ -82,12 +87,16 @@ pub(crate) mod sql {
     /// The columns [`replay_row`] reads, in its order.
     pub(crate) const COLUMNS: &str = "replay_id, tenant_id, selection, targets, dry_run, state, \
         cursor_seq, events_scanned, events_matched, deliveries_created, error, created_at, \
-        started_at, completed_at";
+        started_at, completed_at, until_seq";
 
     /// The values of [`NewValues`] in order.
     pub(crate) const INSERT: &str = "INSERT INTO replays (replay_id, tenant_id, selection, \
         targets, dry_run, state, cursor_seq, events_scanned, events_matched, deliveries_created, \
-        created_at, started_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+        created_at, started_at, completed_at, until_seq) \
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+
+    /// The last committed `seq` (0 for an empty store).
+    pub(crate) const LATEST_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) FROM events";
 
     /// `tenant_id`, `replay_id`.
     pub(crate) fn get() -> String {
@@ -119,6 +128,7 @@ pub(crate) mod sql {
         pub selection: String,
         pub targets: String,
         pub dry_run: i64,
+        pub until_seq: i64,
         pub state: &'static str,
         pub progress: ReplayProgress,
         pub created: i64,
@@ -136,6 +146,7 @@ pub(crate) mod sql {
                 selection: crate::rows::to_json(&r.selection)?,
                 targets: crate::rows::to_json(&r.targets)?,
                 dry_run: i64::from(r.dry_run),
+                until_seq: r.until_seq,
                 state: r.state.as_str(),
                 progress: r.progress,
                 created: r.created_at.unix_micros(),
@@ -196,6 +207,7 @@ pub(crate) mod sql {
             created_at: micros(r.int(11)?)?,
             started_at: r.opt_int(12)?.map(micros).transpose()?,
             completed_at: r.opt_int(13)?.map(micros).transpose()?,
+            until_seq: r.int(14)?,
         })
     }
 }

@@ -122,7 +122,11 @@ pub fn parse(
         .cloned()
         .collect();
     Selection {
-        scan: ReplayScan { filter, event_ids },
+        scan: ReplayScan {
+            filter,
+            event_ids,
+            until_seq: None,
+        },
         keys,
     }
 }

@@ -15,6 +15,7 @@ mod openapi;
 mod problems;
 mod query;
 mod registry;
+mod replay;
 mod scaleout;
 mod shutdown;
 mod subscriptions;

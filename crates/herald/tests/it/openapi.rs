@@ -353,6 +353,55 @@ async fn every_real_answer_matches_the_documented_schema() {
             .unwrap(),
     )
     .await;
+    // Replays: a dry run (with its counts), a real one, a bad one, its
+    // state, and a missing one.
+    let replays = "/api/v1/events/replay";
+    c.check(
+        "post",
+        replays,
+        post(
+            replays,
+            &admin,
+            json!({"stream_id": "order:1", "target_service": "billing", "dry_run": true}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    let accepted = c
+        .check(
+            "post",
+            replays,
+            post(replays, &admin, json!({"start_time": "2025-01-01T00:00:00Z", "end_time": "2035-01-01T00:00:00Z", "event_type": "order.created"}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    c.check(
+        "post",
+        replays,
+        post(replays, &admin, json!({"event_ids": ["x"]}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let replay_route = "/api/v1/events/replay/{replay_id}";
+    c.check(
+        "get",
+        replay_route,
+        get(accepted["status_url"].as_str().unwrap(), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        replay_route,
+        get("/api/v1/events/replay/rpl_missing", &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
     c.check(
         "post",
         "/api/v1/events/subscriptions/{subscription_id}/secret/rotate",
