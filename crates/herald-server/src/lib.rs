@@ -179,7 +179,10 @@ pub async fn run(
         Arc::new(sender),
         Box::new(SeededJitter::new(seed)),
     )
-    .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs));
+    .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))
+    .with_concurrency(app.config.delivery_concurrency)
+    .with_endpoint_concurrency(app.config.delivery_endpoint_concurrency)
+    .publishing_lifecycle(publisher.is_some());
     tasks.push(tokio::spawn(deliveries.run(
         delivery_wake,
         idle.min(Duration::from_secs(1)),

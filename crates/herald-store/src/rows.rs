@@ -18,6 +18,7 @@ pub(crate) trait RowAccess {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError>;
     fn event_id(&self, i: usize) -> Result<EventId, StoreError>;
+    fn opt_event_id(&self, i: usize) -> Result<Option<EventId>, StoreError>;
 }
 
 pub(crate) fn corrupt<T, E: std::error::Error + Send + Sync + 'static>(
@@ -241,7 +242,7 @@ pub(crate) fn pending_lifecycle_row(r: &impl RowAccess) -> Result<PendingLifecyc
         id: r.int(0)?,
         record: LifecycleRecord {
             tenant_id: r.text(1)?,
-            event_id: r.event_id(2)?,
+            event_id: r.opt_event_id(2)?,
             kind: kind
                 .parse()
                 .map_err(|e| StoreError::corrupt(format!("{e}")))?,

@@ -375,6 +375,24 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.delivery_timeout_secs.to_string(),
         set: |c, v| parse_into(v, &mut c.delivery_timeout_secs),
     },
+    Setting {
+        key: "delivery_concurrency",
+        env: "HERALD_DELIVERY_CONCURRENCY",
+        flag: Some("delivery-concurrency"),
+        value_name: "N",
+        help: "Webhook attempts in flight at once, across all endpoints",
+        default: |c| c.delivery_concurrency.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_concurrency),
+    },
+    Setting {
+        key: "delivery_endpoint_concurrency",
+        env: "HERALD_DELIVERY_ENDPOINT_CONCURRENCY",
+        flag: Some("delivery-endpoint-concurrency"),
+        value_name: "N",
+        help: "Webhook attempts to one callback URL in flight at once; more wait, unattempted, so a slow endpoint cannot hold the others up",
+        default: |c| c.delivery_endpoint_concurrency.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_endpoint_concurrency),
+    },
 ];
 
 #[cfg(test)]

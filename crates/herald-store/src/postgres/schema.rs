@@ -249,6 +249,16 @@ CREATE TABLE delivery_attempts (
     PRIMARY KEY (delivery_id, attempt)
 );
 "#,
+    // Lifecycle notices about no one event (a subscription turned off, a
+    // replay) have no event id.
+    r#"
+ALTER TABLE lifecycle_outbox ALTER COLUMN event_id DROP NOT NULL;
+"#, // Stream order: finding the earlier unfinished deliveries of one
+    // subscription's stream is a range of this index.
+    r#"
+CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, stream_version)
+    WHERE replay_id IS NULL AND state IN ('pending', 'in_flight');
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

@@ -5,10 +5,16 @@ use herald_core::{EventId, TenantId, Timestamp};
 use rusqlite::{OptionalExtension, params};
 
 use super::cursors::apply_cursor_move;
-use super::{SqliteStore, map_rows};
+use super::lifecycle::write_notices;
+use super::{SqlRow, SqliteStore, map_rows};
 use crate::records::*;
 use crate::rows::subscription_row;
-use crate::store::deliveries::sql::{self, Finish, NewValues, attempt_row, delivery_row};
+use crate::store::deliveries::sql::{
+    self, Finish, NewValues, attempt_row, delivery_row, finished_row,
+};
+
+/// A subscription `s` whose definition asks for stream order.
+const ORDERED: &str = "json_extract(s.spec, '$.ordering') = 'stream'";
 
 impl SqliteStore {
     pub async fn fan_out(
@@ -65,7 +71,7 @@ impl SqliteStore {
     ) -> Result<Vec<Delivery>, StoreError> {
         self.write(move |c| {
             map_rows(
-                &mut c.prepare_cached(&sql::claim(""))?,
+                &mut c.prepare_cached(&sql::claim("", ORDERED))?,
                 params![until, now, now, now, limit as i64],
                 |r| delivery_row(r),
             )
@@ -75,7 +81,7 @@ impl SqliteStore {
 
     pub(crate) async fn finish_delivery(&self, f: Finish) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let subscription: Option<String> = c
+            let finished = c
                 .prepare_cached(sql::FINISH)?
                 .query_row(
                     params![
@@ -87,10 +93,11 @@ impl SqliteStore {
                         f.delivery_id,
                         f.token
                     ],
-                    |r| r.get(0),
+                    |r| Ok(finished_row(&SqlRow(r))),
                 )
-                .optional()?;
-            let Some(subscription) = subscription else {
+                .optional()?
+                .transpose()?;
+            let Some(finished) = finished else {
                 return Ok(false);
             };
             c.prepare_cached(sql::RECORD_ATTEMPT)?.execute(params![
@@ -103,12 +110,17 @@ impl SqliteStore {
                 f.snippet,
                 f.next_attempt_at
             ])?;
-            if f.disable_subscription {
-                c.prepare_cached(&sql::disable_subscription(
+            let mut notices: Vec<_> = f.exhausted_notice(&finished)?.into_iter().collect();
+            if f.disable_subscription
+                && c.prepare_cached(&sql::disable_subscription(
                     "json_set(spec, '$.enabled', json('false'))",
                 ))?
-                .execute(params![subscription])?;
+                .execute(params![finished.subscription_id])?
+                    == 1
+            {
+                notices.push(f.disabled_notice(&finished, DisableReason::Gone, None)?);
             }
+            write_notices(c, &notices, f.options.publish_lifecycle, f.at()?)?;
             Ok(true)
         })
         .await

@@ -7,6 +7,7 @@ pub(crate) mod cursors;
 mod definitions;
 pub(crate) mod deliveries;
 mod events;
+pub(crate) mod lifecycle;
 mod processing;
 mod settings;
 mod shared;
