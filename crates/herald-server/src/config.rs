@@ -177,6 +177,9 @@ pub struct Config {
     /// `HERALD_DELIVERY_ENDPOINT_CONCURRENCY`: webhook attempts to one
     /// callback URL in flight at once; a slow endpoint holds no more.
     pub delivery_endpoint_concurrency: usize,
+    /// `HERALD_DELIVERY_DISABLE_AFTER_DAYS`: a subscription whose deliveries
+    /// fail without a success for this many days is turned off; 0: never.
+    pub delivery_disable_after_days: u64,
 }
 
 impl Default for Config {
@@ -214,6 +217,7 @@ impl Default for Config {
             delivery_timeout_secs: 15,
             delivery_concurrency: 64,
             delivery_endpoint_concurrency: 8,
+            delivery_disable_after_days: 5,
         }
     }
 }

@@ -182,6 +182,13 @@ pub async fn run(
     .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))
     .with_concurrency(app.config.delivery_concurrency)
     .with_endpoint_concurrency(app.config.delivery_endpoint_concurrency)
+    .disabling_after((app.config.delivery_disable_after_days > 0).then(|| {
+        Duration::from_secs(
+            app.config
+                .delivery_disable_after_days
+                .saturating_mul(86_400),
+        )
+    }))
     .publishing_lifecycle(publisher.is_some());
     tasks.push(tokio::spawn(deliveries.run(
         delivery_wake,

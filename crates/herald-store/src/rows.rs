@@ -430,10 +430,12 @@ subscriber_name, enabled, spec, secret, previous_secret, previous_secret_expires
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// A definition change: `subscriber_name, enabled, spec, updated_at`, then
-/// `tenant_id, subscription_id`.
+/// `tenant_id, subscription_id`. A changed definition (turned back on,
+/// say) starts its run of delivery failures afresh.
 pub(crate) fn update_subscription_sql() -> String {
     format!(
-        "UPDATE subscriptions SET subscriber_name = ?, enabled = ?, spec = ?, updated_at = ? \
+        "UPDATE subscriptions SET subscriber_name = ?, enabled = ?, spec = ?, updated_at = ?, \
+         failing_since = NULL \
          WHERE tenant_id = ? AND subscription_id = ? RETURNING {SUBSCRIPTION_COLUMNS}"
     )
 }

@@ -850,6 +850,7 @@ async fn dead_letters_and_disables_are_noted_in_the_audit_trail_and_the_outbox(o
     );
     let publish = FinishOptions {
         publish_lifecycle: true,
+        ..FinishOptions::default()
     };
     // Both answered 410: both die, the subscription is turned off once.
     for id in ["dlv_sub_gone-0001", "dlv_sub_gone-0002"] {

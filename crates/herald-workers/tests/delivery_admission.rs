@@ -1,8 +1,9 @@
-//! The delivery worker's per-endpoint admission on each backend, with a
-//! fake sender and a manual clock: an endpoint that hangs holds only its
-//! concurrency budget while another endpoint's deliveries all go out, and
-//! a subscription's `rate_limit` spaces its deliveries out, the ones over
-//! it put back unattempted until the limiter's next token.
+//! How the delivery worker keeps one endpoint's trouble its own, on each
+//! backend, with a fake sender and a manual clock: an endpoint that hangs
+//! holds only its concurrency budget while another endpoint's deliveries
+//! all go out; a subscription's `rate_limit` spaces its deliveries out,
+//! the ones over it put back unattempted until the limiter's next token;
+//! and a subscription that only fails for too long is turned off.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -17,6 +18,7 @@ use herald_core::{
 };
 use herald_store::{Delivery, DeliveryState, NewEvent, Store, Subscription, SubscriptionSpec};
 use herald_testkit::{StoreUnderTest as Opened, on_each_backend, open_store as open, wait_until};
+use herald_workers::delivery::breaker::BreakerConfig;
 use herald_workers::delivery::signature::WebhookSecret;
 use herald_workers::delivery::worker::{
     DeliveryWorker, OutgoingWebhook, SendResult, WebhookSender,
@@ -30,6 +32,7 @@ on_each_backend!(
     open = open;
     a_hanging_endpoint_holds_only_its_budget_while_another_gets_everything,
     a_rate_limit_spaces_deliveries_out_without_counting_attempts,
+    a_subscription_failing_for_too_long_is_disabled_and_a_success_resets_the_run,
 );
 
 const HANGING: &str = "https://hanging.example.com/hook";
@@ -227,10 +230,12 @@ async fn a_hanging_endpoint_holds_only_its_budget_while_another_gets_everything(
     );
 }
 
-/// Answers 204 to everything and counts the requests.
+/// Answers 204 to everything (or `status`, when set) and counts the
+/// requests.
 #[derive(Debug, Default)]
 struct CountingSender {
     sent: AtomicUsize,
+    status: std::sync::Mutex<Option<u16>>,
 }
 
 impl WebhookSender for CountingSender {
@@ -239,9 +244,10 @@ impl WebhookSender for CountingSender {
         _request: OutgoingWebhook,
     ) -> Pin<Box<dyn Future<Output = SendResult> + Send + 'a>> {
         self.sent.fetch_add(1, SeqCst);
-        Box::pin(async {
+        let status = self.status.lock().unwrap().unwrap_or(204);
+        Box::pin(async move {
             SendResult::Response {
-                status: 204,
+                status,
                 retry_after: None,
                 body: vec![],
             }
@@ -293,4 +299,125 @@ async fn a_rate_limit_spaces_deliveries_out_without_counting_attempts(o: Opened)
             .iter()
             .all(|d| d.state == DeliveryState::Delivered && d.attempts == 1)
     );
+}
+
+async fn a_subscription_failing_for_too_long_is_disabled_and_a_success_resets_the_run(o: Opened) {
+    let store = &o.store;
+    let tenant = TenantId::parse("acme").unwrap();
+    let mut sub = subscription(&tenant, "sub_failing", HEALTHY, None);
+    // A retry every 100 s, more than the test needs.
+    sub.spec.retry_policy = json!({"schedule": vec![100; 20]});
+    let clock = fanned_out(store, vec![sub], 2).await;
+    let sender = Arc::new(CountingSender::default());
+    *sender.status.lock().unwrap() = Some(500);
+    let worker = DeliveryWorker::new(
+        store.clone(),
+        clock.clone(),
+        sender.clone(),
+        Box::new(|| 0.5),
+    )
+    .disabling_after(Some(Duration::from_secs(600)))
+    // A breaker that never opens: every retry below is attempted.
+    .with_breaker(BreakerConfig {
+        failure_threshold: 1000,
+        ..BreakerConfig::default()
+    });
+    let enabled = || async {
+        store
+            .get_subscription(&tenant, "sub_failing")
+            .await
+            .unwrap()
+            .unwrap()
+            .spec
+            .enabled
+    };
+    // Failing from 03:05:00; at 03:08:20 one answer succeeds, which ends
+    // the run, and the next failure starts a new one at 03:10:00.
+    assert_eq!(worker.step().await.unwrap(), 2);
+    for _ in 0..2 {
+        clock.advance(time::Duration::seconds(100));
+        worker.step().await.unwrap();
+    }
+    clock.advance(time::Duration::seconds(100));
+    *sender.status.lock().unwrap() = Some(204);
+    worker.step().await.unwrap();
+    *sender.status.lock().unwrap() = Some(500);
+    assert!(enabled().await);
+    let failing: Vec<Delivery> = deliveries(store, "sub_failing")
+        .await
+        .into_iter()
+        .filter(|d| d.state == DeliveryState::Pending)
+        .collect();
+    assert!(failing.is_empty(), "both were delivered: {failing:?}");
+
+    // A new event, failing from now on.
+    let more = fanned_more(store, &clock).await;
+    let started = clock.now();
+    worker.step().await.unwrap();
+    for _ in 0..5 {
+        clock.advance(time::Duration::seconds(100));
+        worker.step().await.unwrap();
+        assert!(enabled().await, "the run is shorter than 600 s");
+    }
+    // 600 s after the run began, the next failure turns it off.
+    clock.advance(time::Duration::seconds(100));
+    worker.step().await.unwrap();
+    assert!(!enabled().await, "failing for 600 s");
+    let audit = store
+        .query_audit(&herald_store::AuditQuery {
+            tenant_id: Some("acme".into()),
+            operation: Some("subscription.disabled".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.records.len(), 1, "{audit:?}");
+    let detail: serde_json::Value =
+        serde_json::from_str(audit.records[0].detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["reason"], "failing_too_long");
+    assert_eq!(detail["failing_since"], started.to_string());
+    // Its delivery is kept for when it is turned on again: pending, not dead.
+    let kept = &store.deliveries_of_event(&tenant, more).await.unwrap()[0];
+    assert_eq!(kept.state, DeliveryState::Pending, "{kept:?}");
+    let sent = sender.sent.load(SeqCst);
+    clock.advance(time::Duration::seconds(3600));
+    worker.step().await.unwrap();
+    assert_eq!(sender.sent.load(SeqCst), sent, "nothing is sent while off");
+}
+
+/// Stores one more `order.created` event and fans it out; its id.
+async fn fanned_more(store: &Store, clock: &Arc<ManualClock>) -> herald_core::EventId {
+    let tenant = TenantId::parse("acme").unwrap();
+    let ids = SequentialIds::default();
+    let hasher = EmailHasher::new(b"k");
+    let ctx = ProcessingContext {
+        tenant_id: &tenant,
+        email_hasher: &hasher,
+        processing_timestamp: clock.now(),
+        ids: &ids,
+        traceparent: None,
+    };
+    let event = EventProcessor::default()
+        .process_value(
+            json!({"event_type": "order.created", "category": "business",
+                   "event_source": "backend", "data": {"more": true}}),
+            &ctx,
+        )
+        .unwrap()
+        .event;
+    let id = event.event_id;
+    store
+        .append(vec![NewEvent {
+            event,
+            expected_version: None,
+        }])
+        .await
+        .unwrap();
+    let follower = CommitLogFollower::new(store.clone(), FAN_OUT_CURSOR, 1000);
+    FanOut::new(clock.clone())
+        .step(&follower, store)
+        .await
+        .unwrap();
+    id
 }

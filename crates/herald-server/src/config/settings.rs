@@ -393,6 +393,15 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.delivery_endpoint_concurrency.to_string(),
         set: |c, v| parse_into(v, &mut c.delivery_endpoint_concurrency),
     },
+    Setting {
+        key: "delivery_disable_after_days",
+        env: "HERALD_DELIVERY_DISABLE_AFTER_DAYS",
+        flag: Some("delivery-disable-after-days"),
+        value_name: "DAYS",
+        help: "A subscription whose deliveries fail without a success for this many days is disabled; 0: never",
+        default: |c| c.delivery_disable_after_days.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_disable_after_days),
+    },
 ];
 
 #[cfg(test)]

@@ -108,7 +108,18 @@ impl PgStore {
         .await
         .map_err(pg_err)?;
         let mut notices: Vec<_> = f.exhausted_notice(&finished)?.into_iter().collect();
-        if f.disable_subscription {
+        let failing_since: Option<i64> = if f.failed() {
+            tx.query_opt(&numbered(sql::FAILING), &[&f.at, &finished.subscription_id])
+                .await
+                .map_err(pg_err)?
+                .and_then(|r| r.get::<_, Option<i64>>(0))
+        } else {
+            tx.execute(&numbered(sql::FAILING_ENDED), &[&finished.subscription_id])
+                .await
+                .map_err(pg_err)?;
+            None
+        };
+        if let Some((reason, since)) = f.disable_reason(failing_since) {
             let turned_off = tx
                 .execute(
                     &numbered(&sql::disable_subscription(
@@ -119,7 +130,7 @@ impl PgStore {
                 .await
                 .map_err(pg_err)?;
             if turned_off == 1 {
-                notices.push(f.disabled_notice(&finished, DisableReason::Gone, None)?);
+                notices.push(f.disabled_notice(&finished, reason, since)?);
             }
         }
         write_notices(&tx, &notices, f.options.publish_lifecycle, f.at()?).await?;

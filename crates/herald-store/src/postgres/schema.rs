@@ -258,6 +258,11 @@ ALTER TABLE lifecycle_outbox ALTER COLUMN event_id DROP NOT NULL;
     r#"
 CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, stream_version)
     WHERE replay_id IS NULL AND state IN ('pending', 'in_flight');
+"#, // When a subscription's unbroken run of failed deliveries began
+    // (microseconds since the epoch; NULL after a success): delivery turns
+    // it off once the run is too long.
+    r#"
+ALTER TABLE subscriptions ADD COLUMN failing_since bigint;
 "#,
 ];
 

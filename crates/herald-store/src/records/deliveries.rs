@@ -129,6 +129,10 @@ pub struct FinishOptions {
     /// NATS publisher drains: only when a publisher runs, or nothing would
     /// ever drain it. The audit trail gets them either way.
     pub publish_lifecycle: bool,
+    /// Turn the subscription off (`subscription.disabled`, reason
+    /// `failing_too_long`) once its deliveries have failed without a
+    /// success for this long; `None`: never.
+    pub disable_after_failing: Option<std::time::Duration>,
 }
 
 /// One attempt at a delivery as it is recorded.

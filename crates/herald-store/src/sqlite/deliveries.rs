@@ -111,14 +111,24 @@ impl SqliteStore {
                 f.next_attempt_at
             ])?;
             let mut notices: Vec<_> = f.exhausted_notice(&finished)?.into_iter().collect();
-            if f.disable_subscription
+            let failing_since: Option<i64> = if f.failed() {
+                c.prepare_cached(sql::FAILING)?
+                    .query_row(params![f.at, finished.subscription_id], |r| r.get(0))
+                    .optional()?
+                    .flatten()
+            } else {
+                c.prepare_cached(sql::FAILING_ENDED)?
+                    .execute(params![finished.subscription_id])?;
+                None
+            };
+            if let Some((reason, since)) = f.disable_reason(failing_since)
                 && c.prepare_cached(&sql::disable_subscription(
                     "json_set(spec, '$.enabled', json('false'))",
                 ))?
                 .execute(params![finished.subscription_id])?
                     == 1
             {
-                notices.push(f.disabled_notice(&finished, DisableReason::Gone, None)?);
+                notices.push(f.disabled_notice(&finished, reason, since)?);
             }
             write_notices(c, &notices, f.options.publish_lifecycle, f.at()?)?;
             Ok(true)

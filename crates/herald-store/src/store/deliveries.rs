@@ -272,6 +272,16 @@ pub(crate) mod sql {
         )
     }
 
+    /// After a success: `subscription_id`; its failure run is over.
+    pub(crate) const FAILING_ENDED: &str = "UPDATE subscriptions SET failing_since = NULL \
+        WHERE subscription_id = ? AND failing_since IS NOT NULL";
+
+    /// After a failure: `at`, `subscription_id`; returns when its run of
+    /// failures began (this one, if it is the first).
+    pub(crate) const FAILING: &str = "UPDATE subscriptions \
+        SET failing_since = COALESCE(failing_since, ?) WHERE subscription_id = ? \
+        RETURNING failing_since";
+
     /// `delivery_id`.
     pub(crate) const ATTEMPTS: &str = "SELECT attempt, at, status_code, duration_ms, \
         error_class, response_snippet, next_attempt_at FROM delivery_attempts \
@@ -349,6 +359,28 @@ pub(crate) mod sql {
                 &notice,
                 self.at()?,
             )))
+        }
+
+        /// Whether this attempt failed (anything but delivered).
+        pub(crate) fn failed(&self) -> bool {
+            self.state != DeliveryState::Delivered.as_str()
+        }
+
+        /// Why this finish turns the subscription off, if it does: the
+        /// outcome says so (410), or its failures began `failing_since`
+        /// (µs) and have lasted the configured limit.
+        pub(crate) fn disable_reason(
+            &self,
+            failing_since: Option<i64>,
+        ) -> Option<(DisableReason, Option<Timestamp>)> {
+            if self.disable_subscription {
+                return Some((DisableReason::Gone, None));
+            }
+            let limit = self.options.disable_after_failing?;
+            let since = failing_since?;
+            let limit_us = i64::try_from(limit.as_micros()).unwrap_or(i64::MAX);
+            (self.at.saturating_sub(since) >= limit_us)
+                .then(|| (DisableReason::FailingTooLong, micros(since).ok()))
         }
 
         /// `subscription.disabled` for a finish that turned `d`'s

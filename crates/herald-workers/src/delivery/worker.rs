@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
 use herald_core::{Clock, Timestamp};
 use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, FinishOptions, Store, StoreError};
 use serde_json::value::RawValue;
@@ -25,6 +24,10 @@ use super::signature::{WebhookMessage, WebhookSecret, build_request, webhook_bod
 
 /// How long one attempt may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a subscription may fail without a success before it is
+/// turned off, by default: five days.
+pub const DEFAULT_DISABLE_AFTER_FAILING: Duration = Duration::from_secs(5 * 86_400);
 
 /// How many deliveries one [`DeliveryWorker::step`] claims.
 pub const STEP_BATCH: usize = 64;
@@ -84,6 +87,8 @@ pub struct DeliveryWorker {
     concurrency: usize,
     /// Whether lifecycle notices also go to the NATS outbox.
     publish_lifecycle: bool,
+    /// A subscription failing without a success this long is turned off.
+    disable_after_failing: Option<Duration>,
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -119,7 +124,15 @@ impl DeliveryWorker {
             lease: DEFAULT_TIMEOUT * 2,
             concurrency: DEFAULT_CONCURRENCY,
             publish_lifecycle: false,
+            disable_after_failing: Some(DEFAULT_DISABLE_AFTER_FAILING),
         }
+    }
+
+    /// Turn a subscription off (`subscription.disabled`) once its
+    /// deliveries have failed without a success for `after`; `None`: never.
+    pub fn disabling_after(mut self, after: Option<Duration>) -> Self {
+        self.disable_after_failing = after;
+        self
     }
 
     /// Queue the lifecycle notices delivery causes (`delivery.exhausted`,
@@ -198,8 +211,10 @@ impl DeliveryWorker {
     /// due with time). On `stop` it claims nothing more and lets the
     /// attempts in flight finish (each within the timeout).
     pub async fn run(self, wake: Arc<Notify>, idle: Duration, mut stop: watch::Receiver<bool>) {
-        let worker = &self;
-        let mut in_flight = FuturesUnordered::new();
+        // Each attempt is a task of its own: one that waits (for the pool,
+        // say) while the loop awaits a claim must still make progress.
+        let worker = Arc::new(self);
+        let mut in_flight = tokio::task::JoinSet::new();
         // Whether the last claim filled every free slot (more may be due).
         let mut more_due = true;
         loop {
@@ -212,7 +227,8 @@ impl DeliveryWorker {
                     Ok(claimed) => {
                         more_due = claimed.len() == free;
                         for d in claimed {
-                            in_flight.push(async move { worker.attempt(&d).await });
+                            let worker = worker.clone();
+                            in_flight.spawn(async move { worker.attempt(&d).await });
                         }
                     }
                     Err(StoreError::Closed) => break,
@@ -223,22 +239,14 @@ impl DeliveryWorker {
                 }
             }
             tokio::select! {
-                Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                    if let Err(e) = done {
-                        tracing::warn!(error = %e, "delivery attempt not recorded; retried after its lease");
-                    }
-                    // The slot is free again; more may be due only if the
-                    // last claim was full.
-                }
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => report(done),
                 _ = wake.notified() => more_due = true,
                 _ = tokio::time::sleep(idle) => more_due = true,
                 _ = stop.changed() => {}
             }
         }
-        while let Some(done) = in_flight.next().await {
-            if let Err(e) = done {
-                tracing::warn!(error = %e, "delivery attempt not recorded; retried after its lease");
-            }
+        while let Some(done) = in_flight.join_next().await {
+            report(done);
         }
     }
 
@@ -406,11 +414,24 @@ impl DeliveryWorker {
     ) -> Result<(), StoreError> {
         let options = FinishOptions {
             publish_lifecycle: self.publish_lifecycle,
+            disable_after_failing: self.disable_after_failing,
         };
         self.store
             .finish_delivery_with(&d.delivery_id, record, outcome, options)
             .await?;
         Ok(())
+    }
+}
+
+/// Logs an attempt that ended without its result recorded; its delivery
+/// is claimed again once its lease runs out.
+fn report(done: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "delivery attempt not recorded; retried after its lease")
+        }
+        Err(e) => tracing::warn!(error = %e, "delivery attempt failed; retried after its lease"),
     }
 }
 
