@@ -2,7 +2,9 @@
 //! over HTTP reach a subscription's endpoint (a receiver on 127.0.0.1)
 //! exactly once each, signed with the secret the subscription's 201 showed;
 //! a dead letter and a 410 are told on NATS (`delivery.exhausted`,
-//! `subscription.disabled`) and in the audit trail.
+//! `subscription.disabled`) and in the audit trail; with `ordering:
+//! stream`, a receiver that fails for a while still gets each stream's
+//! events in version order.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 herald_testkit::on_each_backend!(
     each_matching_event_reaches_the_endpoint_once_signed,
     a_dead_letter_and_a_gone_endpoint_are_told_on_nats_and_audited,
+    a_stream_ordering_subscription_gets_each_stream_in_version_order_through_failures,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -233,4 +236,62 @@ async fn a_dead_letter_and_a_gone_endpoint_are_told_on_nats_and_audited(backend:
             == 2
     })
     .await;
+}
+
+async fn a_stream_ordering_subscription_gets_each_stream_in_version_order_through_failures(
+    backend: Backend,
+) {
+    let mut receiver = WebhookReceiver::start().await;
+    // Four failures (fewer than open the breaker), then success.
+    receiver.respond_in_turn(&[500, 500, 500, 500]);
+    let app = spawn_on(backend, |c| {
+        c.delivery_allowed_networks = "127.0.0.0/8".into();
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    subscribe(
+        &app,
+        &t.admin_key,
+        json!({"subscriber_name": "ordered", "callback_url": format!("{}/hooks", receiver.url),
+               "event_types": ["order.*"], "ordering": "stream",
+               "retry_policy": {"schedule": [1, 1, 1, 1, 1, 1, 1, 1]}}),
+    )
+    .await;
+    let streams = ["order:1", "order:2"];
+    for version in 1..=3 {
+        for stream in streams {
+            let (status, out) = app
+                .create(
+                    &t.admin_key,
+                    &json!({"event_type": "order.updated", "category": "business",
+                            "stream_id": stream, "data": {"v": version}}),
+                )
+                .await;
+            assert!(status == 201 || status == 202, "{status} {out}");
+        }
+    }
+    // Six events and the four failed attempts.
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    for n in 0..10 {
+        let r = receiver.next(&format!("request {n}"), WAIT).await;
+        let event = r.json()["data"].clone();
+        seen.push((
+            event["stream_id"].as_str().unwrap().to_string(),
+            event["stream_version"].as_i64().unwrap(),
+        ));
+    }
+    for stream in streams {
+        let versions: Vec<i64> = seen
+            .iter()
+            .filter(|(s, _)| s == stream)
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{stream}: a version went out before the previous one was delivered: {seen:?}"
+        );
+        let mut distinct = versions.clone();
+        distinct.dedup();
+        assert_eq!(distinct, vec![1, 2, 3], "{stream}: {seen:?}");
+    }
 }
