@@ -171,6 +171,15 @@ pub struct Config {
     /// `HERALD_DELIVERY_TIMEOUT_SECS`: how long one webhook attempt may
     /// take before it counts as a timeout.
     pub delivery_timeout_secs: u64,
+    /// `HERALD_DELIVERY_CONCURRENCY`: webhook attempts in flight at once,
+    /// across all endpoints.
+    pub delivery_concurrency: usize,
+    /// `HERALD_DELIVERY_ENDPOINT_CONCURRENCY`: webhook attempts to one
+    /// callback URL in flight at once; a slow endpoint holds no more.
+    pub delivery_endpoint_concurrency: usize,
+    /// `HERALD_DELIVERY_DISABLE_AFTER_DAYS`: a subscription whose deliveries
+    /// fail without a success for this many days is turned off; 0: never.
+    pub delivery_disable_after_days: u64,
 }
 
 impl Default for Config {
@@ -206,6 +215,9 @@ impl Default for Config {
             delivery_allowed_networks: String::new(),
             delivery_secret_overlap_secs: 86_400,
             delivery_timeout_secs: 15,
+            delivery_concurrency: 64,
+            delivery_endpoint_concurrency: 8,
+            delivery_disable_after_days: 5,
         }
     }
 }
@@ -395,6 +407,12 @@ impl Config {
         }
         if self.delivery_timeout_secs == 0 {
             p.push("delivery_timeout_secs: must be at least 1".into());
+        }
+        if self.delivery_concurrency == 0 {
+            p.push("delivery_concurrency: must be at least 1".into());
+        }
+        if self.delivery_endpoint_concurrency == 0 {
+            p.push("delivery_endpoint_concurrency: must be at least 1".into());
         }
         if self.nats_duplicate_window_secs == 0 {
             p.push("nats_duplicate_window_secs: must be at least 1".into());

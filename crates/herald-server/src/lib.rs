@@ -173,6 +173,7 @@ pub async fn run(
     tasks.push(tokio::spawn(
         ReplayWorker::new(app.store.clone(), app.clock.clone())
             .waking(delivery_wake.clone())
+            .publishing_lifecycle(publisher.is_some())
             .run(app.replay_wake.clone(), idle, stop_rx.clone()),
     ));
     let allowed = app
@@ -189,7 +190,17 @@ pub async fn run(
         Arc::new(sender),
         Box::new(SeededJitter::new(seed)),
     )
-    .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs));
+    .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))
+    .with_concurrency(app.config.delivery_concurrency)
+    .with_endpoint_concurrency(app.config.delivery_endpoint_concurrency)
+    .disabling_after((app.config.delivery_disable_after_days > 0).then(|| {
+        Duration::from_secs(
+            app.config
+                .delivery_disable_after_days
+                .saturating_mul(86_400),
+        )
+    }))
+    .publishing_lifecycle(publisher.is_some());
     tasks.push(tokio::spawn(deliveries.run(
         delivery_wake,
         idle.min(Duration::from_secs(1)),

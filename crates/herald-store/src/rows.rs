@@ -18,6 +18,7 @@ pub(crate) trait RowAccess {
     fn opt_int(&self, i: usize) -> Result<Option<i64>, StoreError>;
     fn opt_float(&self, i: usize) -> Result<Option<f64>, StoreError>;
     fn event_id(&self, i: usize) -> Result<EventId, StoreError>;
+    fn opt_event_id(&self, i: usize) -> Result<Option<EventId>, StoreError>;
 }
 
 pub(crate) fn corrupt<T, E: std::error::Error + Send + Sync + 'static>(
@@ -241,7 +242,7 @@ pub(crate) fn pending_lifecycle_row(r: &impl RowAccess) -> Result<PendingLifecyc
         id: r.int(0)?,
         record: LifecycleRecord {
             tenant_id: r.text(1)?,
-            event_id: r.event_id(2)?,
+            event_id: r.opt_event_id(2)?,
             kind: kind
                 .parse()
                 .map_err(|e| StoreError::corrupt(format!("{e}")))?,
@@ -429,10 +430,12 @@ subscriber_name, enabled, spec, secret, previous_secret, previous_secret_expires
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// A definition change: `subscriber_name, enabled, spec, updated_at`, then
-/// `tenant_id, subscription_id`.
+/// `tenant_id, subscription_id`. A changed definition (turned back on,
+/// say) starts its run of delivery failures afresh.
 pub(crate) fn update_subscription_sql() -> String {
     format!(
-        "UPDATE subscriptions SET subscriber_name = ?, enabled = ?, spec = ?, updated_at = ? \
+        "UPDATE subscriptions SET subscriber_name = ?, enabled = ?, spec = ?, updated_at = ?, \
+         failing_since = NULL \
          WHERE tenant_id = ? AND subscription_id = ? RETURNING {SUBSCRIPTION_COLUMNS}"
     )
 }

@@ -1,7 +1,9 @@
 //! Conformance of the delivery outbox on each backend: a fan-out stores
 //! its rows and moves its cursor in one transaction, a repeat adds
 //! nothing, due rows are found by time, listings page and stay within a
-//! tenant, and the fan-out reads every tenant's enabled subscriptions.
+//! tenant, the fan-out reads every tenant's enabled subscriptions, a
+//! stream-ordering subscription's claims go one stream version at a time,
+//! and dead letters and disables leave lifecycle notices.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,6 +28,8 @@ on_each_backend!(
     a_stale_claim_finishes_nothing,
     a_gone_receiver_disables_the_subscription_with_the_delivery,
     a_released_claim_is_due_again_without_counting_an_attempt,
+    a_stream_ordering_subscription_claims_one_delivery_of_a_stream_at_a_time,
+    dead_letters_and_disables_are_noted_in_the_audit_trail_and_the_outbox,
 );
 
 fn tenant(name: &str) -> TenantId {
@@ -708,4 +712,226 @@ async fn a_released_claim_is_due_again_without_counting_an_attempt(o: Opened) {
         .await
         .unwrap();
     assert_eq!(again[0].attempts, 1, "the next claim is the first attempt");
+}
+
+fn claimed_ids(claimed: &[Delivery]) -> BTreeSet<String> {
+    claimed.iter().map(|d| d.delivery_id.clone()).collect()
+}
+
+fn set(ids: &[&str]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+async fn a_stream_ordering_subscription_claims_one_delivery_of_a_stream_at_a_time(o: Opened) {
+    let t = tenant("acme");
+    let mut unordered = spec("unordered");
+    unordered.ordering = "none".into();
+    o.store
+        .insert_subscription(subscription(&t, "sub_o", spec("ordered")))
+        .await
+        .unwrap();
+    o.store
+        .insert_subscription(subscription(&t, "sub_n", unordered))
+        .await
+        .unwrap();
+    let e = event_ids(5);
+    let due = "2026-01-02T03:04:05Z";
+    // Versions 1..3 of stream order-7 to both; version 1 of order-8 to the
+    // ordered one; and a replay of version 3.
+    let mut rows: Vec<NewDelivery> = (0..3)
+        .flat_map(|i| {
+            [
+                new_delivery(&t, "sub_o", e[i], i as i64 + 1, due),
+                new_delivery(&t, "sub_n", e[i], i as i64 + 1, due),
+            ]
+        })
+        .collect();
+    let mut other_stream = new_delivery(&t, "sub_o", e[3], 4, due);
+    other_stream.stream_id = Some("order-8".into());
+    other_stream.stream_version = Some(1);
+    rows.push(other_stream);
+    let mut replay = new_delivery(&t, "sub_o", e[2], 3, due);
+    replay.delivery_id = "dlv_replayed".into();
+    replay.webhook_id = "msg_replayed".into();
+    replay.replay_id = Some("rpl_1".into());
+    rows.push(replay);
+    o.store.fan_out(moved("fan", 0, 4), rows).await.unwrap();
+    // Long enough that no claim below lapses.
+    let lease = std::time::Duration::from_secs(3600);
+    let now = at("2026-01-02T03:04:06Z");
+
+    let first = o.store.claim_due_deliveries(now, lease, 100).await.unwrap();
+    assert_eq!(
+        claimed_ids(&first),
+        set(&[
+            "dlv_sub_o-0001",
+            "dlv_sub_o-0004",
+            "dlv_replayed",
+            "dlv_sub_n-0001",
+            "dlv_sub_n-0002",
+            "dlv_sub_n-0003",
+        ]),
+        "version 1 of each stream, the replay and everything unordered"
+    );
+    // Version 1 fails and waits for its retry: version 2 still waits.
+    let later = "2026-01-02T03:05:00Z";
+    let failed = attempt(1, "2026-01-02T03:04:06Z", Some(500), Some(later));
+    o.store
+        .finish_delivery(
+            "dlv_sub_o-0001",
+            failed,
+            DeliveryOutcome::RetryAt(at(later)),
+        )
+        .await
+        .unwrap();
+    let none = o
+        .store
+        .claim_due_deliveries(at("2026-01-02T03:04:30Z"), lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&none), set(&[]));
+    // Its retry comes due: only it goes; once it is dead, version 2 goes.
+    let retry = o
+        .store
+        .claim_due_deliveries(at(later), lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&retry), set(&["dlv_sub_o-0001"]));
+    let dead = attempt(2, later, Some(500), None);
+    o.store
+        .finish_delivery("dlv_sub_o-0001", dead, DeliveryOutcome::Dead)
+        .await
+        .unwrap();
+    let second = o
+        .store
+        .claim_due_deliveries(at(later), lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&second), set(&["dlv_sub_o-0002"]));
+    // Delivered: version 3 goes.
+    let ok = attempt(1, later, Some(200), None);
+    o.store
+        .finish_delivery("dlv_sub_o-0002", ok, DeliveryOutcome::Delivered)
+        .await
+        .unwrap();
+    let third = o
+        .store
+        .claim_due_deliveries(at(later), lease, 100)
+        .await
+        .unwrap();
+    assert_eq!(claimed_ids(&third), set(&["dlv_sub_o-0003"]));
+}
+
+async fn dead_letters_and_disables_are_noted_in_the_audit_trail_and_the_outbox(o: Opened) {
+    let t = tenant("acme");
+    o.store
+        .insert_subscription(subscription(&t, "sub_gone", spec("gone")))
+        .await
+        .unwrap();
+    let e = event_ids(2);
+    let due = "2026-01-02T03:04:05Z";
+    let rows: Vec<NewDelivery> = (0..2)
+        .map(|i| {
+            let mut d = new_delivery(&t, "sub_gone", e[i], i as i64 + 1, due);
+            d.stream_id = None;
+            d.stream_version = None;
+            d
+        })
+        .collect();
+    o.store.fan_out(moved("fan", 0, 2), rows).await.unwrap();
+    let lease = std::time::Duration::from_secs(30);
+    let now = at("2026-01-02T03:04:06Z");
+    assert_eq!(
+        o.store
+            .claim_due_deliveries(now, lease, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let publish = FinishOptions {
+        publish_lifecycle: true,
+        ..FinishOptions::default()
+    };
+    // Both answered 410: both die, the subscription is turned off once.
+    for id in ["dlv_sub_gone-0001", "dlv_sub_gone-0002"] {
+        let gone = attempt(1, "2026-01-02T03:04:06Z", Some(410), None);
+        assert!(
+            o.store
+                .finish_delivery_with(id, gone, DeliveryOutcome::DisableSubscription, publish)
+                .await
+                .unwrap()
+        );
+    }
+    let outbox = o.store.pending_lifecycle(10).await.unwrap();
+    let kinds: Vec<(&str, Option<EventId>)> = outbox
+        .iter()
+        .map(|p| (p.record.kind.as_str(), p.record.event_id))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("delivery.exhausted", Some(e[0])),
+            ("subscription.disabled", None),
+            ("delivery.exhausted", Some(e[1])),
+        ]
+    );
+    let exhausted: serde_json::Value = serde_json::from_str(&outbox[0].record.payload).unwrap();
+    assert_eq!(exhausted["delivery_id"], "dlv_sub_gone-0001");
+    assert_eq!(exhausted["subscription_id"], "sub_gone");
+    assert_eq!(exhausted["event_id"], e[0].to_string());
+    assert_eq!(exhausted["last_status"], 410);
+    assert_eq!(exhausted["last_error_class"], "server_error");
+    let disabled: serde_json::Value = serde_json::from_str(&outbox[1].record.payload).unwrap();
+    assert_eq!(disabled["reason"], "gone");
+
+    // A notice recorded directly, without publishing: audited only.
+    let started = LifecycleRecord {
+        tenant_id: "acme".into(),
+        event_id: None,
+        kind: LifecycleKind::ReplayStarted,
+        payload: json!({"type": "event.replay.started", "replay_id": "rpl_1"}).to_string(),
+    };
+    o.store
+        .record_lifecycle(vec![started], false, now)
+        .await
+        .unwrap();
+    assert_eq!(o.store.pending_lifecycle(10).await.unwrap().len(), 3);
+
+    let audit = o
+        .store
+        .query_audit(&AuditQuery {
+            tenant_id: Some("acme".into()),
+            limit: 10,
+            ..AuditQuery::default()
+        })
+        .await
+        .unwrap();
+    let mut trail: Vec<(String, String)> = audit
+        .records
+        .iter()
+        .map(|r| (r.operation.clone(), r.resource.clone()))
+        .collect();
+    trail.sort();
+    assert_eq!(
+        trail,
+        vec![
+            (
+                "delivery.exhausted".into(),
+                "/api/v1/dlq/dlv_sub_gone-0001".into()
+            ),
+            (
+                "delivery.exhausted".into(),
+                "/api/v1/dlq/dlv_sub_gone-0002".into()
+            ),
+            (
+                "event.replay.started".into(),
+                "/api/v1/events/replay/rpl_1".into()
+            ),
+            (
+                "subscription.disabled".into(),
+                "/api/v1/events/subscriptions/sub_gone".into()
+            ),
+        ]
+    );
 }

@@ -18,50 +18,13 @@ use std::time::Duration;
 use herald_core::Clock;
 use herald_core::filter::Parsed;
 use herald_store::{
-    NewDelivery, Replay, ReplayProgress, ReplayScan, ReplayState, ReplayStep, SequencedEvent,
+    LifecycleKind, LifecycleRecord, NewDelivery, Replay, ReplayProgress, ReplayScan, ReplayState, ReplayStep, SequencedEvent,
     Store, StoreError, Subscription,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use crate::fanout::{self, Target};
-
-/// The lifecycle notices of a replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplayNotice {
-    /// The worker started on it: `event.replay.started`.
-    Started,
-    /// It finished, completed or failed: `event.replay.completed`.
-    Completed,
-}
-
-impl ReplayNotice {
-    /// The lifecycle event's type.
-    pub const fn kind(self) -> &'static str {
-        match self {
-            ReplayNotice::Started => "event.replay.started",
-            ReplayNotice::Completed => "event.replay.completed",
-        }
-    }
-}
-
-/// Tells whoever follows lifecycle events that `replay` started or
-/// finished. For now the notice is a log line (target `herald::lifecycle`);
-/// this is the one place a replay announces itself.
-pub fn announce(notice: ReplayNotice, replay: &Replay) {
-    tracing::info!(
-        target: "herald::lifecycle",
-        kind = notice.kind(),
-        replay_id = %replay.replay_id,
-        tenant_id = %replay.tenant_id,
-        state = replay.state.as_str(),
-        events_scanned = replay.progress.events_scanned,
-        events_matched = replay.progress.events_matched,
-        deliveries_created = replay.progress.deliveries_created,
-        error = replay.error.as_deref().unwrap_or(""),
-        "replay lifecycle"
-    );
-}
 
 /// What the replay reads: its stored selection up to its `until_seq`;
 /// `Err` with the reason when the stored selection no longer parses.
@@ -239,6 +202,8 @@ pub struct ReplayWorker {
     page: usize,
     /// Notified after a step that stored deliveries (the delivery worker).
     deliveries_stored: Option<Arc<Notify>>,
+    /// Whether lifecycle notices also go to the NATS outbox.
+    publish_lifecycle: bool,
     filter_errors: u64,
 }
 
@@ -252,6 +217,7 @@ impl ReplayWorker {
             clock,
             page: Self::DEFAULT_PAGE,
             deliveries_stored: None,
+            publish_lifecycle: false,
             filter_errors: 0,
         }
     }
@@ -267,6 +233,33 @@ impl ReplayWorker {
     pub fn waking(mut self, stored: Arc<Notify>) -> Self {
         self.deliveries_stored = Some(stored);
         self
+    }
+
+    /// Queue `event.replay.started` / `.completed` for the NATS publisher
+    /// too (they go to the audit trail either way).
+    pub fn publishing_lifecycle(mut self, publish: bool) -> Self {
+        self.publish_lifecycle = publish;
+        self
+    }
+
+    /// Records a replay's lifecycle notice (`event.replay.started` or
+    /// `event.replay.completed`) after the move it reports committed. A
+    /// crash between the two loses the notice, never the replay's work.
+    async fn announce(&self, kind: LifecycleKind, replay: &Replay) -> Result<(), StoreError> {
+        let now = self.clock.now();
+        tracing::info!(
+            target: "herald::lifecycle",
+            kind = kind.as_str(),
+            replay_id = %replay.replay_id,
+            tenant_id = %replay.tenant_id,
+            state = replay.state.as_str(),
+            deliveries_created = replay.progress.deliveries_created,
+            "replay lifecycle"
+        );
+        let record = LifecycleRecord::replay(kind, replay, now);
+        self.store
+            .record_lifecycle(vec![record], self.publish_lifecycle, now)
+            .await
     }
 
     /// (event, target) pairs whose filter failed to evaluate so far.
@@ -285,7 +278,7 @@ impl ReplayWorker {
             if self.store.start_replay(&replay.replay_id, now).await? {
                 replay.state = ReplayState::Running;
                 replay.started_at = Some(now);
-                announce(ReplayNotice::Started, &replay);
+                self.announce(LifecycleKind::ReplayStarted, &replay).await?;
             } else {
                 return Ok(ReplayStepped::Lost {
                     replay_id: replay.replay_id,
@@ -379,7 +372,7 @@ impl ReplayWorker {
             });
         }
         self.wake_deliveries(stored);
-        announce(ReplayNotice::Completed, &replay);
+        self.announce(LifecycleKind::ReplayCompleted, &replay).await?;
         Ok(ReplayStepped::Advanced {
             replay_id: replay.replay_id,
             finished: true,

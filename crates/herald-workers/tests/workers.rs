@@ -85,7 +85,7 @@ async fn the_status_worker_completes_pending_events_at_its_clocks_time() {
 
     // Each completion queued its notification, and only one each.
     let outbox = store.pending_lifecycle(100).await.unwrap();
-    let mut notified: Vec<EventId> = outbox.iter().map(|p| p.record.event_id).collect();
+    let mut notified: Vec<EventId> = outbox.iter().filter_map(|p| p.record.event_id).collect();
     notified.sort();
     let mut all: Vec<EventId> = first.iter().chain(&second).copied().collect();
     all.sort();

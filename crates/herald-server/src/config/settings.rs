@@ -375,6 +375,33 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.delivery_timeout_secs.to_string(),
         set: |c, v| parse_into(v, &mut c.delivery_timeout_secs),
     },
+    Setting {
+        key: "delivery_concurrency",
+        env: "HERALD_DELIVERY_CONCURRENCY",
+        flag: Some("delivery-concurrency"),
+        value_name: "N",
+        help: "Webhook attempts in flight at once, across all endpoints",
+        default: |c| c.delivery_concurrency.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_concurrency),
+    },
+    Setting {
+        key: "delivery_endpoint_concurrency",
+        env: "HERALD_DELIVERY_ENDPOINT_CONCURRENCY",
+        flag: Some("delivery-endpoint-concurrency"),
+        value_name: "N",
+        help: "Webhook attempts to one callback URL in flight at once; more wait, unattempted, so a slow endpoint cannot hold the others up",
+        default: |c| c.delivery_endpoint_concurrency.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_endpoint_concurrency),
+    },
+    Setting {
+        key: "delivery_disable_after_days",
+        env: "HERALD_DELIVERY_DISABLE_AFTER_DAYS",
+        flag: Some("delivery-disable-after-days"),
+        value_name: "DAYS",
+        help: "A subscription whose deliveries fail without a success for this many days is disabled; 0: never",
+        default: |c| c.delivery_disable_after_days.to_string(),
+        set: |c, v| parse_into(v, &mut c.delivery_disable_after_days),
+    },
 ];
 
 #[cfg(test)]

@@ -4,11 +4,17 @@
 use herald_core::{EventId, TenantId, Timestamp};
 
 use super::cursors::apply_cursor_move;
-use super::{PgStore, clean, map_rows, pg_err};
+use super::lifecycle::write_notices;
+use super::{PgRow, PgStore, clean, map_rows, pg_err};
 use crate::query::numbered;
 use crate::records::*;
 use crate::rows::subscription_row;
-use crate::store::deliveries::sql::{self, Finish, NewValues, attempt_row, delivery_row};
+use crate::store::deliveries::sql::{
+    self, Finish, NewValues, attempt_row, delivery_row, finished_row,
+};
+
+/// A subscription `s` whose definition asks for stream order.
+const ORDERED: &str = "(s.spec::jsonb ->> 'ordering') = 'stream'";
 
 impl PgStore {
     pub async fn fan_out(
@@ -54,7 +60,7 @@ impl PgStore {
         let c = self.conn().await?;
         let rows = c
             .query(
-                &numbered(&sql::claim("FOR UPDATE SKIP LOCKED")),
+                &numbered(&sql::claim("FOR UPDATE OF d SKIP LOCKED", ORDERED)),
                 &[&until, &now, &now, &now, &(limit as i64)],
             )
             .await
@@ -85,7 +91,7 @@ impl PgStore {
         let Some(row) = row else {
             return Ok(false);
         };
-        let subscription: String = row.get(0);
+        let finished = finished_row(&PgRow(&row))?;
         tx.execute(
             &numbered(sql::RECORD_ATTEMPT),
             &[
@@ -101,16 +107,33 @@ impl PgStore {
         )
         .await
         .map_err(pg_err)?;
-        if f.disable_subscription {
-            tx.execute(
-                &numbered(&sql::disable_subscription(
-                    "jsonb_set(spec::jsonb, '{enabled}', 'false')::text",
-                )),
-                &[&subscription],
-            )
-            .await
-            .map_err(pg_err)?;
+        let mut notices: Vec<_> = f.exhausted_notice(&finished)?.into_iter().collect();
+        let failing_since: Option<i64> = if f.failed() {
+            tx.query_opt(&numbered(sql::FAILING), &[&f.at, &finished.subscription_id])
+                .await
+                .map_err(pg_err)?
+                .and_then(|r| r.get::<_, Option<i64>>(0))
+        } else {
+            tx.execute(&numbered(sql::FAILING_ENDED), &[&finished.subscription_id])
+                .await
+                .map_err(pg_err)?;
+            None
+        };
+        if let Some((reason, since)) = f.disable_reason(failing_since) {
+            let turned_off = tx
+                .execute(
+                    &numbered(&sql::disable_subscription(
+                        "jsonb_set(spec::jsonb, '{enabled}', 'false')::text",
+                    )),
+                    &[&finished.subscription_id],
+                )
+                .await
+                .map_err(pg_err)?;
+            if turned_off == 1 {
+                notices.push(f.disabled_notice(&finished, reason, since)?);
+            }
         }
+        write_notices(&tx, &notices, f.options.publish_lifecycle, f.at()?).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(true)
     }

@@ -30,6 +30,7 @@ mod deliveries;
 mod events;
 #[cfg(any(test, feature = "bench"))]
 pub mod floor;
+mod lifecycle;
 mod processing;
 mod replays;
 mod schema;
@@ -304,6 +305,11 @@ impl RowAccess for PgRow<'_> {
     }
     fn event_id(&self, i: usize) -> Result<EventId, StoreError> {
         crate::rows::corrupt(EventId::try_from(self.get::<uuid::Uuid>(i)?))
+    }
+    fn opt_event_id(&self, i: usize) -> Result<Option<EventId>, StoreError> {
+        self.get::<Option<uuid::Uuid>>(i)?
+            .map(|u| crate::rows::corrupt(EventId::try_from(u)))
+            .transpose()
     }
 }
 

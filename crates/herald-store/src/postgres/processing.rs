@@ -167,7 +167,10 @@ async fn insert_lifecycle(
         return Ok(());
     }
     let tenants: Vec<&str> = records.iter().map(|l| l.tenant_id.as_str()).collect();
-    let ids: Vec<uuid::Uuid> = records.iter().map(|l| *l.event_id.as_uuid()).collect();
+    let ids: Vec<Option<uuid::Uuid>> = records
+        .iter()
+        .map(|l| l.event_id.map(|e| *e.as_uuid()))
+        .collect();
     let kinds: Vec<&str> = records.iter().map(|l| l.kind.as_str()).collect();
     let payloads: Vec<&str> = records.iter().map(|l| l.payload.as_str()).collect();
     tx.execute(

@@ -281,6 +281,21 @@ CREATE TABLE replays (
 
 CREATE INDEX replays_unfinished ON replays (created_at, replay_id) WHERE state IN ('pending', 'running');
 "#,
+    // Lifecycle notices about no one event (a subscription turned off, a
+    // replay) have no event id.
+    r#"
+ALTER TABLE lifecycle_outbox ALTER COLUMN event_id DROP NOT NULL;
+"#, // Stream order: finding the earlier unfinished deliveries of one
+    // subscription's stream is a range of this index.
+    r#"
+CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, stream_version)
+    WHERE replay_id IS NULL AND state IN ('pending', 'in_flight');
+"#, // When a subscription's unbroken run of failed deliveries began
+    // (microseconds since the epoch; NULL after a success): delivery turns
+    // it off once the run is too long.
+    r#"
+ALTER TABLE subscriptions ADD COLUMN failing_since bigint;
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

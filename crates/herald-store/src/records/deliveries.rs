@@ -124,6 +124,20 @@ pub enum DeliveryOutcome {
     DisableSubscription,
 }
 
+/// What finishing an attempt does beyond the delivery itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FinishOptions {
+    /// Also queue the lifecycle notices the finish causes
+    /// (`delivery.exhausted`, `subscription.disabled`) in the outbox the
+    /// NATS publisher drains: only when a publisher runs, or nothing would
+    /// ever drain it. The audit trail gets them either way.
+    pub publish_lifecycle: bool,
+    /// Turn the subscription off (`subscription.disabled`, reason
+    /// `failing_too_long`) once its deliveries have failed without a
+    /// success for this long; `None`: never.
+    pub disable_after_failing: Option<std::time::Duration>,
+}
+
 /// One attempt at a delivery as it is recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryAttempt {

@@ -290,11 +290,13 @@ pub struct SequencedEvent {
 }
 
 /// A lifecycle notification (`event.processed.success`,
-/// `event.processed.failed`, ...) kept until it is published.
+/// `delivery.exhausted`, ...) kept until it is published.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LifecycleRecord {
     pub tenant_id: String,
-    pub event_id: EventId,
+    /// The event it is about; `None` for a notice about no one event (a
+    /// subscription turned off, a replay started).
+    pub event_id: Option<EventId>,
     pub kind: LifecycleKind,
     /// The message body (JSON).
     pub payload: String,
@@ -318,7 +320,7 @@ impl LifecycleRecord {
         };
         LifecycleRecord {
             tenant_id: tenant_id.to_string(),
-            event_id,
+            event_id: Some(event_id),
             kind,
             payload: serde_json::json!({
                 "type": kind.as_str(),
@@ -440,6 +442,8 @@ mod dead_letters;
 pub use dead_letters::*;
 mod replays;
 pub use replays::*;
+mod lifecycle;
+pub use lifecycle::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -471,6 +475,13 @@ text_enum!(
         Stored = "event.stored",
         ProcessedSuccess = "event.processed.success",
         ProcessedFailed = "event.processed.failed",
+        /// A delivery became a dead letter.
+        DeliveryExhausted = "delivery.exhausted",
+        /// A subscription was turned off by delivery (410 Gone, or failing
+        /// for too long).
+        SubscriptionDisabled = "subscription.disabled",
+        ReplayStarted = "event.replay.started",
+        ReplayCompleted = "event.replay.completed",
     }
 );
 

@@ -5,10 +5,16 @@ use herald_core::{EventId, TenantId, Timestamp};
 use rusqlite::{OptionalExtension, params};
 
 use super::cursors::apply_cursor_move;
-use super::{SqliteStore, map_rows};
+use super::lifecycle::write_notices;
+use super::{SqlRow, SqliteStore, map_rows};
 use crate::records::*;
 use crate::rows::subscription_row;
-use crate::store::deliveries::sql::{self, Finish, NewValues, attempt_row, delivery_row};
+use crate::store::deliveries::sql::{
+    self, Finish, NewValues, attempt_row, delivery_row, finished_row,
+};
+
+/// A subscription `s` whose definition asks for stream order.
+const ORDERED: &str = "json_extract(s.spec, '$.ordering') = 'stream'";
 
 impl SqliteStore {
     pub async fn fan_out(
@@ -47,7 +53,7 @@ impl SqliteStore {
     ) -> Result<Vec<Delivery>, StoreError> {
         self.write(move |c| {
             map_rows(
-                &mut c.prepare_cached(&sql::claim(""))?,
+                &mut c.prepare_cached(&sql::claim("", ORDERED))?,
                 params![until, now, now, now, limit as i64],
                 |r| delivery_row(r),
             )
@@ -57,7 +63,7 @@ impl SqliteStore {
 
     pub(crate) async fn finish_delivery(&self, f: Finish) -> Result<bool, StoreError> {
         self.write(move |c| {
-            let subscription: Option<String> = c
+            let finished = c
                 .prepare_cached(sql::FINISH)?
                 .query_row(
                     params![
@@ -69,10 +75,11 @@ impl SqliteStore {
                         f.delivery_id,
                         f.token
                     ],
-                    |r| r.get(0),
+                    |r| Ok(finished_row(&SqlRow(r))),
                 )
-                .optional()?;
-            let Some(subscription) = subscription else {
+                .optional()?
+                .transpose()?;
+            let Some(finished) = finished else {
                 return Ok(false);
             };
             c.prepare_cached(sql::RECORD_ATTEMPT)?.execute(params![
@@ -85,12 +92,27 @@ impl SqliteStore {
                 f.snippet,
                 f.next_attempt_at
             ])?;
-            if f.disable_subscription {
-                c.prepare_cached(&sql::disable_subscription(
+            let mut notices: Vec<_> = f.exhausted_notice(&finished)?.into_iter().collect();
+            let failing_since: Option<i64> = if f.failed() {
+                c.prepare_cached(sql::FAILING)?
+                    .query_row(params![f.at, finished.subscription_id], |r| r.get(0))
+                    .optional()?
+                    .flatten()
+            } else {
+                c.prepare_cached(sql::FAILING_ENDED)?
+                    .execute(params![finished.subscription_id])?;
+                None
+            };
+            if let Some((reason, since)) = f.disable_reason(failing_since)
+                && c.prepare_cached(&sql::disable_subscription(
                     "json_set(spec, '$.enabled', json('false'))",
                 ))?
-                .execute(params![subscription])?;
+                .execute(params![finished.subscription_id])?
+                    == 1
+            {
+                notices.push(f.disabled_notice(&finished, reason, since)?);
             }
+            write_notices(c, &notices, f.options.publish_lifecycle, f.at()?)?;
             Ok(true)
         })
         .await

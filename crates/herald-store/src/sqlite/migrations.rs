@@ -246,6 +246,32 @@ CREATE TABLE replays (
 
 CREATE INDEX replays_unfinished ON replays (created_at, replay_id) WHERE state IN ('pending', 'running');
 "#,
+    // Lifecycle notices about no one event (a subscription turned off, a
+    // replay) have no event id. SQLite cannot drop a NOT NULL: the table
+    // is rebuilt, ids kept.
+    r#"
+CREATE TABLE lifecycle_outbox_new (
+    id INTEGER PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_id BLOB,
+    kind TEXT NOT NULL,
+    payload TEXT NOT NULL
+) STRICT;
+INSERT INTO lifecycle_outbox_new (id, tenant_id, event_id, kind, payload)
+    SELECT id, tenant_id, event_id, kind, payload FROM lifecycle_outbox;
+DROP TABLE lifecycle_outbox;
+ALTER TABLE lifecycle_outbox_new RENAME TO lifecycle_outbox;
+"#, // Stream order: finding the earlier unfinished deliveries of one
+    // subscription's stream is a range of this index.
+    r#"
+CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, stream_version)
+    WHERE replay_id IS NULL AND state IN ('pending', 'in_flight');
+"#, // When a subscription's unbroken run of failed deliveries began
+    // (microseconds since the epoch; NULL after a success): delivery turns
+    // it off once the run is too long.
+    r#"
+ALTER TABLE subscriptions ADD COLUMN failing_since INTEGER;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -18,6 +18,7 @@ mod events;
 #[cfg(any(test, feature = "bench"))]
 pub mod floor;
 pub(crate) mod keys;
+mod lifecycle;
 mod migrations;
 mod processing;
 mod replays;
@@ -180,6 +181,10 @@ impl RowAccess for SqlRow<'_, '_> {
     fn event_id(&self, i: usize) -> Result<EventId, StoreError> {
         let bytes: Vec<u8> = self.0.get(i)?;
         event_id_from(&bytes)
+    }
+    fn opt_event_id(&self, i: usize) -> Result<Option<EventId>, StoreError> {
+        let bytes: Option<Vec<u8>> = self.0.get(i)?;
+        bytes.map(|b| event_id_from(&b)).transpose()
     }
 }
 

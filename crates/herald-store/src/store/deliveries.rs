@@ -9,7 +9,8 @@ use herald_core::{EventId, TenantId, Timestamp};
 use crate::rows::RowAccess;
 use crate::{
     CursorMove, Delivery, DeliveryAttempt, DeliveryOutcome, DeliveryPage, DeliveryState,
-    NewDelivery, Store, StoreError, Subscription,
+    DisableReason, ExhaustedDelivery, FinishOptions, LifecycleRecord, NewDelivery, Store,
+    StoreError, Subscription,
 };
 
 impl Store {
@@ -63,14 +64,30 @@ impl Store {
     /// transaction, only while `attempt.attempt` is still its claim token
     /// (it is `in_flight` with that many attempts): a stale claim changes
     /// nothing and gets `false`. `DisableSubscription` also turns the
-    /// delivery's subscription off.
+    /// delivery's subscription off. The lifecycle notices it causes go to
+    /// the audit trail in the same transaction: `delivery.exhausted` when
+    /// the delivery becomes a dead letter, `subscription.disabled` when it
+    /// turns an enabled subscription off.
     pub async fn finish_delivery(
         &self,
         delivery_id: &str,
         attempt: DeliveryAttempt,
         outcome: DeliveryOutcome,
     ) -> Result<bool, StoreError> {
-        let finish = sql::Finish::of(delivery_id, &attempt, &outcome);
+        self.finish_delivery_with(delivery_id, attempt, outcome, FinishOptions::default())
+            .await
+    }
+
+    /// [`Store::finish_delivery`] with `options`: whether its notices are
+    /// also queued for NATS.
+    pub async fn finish_delivery_with(
+        &self,
+        delivery_id: &str,
+        attempt: DeliveryAttempt,
+        outcome: DeliveryOutcome,
+        options: FinishOptions,
+    ) -> Result<bool, StoreError> {
+        let finish = sql::Finish::of(delivery_id, &attempt, &outcome, options);
         each!(self, s => s.finish_delivery(finish).await)
     }
 
@@ -155,14 +172,29 @@ pub(crate) mod sql {
 
     /// The claim: `lease_until`, `now` (three times), `limit`; `lock` is
     /// what the backend adds to the inner select (row locks that skip
-    /// rows another claim holds, on PostgreSQL).
-    pub(crate) fn claim(lock: &str) -> String {
+    /// rows another claim holds, on PostgreSQL), `ordered` its test that
+    /// the stored definition of subscription `s` (its `spec` text) says
+    /// `"ordering": "stream"`.
+    ///
+    /// Stream order: a delivery of an ordering subscription waits while an
+    /// earlier one of its stream (same subscription and `stream_id`, lower
+    /// `stream_version`) is neither delivered nor dead. Replays' rows
+    /// neither wait nor hold others up. The earlier-one test comes first
+    /// and is an index range (`deliveries_stream_order`), so the
+    /// definition is read only for a delivery that has one.
+    pub(crate) fn claim(lock: &str, ordered: &str) -> String {
         format!(
             "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, \
-             updated_at = ? WHERE delivery_id IN (SELECT delivery_id FROM deliveries \
-             WHERE (state = 'pending' AND next_attempt_at <= ?) \
-             OR (state = 'in_flight' AND lease_until <= ?) \
-             ORDER BY next_attempt_at, delivery_id LIMIT ? {lock}) RETURNING {COLUMNS}"
+             updated_at = ? WHERE delivery_id IN (SELECT d.delivery_id FROM deliveries d \
+             WHERE ((d.state = 'pending' AND d.next_attempt_at <= ?) \
+             OR (d.state = 'in_flight' AND d.lease_until <= ?)) \
+             AND NOT (d.stream_id IS NOT NULL AND d.replay_id IS NULL \
+             AND EXISTS (SELECT 1 FROM deliveries e WHERE e.subscription_id = d.subscription_id \
+             AND e.stream_id = d.stream_id AND e.replay_id IS NULL \
+             AND e.state IN ('pending', 'in_flight') AND e.stream_version < d.stream_version) \
+             AND EXISTS (SELECT 1 FROM subscriptions s \
+             WHERE s.subscription_id = d.subscription_id AND {ordered})) \
+             ORDER BY d.next_attempt_at, d.delivery_id LIMIT ? {lock}) RETURNING {COLUMNS}"
         )
     }
 
@@ -194,11 +226,30 @@ pub(crate) mod sql {
 
     /// Ends a claim: `state`, `next_attempt_at` (or `NULL` to keep it),
     /// `last_status`, `last_error_class`, `updated_at`, `delivery_id`,
-    /// `attempts` (the token).
+    /// `attempts` (the token). Returns what [`finished_row`] reads.
     pub(crate) const FINISH: &str = "UPDATE deliveries SET state = ?, \
         next_attempt_at = COALESCE(?, next_attempt_at), lease_until = NULL, last_status = ?, \
         last_error_class = ?, updated_at = ? \
-        WHERE delivery_id = ? AND attempts = ? AND state = 'in_flight' RETURNING subscription_id";
+        WHERE delivery_id = ? AND attempts = ? AND state = 'in_flight' \
+        RETURNING subscription_id, tenant_id, event_id, replay_id";
+
+    /// The delivery a [`FINISH`] ended.
+    pub(crate) struct Finished {
+        pub subscription_id: String,
+        pub tenant_id: String,
+        pub event_id: String,
+        pub replay_id: Option<String>,
+    }
+
+    /// A [`FINISH`] row.
+    pub(crate) fn finished_row(r: &impl RowAccess) -> Result<Finished, StoreError> {
+        Ok(Finished {
+            subscription_id: r.text(0)?,
+            tenant_id: r.text(1)?,
+            event_id: r.text(2)?,
+            replay_id: r.opt_text(3)?,
+        })
+    }
 
     /// `next_attempt_at`, `updated_at`, `delivery_id`, `attempts` (the token).
     pub(crate) const RELEASE: &str = "UPDATE deliveries SET state = 'pending', \
@@ -212,12 +263,24 @@ pub(crate) mod sql {
 
     /// `subscription_id`: the listing column and the stored definition
     /// both say disabled. `set_false` is the backend's JSON update of the
-    /// `spec` text.
+    /// `spec` text. Changes no row when it is off already, so only the
+    /// finish that turned it off tells of it.
     pub(crate) fn disable_subscription(set_false: &str) -> String {
         format!(
-            "UPDATE subscriptions SET enabled = FALSE, spec = {set_false} WHERE subscription_id = ?"
+            "UPDATE subscriptions SET enabled = FALSE, spec = {set_false} \
+             WHERE subscription_id = ? AND enabled"
         )
     }
+
+    /// After a success: `subscription_id`; its failure run is over.
+    pub(crate) const FAILING_ENDED: &str = "UPDATE subscriptions SET failing_since = NULL \
+        WHERE subscription_id = ? AND failing_since IS NOT NULL";
+
+    /// After a failure: `at`, `subscription_id`; returns when its run of
+    /// failures began (this one, if it is the first).
+    pub(crate) const FAILING: &str = "UPDATE subscriptions \
+        SET failing_since = COALESCE(failing_since, ?) WHERE subscription_id = ? \
+        RETURNING failing_since";
 
     /// `delivery_id`.
     pub(crate) const ATTEMPTS: &str = "SELECT attempt, at, status_code, duration_ms, \
@@ -236,10 +299,16 @@ pub(crate) mod sql {
         pub duration_ms: i64,
         pub snippet: Option<String>,
         pub disable_subscription: bool,
+        pub options: FinishOptions,
     }
 
     impl Finish {
-        pub(crate) fn of(id: &str, a: &DeliveryAttempt, outcome: &DeliveryOutcome) -> Finish {
+        pub(crate) fn of(
+            id: &str,
+            a: &DeliveryAttempt,
+            outcome: &DeliveryOutcome,
+            options: FinishOptions,
+        ) -> Finish {
             let (state, next) = match outcome {
                 DeliveryOutcome::Delivered => (DeliveryState::Delivered, None),
                 DeliveryOutcome::RetryAt(t) => (DeliveryState::Pending, Some(t.unix_micros())),
@@ -258,7 +327,77 @@ pub(crate) mod sql {
                 duration_ms: a.duration_ms,
                 snippet: a.response_snippet.clone(),
                 disable_subscription: matches!(outcome, DeliveryOutcome::DisableSubscription),
+                options,
             }
+        }
+
+        pub(crate) fn at(&self) -> Result<Timestamp, StoreError> {
+            micros(self.at)
+        }
+
+        /// `delivery.exhausted` when this finish made a dead letter.
+        pub(crate) fn exhausted_notice(
+            &self,
+            d: &Finished,
+        ) -> Result<Option<LifecycleRecord>, StoreError> {
+            if self.state != DeliveryState::Dead.as_str() {
+                return Ok(None);
+            }
+            let event_id = EventId::parse(&d.event_id)
+                .map_err(|e| StoreError::corrupt(format!("event id `{}`: {e}", d.event_id)))?;
+            let notice = ExhaustedDelivery {
+                tenant_id: &d.tenant_id,
+                delivery_id: &self.delivery_id,
+                event_id,
+                subscription_id: &d.subscription_id,
+                replay_id: d.replay_id.as_deref(),
+                attempts: self.token,
+                last_status: self.status,
+                last_error_class: self.error_class.as_deref(),
+            };
+            Ok(Some(LifecycleRecord::delivery_exhausted(
+                &notice,
+                self.at()?,
+            )))
+        }
+
+        /// Whether this attempt failed (anything but delivered).
+        pub(crate) fn failed(&self) -> bool {
+            self.state != DeliveryState::Delivered.as_str()
+        }
+
+        /// Why this finish turns the subscription off, if it does: the
+        /// outcome says so (410), or its failures began `failing_since`
+        /// (µs) and have lasted the configured limit.
+        pub(crate) fn disable_reason(
+            &self,
+            failing_since: Option<i64>,
+        ) -> Option<(DisableReason, Option<Timestamp>)> {
+            if self.disable_subscription {
+                return Some((DisableReason::Gone, None));
+            }
+            let limit = self.options.disable_after_failing?;
+            let since = failing_since?;
+            let limit_us = i64::try_from(limit.as_micros()).unwrap_or(i64::MAX);
+            (self.at.saturating_sub(since) >= limit_us)
+                .then(|| (DisableReason::FailingTooLong, micros(since).ok()))
+        }
+
+        /// `subscription.disabled` for a finish that turned `d`'s
+        /// subscription off for `reason`.
+        pub(crate) fn disabled_notice(
+            &self,
+            d: &Finished,
+            reason: DisableReason,
+            failing_since: Option<Timestamp>,
+        ) -> Result<LifecycleRecord, StoreError> {
+            Ok(LifecycleRecord::subscription_disabled(
+                &d.tenant_id,
+                &d.subscription_id,
+                reason,
+                failing_since,
+                self.at()?,
+            ))
         }
     }
 

@@ -8,6 +8,7 @@ pub(crate) mod dead_letters;
 mod definitions;
 pub(crate) mod deliveries;
 mod events;
+pub(crate) mod lifecycle;
 mod processing;
 pub(crate) mod replays;
 mod settings;

@@ -254,6 +254,24 @@ impl RateLimit {
         RateLimit::new(per_second, per_second)
     }
 
+    /// `rate` deliveries a second (fractions allowed: `0.5` is one every
+    /// two seconds), bursting up to one second's worth (at least one). A
+    /// rate that is not a positive number is taken as one a day.
+    pub fn of_rate(rate: f64) -> RateLimit {
+        let rate = if rate.is_finite() && rate > 0.0 {
+            rate
+        } else {
+            1.0 / 86_400.0
+        };
+        let interval = ((1e9 / rate) as i128).max(1);
+        let burst = (rate.floor() as i128).max(1);
+        RateLimit {
+            interval,
+            tolerance: interval * (burst - 1),
+            theoretical_arrival: None,
+        }
+    }
+
     /// Takes a token at `now`, or says when the next one is free.
     pub fn try_acquire(&mut self, now: Timestamp) -> Result<(), Timestamp> {
         let now_nanos = now.unix_nanos();

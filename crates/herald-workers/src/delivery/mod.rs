@@ -30,6 +30,7 @@ use herald_core::Timestamp;
 
 pub mod breaker;
 pub mod classify;
+pub mod endpoints;
 pub mod http;
 pub mod network;
 pub mod schedule;

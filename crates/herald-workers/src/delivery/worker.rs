@@ -4,25 +4,39 @@
 //! network is behind [`WebhookSender`], so tests drive the worker with a
 //! fake sender and a manual clock.
 
-use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
 use herald_core::{Clock, Timestamp};
-use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, Store, StoreError};
+use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, FinishOptions, Store, StoreError};
 use serde_json::value::RawValue;
 use tokio::sync::{Notify, watch};
 
-use super::breaker::{Admission, BreakerConfig, CircuitBreaker};
+use super::breaker::BreakerConfig;
 use super::classify::{AttemptResult, DEFAULT_SNIPPET_BYTES, TransportFailure, classify};
+use super::endpoints::Endpoints;
 use super::schedule::{DEFAULT_RETRY_AFTER_CAP, Jitter, NextStep, RetryPolicy, next_step};
 use super::signature::{WebhookMessage, WebhookSecret, build_request, webhook_body};
 
 /// How long one attempt may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long a subscription may fail without a success before it is
+/// turned off, by default: five days.
+pub const DEFAULT_DISABLE_AFTER_FAILING: Duration = Duration::from_secs(5 * 86_400);
+
+/// How many deliveries one [`DeliveryWorker::step`] claims.
+pub const STEP_BATCH: usize = 64;
+
+/// Attempts in flight at once by default.
+pub const DEFAULT_CONCURRENCY: usize = 64;
+
+/// Attempts to one callback URL in flight at once by default.
+pub const DEFAULT_ENDPOINT_CONCURRENCY: u32 = 8;
 
 /// One request to an endpoint: its URL, headers (the signed ones and the
 /// subscription's own) and body.
@@ -62,14 +76,19 @@ pub struct DeliveryWorker {
     clock: Arc<dyn Clock>,
     sender: Arc<dyn WebhookSender>,
     jitter: Mutex<Box<dyn Jitter + Send>>,
-    /// One circuit breaker per callback URL, in memory.
-    breakers: Mutex<HashMap<String, CircuitBreaker>>,
+    /// Each endpoint's breaker and budget and each subscription's rate
+    /// limit, in memory; rebuilt when the budget or breaker changes.
+    endpoints: Endpoints,
     breaker: BreakerConfig,
+    endpoint_budget: NonZeroU32,
     timeout: Duration,
     lease: Duration,
-    batch: usize,
-    /// Sends in flight at once within a step.
+    /// Attempts in flight at once (in `run`, and within one `step`).
     concurrency: usize,
+    /// Whether lifecycle notices also go to the NATS outbox.
+    publish_lifecycle: bool,
+    /// A subscription failing without a success this long is turned off.
+    disable_after_failing: Option<Duration>,
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -82,26 +101,46 @@ impl std::fmt::Debug for DeliveryWorker {
 }
 
 impl DeliveryWorker {
-    /// A worker with the default timeout, a lease of twice that, and
-    /// batches of 64.
+    /// A worker with the default timeout, a lease of twice that,
+    /// [`DEFAULT_CONCURRENCY`] attempts in flight and
+    /// [`DEFAULT_ENDPOINT_CONCURRENCY`] of them to one endpoint.
     pub fn new(
         store: Store,
         clock: Arc<dyn Clock>,
         sender: Arc<dyn WebhookSender>,
         jitter: Box<dyn Jitter + Send>,
     ) -> Self {
+        let breaker = BreakerConfig::default();
+        let endpoint_budget = NonZeroU32::new(DEFAULT_ENDPOINT_CONCURRENCY).expect("not zero");
         DeliveryWorker {
             store,
             clock,
             sender,
             jitter: Mutex::new(jitter),
-            breakers: Mutex::default(),
-            breaker: BreakerConfig::default(),
+            endpoints: Endpoints::new(breaker, endpoint_budget),
+            breaker,
+            endpoint_budget,
             timeout: DEFAULT_TIMEOUT,
             lease: DEFAULT_TIMEOUT * 2,
-            batch: 64,
-            concurrency: 8,
+            concurrency: DEFAULT_CONCURRENCY,
+            publish_lifecycle: false,
+            disable_after_failing: Some(DEFAULT_DISABLE_AFTER_FAILING),
         }
+    }
+
+    /// Turn a subscription off (`subscription.disabled`) once its
+    /// deliveries have failed without a success for `after`; `None`: never.
+    pub fn disabling_after(mut self, after: Option<Duration>) -> Self {
+        self.disable_after_failing = after;
+        self
+    }
+
+    /// Queue the lifecycle notices delivery causes (`delivery.exhausted`,
+    /// `subscription.disabled`) for the NATS publisher as well as the
+    /// audit trail: only when a publisher runs to drain them.
+    pub fn publishing_lifecycle(mut self, publish: bool) -> Self {
+        self.publish_lifecycle = publish;
+        self
     }
 
     /// Per-attempt timeout; the claim lease stays longer than it.
@@ -111,26 +150,41 @@ impl DeliveryWorker {
         self
     }
 
-    /// How many sends of one step may be in flight at once (at least 1).
+    /// How many attempts may be in flight at once (at least 1).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self
+    }
+
+    /// How many attempts to one callback URL may be in flight at once (at
+    /// least 1); a delivery beyond it waits
+    /// [`BUSY_ENDPOINT_WAIT`](super::endpoints::BUSY_ENDPOINT_WAIT),
+    /// unattempted.
+    pub fn with_endpoint_concurrency(mut self, budget: usize) -> Self {
+        self.endpoint_budget =
+            NonZeroU32::new(u32::try_from(budget).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+        self.endpoints = Endpoints::new(self.breaker, self.endpoint_budget);
         self
     }
 
     /// How each endpoint's circuit breaker opens.
     pub fn with_breaker(mut self, breaker: BreakerConfig) -> Self {
         self.breaker = breaker;
+        self.endpoints = Endpoints::new(self.breaker, self.endpoint_budget);
         self
     }
 
-    /// Claims due deliveries and works each through one attempt; returns
-    /// how many were claimed.
+    /// Attempts to `url` in flight now.
+    pub fn in_flight_to(&self, url: &str) -> u32 {
+        self.endpoints.in_flight(url)
+    }
+
+    /// Claims a batch of due deliveries (up to [`STEP_BATCH`]) and works
+    /// each through one attempt, up to the concurrency at once; returns how
+    /// many were claimed. For tests: `run` keeps attempts in flight instead
+    /// of waiting for a whole batch.
     pub async fn step(&self) -> Result<usize, StoreError> {
-        let now = self.clock.now();
-        let claimed = self
-            .store
-            .claim_due_deliveries(now, self.lease, self.batch)
-            .await?;
+        let claimed = self.claim(STEP_BATCH).await?;
         // The futures are made first: a closure inside the stream would
         // make the step's future not `Send` for every lifetime.
         let attempts: Vec<_> = claimed.iter().map(|d| self.attempt(d)).collect();
@@ -142,24 +196,57 @@ impl DeliveryWorker {
         Ok(claimed.len())
     }
 
-    /// Steps until `stop`: again at once after a step that claimed
-    /// something, else after `wake` or `idle` (retries come due with time).
+    async fn claim(&self, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let now = self.clock.now();
+        self.store
+            .claim_due_deliveries(now, self.lease, limit)
+            .await
+    }
+
+    /// Works deliveries until `stop`, keeping up to the concurrency of
+    /// attempts in flight: a slot an attempt frees is filled by the next
+    /// due delivery at once, so an endpoint that hangs holds only its own
+    /// budget and never a batch of everyone's. Claims again when a slot
+    /// frees while more was due, on `wake`, or after `idle` (retries come
+    /// due with time). On `stop` it claims nothing more and lets the
+    /// attempts in flight finish (each within the timeout).
     pub async fn run(self, wake: Arc<Notify>, idle: Duration, mut stop: watch::Receiver<bool>) {
+        // Each attempt is a task of its own: one that waits (for the pool,
+        // say) while the loop awaits a claim must still make progress.
+        let worker = Arc::new(self);
+        let mut in_flight = tokio::task::JoinSet::new();
+        // Whether the last claim filled every free slot (more may be due).
+        let mut more_due = true;
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            match self.step().await {
-                Ok(n) if n > 0 => continue,
-                Ok(_) => {}
-                Err(StoreError::Closed) => return,
-                Err(e) => tracing::warn!(error = %e, "delivery worker step failed; retrying"),
+            let free = worker.concurrency.saturating_sub(in_flight.len());
+            if more_due && free > 0 {
+                match worker.claim(free).await {
+                    Ok(claimed) => {
+                        more_due = claimed.len() == free;
+                        for d in claimed {
+                            let worker = worker.clone();
+                            in_flight.spawn(async move { worker.attempt(&d).await });
+                        }
+                    }
+                    Err(StoreError::Closed) => break,
+                    Err(e) => {
+                        more_due = false;
+                        tracing::warn!(error = %e, "delivery worker claim failed; retrying");
+                    }
+                }
             }
             tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-                _ = stop.changed() => return,
+                Some(done) = in_flight.join_next(), if !in_flight.is_empty() => report(done),
+                _ = wake.notified() => more_due = true,
+                _ = tokio::time::sleep(idle) => more_due = true,
+                _ = stop.changed() => {}
             }
+        }
+        while let Some(done) = in_flight.join_next().await {
+            report(done);
         }
     }
 
@@ -180,9 +267,7 @@ impl DeliveryWorker {
             .await?;
         let Some(subscription) = subscription else {
             record.error_class = Some(SUBSCRIPTION_DELETED.into());
-            self.store
-                .finish_delivery(&d.delivery_id, record, DeliveryOutcome::Dead)
-                .await?;
+            self.finish(d, record, DeliveryOutcome::Dead).await?;
             return Ok(());
         };
         if !subscription.spec.enabled {
@@ -195,17 +280,16 @@ impl DeliveryWorker {
             return Ok(());
         }
         let url = subscription.spec.callback_url.clone();
-        let admission = self
-            .breakers
-            .lock()
-            .expect("breakers lock")
-            .entry(url.clone())
-            .or_insert_with(|| CircuitBreaker::new(self.breaker))
-            .try_acquire(now);
-        let permit = match admission {
-            Admission::Allowed(permit) => permit,
-            Admission::Rejected { retry_at } => {
-                // The endpoint is failing: back in the queue, unattempted.
+        let pass = match self.endpoints.admit(
+            &url,
+            &subscription.subscription_id,
+            subscription.spec.rate_limit,
+            now,
+        ) {
+            Ok(pass) => pass,
+            Err((_, retry_at)) => {
+                // Busy, rate-limited or failing: back in the queue,
+                // unattempted, due when the refusal says.
                 self.store
                     .release_delivery(&d.delivery_id, d.attempts, retry_at, now)
                     .await?;
@@ -214,9 +298,7 @@ impl DeliveryWorker {
         };
         let Some(stored) = self.store.get_event(&d.tenant_id, d.event_id).await? else {
             record.error_class = Some("event_gone".into());
-            self.store
-                .finish_delivery(&d.delivery_id, record, DeliveryOutcome::Dead)
-                .await?;
+            self.finish(d, record, DeliveryOutcome::Dead).await?;
             return Ok(());
         };
         let event = &stored.event;
@@ -225,9 +307,7 @@ impl DeliveryWorker {
             Err(e) => {
                 record.error_class = Some("unencodable".into());
                 record.response_snippet = Some(e.to_string());
-                self.store
-                    .finish_delivery(&d.delivery_id, record, DeliveryOutcome::Dead)
-                    .await?;
+                self.finish(d, record, DeliveryOutcome::Dead).await?;
                 return Ok(());
             }
         };
@@ -252,9 +332,7 @@ impl DeliveryWorker {
             Err(e) => {
                 record.error_class = Some("unsignable".into());
                 record.response_snippet = Some(e.to_string());
-                self.store
-                    .finish_delivery(&d.delivery_id, record, DeliveryOutcome::Dead)
-                    .await?;
+                self.finish(d, record, DeliveryOutcome::Dead).await?;
                 return Ok(());
             }
         };
@@ -298,9 +376,7 @@ impl DeliveryWorker {
         // A 4xx other than 429 is the endpoint answering: not a failure of it.
         let healthy = verdict.error_class.is_none()
             || matches!(verdict.status, Some(400..=499) if verdict.status != Some(429));
-        if let Some(breaker) = self.breakers.lock().expect("breakers lock").get_mut(&url) {
-            breaker.record(permit, healthy, now);
-        }
+        pass.record(healthy, now);
         record.status = verdict.status.map(i64::from);
         record.error_class = verdict.error_class.map(|c| c.as_str().to_string());
         record.response_snippet = Some(verdict.snippet).filter(|s| !s.is_empty());
@@ -327,10 +403,37 @@ impl DeliveryWorker {
             }
             NextStep::DeadLetter => DeliveryOutcome::Dead,
         };
+        self.finish(d, record, outcome).await
+    }
+
+    /// Records an attempt's end; the notices it causes are queued for
+    /// NATS too when a publisher runs.
+    async fn finish(
+        &self,
+        d: &Delivery,
+        record: DeliveryAttempt,
+        outcome: DeliveryOutcome,
+    ) -> Result<(), StoreError> {
+        let options = FinishOptions {
+            publish_lifecycle: self.publish_lifecycle,
+            disable_after_failing: self.disable_after_failing,
+        };
         self.store
-            .finish_delivery(&d.delivery_id, record, outcome)
+            .finish_delivery_with(&d.delivery_id, record, outcome, options)
             .await?;
         Ok(())
+    }
+}
+
+/// Logs an attempt that ended without its result recorded; its delivery
+/// is claimed again once its lease runs out.
+fn report(done: Result<Result<(), StoreError>, tokio::task::JoinError>) {
+    match done {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "delivery attempt not recorded; retried after its lease")
+        }
+        Err(e) => tracing::warn!(error = %e, "delivery attempt failed; retried after its lease"),
     }
 }
 

@@ -15,7 +15,7 @@
 //! | what | subject |
 //! |---|---|
 //! | a stored event (its canonical JSON) | `{p}.events.{tenant}.{category}.{event_type}` |
-//! | lifecycle (`event.stored`, `event.processed.success`, `event.processed.failed`) | `{p}.lifecycle.{tenant}.{kind}` |
+//! | lifecycle (`event.stored`, `event.processed.success`, `event.processed.failed`, `delivery.exhausted`, `subscription.disabled`, `event.replay.started`, `event.replay.completed`) | `{p}.lifecycle.{tenant}.{kind}` |
 //!
 //! An event type's dots stay subject separators, so `order.created` can be
 //! matched by `{p}.events.acme.business.order.>`. Within a token, every
@@ -298,7 +298,10 @@ impl Publisher {
                 let r = &p.record;
                 let msg = Publish::build()
                     .payload(Bytes::from(r.payload.clone()))
-                    .message_id(format!("{}.{}.{}", r.event_id, r.kind, p.id))
+                    .message_id(match r.event_id {
+                        Some(event) => format!("{event}.{}.{}", r.kind, p.id),
+                        None => format!("{}.{}", r.kind, p.id),
+                    })
                     .header("Content-Type", "application/json");
                 acks.push(
                     self.sink

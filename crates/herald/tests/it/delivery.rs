@@ -1,16 +1,24 @@
 //! Webhooks end to end on the real server, on both stores: events ingested
 //! over HTTP reach a subscription's endpoint (a receiver on 127.0.0.1)
-//! exactly once each, signed with the secret the subscription's 201 showed.
+//! exactly once each, signed with the secret the subscription's 201 showed;
+//! a dead letter and a 410 are told on NATS (`delivery.exhausted`,
+//! `subscription.disabled`) and in the audit trail; with `ordering:
+//! stream`, a receiver that fails for a while still gets each stream's
+//! events in version order.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use herald_testkit::receiver::{Received, WebhookReceiver};
-use herald_testkit::{Backend, spawn_on};
+use herald_testkit::{Backend, NatsStream, TestApp, nats_url, spawn_on};
 use herald_workers::delivery::signature::{WebhookSecret, verify};
 use serde_json::{Value, json};
 
-herald_testkit::on_each_backend!(each_matching_event_reaches_the_endpoint_once_signed,);
+herald_testkit::on_each_backend!(
+    each_matching_event_reaches_the_endpoint_once_signed,
+    a_dead_letter_and_a_gone_endpoint_are_told_on_nats_and_audited,
+    a_stream_ordering_subscription_gets_each_stream_in_version_order_through_failures,
+);
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -103,4 +111,187 @@ async fn each_matching_event_reaches_the_endpoint_once_signed(backend: Backend) 
     let r = receiver.next("the sentinel", WAIT).await;
     assert_eq!(verified(&r, &secret)["event_id"], sentinel["event_id"]);
     assert!(receiver.try_next().is_none(), "nothing else was sent");
+}
+
+/// Creates a webhook subscription; its id.
+async fn subscribe(app: &TestApp, key: &str, spec: Value) -> String {
+    let res = app.post("/api/v1/events/subscriptions", key, &spec).await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    created["subscription_id"].as_str().unwrap().to_string()
+}
+
+async fn a_dead_letter_and_a_gone_endpoint_are_told_on_nats_and_audited(backend: Backend) {
+    let Some(url) = nats_url() else { return };
+    let stream = NatsStream::new(&url).await;
+    let failing = WebhookReceiver::start().await;
+    failing.respond_with(500);
+    let gone = WebhookReceiver::start().await;
+    gone.respond_with(410);
+    let app = spawn_on(backend, |c| {
+        c.delivery_allowed_networks = "127.0.0.0/8".into();
+        c.nats_url = Some(url.clone());
+        c.nats_stream = stream.name.clone();
+        c.nats_subject_prefix = stream.prefix.clone();
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let failing_id = subscribe(
+        &app,
+        &t.admin_key,
+        json!({"subscriber_name": "failing", "callback_url": format!("{}/hooks", failing.url),
+               "event_types": ["order.*"], "retry_policy": {"schedule": [1]}}),
+    )
+    .await;
+    let gone_id = subscribe(
+        &app,
+        &t.admin_key,
+        json!({"subscriber_name": "gone", "callback_url": format!("{}/hooks", gone.url),
+               "event_types": ["order.*"]}),
+    )
+    .await;
+    let (status, out) = app
+        .create(
+            &t.admin_key,
+            &json!({"event_type": "order.created", "category": "business"}),
+        )
+        .await;
+    assert!(status == 201 || status == 202, "{status} {out}");
+    let event_id = out["event_id"].as_str().unwrap().to_string();
+
+    // Each delivery died (the failing one after its one retry, the other at
+    // the 410): one `delivery.exhausted` each, naming what died and why.
+    let exhausted = stream.wait_for("lifecycle.*.delivery.exhausted", 2).await;
+    let mut by_subscription: Vec<(String, Value)> = exhausted
+        .iter()
+        .map(|m| {
+            assert_eq!(m.payload["event_id"], event_id.as_str(), "{:?}", m.payload);
+            assert_eq!(m.payload["tenant_id"], t.tenant_id.as_str());
+            assert!(
+                m.payload["delivery_id"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("dlv_")
+            );
+            let sub = m.payload["subscription_id"].as_str().unwrap().to_string();
+            (sub, m.payload.clone())
+        })
+        .collect();
+    by_subscription.sort_by(|a, b| a.0.cmp(&b.0));
+    let of = |id: &str| {
+        by_subscription
+            .iter()
+            .find(|(s, _)| s == id)
+            .unwrap_or_else(|| panic!("no delivery.exhausted for {id}: {by_subscription:?}"))
+            .1
+            .clone()
+    };
+    let failed = of(&failing_id);
+    assert_eq!(failed["attempts"], 2, "{failed}");
+    assert_eq!(failed["last_status"], 500);
+    assert_eq!(failed["last_error_class"], "http_5xx");
+    assert_eq!(of(&gone_id)["last_status"], 410);
+
+    // The 410 turned its subscription off, once.
+    let disabled = stream
+        .wait_for("lifecycle.*.subscription.disabled", 1)
+        .await;
+    assert_eq!(disabled.len(), 1, "{disabled:?}");
+    assert_eq!(disabled[0].payload["subscription_id"], gone_id.as_str());
+    assert_eq!(disabled[0].payload["reason"], "gone");
+    assert_eq!(
+        disabled[0].subject,
+        format!(
+            "{}.lifecycle.{}.subscription.disabled",
+            stream.prefix, t.tenant_id
+        )
+    );
+
+    // Both are in the tenant's audit trail too.
+    app.eventually("the notices are audited", || async {
+        let body: Value = app
+            .get("/api/v1/audit?limit=100", &t.admin_key)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let ops: Vec<(String, String)> = body["records"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["operation"].as_str().unwrap_or("").to_string(),
+                    r["resource"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect();
+        ops.contains(&(
+            "subscription.disabled".into(),
+            format!("/api/v1/events/subscriptions/{gone_id}"),
+        )) && ops
+            .iter()
+            .filter(|(op, _)| op == "delivery.exhausted")
+            .count()
+            == 2
+    })
+    .await;
+}
+
+async fn a_stream_ordering_subscription_gets_each_stream_in_version_order_through_failures(
+    backend: Backend,
+) {
+    let mut receiver = WebhookReceiver::start().await;
+    // Four failures (fewer than open the breaker), then success.
+    receiver.respond_in_turn(&[500, 500, 500, 500]);
+    let app = spawn_on(backend, |c| {
+        c.delivery_allowed_networks = "127.0.0.0/8".into();
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    subscribe(
+        &app,
+        &t.admin_key,
+        json!({"subscriber_name": "ordered", "callback_url": format!("{}/hooks", receiver.url),
+               "event_types": ["order.*"], "ordering": "stream",
+               "retry_policy": {"schedule": [1, 1, 1, 1, 1, 1, 1, 1]}}),
+    )
+    .await;
+    let streams = ["order:1", "order:2"];
+    for version in 1..=3 {
+        for stream in streams {
+            let (status, out) = app
+                .create(
+                    &t.admin_key,
+                    &json!({"event_type": "order.updated", "category": "business",
+                            "stream_id": stream, "data": {"v": version}}),
+                )
+                .await;
+            assert!(status == 201 || status == 202, "{status} {out}");
+        }
+    }
+    // Six events and the four failed attempts.
+    let mut seen: Vec<(String, i64)> = Vec::new();
+    for n in 0..10 {
+        let r = receiver.next(&format!("request {n}"), WAIT).await;
+        let event = r.json()["data"].clone();
+        seen.push((
+            event["stream_id"].as_str().unwrap().to_string(),
+            event["stream_version"].as_i64().unwrap(),
+        ));
+    }
+    for stream in streams {
+        let versions: Vec<i64> = seen
+            .iter()
+            .filter(|(s, _)| s == stream)
+            .map(|(_, v)| *v)
+            .collect();
+        assert!(
+            versions.windows(2).all(|w| w[0] <= w[1]),
+            "{stream}: a version went out before the previous one was delivered: {seen:?}"
+        );
+        let mut distinct = versions.clone();
+        distinct.dedup();
+        assert_eq!(distinct, vec![1, 2, 3], "{stream}: {seen:?}");
+    }
 }
