@@ -1,6 +1,8 @@
 //! Webhooks end to end on the real server, on both stores: events ingested
 //! over HTTP reach a subscription's endpoint (a receiver on 127.0.0.1)
 //! exactly once each, signed with the secret the subscription's 201 showed.
+//! [`verified`] checks every delivery twice: with Herald's own verifier and
+//! with the official Standard Webhooks library, on the bytes received.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,8 +16,9 @@ herald_testkit::on_each_backend!(each_matching_event_reaches_the_endpoint_once_s
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// The event a webhook carries, after checking its signature.
-fn verified(r: &Received, secret: &WebhookSecret) -> Value {
+/// The event a webhook carries, after checking its signature by Herald's
+/// verifier and by the official Standard Webhooks library, byte for byte.
+pub(crate) fn verified(r: &Received, secret: &WebhookSecret) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -34,6 +37,10 @@ fn verified(r: &Received, secret: &WebhookSecret) -> Value {
         300,
     )
     .unwrap_or_else(|e| panic!("signature of {r:?}: {e}"));
+    standardwebhooks::Webhook::new(&secret.expose())
+        .expect("the official library takes Herald's secret")
+        .verify(&r.body, &r.headers)
+        .unwrap_or_else(|e| panic!("the official Standard Webhooks library refuses {r:?}: {e}"));
     r.json()["data"].clone()
 }
 
