@@ -37,6 +37,17 @@ impl Herald {
         name: &str,
         pg_url: Option<&str>,
     ) -> Herald {
+        Herald::start_with(opts, work, name, pg_url, &[]).await
+    }
+
+    /// The same with more `HERALD_*` settings.
+    pub(crate) async fn start_with(
+        opts: &Opts,
+        work: &Path,
+        name: &str,
+        pg_url: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Herald {
         let pg = pg_url.map(|u| {
             (
                 u.to_string(),
@@ -60,6 +71,7 @@ impl Herald {
                     ("HERALD_DATABASE_SCHEMA", schema.clone()),
                 ]
             }))
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)

@@ -4,6 +4,7 @@
 //! Every scenario is bounded in time and talks to 127.0.0.1 only.
 
 mod dataset;
+mod delivery;
 mod floors;
 mod herald;
 mod load;
@@ -521,6 +522,13 @@ async fn main() {
             );
         }
         h.stop().await;
+    }
+
+    if opts.wants("delivery") {
+        // -- webhook delivery under steady ingest, beside its floor
+        for row in delivery::scenarios(&opts, &work, &sample).await {
+            push(row);
+        }
     }
 
     let _ = std::fs::remove_dir_all(&work);

@@ -20,7 +20,7 @@ USAGE:
                    also measure Herald on PostgreSQL and the PostgreSQL COPY floor
                    (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
     --only LIST    run only these sections (comma-separated):
-                   pipeline, batch, schemas, single, open, pg, reads
+                   pipeline, batch, schemas, single, open, pg, reads, delivery
 ";
 
 #[derive(Debug, Clone)]
@@ -78,8 +78,8 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 7] = [
-                    "pipeline", "batch", "schemas", "single", "open", "pg", "reads",
+                const SECTIONS: [&str; 8] = [
+                    "pipeline", "batch", "schemas", "single", "open", "pg", "reads", "delivery",
                 ];
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
                     return Err(format!(

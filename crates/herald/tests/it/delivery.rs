@@ -5,6 +5,8 @@
 //! `subscription.disabled`) and in the audit trail; with `ordering:
 //! stream`, a receiver that fails for a while still gets each stream's
 //! events in version order.
+//! [`verified`] checks every delivery twice: with Herald's own verifier and
+//! with the official Standard Webhooks library, on the bytes received.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -22,8 +24,9 @@ herald_testkit::on_each_backend!(
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// The event a webhook carries, after checking its signature.
-fn verified(r: &Received, secret: &WebhookSecret) -> Value {
+/// The event a webhook carries, after checking its signature by Herald's
+/// verifier and by the official Standard Webhooks library, byte for byte.
+pub(crate) fn verified(r: &Received, secret: &WebhookSecret) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -42,6 +45,10 @@ fn verified(r: &Received, secret: &WebhookSecret) -> Value {
         300,
     )
     .unwrap_or_else(|e| panic!("signature of {r:?}: {e}"));
+    standardwebhooks::Webhook::new(&secret.expose())
+        .expect("the official library takes Herald's secret")
+        .verify(&r.body, &r.headers)
+        .unwrap_or_else(|e| panic!("the official Standard Webhooks library refuses {r:?}: {e}"));
     r.json()["data"].clone()
 }
 

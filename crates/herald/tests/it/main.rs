@@ -8,6 +8,8 @@ mod cli;
 mod commit;
 mod crash;
 mod delivery;
+mod delivery_faults;
+mod delivery_processes;
 mod dlq;
 mod ingest;
 mod nats;
