@@ -291,5 +291,8 @@ pub(crate) mod sql {
         fn event_id(&self, i: usize) -> Result<herald_core::EventId, StoreError> {
             self.0.event_id(i + 1)
         }
+        fn opt_event_id(&self, i: usize) -> Result<Option<herald_core::EventId>, StoreError> {
+            self.0.opt_event_id(i + 1)
+        }
     }
 }
