@@ -18,8 +18,8 @@ use std::time::Duration;
 use herald_core::Clock;
 use herald_core::filter::Parsed;
 use herald_store::{
-    LifecycleKind, LifecycleRecord, NewDelivery, Replay, ReplayProgress, ReplayScan, ReplayState, ReplayStep, SequencedEvent,
-    Store, StoreError, Subscription,
+    LifecycleKind, LifecycleRecord, NewDelivery, Replay, ReplayProgress, ReplayScan, ReplayState,
+    ReplayStep, SequencedEvent, Store, StoreError, Subscription,
 };
 use serde_json::Value;
 use tokio::sync::{Notify, watch};
@@ -372,7 +372,8 @@ impl ReplayWorker {
             });
         }
         self.wake_deliveries(stored);
-        self.announce(LifecycleKind::ReplayCompleted, &replay).await?;
+        self.announce(LifecycleKind::ReplayCompleted, &replay)
+            .await?;
         Ok(ReplayStepped::Advanced {
             replay_id: replay.replay_id,
             finished: true,
