@@ -225,7 +225,8 @@ async fn a_replay_by_ids_is_a_new_signed_message_carrying_the_unchanged_event(ba
         "a replay changes no stored event"
     );
 
-    // The request is in the audit trail, with the replay's id.
+    // The request is in the audit trail, with the replay's id, and so are
+    // the replay's started and completed notices.
     let replay_id = accepted["replay_id"].as_str().unwrap().to_string();
     app.eventually("the replay is audited", || {
         let (app, key, replay_id) = (&app, t.admin_key.clone(), replay_id.clone());
@@ -236,10 +237,19 @@ async fn a_replay_by_ids_is_a_new_signed_message_carrying_the_unchanged_event(ba
                 .json()
                 .await
                 .unwrap();
-            audit["records"].as_array().unwrap().iter().any(|r| {
+            let records = audit["records"].as_array().unwrap();
+            let resource = format!("/api/v1/events/replay/{replay_id}");
+            // The request, and the worker's lifecycle notices.
+            let noticed = |kind: &str| {
+                records
+                    .iter()
+                    .any(|r| r["operation"] == kind && r["resource"] == resource.as_str())
+            };
+            records.iter().any(|r| {
                 r["operation"] == "POST /api/v1/events/replay"
                     && r["detail"].as_str().unwrap_or("").contains(&replay_id)
-            })
+            }) && noticed("event.replay.started")
+                && noticed("event.replay.completed")
         }
     })
     .await;
