@@ -143,7 +143,7 @@ mod tests {
     #[tokio::test]
     async fn records_each_request_and_answers_with_the_chosen_status() {
         let mut hook = WebhookReceiver::start().await;
-        let (client, url) = (reqwest::Client::new(), hook.url.clone());
+        let (client, url) = (crate::http_client(), hook.url.clone());
         let post = |body: &'static str| {
             client
                 .post(format!("{url}/hooks/a?x=1"))
