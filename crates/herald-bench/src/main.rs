@@ -54,6 +54,9 @@ fn workload(method: Method, urls: Vec<String>, bodies: Vec<Bytes>, key: Option<&
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    // reqwest is built with rustls and no crypto provider of its own when
+    // built with the rest of the workspace: ring is the process's.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let opts = match parse_opts() {
         Ok(o) => o,
         Err(e) => {

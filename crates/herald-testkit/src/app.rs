@@ -71,7 +71,7 @@ pub async fn spawn_in(
     let task = tokio::spawn(herald_server::run(listener, config, async move {
         let _ = rx.await;
     }));
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     // Ready when it answers: `run` builds its state (keys, store) first.
     wait_until(
         "the server to answer /health",

@@ -40,3 +40,17 @@ pub use receiver::{Received, WebhookReceiver};
 pub use services::{Backend, PgSchema, nats_url, pg_url, unique};
 pub use store::{StoreUnderTest, open_store};
 pub use wait::{stays, wait_for, wait_until};
+
+/// An HTTP client for tests. reqwest is built with rustls and no crypto
+/// provider of its own (Herald's https webhooks use ring), so the process's
+/// provider is installed first; installing again changes nothing.
+pub fn http_client() -> reqwest::Client {
+    install_crypto_provider();
+    reqwest::Client::new()
+}
+
+/// Installs ring as the process's rustls crypto provider, which any
+/// reqwest client needs before it is built; idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

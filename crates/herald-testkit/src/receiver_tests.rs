@@ -22,7 +22,7 @@ async fn post(
 #[tokio::test]
 async fn records_each_request_and_answers_with_the_chosen_status() {
     let mut hook = WebhookReceiver::start().await;
-    let (client, url) = (reqwest::Client::new(), hook.url.clone());
+    let (client, url) = (crate::http_client(), hook.url.clone());
     let post = |body: &'static str| {
         client
             .post(format!("{url}/hooks/a?x=1"))
@@ -61,7 +61,7 @@ async fn records_each_request_and_answers_with_the_chosen_status() {
 #[tokio::test]
 async fn answers_the_next_requests_with_retry_after() {
     let mut hook = WebhookReceiver::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     hook.respond_next_with_retry_after(2, 429, "1");
     let mut seen = Vec::new();
     for i in 0..3 {
@@ -90,7 +90,7 @@ async fn answers_the_next_requests_with_retry_after() {
 #[tokio::test]
 async fn holds_requests_while_hanging_and_counts_them_in_flight_per_id() {
     let mut hook = WebhookReceiver::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     hook.hang();
     let sends: Vec<_> = ["a", "a", "b"]
         .into_iter()
@@ -126,7 +126,7 @@ async fn holds_requests_while_hanging_and_counts_them_in_flight_per_id() {
 #[tokio::test]
 async fn goes_down_and_comes_up_on_the_same_port() {
     let mut hook = WebhookReceiver::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     assert_eq!(
         post(client.clone(), hook.url.clone(), "up")
             .await
@@ -163,7 +163,7 @@ async fn goes_down_and_comes_up_on_the_same_port() {
 #[tokio::test]
 async fn answers_slowly_when_told() {
     let mut hook = WebhookReceiver::start().await;
-    let client = reqwest::Client::new();
+    let client = crate::http_client();
     hook.answer_after(Duration::from_millis(300));
     let send = tokio::spawn(post(client.clone(), hook.url.clone(), "slow"));
     hook.next("the slow post", WAIT).await;

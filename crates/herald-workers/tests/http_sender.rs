@@ -1,7 +1,8 @@
 //! The HTTP sender against a real receiver on 127.0.0.1: headers and body
 //! arrive as given, the answer comes back as it was (a redirect is not
-//! followed), and the network guard refuses a loopback address, written
-//! or resolved from a name, unless the allowed networks include it.
+//! followed), the network guard refuses a loopback address, written or
+//! resolved from a name, unless the allowed networks include it, and an
+//! https URL is spoken to in TLS.
 
 use std::time::Duration;
 
@@ -94,4 +95,36 @@ async fn a_closed_port_is_a_connect_failure() {
     let sender = HttpSender::new(AllowedNetworks::parse("127.0.0.0/8").unwrap()).unwrap();
     let answer = sender.send(request(&closed)).await;
     assert_eq!(answer, SendResult::Failed(TransportFailure::Connect));
+}
+
+#[tokio::test]
+async fn an_https_url_opens_with_a_tls_handshake_and_a_failed_one_is_a_tls_failure() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A plain TCP listener: it reads what the sender opens with and answers
+    // in plain HTTP, which no TLS client accepts.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let opened = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.unwrap();
+        let mut first = [0u8; 3];
+        socket.read_exact(&mut first).await.unwrap();
+        let _ = socket
+            .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+            .await;
+        first
+    });
+    let allowed = AllowedNetworks::parse("127.0.0.0/8").unwrap();
+    let sender = HttpSender::new(allowed).unwrap();
+    let answer = sender
+        .send(request(&format!("https://127.0.0.1:{port}")))
+        .await;
+    let first = tokio::time::timeout(WAIT, opened).await.unwrap().unwrap();
+    // A TLS record of type handshake (22), protocol version 3.x.
+    assert_eq!(first[0], 0x16, "not a TLS handshake: {first:?}");
+    assert_eq!(first[1], 0x03, "{first:?}");
+    assert_eq!(
+        answer,
+        SendResult::Failed(TransportFailure::Tls),
+        "a failed handshake is a TLS failure"
+    );
 }

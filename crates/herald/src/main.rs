@@ -139,6 +139,10 @@ impl clap::Args for SettingFlags {
 
 fn main() -> ExitCode {
     no_huge_pages();
+    // https webhooks go through rustls, built without a crypto provider of
+    // its own: ring is the process's. Installing fails only when one is
+    // installed already, which is as good.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // Help and version exit 0, a bad command line exits 2 with clap's message.
     let cli = Cli::parse();
     let Some(Command::Serve(args)) = cli.command else {

@@ -1,5 +1,6 @@
 //! The production [`WebhookSender`]: one HTTP POST per attempt with
-//! `reqwest`, redirects off, a timeout per attempt, and connections only to
+//! `reqwest` (https through rustls, verified against the system's roots),
+//! redirects off, a timeout per attempt, and connections only to
 //! addresses the network guard accepted (a URL's own address is checked
 //! before sending; a host name is resolved by a resolver that checks every
 //! answer, so the address connected to is the address checked).
@@ -50,8 +51,7 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
-/// Sends webhooks over HTTP (plain `http` URLs; `https` needs a TLS
-/// backend this build does not include, and fails as `tls`).
+/// Sends webhooks over HTTP and HTTPS.
 #[derive(Debug, Clone)]
 pub struct HttpSender {
     client: reqwest::Client,
@@ -61,6 +61,10 @@ pub struct HttpSender {
 impl HttpSender {
     /// A sender that connects only to public addresses and `allowed` ones.
     pub fn new(allowed: AllowedNetworks) -> Result<HttpSender, reqwest::Error> {
+        // rustls is built without a crypto provider of its own: ring is the
+        // process's (`main` installs it first; this covers other callers).
+        // Installing fails only when one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let allowed = Arc::new(allowed);
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
@@ -137,16 +141,30 @@ fn failure(e: &reqwest::Error) -> TransportFailure {
         if s.is::<Unresolved>() {
             return TransportFailure::Dns;
         }
+        if is_tls(s) {
+            return TransportFailure::Tls;
+        }
         source = s.source();
     }
     if e.is_timeout() {
         TransportFailure::Timeout
     } else if e.is_builder() {
-        // An https URL without a TLS backend lands here.
-        TransportFailure::Tls
+        // A request that could not even be built was never sent.
+        TransportFailure::Refused
     } else if e.is_connect() {
         TransportFailure::Connect
     } else {
         TransportFailure::Body
     }
+}
+
+/// A handshake or certificate failure: rustls's error, bare or wrapped in
+/// IO errors (as the TLS stream reports it).
+fn is_tls(e: &(dyn StdError + 'static)) -> bool {
+    if e.is::<rustls::Error>() {
+        return true;
+    }
+    e.downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_tls(inner))
 }

@@ -47,7 +47,7 @@ pub async fn start_logging(
         .spawn()
         .expect("start herald");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     // Shared with the condition, which checks the child has not exited.
     let child = std::sync::Mutex::new(child);
     wait_until(

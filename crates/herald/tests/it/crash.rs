@@ -29,7 +29,7 @@ fn identity(data: &Value) -> Identity {
 async fn sigkill_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = start(dir.path()).await;
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "crash").await;
 
     let acked = Arc::new(AtomicUsize::new(0));

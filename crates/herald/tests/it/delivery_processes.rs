@@ -42,7 +42,7 @@ async fn sigkill_during_a_delivery_burst_loses_no_delivery(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let env = delivery_env(backend.env());
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "crash").await;
     let sub = subscribe(
         &client,
@@ -192,7 +192,7 @@ async fn two_instances_on_one_postgres_never_send_a_delivery_twice_at_once() {
     .await
     .unwrap();
 
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base_a, "acme").await;
     let sub = subscribe(
         &client,

@@ -279,7 +279,7 @@ async fn no_duplicates_after_herald_dies_between_publishing_and_its_acks(backend
         ("HERALD_WORKER_IDLE_MS", "20".to_string()),
     ]);
     let (mut child, base) = binary::start_with(dir.path(), &env).await;
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "acme").await;
     // Before the replies are cut, one event goes out and its acks come back:
     // so the stream is set up (the reply to its creation reached Herald,

@@ -50,7 +50,7 @@ async fn two_instances_share_one_postgres_store() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut a, base_a) = binary::start_with(dir_a.path(), &named("herald-a")).await;
     let (mut b, base_b) = binary::start_with(dir_b.path(), &named("herald-b")).await;
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let db = schema.client().await;
     db.batch_execute(&format!(
         "SET search_path TO \"{0}\";

@@ -79,7 +79,7 @@ async fn sigterm_finishes_requests_in_flight_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base) = start(dir.path()).await;
     let addr = base.trim_start_matches("http://").to_string();
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "term").await;
 
     // Background writers keep requests coming through the signal.
@@ -196,7 +196,7 @@ async fn a_stalled_client_is_cut_off_after_the_grace_period() {
     let (mut child, base) =
         binary::start_with(dir.path(), &[("HERALD_SHUTDOWN_GRACE_SECS", "1".into())]).await;
     let addr = base.trim_start_matches("http://").to_string();
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "stall").await;
     let res = client
         .post(format!("{base}/api/v1/events/create"))
@@ -251,7 +251,7 @@ async fn json_logs_carry_the_request_and_trace_ids() {
         log.into(),
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = herald_testkit::http_client();
     let key = binary::tenant(&client, &base, "logs").await;
     let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
     let res = client
