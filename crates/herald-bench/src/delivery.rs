@@ -160,7 +160,8 @@ async fn start_receiver(tracker: Arc<Tracker>) -> (String, tokio::task::JoinHand
 /// One delivery run's figures.
 struct Run {
     /// Receipts per second on the healthy endpoints, from the first
-    /// ingest request to the last receipt.
+    /// ingest request to the last receipt (to giving up on the drain when
+    /// some never came).
     per_sec: f64,
     /// Receipts per second on endpoints 1..10 (the 9 that stay healthy in
     /// the hanging run).
@@ -293,9 +294,14 @@ async fn run(opts: &Opts, work: &std::path::Path, events: &[Bytes], hanging: boo
         let l = tracker.lags.lock().expect("lags lock");
         (l.hist.clone(), l.last_receipt)
     };
-    let span = last_receipt
-        .map(|t| t.saturating_duration_since(started))
-        .unwrap_or(opts.duration)
+    // All in: up to the last receipt. Not all in: up to giving up, so a
+    // stalled delivery counts the time it stalled.
+    let end = match last_receipt {
+        Some(t) if received >= expected => t,
+        _ => Instant::now(),
+    };
+    let span = end
+        .saturating_duration_since(started)
         .as_secs_f64()
         .max(1e-3);
     let peak_rss_mb = h.take_peak_rss_mb();

@@ -15,7 +15,7 @@ use herald_testkit::{Backend, PgSchema, pg_url, wait_for, wait_until};
 use serde_json::{Value, json};
 
 use crate::binary;
-use crate::delivery_faults::{event_id_of, events, ingest, subscribe, webhook_id};
+use crate::delivery_kit::{event_id_of, events, ingest, subscribe, webhook_id};
 
 herald_testkit::on_each_backend!(sigkill_during_a_delivery_burst_loses_no_delivery);
 

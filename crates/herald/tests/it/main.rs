@@ -9,6 +9,7 @@ mod commit;
 mod crash;
 mod delivery;
 mod delivery_faults;
+mod delivery_kit;
 mod delivery_processes;
 mod dlq;
 mod ingest;
