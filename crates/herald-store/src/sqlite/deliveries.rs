@@ -220,3 +220,32 @@ pub(crate) fn insert_deliveries(
     }
     Ok(added)
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::types::Value as SqlValue;
+
+    use super::*;
+
+    #[test]
+    fn a_claim_finds_due_rows_and_earlier_stream_versions_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::floor::open(&dir.path().join("plan.db"), false).unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN {}", sql::claim("", ORDERED));
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let nulls = vec![SqlValue::Null; stmt.parameter_count()];
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let uses = |needle: &str| plan.iter().any(|l| l.contains(needle));
+        assert!(
+            uses("SEARCH d USING INDEX deliveries_due")
+                && uses("SEARCH d USING INDEX deliveries_leased")
+                && uses("SEARCH e USING INDEX deliveries_stream_order")
+                && !plan.iter().any(|l| l.starts_with("SCAN")),
+            "{plan:#?}"
+        );
+    }
+}
