@@ -29,9 +29,11 @@ const ENDPOINTS: usize = 10;
 const RATE: u64 = 1000;
 /// Events per ingest request: 100 requests per second at [`RATE`].
 const BATCH: usize = 10;
-/// Sends Herald's delivery worker has in flight at once (its default), so
-/// the floor posts at the same concurrency.
-const WORKER_CONCURRENCY: usize = 8;
+/// Sends Herald's delivery worker has in flight at once: its
+/// `delivery_concurrency` default, set explicitly below, so the floor posts
+/// at the same concurrency (10 endpoints × the per-endpoint budget of 8
+/// would allow 80; the global bound of 64 is the one that holds).
+const WORKER_CONCURRENCY: usize = 64;
 /// Bodies kept for the floor to post.
 const FLOOR_BODIES: usize = 5000;
 
@@ -186,7 +188,10 @@ async fn run(opts: &Opts, work: &std::path::Path, events: &[Bytes], hanging: boo
         work,
         if hanging { "delivery-hang" } else { "delivery" },
         None,
-        &[("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8")],
+        &[
+            ("HERALD_DELIVERY_ALLOWED_NETWORKS", "127.0.0.0/8"),
+            ("HERALD_DELIVERY_CONCURRENCY", "64"),
+        ],
     )
     .await;
     let client = load::client(64);

@@ -25,6 +25,10 @@ pub struct BreakerConfig {
     /// died), and the next caller probes instead. Longer than a request's
     /// timeout.
     pub probe_timeout: Duration,
+    /// While a probe is out, how soon a refused request asks again: a
+    /// probe that succeeds closes the breaker, and what waited behind it
+    /// should follow within this, not at the probe timeout.
+    pub probe_recheck: Duration,
 }
 
 impl Default for BreakerConfig {
@@ -34,6 +38,7 @@ impl Default for BreakerConfig {
             cooldown: Duration::from_secs(30),
             max_cooldown: Duration::from_secs(30 * 60),
             probe_timeout: Duration::from_secs(120),
+            probe_recheck: Duration::from_secs(1),
         }
     }
 }
@@ -127,7 +132,14 @@ impl CircuitBreaker {
             BreakerState::HalfOpen { probe_started } => {
                 let lost_at = later(probe_started, self.config.probe_timeout);
                 if is_before(now, lost_at) {
-                    Admission::Rejected { retry_at: lost_at }
+                    let recheck = later(now, self.config.probe_recheck);
+                    Admission::Rejected {
+                        retry_at: if is_before(recheck, lost_at) {
+                            recheck
+                        } else {
+                            lost_at
+                        },
+                    }
                 } else {
                     self.enter(BreakerState::HalfOpen { probe_started: now });
                     self.permit(true)

@@ -17,6 +17,7 @@ fn config() -> BreakerConfig {
         cooldown: Duration::from_secs(10),
         max_cooldown: Duration::from_secs(35),
         probe_timeout: Duration::from_secs(60),
+        probe_recheck: Duration::from_secs(2),
     }
 }
 
@@ -74,7 +75,9 @@ fn half_open_lets_exactly_one_probe_through() {
             probe_started: at(10)
         }
     );
-    assert_eq!(rejected_until(breaker.try_acquire(at(10))), at(70));
+    // Refused while the probe is out: ask again soon (the probe may close
+    // the breaker), never after the probe would count as lost.
+    assert_eq!(rejected_until(breaker.try_acquire(at(10))), at(12));
     assert_eq!(rejected_until(breaker.try_acquire(at(69))), at(70));
     breaker.record(probe, true, at(11));
     assert_eq!(
@@ -169,6 +172,7 @@ impl Model {
     const COOLDOWN: i64 = 10;
     const MAX_COOLDOWN: i64 = 35;
     const PROBE_TIMEOUT: i64 = 60;
+    const PROBE_RECHECK: i64 = 2;
 
     fn new() -> Model {
         Model {
@@ -193,7 +197,7 @@ impl Model {
         }
         if let Some(since) = self.probe_since {
             if now < since + Self::PROBE_TIMEOUT {
-                return Err(since + Self::PROBE_TIMEOUT);
+                return Err((now + Self::PROBE_RECHECK).min(since + Self::PROBE_TIMEOUT));
             }
             self.probe_since = Some(now);
             self.epoch += 1;
