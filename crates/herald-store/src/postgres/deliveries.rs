@@ -10,7 +10,7 @@ use crate::query::numbered;
 use crate::records::*;
 use crate::rows::subscription_row;
 use crate::store::deliveries::sql::{
-    self, Finish, NewValues, attempt_row, delivery_row, finished_row,
+    self, Claimable, Finish, NewValues, attempt_row, delivery_row, finished_row,
 };
 
 /// A subscription `s` whose definition asks for stream order.
@@ -51,8 +51,9 @@ impl PgStore {
         map_rows(&rows, |r| delivery_row(r))
     }
 
-    pub async fn claim_due_deliveries(
+    pub(crate) async fn claim_deliveries(
         &self,
+        which: Claimable,
         now: i64,
         until: i64,
         limit: usize,
@@ -60,8 +61,8 @@ impl PgStore {
         let c = self.conn().await?;
         let rows = c
             .query(
-                &numbered(&sql::claim("FOR UPDATE OF d SKIP LOCKED", ORDERED)),
-                &[&until, &now, &now, &now, &(limit as i64)],
+                &numbered(&sql::claim("FOR UPDATE OF d SKIP LOCKED", ORDERED, which)),
+                &[&until, &now, &now, &(limit as i64)],
             )
             .await
             .map_err(pg_err)?;

@@ -50,9 +50,18 @@ impl Store {
         lease: std::time::Duration,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
+        use sql::Claimable;
         let until = now.unix_micros().saturating_add(lease.as_micros() as i64);
+        let now = now.unix_micros();
+        // Lapsed leases first: they have waited longest.
         let mut claimed =
-            each!(self, s => s.claim_due_deliveries(now.unix_micros(), until, limit).await)?;
+            each!(self, s => s.claim_deliveries(Claimable::LeaseExpired, now, until, limit).await)?;
+        if claimed.len() < limit {
+            let rest = limit - claimed.len();
+            claimed.extend(
+                each!(self, s => s.claim_deliveries(Claimable::Due, now, until, rest).await)?,
+            );
+        }
         claimed.sort_by(|a, b| {
             (a.next_attempt_at.unix_nanos(), &a.delivery_id)
                 .cmp(&(b.next_attempt_at.unix_nanos(), &b.delivery_id))
@@ -170,7 +179,8 @@ pub(crate) mod sql {
         )
     }
 
-    /// The claim: `lease_until`, `now` (three times), `limit`; `lock` is
+    /// The claim of one kind of delivery (`which`): `lease_until`, `now`
+    /// (twice), `limit`; `lock` is
     /// what the backend adds to the inner select (row locks that skip
     /// rows another claim holds, on PostgreSQL), `ordered` its test that
     /// the stored definition of subscription `s` (its `spec` text) says
@@ -182,20 +192,42 @@ pub(crate) mod sql {
     /// neither wait nor hold others up. The earlier-one test comes first
     /// and is an index range (`deliveries_stream_order`), so the
     /// definition is read only for a delivery that has one.
-    pub(crate) fn claim(lock: &str, ordered: &str) -> String {
+    pub(crate) fn claim(lock: &str, ordered: &str, which: Claimable) -> String {
+        // One range of one partial index, walked in its order and left at
+        // the limit: an `OR` of both kinds made every claim read and sort
+        // every due row (50 ms a claim at 115k pending on SQLite, 1 ms so).
+        let (due, order) = match which {
+            Claimable::Due => (
+                "d.state = 'pending' AND d.next_attempt_at <= ?",
+                "d.next_attempt_at",
+            ),
+            Claimable::LeaseExpired => (
+                "d.state = 'in_flight' AND d.lease_until <= ?",
+                "d.lease_until",
+            ),
+        };
         format!(
             "UPDATE deliveries SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, \
              updated_at = ? WHERE delivery_id IN (SELECT d.delivery_id FROM deliveries d \
-             WHERE ((d.state = 'pending' AND d.next_attempt_at <= ?) \
-             OR (d.state = 'in_flight' AND d.lease_until <= ?)) \
+             WHERE {due} \
              AND NOT (d.stream_id IS NOT NULL AND d.replay_id IS NULL \
              AND EXISTS (SELECT 1 FROM deliveries e WHERE e.subscription_id = d.subscription_id \
              AND e.stream_id = d.stream_id AND e.replay_id IS NULL \
              AND e.state IN ('pending', 'in_flight') AND e.stream_version < d.stream_version) \
              AND EXISTS (SELECT 1 FROM subscriptions s \
              WHERE s.subscription_id = d.subscription_id AND {ordered})) \
-             ORDER BY d.next_attempt_at, d.delivery_id LIMIT ? {lock}) RETURNING {COLUMNS}"
+             ORDER BY {order} LIMIT ? {lock}) RETURNING {COLUMNS}"
         )
+    }
+
+    /// The two kinds of claimable delivery, each claimed by its own
+    /// statement over its own index.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Claimable {
+        /// Pending and due.
+        Due,
+        /// In flight past its lease (its worker is presumed gone).
+        LeaseExpired,
     }
 
     /// `tenant_id`, `event_id`.
