@@ -256,4 +256,22 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_claim_is_compiled_once_however_its_limit_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::floor::open(&dir.path().join("claim.db"), false).unwrap();
+        for which in [Claimable::Due, Claimable::LeaseExpired] {
+            let mut stmt = conn.prepare(&sql::claim("", ORDERED, which)).unwrap();
+            for limit in [1i64, 7, 64, 3] {
+                stmt.execute(params![10, 5, 5, limit]).unwrap();
+            }
+            // A bare `LIMIT ?` is recompiled at every new binding.
+            assert_eq!(
+                stmt.get_status(rusqlite::StatementStatus::RePrepare),
+                0,
+                "{which:?}"
+            );
+        }
+    }
 }
