@@ -45,14 +45,7 @@ fn entry_view(e: &Entry) -> Value {
 }
 
 fn invalid_definition(errors: Vec<FieldError>) -> ApiError {
-    let n = errors.len();
-    ApiError::invalid(
-        format!(
-            "the definition has {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        ),
-        errors,
-    )
+    ApiError::problems("the definition", errors)
 }
 
 /// `POST /api/v1/event-definitions`: version 1 of a new definition.

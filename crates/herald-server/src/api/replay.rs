@@ -48,14 +48,7 @@ fn bad(field: &str, kind: ErrorKind, message: impl Into<String>) -> FieldError {
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let n = errors.len();
-    ApiError::invalid(
-        format!(
-            "the replay request has {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        ),
-        errors,
-    )
+    ApiError::problems("the replay request", errors)
 }
 
 /// Every subscription of the tenant (only the enabled ones when asked),

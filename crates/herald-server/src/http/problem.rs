@@ -50,6 +50,16 @@ impl ApiError {
 
     /// A 400. `errors` names every bad field, not just the first; an empty
     /// list is a bug at the call site, caught by the tests.
+    /// A 400 saying how many problems `what` (`the subscription`, …) has,
+    /// each named in `errors`.
+    pub fn problems(what: &str, errors: Vec<FieldError>) -> Self {
+        let n = errors.len();
+        Self::invalid(
+            format!("{what} has {n} problem{}", if n == 1 { "" } else { "s" }),
+            errors,
+        )
+    }
+
     pub fn invalid(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         let detail = detail.into();
         debug_assert!(!errors.is_empty(), "a 400 without its bad fields: {detail}");

@@ -241,14 +241,7 @@ pub async fn list(
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let n = errors.len();
-    ApiError::invalid(
-        format!(
-            "the request has {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        ),
-        errors,
-    )
+    ApiError::problems("the request", errors)
 }
 
 fn object(value: &Value) -> Result<&Map<String, Value>, ApiError> {

@@ -56,14 +56,7 @@ fn view(s: &Subscription, now: Timestamp, secret: Option<&str>) -> Value {
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
-    let n = errors.len();
-    ApiError::invalid(
-        format!(
-            "the subscription has {n} problem{}",
-            if n == 1 { "" } else { "s" }
-        ),
-        errors,
-    )
+    ApiError::problems("the subscription", errors)
 }
 
 fn conflict(e: StoreError) -> ApiError {
