@@ -3,6 +3,7 @@
 
 use herald_core::Timestamp;
 
+use super::writer::insert_audits;
 use super::{PgStore, clean, pg_err};
 use crate::query::numbered;
 use crate::records::*;
@@ -15,31 +16,8 @@ pub(super) async fn write_notices(
     publish: bool,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let audit = tx
-        .prepare(&numbered(sql::INSERT_AUDIT))
-        .await
-        .map_err(pg_err)?;
-    for l in records {
-        let r = l.audit_record(at);
-        tx.execute(
-            &audit,
-            &[
-                &r.at.to_string(),
-                &r.at.unix_micros(),
-                &r.tenant_id.as_deref().map(clean),
-                &r.key_id.as_deref().map(clean),
-                &clean(&r.operation),
-                &clean(&r.resource),
-                &r.outcome.as_str(),
-                &i32::from(r.status_code),
-                &clean(&r.request_id),
-                &(r.duration_us as i64),
-                &r.detail.as_deref().map(clean),
-            ],
-        )
-        .await
-        .map_err(pg_err)?;
-    }
+    let audits: Vec<AuditRecord> = records.iter().map(|l| l.audit_record(at)).collect();
+    insert_audits(tx, &audits).await.map_err(pg_err)?;
     if publish {
         let outbox = tx
             .prepare(&numbered(sql::INSERT_OUTBOX))

@@ -320,7 +320,9 @@ async fn append_events(
     Ok(decisions)
 }
 
-async fn insert_audits(
+/// Audit records in one statement (the writer's batches and lifecycle
+/// notices alike).
+pub(super) async fn insert_audits(
     tx: &impl GenericClient,
     audits: &[AuditRecord],
 ) -> Result<(), tokio_postgres::Error> {

@@ -5,6 +5,7 @@ use herald_core::Timestamp;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
+use super::writer::insert_audit;
 use crate::records::*;
 use crate::store::lifecycle::sql;
 
@@ -15,22 +16,8 @@ pub(super) fn write_notices(
     publish: bool,
     at: Timestamp,
 ) -> Result<(), StoreError> {
-    let mut audit = c.prepare_cached(sql::INSERT_AUDIT)?;
     for l in records {
-        let r = l.audit_record(at);
-        audit.execute(params![
-            r.at.to_string(),
-            r.at.unix_micros(),
-            r.tenant_id,
-            r.key_id,
-            r.operation,
-            r.resource,
-            r.outcome.as_str(),
-            r.status_code,
-            r.request_id,
-            r.duration_us as i64,
-            r.detail
-        ])?;
+        insert_audit(c, &l.audit_record(at))?;
     }
     if publish {
         let mut outbox = c.prepare_cached(sql::INSERT_OUTBOX)?;

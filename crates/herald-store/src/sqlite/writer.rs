@@ -223,7 +223,8 @@ pub(super) fn insert_row(c: &Connection, event: &CanonicalEvent) -> Result<(), S
     Ok(())
 }
 
-fn insert_audit(c: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
+/// One audit record (the writer's batches and lifecycle notices alike).
+pub(super) fn insert_audit(c: &Connection, r: &AuditRecord) -> rusqlite::Result<usize> {
     c.prepare_cached(
         "INSERT INTO audit (at, at_us, tenant_id, key_id, operation, resource, outcome, status_code, request_id, duration_us, detail) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",

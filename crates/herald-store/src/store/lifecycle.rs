@@ -27,10 +27,4 @@ pub(crate) mod sql {
     /// `tenant_id`, `event_id` (or `NULL`), `kind`, `payload`.
     pub(crate) const INSERT_OUTBOX: &str =
         "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?, ?, ?, ?)";
-
-    /// An [`crate::AuditRecord`]'s fields in order (`at` twice: as text
-    /// and in microseconds).
-    pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit (at, at_us, tenant_id, key_id, \
-        operation, resource, outcome, status_code, request_id, duration_us, detail) \
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 }
