@@ -14,6 +14,7 @@ pub mod model;
 pub mod normalize;
 pub mod pipeline;
 pub mod redact;
+pub mod stream;
 pub mod timestamp;
 pub mod vocabulary;
 
@@ -27,5 +28,6 @@ pub use model::{
 };
 pub use pipeline::{EventProcessor, Processed, ProcessingContext};
 pub use redact::{EmailHasher, RedactionPolicy};
+pub use stream::{ExpectedVersion, Fold, FoldRule};
 pub use timestamp::Timestamp;
 pub use vocabulary::{BuiltinVocabulary, DefinitionCheck, ValidationMode, Vocabulary};

@@ -15,6 +15,7 @@ use crate::event::CanonicalEvent;
 use crate::model::{OutcomeStatus, TenantId};
 use crate::normalize::normalize;
 use crate::redact::{EmailHasher, RedactionPolicy};
+use crate::stream::ExpectedVersion;
 use crate::timestamp::Timestamp;
 use crate::vocabulary::{BuiltinVocabulary, ValidationMode, Vocabulary};
 
@@ -36,7 +37,7 @@ pub struct Processed {
     pub event: CanonicalEvent,
     pub warnings: Vec<FieldWarning>,
     /// Optimistic-concurrency check the store must apply to the stream append.
-    pub expected_version: Option<u64>,
+    pub expected_version: ExpectedVersion,
     /// A `tenant_id` named in the body (the server refuses a mismatch).
     pub body_tenant_id: Option<String>,
 }

@@ -239,10 +239,16 @@ impl Fault {
                     "/timestamp" => format!(
                         "expected an RFC 3339 timestamp string like 2025-12-30T10:00:00Z, got {t}"
                     ),
-                    "/expected_version" | "/schema_version" if t == "number" => {
+                    "/expected_version" if t == "number" => format!(
+                        "expected a non-negative integer or one of \"any\", \"no_stream\", \"stream_exists\", got non-integer number {junk}"
+                    ),
+                    "/expected_version" => format!(
+                        "expected a non-negative integer or one of \"any\", \"no_stream\", \"stream_exists\", got {t}"
+                    ),
+                    "/schema_version" if t == "number" => {
                         format!("expected a non-negative integer, got non-integer number {junk}")
                     }
-                    "/expected_version" | "/schema_version" => {
+                    "/schema_version" => {
                         format!("expected a non-negative integer, got {t}")
                     }
                     "/user_id"
@@ -308,7 +314,7 @@ impl Fault {
                 vec![expect(
                     "/expected_version",
                     InvalidType,
-                    format!("expected a non-negative integer, got negative integer {n}"),
+                    format!("got negative integer {n}"),
                 )]
             }
             Fault::BadTimestamp(v) => {

@@ -178,6 +178,26 @@ pub fn compare(old: &EventDefinition, new: &EventDefinition) -> Compatibility {
         ),
         (Some(a), Some(b)) => schema(&mut d, "/payload_schema", a, b),
     }
+    if old.projection != new.projection {
+        let show = |r: &Option<crate::ProjectionRule>| {
+            r.as_ref()
+                .map_or("merge at the root (the default)".to_string(), |r| {
+                    if r.path.is_empty() {
+                        format!("{} at the root", r.fold)
+                    } else {
+                        format!("{} at {}", r.fold, r.path)
+                    }
+                })
+        };
+        d.compatible(
+            "/projection",
+            format!(
+                "projection rule changed from {} to {}: projections of streams with this type are rebuilt under the new rule",
+                show(&old.projection),
+                show(&new.projection)
+            ),
+        );
+    }
     let docs = old.name != new.name
         || old.description != new.description
         || old.examples != new.examples

@@ -4,7 +4,9 @@
 //! [`DefinitionInput`], naming every bad field at once.
 
 use herald_core::error::{pointer_push, type_name};
-use herald_core::{Category, ErrorKind, EventCategory, EventSource, FieldError, Timestamp};
+use herald_core::{
+    Category, ErrorKind, EventCategory, EventSource, FieldError, Fold, FoldRule, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -47,6 +49,10 @@ pub struct EventDefinition {
     /// Free JSON for UI builders: display name, icon, colour, group, fields.
     #[serde(default)]
     pub ui: Map<String, Value>,
+    /// How events of this type change their stream's projection (`None`:
+    /// merged as a JSON merge patch at the state's root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projection: Option<ProjectionRule>,
     /// How this version relates to the one before it (`None` for version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compatibility: Option<Compatibility>,
@@ -81,6 +87,99 @@ pub struct DefinitionInput {
     pub allowed_sources: Vec<EventSource>,
     pub examples: Vec<Value>,
     pub ui: Map<String, Value>,
+    pub projection: Option<ProjectionRule>,
+}
+
+/// A definition's projection rule as stored and answered:
+/// `{"fold": "merge" | "replace" | "delete" | "ignore", "path": "/shipping"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ProjectionRule {
+    pub fold: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub path: String,
+}
+
+impl ProjectionRule {
+    /// The rule as the fold applies it; a stored rule was checked when
+    /// saved, so an unreadable one (never expected) folds as the default.
+    pub fn fold(&self) -> Fold {
+        Fold {
+            rule: FoldRule::parse(&self.fold).unwrap_or_default(),
+            path: Fold::parse_path(&self.path).unwrap_or_default(),
+        }
+    }
+
+    /// Parses the body's `projection`, naming each bad member.
+    fn parse(v: &Value, e: &mut Vec<FieldError>) -> Option<ProjectionRule> {
+        let Value::Object(m) = v else {
+            err(
+                e,
+                "/projection",
+                ErrorKind::InvalidType,
+                format!(
+                    "expected an object like {{\"fold\": \"merge\", \"path\": \"/shipping\"}}, got {}",
+                    type_name(v)
+                ),
+            );
+            return None;
+        };
+        let rules = FoldRule::ALL.map(FoldRule::as_str).join(", ");
+        let fold = match m.get("fold") {
+            None | Some(Value::Null) => Some(FoldRule::Merge),
+            Some(Value::String(s)) => FoldRule::parse(s).or_else(|| {
+                err(
+                    e,
+                    "/projection/fold",
+                    ErrorKind::InvalidValue,
+                    format!("expected one of: {rules}"),
+                );
+                None
+            }),
+            Some(other) => {
+                err(
+                    e,
+                    "/projection/fold",
+                    ErrorKind::InvalidType,
+                    format!("expected one of: {rules}; got {}", type_name(other)),
+                );
+                None
+            }
+        };
+        let path = match m.get("path") {
+            None | Some(Value::Null) => Some(String::new()),
+            Some(Value::String(s)) => match Fold::parse_path(s) {
+                Ok(_) => Some(s.clone()),
+                Err(why) => {
+                    err(e, "/projection/path", ErrorKind::InvalidValue, why);
+                    None
+                }
+            },
+            Some(other) => {
+                err(
+                    e,
+                    "/projection/path",
+                    ErrorKind::InvalidType,
+                    format!(
+                        "expected a JSON pointer string like \"/shipping\", got {}",
+                        type_name(other)
+                    ),
+                );
+                None
+            }
+        };
+        for key in m.keys().filter(|k| !matches!(k.as_str(), "fold" | "path")) {
+            err(
+                e,
+                &pointer_push("/projection", key),
+                ErrorKind::NotAllowed,
+                "unknown key; a projection rule has fold and path",
+            );
+        }
+        Some(ProjectionRule {
+            fold: fold?.as_str().to_string(),
+            path: path?,
+        })
+    }
 }
 
 impl DefinitionInput {
@@ -102,6 +201,7 @@ impl DefinitionInput {
             allowed_sources: self.allowed_sources,
             examples: self.examples,
             ui: self.ui,
+            projection: self.projection,
             compatibility: None,
             builtin: false,
             created_at: now,
@@ -112,7 +212,7 @@ impl DefinitionInput {
 
 /// Keys a client may send.
 const KNOWN: &str = "event_type (alias pattern), category, event_category, name, description, \
-payload_schema (alias schema), allowed_sources, examples, ui";
+payload_schema (alias schema), allowed_sources, examples, ui, projection";
 
 /// Keys of a definition as Herald answers it: accepted and ignored, so a
 /// fetched definition can be edited and sent back. The server's view adds
@@ -419,6 +519,11 @@ pub fn parse_input(
         }
     };
 
+    let projection = match m.get("projection") {
+        None | Some(Value::Null) => None,
+        Some(v) => ProjectionRule::parse(v, e),
+    };
+
     for key in m.keys() {
         let known = matches!(
             key.as_str(),
@@ -433,6 +538,7 @@ pub fn parse_input(
                 | "allowed_sources"
                 | "examples"
                 | "ui"
+                | "projection"
         ) || READ_ONLY.contains(&key.as_str());
         if !known {
             err(
@@ -455,6 +561,7 @@ pub fn parse_input(
             allowed_sources,
             examples,
             ui,
+            projection,
         }),
         _ => Err(errors),
     }

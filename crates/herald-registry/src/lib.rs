@@ -14,6 +14,6 @@ pub mod schema;
 
 pub use cache::ValidatorCache;
 pub use compat::{Change, Compatibility, Level};
-pub use definition::{DefinitionInput, EventDefinition, parse_input};
+pub use definition::{DefinitionInput, EventDefinition, ProjectionRule, parse_input};
 pub use pattern::TypePattern;
 pub use registry::{BUILTIN_PREFIX, DefinitionFilter, Entry, Registry, builtin_definitions};

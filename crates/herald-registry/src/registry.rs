@@ -12,13 +12,13 @@ use std::sync::{Arc, OnceLock};
 
 use herald_core::vocabulary::{BUILTIN_TYPES, CategorySet};
 use herald_core::{
-    Category, DefinitionCheck, ErrorKind, EventSource, FieldError, RawEvent, TenantId, Timestamp,
-    Vocabulary,
+    Category, DefinitionCheck, ErrorKind, EventSource, FieldError, Fold, RawEvent, TenantId,
+    Timestamp, Vocabulary,
 };
 use jsonschema::Validator;
 
 use crate::cache::ValidatorCache;
-use crate::definition::EventDefinition;
+use crate::definition::{EventDefinition, ProjectionRule};
 use crate::pattern::TypePattern;
 
 /// Id prefix of the built-in definitions (`builtin.payment_authorized`).
@@ -46,6 +46,7 @@ pub fn builtin_definitions() -> Vec<EventDefinition> {
                 allowed_sources: Vec::new(),
                 examples: Vec::new(),
                 ui: serde_json::Map::new(),
+                projection: None,
                 compatibility: None,
                 builtin: true,
                 created_at: since,
@@ -229,6 +230,49 @@ impl Registry {
                 .iter()
                 .find(|e| e.latest().event_type.matches(event_type))
         })
+    }
+
+    /// How events of `event_type` fold into their stream's projection: the
+    /// rule of the latest version of the definition that applies to the
+    /// type, else a merge patch at the state's root.
+    pub fn fold_for(&self, event_type: &str) -> Fold {
+        self.resolve(event_type)
+            .and_then(|e| e.latest().projection.as_ref())
+            .map(ProjectionRule::fold)
+            .unwrap_or_default()
+    }
+
+    /// A short fingerprint of every fold rule of this tenant. A projection
+    /// snapshot keeps the fingerprint it was folded under, and a read uses
+    /// only snapshots with the current one: a changed rule makes every
+    /// older snapshot of the tenant stale, and projections are folded (and
+    /// snapshotted) afresh under the new rule.
+    pub fn fold_rules_fingerprint(&self) -> String {
+        use sha2::Digest;
+        let mut rules: Vec<(String, &ProjectionRule)> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let d = e.latest();
+                d.projection
+                    .as_ref()
+                    .map(|r| (d.event_type.as_str().to_string(), r))
+            })
+            .collect();
+        rules.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut h = sha2::Sha256::new();
+        for (t, r) in rules {
+            h.update(t.as_bytes());
+            h.update([0]);
+            h.update(r.fold.as_bytes());
+            h.update([0]);
+            h.update(r.path.as_bytes());
+            h.update([1]);
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 
     /// By id, else by its exact type or pattern, else the definition that

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use herald_core::{Clock, EmailHasher, EventProcessor, IdSource, TenantId};
 use herald_registry::{Registry, ValidatorCache};
 use herald_store::{Store, StoreError, TenantSettings};
+use herald_workers::projections::{FoldRulesSource, ProjectionCache, TenantFolds};
 use herald_workers::publish::PublisherStatus;
 use tokio::sync::Notify;
 
@@ -59,6 +60,11 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Mints the ids of accepted events.
     pub ids: Arc<dyn IdSource>,
+    /// Current projections, never served stale.
+    pub projections: Arc<ProjectionCache>,
+    /// Woken after each commit that stored events, so the snapshot
+    /// follower keeps up.
+    pub snapshot_wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for App {
@@ -79,6 +85,8 @@ pub struct TenantContext {
     pub settings: TenantSettings,
     /// The base processor with this tenant's registry and validation mode.
     pub processor: EventProcessor,
+    /// The registry's fold rules, for projections.
+    pub folds: TenantFolds,
     /// The store's revision of the tenant's definitions and settings when
     /// this context was loaded (shared stores only).
     revision: Option<i64>,
@@ -170,8 +178,16 @@ impl App {
             mode: settings.validation_mode,
             ..(*self.processor).clone()
         };
+        let folds = TenantFolds {
+            fingerprint: registry.fold_rules_fingerprint(),
+            fold_for: {
+                let registry = registry.clone();
+                Arc::new(move |t: &str| registry.fold_for(t))
+            },
+        };
         Ok(Arc::new(TenantContext {
             hasher: EmailHasher::for_tenant(&self.hash_secret, tenant),
+            folds,
             registry,
             settings,
             processor,
@@ -186,9 +202,17 @@ impl App {
         self.worker_wake.notify_one();
         self.publisher_wake.notify_one();
         self.fan_out_wake.notify_one();
+        self.snapshot_wake.notify_one();
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<TenantContext>>> {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The snapshot follower reads each tenant's fold rules from its context.
+impl FoldRulesSource for App {
+    async fn folds(&self, tenant: &TenantId) -> Result<TenantFolds, StoreError> {
+        Ok(self.tenant_context(tenant).await?.folds.clone())
     }
 }

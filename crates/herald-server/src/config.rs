@@ -180,6 +180,13 @@ pub struct Config {
     /// `HERALD_DELIVERY_DISABLE_AFTER_DAYS`: a subscription whose deliveries
     /// fail without a success for this many days is turned off; 0: never.
     pub delivery_disable_after_days: u64,
+    /// `HERALD_PROJECTION_SNAPSHOT_EVERY`: keep a projection's folded state
+    /// every this many stream versions, so a read folds at most this many
+    /// events; 0: no snapshots.
+    pub projection_snapshot_every: u64,
+    /// `HERALD_PROJECTION_CACHE_ENTRIES`: current projections kept in
+    /// memory (the most recently read); 0: no cache.
+    pub projection_cache_entries: usize,
 }
 
 impl Default for Config {
@@ -218,6 +225,8 @@ impl Default for Config {
             delivery_concurrency: 64,
             delivery_endpoint_concurrency: 8,
             delivery_disable_after_days: 5,
+            projection_snapshot_every: 100,
+            projection_cache_entries: 10_000,
         }
     }
 }

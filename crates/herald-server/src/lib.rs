@@ -25,6 +25,7 @@ use herald_workers::delivery::schedule::SeededJitter;
 use herald_workers::delivery::worker::DeliveryWorker;
 use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
 use herald_workers::follower::CommitLogFollower;
+use herald_workers::projections::{ProjectionCache, SNAPSHOT_CURSOR, SnapshotFollower};
 use herald_workers::publish::{self, Publisher};
 use herald_workers::replay::ReplayWorker;
 use herald_workers::status::StatusWorker;
@@ -103,6 +104,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         ..EventProcessor::default()
     };
     let max_inflight = config.max_inflight_events;
+    let config_cache_entries = config.projection_cache_entries;
     let body_limits = BodyLimits::from_config(&config);
     let app = App {
         config: Arc::new(config),
@@ -124,6 +126,8 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         body_limits,
         clock,
         ids: Arc::new(UuidV7Ids::new()),
+        projections: Arc::new(ProjectionCache::new(config_cache_entries)),
+        snapshot_wake: Arc::new(Notify::new()),
     };
     Ok((app, publisher))
 }
@@ -167,6 +171,20 @@ pub async fn run(
                 idle,
                 stop_rx.clone(),
             ),
+    ));
+    // Projections: a snapshot every `projection_snapshot_every` versions.
+    tasks.push(tokio::spawn(
+        SnapshotFollower::new(
+            app.store.clone(),
+            app.clone(),
+            app.config.projection_snapshot_every,
+        )
+        .run(
+            CommitLogFollower::new(app.store.clone(), SNAPSHOT_CURSOR, 500),
+            app.snapshot_wake.clone(),
+            idle,
+            stop_rx.clone(),
+        ),
     ));
     // Replays: the worker stores a replay's deliveries a page at a time
     // and wakes the delivery worker, like the fan-out.

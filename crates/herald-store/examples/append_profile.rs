@@ -50,7 +50,7 @@ fn main() {
             let p = processor.process_value(body, &ctx).expect("valid event");
             NewEvent {
                 event: p.event,
-                expected_version: None,
+                expected_version: Default::default(),
             }
         })
         .collect();

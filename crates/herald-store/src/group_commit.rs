@@ -95,7 +95,7 @@ pub(crate) enum Decision {
     Duplicate(StoredEvent),
     Conflict {
         stream_id: String,
-        expected: u64,
+        expected: herald_core::ExpectedVersion,
         actual: u64,
     },
 }

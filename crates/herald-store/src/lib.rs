@@ -33,6 +33,10 @@ use std::sync::Arc;
 
 pub use records::*;
 pub use store::PublisherLease;
+pub use store::streams::{
+    Direction, FoldEvent, FoldRules, Projection, ProjectionAt, Snapshot, StreamInfo, StreamPage,
+    StreamRead,
+};
 
 /// The one handle on Herald's storage.
 #[derive(Clone, Debug)]

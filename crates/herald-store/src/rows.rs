@@ -303,7 +303,7 @@ pub(crate) fn search_text(e: &CanonicalEvent) -> String {
 
 /// The columns [`definition_row`] reads, in its order.
 pub(crate) const DEFINITION_COLUMNS: &str = "definition_id, version, event_type, category, event_category, name, description, \
-payload_schema, allowed_sources, examples, ui, compatibility, created_at, updated_at";
+payload_schema, allowed_sources, examples, ui, compatibility, created_at, updated_at, projection";
 
 /// An `event_definitions` row in [`DEFINITION_COLUMNS`] order.
 pub(crate) fn definition_row(r: &impl RowAccess) -> Result<EventDefinition, StoreError> {
@@ -339,6 +339,7 @@ pub(crate) fn definition_row(r: &impl RowAccess) -> Result<EventDefinition, Stor
         builtin: false,
         created_at: timestamp(&r.text(12)?)?,
         updated_at: timestamp(&r.text(13)?)?,
+        projection: r.opt_text(14)?.map(|s| json(&s)).transpose()?,
     })
 }
 
@@ -360,6 +361,7 @@ pub(crate) struct DefinitionValues {
     pub compatibility: Option<String>,
     pub created: String,
     pub updated: String,
+    pub projection: Option<String>,
 }
 
 impl DefinitionValues {
@@ -380,6 +382,7 @@ impl DefinitionValues {
             compatibility: d.compatibility.as_ref().map(to_json).transpose()?,
             created: d.created_at.to_string(),
             updated: d.updated_at.to_string(),
+            projection: d.projection.as_ref().map(to_json).transpose()?,
         })
     }
 
@@ -403,7 +406,7 @@ impl DefinitionValues {
 /// [`DefinitionValues`] in order, as `?` placeholders.
 pub(crate) const INSERT_DEFINITION: &str = "INSERT INTO event_definitions (tenant_id, definition_id, version, \
 event_type, is_pattern, category, event_category, name, description, payload_schema, allowed_sources, examples, ui, \
-compatibility, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+compatibility, created_at, updated_at, projection) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 /// The columns [`subscription_row`] reads, in its order.
 pub(crate) const SUBSCRIPTION_COLUMNS: &str = "subscription_id, tenant_id, spec, secret, previous_secret, \

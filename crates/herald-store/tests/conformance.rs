@@ -10,7 +10,8 @@
 use herald_core::correlation::CorrelationKey;
 use herald_core::filter::{EventFilter, EventPart, FieldFilter};
 use herald_core::{
-    EmailHasher, EventProcessor, EventStatus, ProcessingContext, TenantId, Timestamp,
+    EmailHasher, EventProcessor, EventStatus, ExpectedVersion, ProcessingContext, TenantId,
+    Timestamp,
 };
 use herald_store::*;
 use herald_testkit::store::pg_options;
@@ -174,14 +175,13 @@ async fn idempotency_key_returns_the_first_event_and_stores_nothing_new(b: Store
 
 async fn streams_get_consecutive_versions_and_expected_version_conflicts(b: StoreUnderTest) {
     let t = tenant("acme");
-    let mk = |v: Option<u64>| {
-        let mut body =
-            json!({"event_type": "order.updated", "category": "business", "stream_id": "order:1"});
-        if let Some(v) = v {
-            body["expected_version"] = json!(v);
-        }
-        event(&t, body)
+    let on = |stream: &str, v: serde_json::Value| {
+        event(
+            &t,
+            json!({"event_type": "order.updated", "category": "business", "stream_id": stream, "expected_version": v}),
+        )
     };
+    let mk = |v: Option<u64>| on("order:1", v.map_or(json!("any"), |v| json!(v)));
     let out = b
         .store
         .append(vec![mk(None), mk(Some(1)), mk(Some(1))])
@@ -193,12 +193,41 @@ async fn streams_get_consecutive_versions_and_expected_version_conflicts(b: Stor
         out[2],
         AppendOutcome::VersionConflict {
             stream_id: "order:1".into(),
-            expected: 1,
+            expected: ExpectedVersion::Exact(1),
             actual: 2
         },
         "{}",
         b.name
     );
+
+    // The named forms: `no_stream` only on an empty stream, `stream_exists`
+    // only on one with events, decided in order inside one batch too.
+    let out = b
+        .store
+        .append(vec![
+            on("order:2", json!("stream_exists")),
+            on("order:2", json!("no_stream")),
+            on("order:2", json!("no_stream")),
+            on("order:2", json!("stream_exists")),
+            on("order:2", json!(0)),
+        ])
+        .await
+        .unwrap();
+    let conflict = |expected, actual| AppendOutcome::VersionConflict {
+        stream_id: "order:2".into(),
+        expected,
+        actual,
+    };
+    assert_eq!(
+        out[0],
+        conflict(ExpectedVersion::StreamExists, 0),
+        "{}",
+        b.name
+    );
+    assert_eq!(stored(&out[1]).stream_version, Some(1), "{}", b.name);
+    assert_eq!(out[2], conflict(ExpectedVersion::NoStream, 1), "{}", b.name);
+    assert_eq!(stored(&out[3]).stream_version, Some(2), "{}", b.name);
+    assert_eq!(out[4], conflict(ExpectedVersion::Exact(0), 2), "{}", b.name);
 }
 
 async fn seed_for_queries(store: &Store, t: &TenantId) -> Vec<herald_core::CanonicalEvent> {
@@ -978,7 +1007,7 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
         conn.execute_batch(
             "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
              DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; DROP INDEX audit_tenant_seq; \
-             DROP TABLE events_keys; DROP TABLE subscriptions; DROP TABLE deliveries; DROP TABLE delivery_attempts; DROP TABLE replays; \
+             DROP TABLE events_keys; DROP TABLE subscriptions; DROP TABLE deliveries; DROP TABLE delivery_attempts; DROP TABLE replays; DROP TABLE projection_snapshots; \
              CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL; \
              CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL; \
              CREATE INDEX events_correlation_id ON events (tenant_id, correlation_id, ts) WHERE correlation_id IS NOT NULL; \

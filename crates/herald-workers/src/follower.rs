@@ -235,7 +235,7 @@ mod tests {
                     )
                     .unwrap()
                     .event,
-                expected_version: None,
+                expected_version: Default::default(),
             })
             .collect();
         store.append(events).await.unwrap();

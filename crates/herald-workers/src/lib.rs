@@ -19,6 +19,7 @@
 pub mod delivery;
 pub mod fanout;
 pub mod follower;
+pub mod projections;
 pub mod publish;
 pub mod replay;
 pub mod status;

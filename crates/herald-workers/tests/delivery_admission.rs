@@ -94,7 +94,7 @@ async fn fanned_out(store: &Store, subscriptions: Vec<Subscription>, n: usize) -
                 )
                 .unwrap()
                 .event,
-            expected_version: None,
+            expected_version: Default::default(),
         })
         .collect();
     store.append(events).await.unwrap();
@@ -410,7 +410,7 @@ async fn fanned_more(store: &Store, clock: &Arc<ManualClock>) -> herald_core::Ev
     store
         .append(vec![NewEvent {
             event,
-            expected_version: None,
+            expected_version: Default::default(),
         }])
         .await
         .unwrap();

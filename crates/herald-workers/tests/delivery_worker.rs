@@ -150,7 +150,7 @@ async fn setup(store: &Store, types: &[&str], answers: Vec<SendResult>) -> Setup
                 )
                 .unwrap()
                 .event,
-            expected_version: None,
+            expected_version: Default::default(),
         })
         .collect();
     let events = new.iter().map(|e| e.event.event_id).collect();

@@ -37,7 +37,7 @@ async fn append(store: &Store, n: usize, received: Timestamp) -> Vec<EventId> {
                 )
                 .unwrap()
                 .event,
-            expected_version: None,
+            expected_version: Default::default(),
         })
         .collect();
     let ids: Vec<EventId> = events.iter().map(|e| e.event.event_id).collect();

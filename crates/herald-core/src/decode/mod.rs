@@ -24,6 +24,7 @@ use crate::event::{Actor, Context, Correlation, Evidence, Extra, Github, Object,
 use crate::model::{
     Category, EventCategory, EventSource, EventType, OutcomeStatus, StreamId, truncate,
 };
+use crate::stream::ExpectedVersion;
 use crate::timestamp::Timestamp;
 
 /// Size limits applied while decoding; an event over `max_event_bytes` is
@@ -83,7 +84,7 @@ pub struct RawEvent {
     pub stream_id: Option<StreamId>,
     /// Optimistic concurrency for stream appends: the version the stream
     /// must be at, else the append is a conflict.
-    pub expected_version: Option<u64>,
+    pub expected_version: ExpectedVersion,
     pub idempotency_key: Option<String>,
     pub schema_version: Option<u32>,
     /// A W3C `traceparent` given in the body.
@@ -335,8 +336,14 @@ pub(crate) fn decode_body(
                 .map_err(|e| d.f.error("/stream_id", ErrorKind::InvalidValue, e.0))
                 .ok()
         });
-    let expected_version = d.unsigned(&mut body.top(), "expected_version");
-    if expected_version.is_some()
+    let expected_version = match body.top().take("expected_version") {
+        None => ExpectedVersion::Any,
+        Some(v) => ExpectedVersion::parse(&v).unwrap_or_else(|message| {
+            d.f.error("/expected_version", ErrorKind::InvalidType, message);
+            ExpectedVersion::Any
+        }),
+    };
+    if expected_version != ExpectedVersion::Any
         && stream_id.is_none()
         && !d.f.errors.iter().any(|e| e.field == "/stream_id")
     {

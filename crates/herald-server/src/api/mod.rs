@@ -8,4 +8,5 @@ pub mod events;
 pub mod health;
 pub mod replay;
 pub mod settings;
+pub mod streams;
 pub mod subscriptions;

@@ -34,7 +34,11 @@ fn schemas() -> Value {
             "actor": string_map, "object": string_map, "correlation": string_map,
             "outcome": { "type": "object", "properties": { "status": outcome_status } },
             "evidence": string_map, "context": string_map, "data": {}, "metadata": string_map,
-            "stream_id": s("string"), "expected_version": s("integer"), "idempotency_key": s("string"),
+            "stream_id": s("string"), "expected_version": { "oneOf": [
+                { "type": "integer", "minimum": 0, "description": "the exact version the stream must be at (0: no events)" },
+                { "type": "string", "enum": ["any", "no_stream", "stream_exists"] } ],
+                "description": "optimistic concurrency on stream_id (default any); a conflict is a 409 whose problem carries stream_id, expected_version and current_version" },
+            "idempotency_key": s("string"),
             "schema_version": s("integer") },
             "description": "Aliases: action/type/event/pattern → event_type; message_id/messageId → idempotency_key. Unknown keys are kept under metadata.unknown_fields with a warning." },
         "EventResponse": { "type": "object", "required": ["event_id", "tenant_id", "event_type", "category", "event_source", "timestamp", "processing_timestamp", "status", "created_at"], "properties": {
@@ -87,6 +91,10 @@ fn schemas() -> Value {
     });
     // The registry's schemas, in a second literal to stay within the
     // macro's recursion limit.
+    let projection_rule = json!({ "type": "object", "additionalProperties": false, "properties": {
+        "fold": { "type": "string", "enum": ["merge", "replace", "delete", "ignore"], "description": "merge: JSON merge patch (default); replace: the state becomes data; delete: the entity is gone (state null); ignore: no change" },
+        "path": { "type": "string", "description": "JSON pointer of the state the data lands under (default: the whole state)" } },
+        "description": "how events of this type change their stream's projection; a change rebuilds the tenant's projections under the new rule" });
     let registry = json!({
         "EventDefinitionRequest": { "type": "object", "required": ["event_type"], "properties": {
             "event_type": { "type": "string", "description": "exact type (order.created) or NATS-style pattern: * one token, > one or more trailing tokens (alias: pattern)" },
@@ -98,7 +106,7 @@ fn schemas() -> Value {
             "id": s("string"), "definition_id": s("string"), "version": s("integer"), "versions": { "type": "array", "items": s("integer") },
             "latest_version": s("integer"), "event_type": s("string"), "is_pattern": s("boolean"), "builtin": s("boolean"),
             "category": category, "event_category": event_category, "name": s("string"), "description": s("string"),
-            "payload_schema": {}, "allowed_sources": { "type": "array", "items": source }, "examples": { "type": "array" }, "ui": string_map,
+            "payload_schema": {}, "allowed_sources": { "type": "array", "items": source }, "examples": { "type": "array" }, "ui": string_map, "projection": projection_rule,
             "compatibility": { "type": "object", "properties": { "previous_version": s("integer"), "level": enum_of(vec!["identical", "backward", "breaking"]),
                 "changes": { "type": "array", "items": { "type": "object", "properties": { "path": s("string"), "breaking": s("boolean"), "message": s("string"), "advice": s("string") } } } } },
             "created_at": { "type": "string", "format": "date-time" }, "updated_at": { "type": "string", "format": "date-time" } } },
@@ -118,7 +126,36 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), replay_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), stream_schemas()) {
+        all.extend(more);
+    }
     all
+}
+
+/// A stream page and a projection.
+fn stream_schemas() -> Value {
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    json!({
+        "StreamPage": { "type": "object",
+            "required": ["stream_id", "entity_type", "entity_id", "current_version", "event_count", "first_event_at", "last_event_at", "direction", "count", "has_more", "next_version", "events"],
+            "properties": {
+                "stream_id": s("string"), "entity_type": s("string"), "entity_id": s("string"),
+                "current_version": s("integer"), "event_count": s("integer"),
+                "first_event_at": date_time, "last_event_at": date_time,
+                "direction": { "type": "string", "enum": ["forward", "backward"] },
+                "count": s("integer"), "has_more": s("boolean"),
+                "next_version": { "type": ["integer", "null"], "description": "from_version for the next page" },
+                "events": { "type": "array", "items": { "$ref": "#/components/schemas/EventResponse" } } } },
+        "Projection": { "type": "object",
+            "required": ["stream_id", "entity_type", "entity_id", "state", "version", "last_event_id", "updated_at", "rules"],
+            "properties": {
+                "stream_id": s("string"), "entity_type": s("string"), "entity_id": s("string"),
+                "state": { "description": "the folded state; null when the entity was deleted" },
+                "version": { "type": "integer", "description": "the stream version the state was folded to" },
+                "last_event_id": { "type": "string", "format": "uuid" },
+                "updated_at": { "type": "string", "format": "date-time", "description": "processing time of the last event folded in" },
+                "rules": { "type": "string", "description": "fingerprint of the tenant's projection rules the state was folded under" } } },
+    })
 }
 
 /// Deliveries with their attempts, dead letters, and the redrive and

@@ -9,7 +9,7 @@ use herald_store::Scope;
 
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
-use crate::api::{admin, definitions, events, health, replay, settings, subscriptions};
+use crate::api::{admin, definitions, events, health, replay, settings, streams, subscriptions};
 use crate::http::openapi;
 use crate::http::params::Param;
 use crate::http::problem::ApiError;
@@ -293,6 +293,26 @@ pub const ROUTES: &[Route] = &[
         query: deliveries::SUBSCRIPTION_PARAMS,
         request: None,
         success: &[(200, "DeliveryList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/stream/{stream_id}",
+        handler: |m| on(m, streams::read),
+        summary: "The stream's events in version order (forward from from_version, or backward), with its current version, event count and first and last event time",
+        access: Access::Tenant(Scope::Read),
+        query: streams::STREAM_PARAMS,
+        request: None,
+        success: &[(200, "StreamPage", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/projections/{entity_type}/{entity_id}",
+        handler: |m| on(m, streams::projection),
+        summary: "The entity's state folded from its stream (each type's projection rule; JSON merge patch by default): now, or as it was at_version or at a time",
+        access: Access::Tenant(Scope::Read),
+        query: streams::PROJECTION_PARAMS,
+        request: None,
+        success: &[(200, "Projection", "success")],
     },
     Route {
         method: Method::Get,

@@ -39,6 +39,7 @@ impl PgStore {
                 &v.compatibility,
                 &v.created,
                 &v.updated,
+                &v.projection,
             ],
         )
         .await

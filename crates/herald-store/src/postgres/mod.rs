@@ -36,6 +36,7 @@ mod replays;
 mod schema;
 mod settings;
 mod shared;
+mod streams;
 mod subscriptions;
 mod tenants;
 mod writer;

@@ -295,6 +295,26 @@ CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, 
     // it off once the run is too long.
     r#"
 ALTER TABLE subscriptions ADD COLUMN failing_since bigint;
+"#, // An event definition's projection rule (JSON: fold and path), and the
+    // folded state of a stream kept every N versions so a projection read
+    // folds at most N events. `rules` is the fingerprint of the tenant's
+    // fold rules the state was folded under; a read uses only snapshots
+    // with the current one, and a newer fold overwrites a version's row.
+    // `max_processing_ts` is the latest processing time among the events
+    // up to `version`: a snapshot serves `?at=` only when it is not after.
+    r#"
+ALTER TABLE event_definitions ADD COLUMN projection text;
+CREATE TABLE projection_snapshots (
+    tenant_id text NOT NULL,
+    stream_id text NOT NULL,
+    version bigint NOT NULL,
+    rules text NOT NULL,
+    state text NOT NULL,
+    last_event_id text NOT NULL,
+    updated_at bigint NOT NULL,
+    max_processing_ts bigint NOT NULL,
+    PRIMARY KEY (tenant_id, stream_id, version)
+);
 "#,
 ];
 

@@ -263,9 +263,8 @@ async fn append_events(
         if let Some(stream) = &new.event.stream_id {
             let head = tenant_key(&new.event, stream.as_str());
             let current = heads.get(&head).copied().unwrap_or(0);
-            if let Some(expected) = new.expected_version
-                && expected != current
-            {
+            let expected = new.expected_version;
+            if !expected.admits(current) {
                 decisions.push(Decision::Conflict {
                     stream_id: stream.to_string(),
                     expected,

@@ -6,7 +6,9 @@
 //! `herald_registry::EventDefinition`.
 
 use herald_core::filter::EventFilter;
-use herald_core::{CanonicalEvent, EventId, EventStatus, TenantId, Timestamp, ValidationMode};
+use herald_core::{
+    CanonicalEvent, EventId, EventStatus, ExpectedVersion, TenantId, Timestamp, ValidationMode,
+};
 use serde::{Deserialize, Serialize};
 
 pub use crate::error::{BoxError, ConflictReason, StoreError, error_chain};
@@ -66,7 +68,7 @@ pub struct NewEvent {
     pub event: CanonicalEvent,
     /// Optimistic concurrency on `event.stream_id`: the version the stream
     /// must be at, else a conflict (409).
-    pub expected_version: Option<u64>,
+    pub expected_version: ExpectedVersion,
 }
 
 /// What happened to one appended event.
@@ -80,7 +82,7 @@ pub enum AppendOutcome {
     /// `expected_version` did not match the stream's current version.
     VersionConflict {
         stream_id: String,
-        expected: u64,
+        expected: ExpectedVersion,
         actual: u64,
     },
 }

@@ -35,6 +35,7 @@ impl SqliteStore {
                     v.compatibility,
                     v.created,
                     v.updated,
+                    v.projection,
                 ])
                 .map_err(|e| {
                     if is_constraint_violation(&e) {

@@ -271,6 +271,26 @@ CREATE INDEX deliveries_stream_order ON deliveries (subscription_id, stream_id, 
     // it off once the run is too long.
     r#"
 ALTER TABLE subscriptions ADD COLUMN failing_since INTEGER;
+"#, // An event definition's projection rule (JSON: fold and path), and the
+    // folded state of a stream kept every N versions so a projection read
+    // folds at most N events. `rules` is the fingerprint of the tenant's
+    // fold rules the state was folded under; a read uses only snapshots
+    // with the current one, and a newer fold overwrites a version's row.
+    // `max_processing_ts` is the latest processing time among the events
+    // up to `version`: a snapshot serves `?at=` only when it is not after.
+    r#"
+ALTER TABLE event_definitions ADD COLUMN projection TEXT;
+CREATE TABLE projection_snapshots (
+    tenant_id TEXT NOT NULL,
+    stream_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    rules TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_event_id TEXT NOT NULL,
+    updated_at INTEGER NOT NULL,
+    max_processing_ts INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, stream_id, version)
+) STRICT;
 "#,
 ];
 

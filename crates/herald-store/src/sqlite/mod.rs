@@ -23,6 +23,7 @@ mod migrations;
 mod processing;
 mod replays;
 mod settings;
+mod streams;
 mod subscriptions;
 mod tenants;
 mod writer;

@@ -159,9 +159,8 @@ fn append_one(c: &Connection, new: &mut NewEvent) -> Result<Decision, StoreError
             .prepare_cached("SELECT COALESCE(MAX(stream_version), 0) FROM events WHERE tenant_id = ?1 AND stream_id = ?2")?
             .query_row(params![tenant, stream.as_str()], |r| r.get(0))?;
         let current = current as u64;
-        if let Some(expected) = new.expected_version
-            && expected != current
-        {
+        let expected = new.expected_version;
+        if !expected.admits(current) {
             return Ok(Decision::Conflict {
                 stream_id: stream.to_string(),
                 expected,

@@ -13,6 +13,7 @@ mod processing;
 pub(crate) mod replays;
 mod settings;
 mod shared;
+pub(crate) mod streams;
 mod subscriptions;
 mod tenants;
 

@@ -75,7 +75,7 @@ pub async fn append(
                 .process_value(body.clone(), &ctx)
                 .unwrap()
                 .event,
-            expected_version: None,
+            expected_version: Default::default(),
         })
         .collect();
     let ids = events.iter().map(|e| e.event.event_id).collect();

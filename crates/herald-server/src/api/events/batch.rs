@@ -14,7 +14,9 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::response::{EventResponse, json_response, minimal_applied, wants_minimal};
-use super::{check_body_tenant, field_error, not_json, processing_context, reject};
+use super::{
+    check_body_tenant, field_error, not_json, processing_context, reject, version_conflict,
+};
 use crate::App;
 use crate::http::audit::AuditSlot;
 use crate::http::auth::Principal;
@@ -193,7 +195,13 @@ pub async fn batch(
         .into_iter()
         .enumerate()
         .map(|(index, p)| {
-            let failed = |e: ApiError| BatchItem { index, status: e.status.as_u16(), event_id: None, event: None, error: Some(e.body()) };
+            let failed = |e: ApiError| BatchItem {
+                index,
+                status: e.status.as_u16(),
+                event_id: None,
+                event: None,
+                error: Some(e.body()),
+            };
             match p.map(|i| (&outcomes[i], &warnings[i])) {
                 Err(e) => {
                     n_bad += 1;
@@ -201,17 +209,34 @@ pub async fn batch(
                 }
                 Ok((AppendOutcome::Stored(e), w)) => {
                     n_stored += 1;
-                    BatchItem { index, status: 201, event_id: Some(e.event_id), event: (!minimal).then(|| EventResponse::new(e, w)), error: None }
+                    BatchItem {
+                        index,
+                        status: 201,
+                        event_id: Some(e.event_id),
+                        event: (!minimal).then(|| EventResponse::new(e, w)),
+                        error: None,
+                    }
                 }
                 Ok((AppendOutcome::Duplicate(s), _)) => {
                     n_dup += 1;
-                    BatchItem { index, status: 200, event_id: Some(s.event.event_id), event: (!minimal).then(|| EventResponse::stored(s)), error: None }
+                    BatchItem {
+                        index,
+                        status: 200,
+                        event_id: Some(s.event.event_id),
+                        event: (!minimal).then(|| EventResponse::stored(s)),
+                        error: None,
+                    }
                 }
-                Ok((AppendOutcome::VersionConflict { stream_id, expected, actual }, _)) => {
+                Ok((
+                    AppendOutcome::VersionConflict {
+                        stream_id,
+                        expected,
+                        actual,
+                    },
+                    _,
+                )) => {
                     n_bad += 1;
-                    failed(ApiError::conflict(format!(
-                        "stream `{stream_id}` is at version {actual}, not the expected_version {expected}"
-                    )))
+                    failed(version_conflict(stream_id, *expected, *actual))
                 }
             }
         })

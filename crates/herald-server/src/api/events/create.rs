@@ -9,7 +9,7 @@ use herald_core::Processed;
 use herald_store::{AppendOutcome, NewEvent, Scope};
 
 use super::response::{EventResponse, json_response, minimal_applied, wants_minimal};
-use super::{check_body_tenant, processing_context, reject};
+use super::{check_body_tenant, processing_context, reject, version_conflict};
 use crate::App;
 use crate::http::audit::AuditSlot;
 use crate::http::auth::Principal;
@@ -66,9 +66,7 @@ pub async fn create(
             stream_id,
             expected,
             actual,
-        }) => Err(ApiError::conflict(format!(
-            "stream `{stream_id}` is at version {actual}, not the expected_version {expected}"
-        ))),
+        }) => Err(version_conflict(&stream_id, expected, actual)),
         None => Err(ApiError::internal(
             "store returned no outcome for one event",
         )),

@@ -12,13 +12,16 @@ mod splice;
 
 use axum::http::HeaderMap;
 use herald_core::decode::json_error_message;
-use herald_core::{ErrorKind, FieldError, ProcessingContext, TenantId, ValidationResult};
+use herald_core::{
+    ErrorKind, ExpectedVersion, FieldError, ProcessingContext, TenantId, ValidationResult,
+};
 use serde_json::Value;
 
 pub use batch::batch;
 pub use create::create;
 pub use query::{get, parse_query, query};
 pub use response::EventResponse;
+pub(crate) use splice::{decoded_response, splice_response};
 
 use crate::App;
 use crate::app::TenantContext;
@@ -40,6 +43,25 @@ fn processing_context<'a>(
         ids: &*app.ids,
         traceparent: headers.get("traceparent").and_then(|v| v.to_str().ok()),
     }
+}
+
+/// The 409 of an append whose `expected_version` the stream did not meet,
+/// with `stream_id`, `expected_version` and `current_version` as members
+/// of the problem body so a client can decide without parsing the detail.
+fn version_conflict(stream_id: &str, expected: ExpectedVersion, current: u64) -> ApiError {
+    let wanted = match expected {
+        ExpectedVersion::NoStream => "no events (expected_version \"no_stream\")".to_string(),
+        ExpectedVersion::StreamExists => {
+            "at least one event (expected_version \"stream_exists\")".to_string()
+        }
+        other => format!("version {other}"),
+    };
+    ApiError::conflict(format!(
+        "stream `{stream_id}` is at version {current}, not at {wanted}; read the stream and retry with the current version"
+    ))
+    .with("stream_id", stream_id)
+    .with("expected_version", expected.to_json())
+    .with("current_version", current)
 }
 
 /// Turns one event's rejection into the problem it answers with.

@@ -23,7 +23,7 @@ use crate::http::problem::ApiError;
 /// `processing_ms`, in the order `EventResponse` serialises them. `false`
 /// (nothing appended) when the row is not an object with a `status` and a
 /// `processing_timestamp`; the caller then decodes it.
-pub(super) fn splice_response(out: &mut String, row: &EventJson) -> bool {
+pub(crate) fn splice_response(out: &mut String, row: &EventJson) -> bool {
     let body = row.body.as_str();
     let Some(at) = Layout::find(body) else {
         return false;
@@ -242,7 +242,7 @@ fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
 }
 
 /// The slow path: decode the row and serialise its `EventResponse`.
-pub(super) fn decoded_response(row: &EventJson) -> Result<String, ApiError> {
+pub(crate) fn decoded_response(row: &EventJson) -> Result<String, ApiError> {
     let mut event =
         herald_core::codec::json::decode(row.body.as_bytes()).map_err(ApiError::internal)?;
     event.status = row.status;
