@@ -21,5 +21,6 @@ mod registry;
 mod replay;
 mod scaleout;
 mod shutdown;
+mod streams;
 mod subscriptions;
 mod tenancy;
