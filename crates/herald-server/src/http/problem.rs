@@ -20,7 +20,8 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// RFC 9457 extension members, beside the standard ones (a version
     /// conflict's `stream_id`, `expected_version`, `current_version`).
-    pub extensions: serde_json::Map<String, serde_json::Value>,
+    /// Boxed: most problems have none, and every `Result` carries the size.
+    pub extensions: Option<Box<serde_json::Map<String, serde_json::Value>>>,
 }
 
 #[derive(Serialize)]
@@ -33,7 +34,7 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
     #[serde(flatten)]
-    extensions: &'a serde_json::Map<String, serde_json::Value>,
+    extensions: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl ApiError {
@@ -50,13 +51,15 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
-            extensions: serde_json::Map::new(),
+            extensions: None,
         }
     }
 
     /// Adds an extension member to the problem body.
     pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
-        self.extensions.insert(key.to_string(), value.into());
+        self.extensions
+            .get_or_insert_default()
+            .insert(key.to_string(), value.into());
         self
     }
 
@@ -171,7 +174,7 @@ impl ApiError {
             status: self.status.as_u16(),
             detail: &self.detail,
             errors: &self.errors,
-            extensions: &self.extensions,
+            extensions: self.extensions.as_deref(),
         }
     }
 }

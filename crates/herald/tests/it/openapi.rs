@@ -477,6 +477,28 @@ async fn every_real_answer_matches_the_documented_schema() {
     c.check("get", sub_route, get(&one, &admin).await.unwrap())
         .await;
 
+    // A stream (its page, a bad id, an unknown one) and its projection
+    // (now, at a version, a bad parameter, an unknown entity).
+    let stream_route = "/api/v1/events/stream/{stream_id}";
+    for path in [
+        "/api/v1/events/stream/order:1?limit=1",
+        "/api/v1/events/stream/order-1",
+        "/api/v1/events/stream/order:none",
+    ] {
+        c.check("get", stream_route, get(path, &admin).await.unwrap())
+            .await;
+    }
+    let projection_route = "/api/v1/events/projections/{entity_type}/{entity_id}";
+    for path in [
+        "/api/v1/events/projections/order/1",
+        "/api/v1/events/projections/order/1?at_version=1",
+        "/api/v1/events/projections/order/1?at=soon",
+        "/api/v1/events/projections/order/none",
+    ] {
+        c.check("get", projection_route, get(path, &admin).await.unwrap())
+            .await;
+    }
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)
