@@ -10,6 +10,7 @@ mod herald;
 mod load;
 mod opts;
 mod report;
+mod streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -525,6 +526,13 @@ async fn main() {
             );
         }
         h.stop().await;
+    }
+
+    if opts.wants("streams") {
+        // -- a 10,000-event stream and its projection, with and without snapshots
+        for row in streams::scenarios(&opts, &work).await {
+            push(row);
+        }
     }
 
     if opts.wants("delivery") {

@@ -20,7 +20,7 @@ USAGE:
                    also measure Herald on PostgreSQL and the PostgreSQL COPY floor
                    (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
     --only LIST    run only these sections (comma-separated):
-                   pipeline, batch, schemas, single, open, pg, reads, delivery
+                   pipeline, batch, schemas, single, open, pg, reads, streams, delivery
 ";
 
 #[derive(Debug, Clone)]
