@@ -78,8 +78,9 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 8] = [
-                    "pipeline", "batch", "schemas", "single", "open", "pg", "reads", "delivery",
+                const SECTIONS: [&str; 9] = [
+                    "pipeline", "batch", "schemas", "single", "open", "pg", "reads", "streams",
+                    "delivery",
                 ];
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
                     return Err(format!(

@@ -274,7 +274,7 @@ pub(crate) fn commit_order(
         Dialect::Postgres => "body::text",
     };
     let sql = format!(
-        "SELECT seq, event_id, tenant_id, category, event_type, {body}{} ORDER BY seq LIMIT ?",
+        "SELECT seq, event_id, tenant_id, category, event_type, {body}, stream_id, stream_version{} ORDER BY seq LIMIT ?",
         b.sql
     );
     match d {

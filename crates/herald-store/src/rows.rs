@@ -223,7 +223,8 @@ pub(crate) fn split_scopes(text: &str) -> (Vec<Scope>, Vec<&str>) {
     (scopes, unknown)
 }
 
-/// `seq, event_id, tenant_id, category, event_type, body`: the commit log.
+/// `seq, event_id, tenant_id, category, event_type, body, stream_id,
+/// stream_version`: the commit log.
 pub(crate) fn sequenced_row(r: &impl RowAccess) -> Result<SequencedEvent, StoreError> {
     Ok(SequencedEvent {
         seq: r.int(0)?,
@@ -232,6 +233,10 @@ pub(crate) fn sequenced_row(r: &impl RowAccess) -> Result<SequencedEvent, StoreE
         category: r.text(3)?,
         event_type: r.text(4)?,
         body: r.text(5)?,
+        stream: match (r.opt_text(6)?, r.opt_int(7)?) {
+            (Some(id), Some(v)) => Some((id, v as u64)),
+            _ => None,
+        },
     })
 }
 

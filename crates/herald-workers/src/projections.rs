@@ -240,13 +240,6 @@ impl<R: FoldRulesSource> SnapshotFollower<R> {
     }
 }
 
-/// The stream fields of a stored event's JSON.
-#[derive(serde::Deserialize)]
-struct StreamPart {
-    stream_id: Option<String>,
-    stream_version: Option<u64>,
-}
-
 impl<R: FoldRulesSource> CommitLogHandler for SnapshotFollower<R> {
     type Error = StoreError;
 
@@ -255,11 +248,7 @@ impl<R: FoldRulesSource> CommitLogHandler for SnapshotFollower<R> {
             return Ok(());
         }
         for e in events {
-            let Ok(StreamPart {
-                stream_id: Some(stream_id),
-                stream_version: Some(version),
-            }) = serde_json::from_str::<StreamPart>(&e.body)
-            else {
+            let Some((stream_id, version)) = &e.stream else {
                 continue;
             };
             if version % self.every != 0 {
@@ -272,8 +261,8 @@ impl<R: FoldRulesSource> CommitLogHandler for SnapshotFollower<R> {
             self.store
                 .project(
                     &tenant,
-                    &stream_id,
-                    ProjectionAt::Version(version),
+                    stream_id,
+                    ProjectionAt::Version(*version),
                     &folds.with_snapshots(self.every),
                 )
                 .await?;

@@ -11,7 +11,7 @@ use herald_core::{StreamId, Timestamp};
 use herald_store::{Direction, ProjectionAt, Scope, StreamRead};
 use serde_json::json;
 
-use super::events::{decoded_response, splice_response};
+use super::events::push_events;
 use crate::App;
 use crate::http::auth::Principal;
 use crate::http::params::{self, Param, ParamKind};
@@ -172,16 +172,9 @@ pub async fn read(
         "next_version": if page.has_more { last } else { None },
     });
     out.push_str(head.to_string().trim_end_matches('}'));
-    out.push_str(",\"events\":[");
-    for (i, row) in page.events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if !splice_response(&mut out, row) {
-            out.push_str(&decoded_response(row)?);
-        }
-    }
-    out.push_str("]}");
+    out.push_str(",\"events\":");
+    push_events(&mut out, &page.events)?;
+    out.push('}');
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         out,

@@ -81,7 +81,7 @@ impl PgStore {
         let c = self.conn().await?;
         let stmt = c
             .prepare_cached(
-                "SELECT seq, event_id, tenant_id, category, event_type, body::text FROM events \
+                "SELECT seq, event_id, tenant_id, category, event_type, body::text, stream_id, stream_version FROM events \
                  WHERE seq > $1 ORDER BY seq LIMIT $2",
             )
             .await

@@ -289,6 +289,8 @@ pub struct SequencedEvent {
     pub event_type: String,
     /// The canonical JSON as stored.
     pub body: String,
+    /// Its stream and version, if it has one.
+    pub stream: Option<(String, u64)>,
 }
 
 /// A lifecycle notification (`event.processed.success`,

@@ -59,7 +59,7 @@ impl SqliteStore {
     ) -> Result<Vec<SequencedEvent>, StoreError> {
         self.read(move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT seq, event_id, tenant_id, category, event_type, body FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                "SELECT seq, event_id, tenant_id, category, event_type, body, stream_id, stream_version FROM events WHERE seq > ?1 ORDER BY seq LIMIT ?2",
             )?;
             map_rows(&mut stmt, params![after, limit as i64], |r| sequenced_row(r))
         })

@@ -21,7 +21,7 @@ pub use batch::batch;
 pub use create::create;
 pub use query::{get, parse_query, query};
 pub use response::EventResponse;
-pub(crate) use splice::{decoded_response, splice_response};
+pub(crate) use splice::push_events;
 
 use crate::App;
 use crate::app::TenantContext;

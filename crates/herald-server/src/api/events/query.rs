@@ -18,7 +18,7 @@ use serde_json::Value;
 
 use super::field_error;
 use super::response::{EventResponse, json_response};
-use super::splice::{decoded_response, splice_response};
+use super::splice::push_events;
 use crate::App;
 use crate::http::auth::Principal;
 use crate::http::body::{self, BodyKind};
@@ -177,15 +177,8 @@ pub async fn query(
             .sum::<usize>()
             + 256,
     );
-    out.push_str("{\"events\":[");
-    for (i, row) in page.events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if !splice_response(&mut out, row) {
-            out.push_str(&decoded_response(row)?);
-        }
-    }
+    out.push_str("{\"events\":");
+    push_events(&mut out, &page.events)?;
     let rest = serde_json::json!({
         "total": page.total,
         "total_relation": if page.total_exact { "eq" } else { "gte" },
@@ -194,7 +187,7 @@ pub async fn query(
         "limit": q.limit,
         "offset": q.offset,
     });
-    out.push_str("],");
+    out.push(',');
     out.push_str(rest.to_string().trim_start_matches('{'));
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],

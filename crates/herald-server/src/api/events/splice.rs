@@ -241,6 +241,22 @@ fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
 
+/// Appends `rows` as a JSON array of `EventResponse`s (spliced where the
+/// stored JSON allows, decoded otherwise).
+pub(crate) fn push_events(out: &mut String, rows: &[EventJson]) -> Result<(), ApiError> {
+    out.push('[');
+    for (i, row) in rows.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        if !splice_response(out, row) {
+            out.push_str(&decoded_response(row)?);
+        }
+    }
+    out.push(']');
+    Ok(())
+}
+
 /// The slow path: decode the row and serialise its `EventResponse`.
 pub(crate) fn decoded_response(row: &EventJson) -> Result<String, ApiError> {
     let mut event =
