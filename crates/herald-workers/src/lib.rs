@@ -22,4 +22,5 @@ pub mod follower;
 pub mod publish;
 pub mod replay;
 pub mod status;
+pub mod tail;
 pub mod upkeep;
