@@ -9,3 +9,4 @@ pub mod health;
 pub mod replay;
 pub mod settings;
 pub mod subscriptions;
+pub mod tail;

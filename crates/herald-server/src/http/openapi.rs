@@ -82,6 +82,11 @@ fn schemas() -> Value {
         "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "tenant_id": s("string"), "name": s("string"), "api_key": s("string"),
             "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
         "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "store": enum_of(vec!["sqlite", "postgres"]) } },
+        "EventStream": { "type": "string", "description": "Server-Sent Events. The first message carries only `id:` (the starting cursor). Then `event: event` messages, \
+one per event in commit order: `id:` its cursor (pass it back as the Last-Event-ID header, or `after`, to resume with no gap and no repeat), `data:` the event as \
+GET /api/v1/events/{event_id} answers it at commit (EventResponse, status pending). `event: overflow`: the client fell tail_buffer_events events behind and is \
+disconnected; `data:` {\"reason\", \"resume_after\"}. `event: error`: reading the store failed; the stream ends; resume likewise. A `:heartbeat` comment \
+comes after tail_heartbeat_ms without a message." },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
     });
@@ -347,6 +352,8 @@ pub fn document() -> Value {
             .map(|(status, schema, when)| {
                 let body = if *schema == "Empty" {
                     json!({ "description": when })
+                } else if *schema == "EventStream" {
+                    json!({ "description": when, "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/EventStream" } } } })
                 } else {
                     json!({ "description": when, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
                 };

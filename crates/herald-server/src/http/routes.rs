@@ -9,7 +9,7 @@ use herald_store::Scope;
 
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
-use crate::api::{admin, definitions, events, health, replay, settings, subscriptions};
+use crate::api::{admin, definitions, events, health, replay, settings, subscriptions, tail};
 use crate::http::openapi;
 use crate::http::params::Param;
 use crate::http::problem::ApiError;
@@ -189,6 +189,16 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some("EventQueryRequest"),
         success: &[(200, "EventQueryResponse", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/tail",
+        handler: |m| on(m, tail::tail),
+        summary: "Live tail as Server-Sent Events: the stored events after a cursor (Last-Event-ID, after; default: from now), then new ones as they commit, filtered like a query (no q, no status)",
+        access: Access::Tenant(Scope::Read),
+        query: tail::TAIL_PARAMS,
+        request: None,
+        success: &[(200, "EventStream", "an endless event stream")],
     },
     Route {
         method: Method::Post,
