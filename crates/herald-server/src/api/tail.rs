@@ -78,16 +78,32 @@ macro_rules! p {
 
 /// The tail's parameters: the event query's filter fields, then `after`.
 pub const TAIL_PARAMS: &[Param] = &[
-    p!("event_type", String, "Event types, comma-separated (any of them)"),
+    p!(
+        "event_type",
+        String,
+        "Event types, comma-separated (any of them)"
+    ),
     p!("event_types", String, "Same as event_type"),
     p!("event_source", String, "Event sources, comma-separated"),
     p!("event_sources", String, "Same as event_source"),
-    p!("event_category", String, "Event categories (the finer category), comma-separated"),
+    p!(
+        "event_category",
+        String,
+        "Event categories (the finer category), comma-separated"
+    ),
     p!("event_categories", String, "Same as event_category"),
     p!("category", String, "Categories, comma-separated"),
     p!("categories", String, "Same as category"),
-    p!("start_time", String, "RFC 3339: events whose timestamp is at or after it"),
-    p!("end_time", String, "RFC 3339: events whose timestamp is at or before it"),
+    p!(
+        "start_time",
+        String,
+        "RFC 3339: events whose timestamp is at or after it"
+    ),
+    p!(
+        "end_time",
+        String,
+        "RFC 3339: events whose timestamp is at or before it"
+    ),
     p!("trace_id", String, "Correlation key"),
     p!("span_id", String, "Correlation key"),
     p!("correlation_id", String, "Correlation key"),
@@ -97,7 +113,11 @@ pub const TAIL_PARAMS: &[Param] = &[
     p!("ticket_id", String, "Correlation key"),
     p!("user_id", String, "Correlation key"),
     p!("email_hash", String, "Correlation key"),
-    p!("actor", String, "JSON object of actor fields to equal, e.g. {\"role\":\"admin\"}"),
+    p!(
+        "actor",
+        String,
+        "JSON object of actor fields to equal, e.g. {\"role\":\"admin\"}"
+    ),
     p!("object", String, "JSON object of object fields to equal"),
     p!("context", String, "JSON object of context fields to equal"),
     p!("outcome", String, "JSON object of outcome fields to equal"),
@@ -105,9 +125,17 @@ pub const TAIL_PARAMS: &[Param] = &[
     p!("environment", String, "context.environment"),
     p!("service", String, "context.service"),
     p!("stream_id", String, "{entity_type}:{entity_id}"),
-    p!("status", String, "Refused (400): events are sent as they commit, before processing changes their status"),
+    p!(
+        "status",
+        String,
+        "Refused (400): events are sent as they commit, before processing changes their status"
+    ),
     p!("statuses", String, "Refused (400), as status"),
-    p!("q", String, "Refused (400): full-text terms cannot be matched in memory as the store matches them"),
+    p!(
+        "q",
+        String,
+        "Refused (400): full-text terms cannot be matched in memory as the store matches them"
+    ),
     p!(
         "after",
         Integer,
@@ -433,5 +461,8 @@ impl Tail {
 }
 
 fn message(seq: i64, json: &str) -> Event {
-    Event::default().id(seq.to_string()).event("event").data(json)
+    Event::default()
+        .id(seq.to_string())
+        .event("event")
+        .data(json)
 }

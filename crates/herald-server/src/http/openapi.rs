@@ -83,10 +83,10 @@ fn schemas() -> Value {
             "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
         "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "store": enum_of(vec!["sqlite", "postgres"]) } },
         "EventStream": { "type": "string", "description": "Server-Sent Events. The first message carries only `id:` (the starting cursor). Then `event: event` messages, \
-one per event in commit order: `id:` its cursor (pass it back as the Last-Event-ID header, or `after`, to resume with no gap and no repeat), `data:` the event as \
-GET /api/v1/events/{event_id} answers it at commit (EventResponse, status pending). `event: overflow`: the client fell tail_buffer_events events behind and is \
-disconnected; `data:` {\"reason\", \"resume_after\"}. `event: error`: reading the store failed; the stream ends; resume likewise. A `:heartbeat` comment \
-comes after tail_heartbeat_ms without a message." },
+    one per event in commit order: `id:` its cursor (pass it back as the Last-Event-ID header, or `after`, to resume with no gap and no repeat), `data:` the event as \
+    GET /api/v1/events/{event_id} answers it at commit (EventResponse, status pending). `event: overflow`: the client fell tail_buffer_events events behind and is \
+    disconnected; `data:` {\"reason\", \"resume_after\"}. `event: error`: reading the store failed; the stream ends; resume likewise. A `:heartbeat` comment \
+    comes after tail_heartbeat_ms without a message." },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
     });

@@ -22,4 +22,5 @@ mod replay;
 mod scaleout;
 mod shutdown;
 mod subscriptions;
+mod tail;
 mod tenancy;
