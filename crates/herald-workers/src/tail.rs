@@ -15,10 +15,14 @@
 //! every matching event with a larger `seq` reaches its channel, in commit
 //! order (a later commit never has a smaller `seq`); what came before is
 //! the caller's to read from the store, up to `start`, so nothing is
-//! missed or sent twice at the hand-over. A client whose channel is full
-//! (`buffer` events waiting) is dropped at once: its channel drains, then
-//! says [`TailNext::Overflowed`], and the hub never holds more than
-//! `buffer` events for any client.
+//! missed or sent twice at the hand-over. A client's channel holds
+//! `buffer` events; when a step's events do not fit, the hub gives the
+//! client [`ROOM_WAIT`] to make room (a burst larger than the buffer
+//! reaches a reading client), and drops a client that does not: its
+//! channel drains, then says [`TailNext::Overflowed`]. So the hub holds at
+//! most `buffer` events per client, plus, for the length of one step, the
+//! rest of that step's events (at most [`READ_BATCH`]), which are shared
+//! by every client they match.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -33,6 +37,19 @@ use tokio::sync::{Notify, mpsc, watch};
 
 /// Events read from the commit log per step.
 pub const READ_BATCH: usize = 1000;
+
+/// How long a client whose channel is full may take to make room for a
+/// step's events before it is cut off. The hub waits for all such clients
+/// at once, so one slow client delays the others by at most this, once.
+pub const ROOM_WAIT: Duration = Duration::from_millis(500);
+
+/// A client's events that did not fit its channel in one step.
+struct Waiting {
+    tenant: String,
+    tx: mpsc::Sender<Arc<TailEvent>>,
+    overflowed: Arc<AtomicBool>,
+    items: Vec<Arc<TailEvent>>,
+}
 
 /// Which events one tail client follows: the event query's filter and,
 /// for a stream's follower, the first stream version it wants.
@@ -307,61 +324,111 @@ impl TailHub {
         };
         let batch = self.inner.store.events_after(position, READ_BATCH).await?;
         let n = batch.len();
-        let mut s = self.inner.lock();
-        for stored in batch {
-            if stored.seq <= s.position {
-                continue;
-            }
-            s.position = stored.seq;
-            let Some(clients) = s.tenants.get_mut(&stored.tenant_id) else {
-                continue;
-            };
-            let event = match serde_json::from_str::<CanonicalEvent>(&stored.body) {
-                Ok(e) => e,
-                Err(e) => {
-                    tracing::error!(seq = stored.seq, error = %e, "tail: a stored event does not decode; skipped");
+        // Clients whose channel filled up in this step, with what they
+        // still have to take (in order), given `ROOM_WAIT` to take it.
+        let mut waiting: HashMap<u64, Waiting> = HashMap::new();
+        {
+            let mut s = self.inner.lock();
+            for stored in batch {
+                if stored.seq <= s.position {
                     continue;
                 }
-            };
-            let hits: Vec<usize> = clients
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| stored.seq > c.after && c.selection.matches(&event))
-                .map(|(i, _)| i)
-                .collect();
-            if hits.is_empty() {
-                continue;
-            }
-            let shared = Arc::new(TailEvent {
-                seq: stored.seq,
-                json: (self.inner.render)(&event),
-                event,
-            });
-            let mut gone = Vec::new();
-            for i in hits {
-                let c = &clients[i];
-                match c.tx.try_send(shared.clone()) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        c.overflowed.store(true, Ordering::Release);
-                        gone.push(c.id);
+                s.position = stored.seq;
+                let Some(clients) = s.tenants.get_mut(&stored.tenant_id) else {
+                    continue;
+                };
+                let event = match serde_json::from_str::<CanonicalEvent>(&stored.body) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::error!(seq = stored.seq, error = %e, "tail: a stored event does not decode; skipped");
+                        continue;
                     }
-                    Err(TrySendError::Closed(_)) => gone.push(c.id),
+                };
+                let mut shared: Option<Arc<TailEvent>> = None;
+                let mut closed = Vec::new();
+                for c in clients.iter() {
+                    if stored.seq <= c.after || !c.selection.matches(&event) {
+                        continue;
+                    }
+                    let item = shared
+                        .get_or_insert_with(|| {
+                            Arc::new(TailEvent {
+                                seq: stored.seq,
+                                json: (self.inner.render)(&event),
+                                event: event.clone(),
+                            })
+                        })
+                        .clone();
+                    if let Some(w) = waiting.get_mut(&c.id) {
+                        w.items.push(item);
+                        continue;
+                    }
+                    match c.tx.try_send(item) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(item)) => {
+                            waiting.insert(
+                                c.id,
+                                Waiting {
+                                    tenant: stored.tenant_id.clone(),
+                                    tx: c.tx.clone(),
+                                    overflowed: c.overflowed.clone(),
+                                    items: vec![item],
+                                },
+                            );
+                        }
+                        Err(TrySendError::Closed(_)) => closed.push(c.id),
+                    }
+                }
+                if !closed.is_empty() {
+                    clients.retain(|c| !closed.contains(&c.id));
+                    if clients.is_empty() {
+                        s.tenants.remove(&stored.tenant_id);
+                    }
                 }
             }
-            if !gone.is_empty() {
-                clients.retain(|c| !gone.contains(&c.id));
-                if clients.is_empty() {
-                    s.tenants.remove(&stored.tenant_id);
-                }
-            }
+            self.inner.recount(&s);
         }
-        self.inner.recount(&s);
+        if !waiting.is_empty() {
+            self.wait_for_room(waiting).await;
+        }
         Ok(if n == READ_BATCH {
             StepOutcome::More(n)
         } else {
             StepOutcome::CaughtUp(n)
         })
+    }
+
+    /// Gives each client whose channel was full `ROOM_WAIT` (all at once)
+    /// to take the rest of the step's events; one that does not is cut
+    /// off: its channel ends with [`TailNext::Overflowed`].
+    async fn wait_for_room(&self, waiting: HashMap<u64, Waiting>) {
+        let sends = waiting.into_iter().map(|(id, w)| async move {
+            let done = tokio::time::timeout(ROOM_WAIT, async {
+                for item in w.items {
+                    if w.tx.send(item).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .await
+            .is_ok();
+            (id, w.tenant, w.overflowed, done)
+        });
+        let results = futures_util::future::join_all(sends).await;
+        let mut s = self.inner.lock();
+        for (id, tenant, overflowed, done) in results {
+            if done {
+                continue;
+            }
+            overflowed.store(true, Ordering::Release);
+            if let Some(clients) = s.tenants.get_mut(&tenant) {
+                clients.retain(|c| c.id != id);
+                if clients.is_empty() {
+                    s.tenants.remove(&tenant);
+                }
+            }
+        }
+        self.inner.recount(&s);
     }
 
     /// Steps when woken, every `poll` otherwise (other instances' commits),
