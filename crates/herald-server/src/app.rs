@@ -51,6 +51,9 @@ pub struct App {
     pub delivery_wake: Arc<Notify>,
     /// Woken when a replay is stored, so the replay worker starts on it.
     pub replay_wake: Arc<Notify>,
+    /// The live tail's hub: one commit-log reader fanning new events out
+    /// to every tail client (`api/tail.rs`).
+    pub tail: herald_workers::tail::TailHub,
     /// The NATS publisher's state, when `HERALD_NATS_URL` is set.
     pub publisher: Option<Arc<PublisherStatus>>,
     pub admission: Admission,
@@ -197,12 +200,13 @@ impl App {
     }
 
     /// After a commit that stored events: wake the status worker, the
-    /// publisher and the delivery fan-out.
+    /// publisher, the delivery fan-out and the live tail.
     pub fn after_commit(&self) {
         self.worker_wake.notify_one();
         self.publisher_wake.notify_one();
         self.fan_out_wake.notify_one();
         self.snapshot_wake.notify_one();
+        self.tail.wake();
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<TenantContext>>> {

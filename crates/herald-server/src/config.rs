@@ -187,6 +187,17 @@ pub struct Config {
     /// `HERALD_PROJECTION_CACHE_ENTRIES`: current projections kept in
     /// memory (the most recently read); 0: no cache.
     pub projection_cache_entries: usize,
+    /// `HERALD_TAIL_HEARTBEAT_MS`: the live tail sends an SSE comment after
+    /// this long without an event, so proxies keep idle connections open.
+    pub tail_heartbeat_ms: u64,
+    /// `HERALD_TAIL_BUFFER_EVENTS`: events waiting for one tail client, at
+    /// most; a client further behind is sent an `overflow` event and
+    /// disconnected, so a slow reader never grows the server's memory.
+    pub tail_buffer_events: usize,
+    /// `HERALD_TAIL_POLL_MS`: how often the tail hub reads the commit log
+    /// when this instance committed nothing (events stored by other
+    /// instances sharing a PostgreSQL store arrive within it).
+    pub tail_poll_ms: u64,
 }
 
 impl Default for Config {
@@ -227,6 +238,9 @@ impl Default for Config {
             delivery_disable_after_days: 5,
             projection_snapshot_every: 100,
             projection_cache_entries: 10_000,
+            tail_heartbeat_ms: 15_000,
+            tail_buffer_events: 1000,
+            tail_poll_ms: 250,
         }
     }
 }
@@ -413,6 +427,18 @@ impl Config {
                 "nats_subject_prefix {:?}: dot-separated tokens of ASCII letters, digits, `-` and `_`",
                 self.nats_subject_prefix
             ));
+        }
+        if self.tail_heartbeat_ms == 0 {
+            p.push("tail_heartbeat_ms: must be at least 1".into());
+        }
+        if !(1..=1_000_000).contains(&self.tail_buffer_events) {
+            p.push(format!(
+                "tail_buffer_events {}: expected 1 ..= 1000000",
+                self.tail_buffer_events
+            ));
+        }
+        if self.tail_poll_ms == 0 {
+            p.push("tail_poll_ms: must be at least 1".into());
         }
         if self.delivery_timeout_secs == 0 {
             p.push("delivery_timeout_secs: must be at least 1".into());

@@ -103,6 +103,12 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         },
         ..EventProcessor::default()
     };
+    let tail = herald_workers::tail::TailHub::start(
+        store.clone(),
+        api::tail::render,
+        config.tail_buffer_events,
+    )
+    .await?;
     let max_inflight = config.max_inflight_events;
     let config_cache_entries = config.projection_cache_entries;
     let body_limits = BodyLimits::from_config(&config);
@@ -121,6 +127,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         fan_out_wake: Arc::new(Notify::new()),
         delivery_wake: Arc::new(Notify::new()),
         replay_wake: Arc::new(Notify::new()),
+        tail,
         publisher: publisher.as_ref().map(|p| p.status.clone()),
         admission: Admission::new(max_inflight, Duration::from_millis(200)),
         body_limits,
@@ -224,6 +231,10 @@ pub async fn run(
         idle.min(Duration::from_secs(1)),
         stop_rx.clone(),
     )));
+    tasks.push(tokio::spawn(app.tail.clone().run(
+        Duration::from_millis(app.config.tail_poll_ms),
+        stop_rx.clone(),
+    )));
     if let Some(p) = publisher {
         tasks.push(tokio::spawn(p.run(
             app.publisher_wake.clone(),
@@ -234,10 +245,14 @@ pub async fn run(
     let store = app.store.clone();
     let grace = Duration::from_secs(app.config.shutdown_grace_secs);
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "herald listening");
+    let tail = app.tail.clone();
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
     let serve = axum::serve(listener, router(app))
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Tail streams never end by themselves: end them, or they
+            // would hold the drain until the grace period.
+            tail.close();
             let _ = stopping_tx.send(());
         })
         .into_future();

@@ -23,4 +23,5 @@ pub mod projections;
 pub mod publish;
 pub mod replay;
 pub mod status;
+pub mod tail;
 pub mod upkeep;

@@ -16,8 +16,11 @@ use crate::error::{ErrorKind, FieldError, pointer_push, type_name};
 use crate::model::{Category, EventCategory, EventSource, EventStatus, OutcomeStatus};
 use crate::timestamp::Timestamp;
 
+mod matches;
 #[cfg(test)]
 mod tests;
+
+pub use matches::InMemoryGap;
 
 /// The part of an event a [`FieldFilter`] looks into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -10,3 +10,4 @@ pub mod replay;
 pub mod settings;
 pub mod streams;
 pub mod subscriptions;
+pub mod tail;

@@ -5,7 +5,7 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::http::Uri;
+use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_core::{StreamId, Timestamp};
 use herald_store::{Direction, ProjectionAt, Scope, StreamRead};
@@ -36,6 +36,11 @@ pub const STREAM_PARAMS: &[Param] = &[
         name: "direction",
         kind: ParamKind::String,
         description: "`forward` (default: ascending versions) or `backward` (descending)",
+    },
+    Param {
+        name: "follow",
+        kind: ParamKind::Boolean,
+        description: "answer as Server-Sent Events, like GET /api/v1/events/tail: the stored events from from_version (default 1), then new ones as they commit; Last-Event-ID resumes",
     },
 ];
 
@@ -90,6 +95,7 @@ pub async fn read(
     principal: Principal,
     path: Result<Path<String>, PathRejection>,
     uri: Uri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Read)?;
     let Path(raw) = path?;
@@ -115,6 +121,13 @@ pub async fn read(
             Direction::Forward
         }
     };
+    let follow = params::boolean("follow", p.get("follow"), &mut errors).unwrap_or(false);
+    if follow && (p.get("limit").is_some() || p.get("direction").is_some()) {
+        errors.push(params::bad(
+            "follow",
+            "a followed stream is read forward to its end and then live: leave out limit and direction",
+        ));
+    }
     let stream = match stream {
         Ok(s) => s,
         Err(mut e) => {
@@ -123,6 +136,17 @@ pub async fn read(
         }
     };
     params::check(errors)?;
+    if follow {
+        let tenant = key.tenant_id.clone();
+        return super::tail::follow_stream(
+            app,
+            tenant,
+            stream.as_str(),
+            from_version.unwrap_or(1),
+            &headers,
+        )
+        .await;
+    }
     let read = StreamRead {
         from_version: from_version.or(match direction {
             Direction::Forward => Some(1),

@@ -420,6 +420,33 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.delivery_disable_after_days.to_string(),
         set: |c, v| parse_into(v, &mut c.delivery_disable_after_days),
     },
+    Setting {
+        key: "tail_heartbeat_ms",
+        env: "HERALD_TAIL_HEARTBEAT_MS",
+        flag: Some("tail-heartbeat-ms"),
+        value_name: "MS",
+        help: "Live tail: an SSE comment after this long without an event, so proxies keep idle connections open",
+        default: |c| c.tail_heartbeat_ms.to_string(),
+        set: |c, v| parse_into(v, &mut c.tail_heartbeat_ms),
+    },
+    Setting {
+        key: "tail_buffer_events",
+        env: "HERALD_TAIL_BUFFER_EVENTS",
+        flag: Some("tail-buffer-events"),
+        value_name: "EVENTS",
+        help: "Live tail: events waiting for one client, at most; a client further behind gets an `overflow` event and is disconnected",
+        default: |c| c.tail_buffer_events.to_string(),
+        set: |c, v| parse_into(v, &mut c.tail_buffer_events),
+    },
+    Setting {
+        key: "tail_poll_ms",
+        env: "HERALD_TAIL_POLL_MS",
+        flag: Some("tail-poll-ms"),
+        value_name: "MS",
+        help: "Live tail: how often the commit log is read without a local commit (events other instances stored)",
+        default: |c| c.tail_poll_ms.to_string(),
+        set: |c, v| parse_into(v, &mut c.tail_poll_ms),
+    },
 ];
 
 #[cfg(test)]

@@ -86,6 +86,11 @@ fn schemas() -> Value {
         "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "tenant_id": s("string"), "name": s("string"), "api_key": s("string"),
             "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
         "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "store": enum_of(vec!["sqlite", "postgres"]) } },
+        "EventStream": { "type": "string", "description": "Server-Sent Events. The first message carries only `id:` (the starting cursor). Then `event: event` messages, \
+    one per event in commit order: `id:` its cursor (pass it back as the Last-Event-ID header, or `after`, to resume with no gap and no repeat), `data:` the event as \
+    GET /api/v1/events/{event_id} answers it at commit (EventResponse, status pending). `event: overflow`: the client fell tail_buffer_events events behind and is \
+    disconnected; `data:` {\"reason\", \"resume_after\"}. `event: error`: reading the store failed; the stream ends; resume likewise. A `:heartbeat` comment \
+    comes after tail_heartbeat_ms without a message." },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
     });
@@ -378,18 +383,32 @@ fn subscription_schemas() -> Value {
 pub fn document() -> Value {
     let mut paths = Map::new();
     for r in ROUTES {
-        let mut responses: Map<String, Value> = r
-            .success
-            .iter()
-            .map(|(status, schema, when)| {
-                let body = if *schema == "Empty" {
-                    json!({ "description": when })
-                } else {
-                    json!({ "description": when, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
-                };
-                (status.to_string(), body)
-            })
-            .collect();
+        // A status listed twice (JSON, or an event stream when asked to
+        // follow) is one response with both content types.
+        let mut responses: Map<String, Value> = Map::new();
+        for (status, schema, when) in r.success {
+            let body = if *schema == "Empty" {
+                json!({ "description": when })
+            } else if *schema == "EventStream" {
+                json!({ "description": when, "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/EventStream" } } } })
+            } else {
+                json!({ "description": when, "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } } })
+            };
+            match responses.get_mut(&status.to_string()) {
+                Some(Value::Object(seen)) => {
+                    let said = seen["description"].as_str().unwrap_or_default().to_string();
+                    seen.insert("description".into(), json!(format!("{said}; {when}")));
+                    if let (Some(Value::Object(c)), Some(Value::Object(more))) =
+                        (seen.get_mut("content"), body.get("content"))
+                    {
+                        c.extend(more.clone());
+                    }
+                }
+                _ => {
+                    responses.insert(status.to_string(), body);
+                }
+            }
+        }
         responses.insert(
             "default".into(),
             json!({ "description": "problem", "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } } }),

@@ -9,7 +9,9 @@ use herald_store::Scope;
 
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
-use crate::api::{admin, definitions, events, health, replay, settings, streams, subscriptions};
+use crate::api::{
+    admin, definitions, events, health, replay, settings, streams, subscriptions, tail,
+};
 use crate::http::openapi;
 use crate::http::params::Param;
 use crate::http::problem::ApiError;
@@ -191,6 +193,16 @@ pub const ROUTES: &[Route] = &[
         success: &[(200, "EventQueryResponse", "success")],
     },
     Route {
+        method: Method::Get,
+        path: "/api/v1/events/tail",
+        handler: |m| on(m, tail::tail),
+        summary: "Live tail as Server-Sent Events: the stored events after a cursor (Last-Event-ID, after; default: from now), then new ones as they commit, filtered like a query (no q, no status)",
+        access: Access::Tenant(Scope::Read),
+        query: tail::TAIL_PARAMS,
+        request: None,
+        success: &[(200, "EventStream", "an endless event stream")],
+    },
+    Route {
         method: Method::Post,
         path: "/api/v1/events/replay",
         handler: |m| on(m, replay::create),
@@ -302,7 +314,14 @@ pub const ROUTES: &[Route] = &[
         access: Access::Tenant(Scope::Read),
         query: streams::STREAM_PARAMS,
         request: None,
-        success: &[(200, "StreamPage", "success")],
+        success: &[
+            (200, "StreamPage", "a page (application/json)"),
+            (
+                200,
+                "EventStream",
+                "with follow=true: the stream's events, then new ones as they commit (text/event-stream)",
+            ),
+        ],
     },
     Route {
         method: Method::Get,

@@ -23,4 +23,5 @@ mod scaleout;
 mod shutdown;
 mod streams;
 mod subscriptions;
+mod tail;
 mod tenancy;

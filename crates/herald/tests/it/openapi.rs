@@ -247,6 +247,34 @@ async fn every_real_answer_matches_the_documented_schema() {
             .unwrap(),
     )
     .await;
+    // The live tail: a bad filter is a problem; the stream itself is
+    // `text/event-stream`, read up to its first message (it never ends).
+    c.check(
+        "get",
+        "/api/v1/events/tail",
+        get("/api/v1/events/tail?q=red", &admin).await.unwrap(),
+    )
+    .await;
+    let mut tail = get(
+        "/api/v1/events/tail?after=0&event_type=order.created",
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(tail.status(), 200);
+    assert!(
+        doc["paths"]["/api/v1/events/tail"]["get"]["responses"]["200"]["content"]
+            ["text/event-stream"]
+            .is_object()
+    );
+    assert_eq!(
+        tail.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let first = tail.chunk().await.unwrap().unwrap_or_default();
+    assert!(first.starts_with(b"id:"), "{first:?}");
+    drop(tail);
+    c.checked.push("get /api/v1/events/tail 200".into());
 
     // Definitions and settings.
     let def = json!({"event_type": "order.created", "category": "business", "name": "Order created",
