@@ -547,6 +547,11 @@ async fn health_and_openapi_document_every_route() {
                     .send()
                     .await
                     .unwrap();
+                // A stream that opened (the live tail) took the parameter;
+                // it never ends, so it is not read.
+                if res.headers()["content-type"] == "text/event-stream" {
+                    continue;
+                }
                 let body: Value = res.json().await.unwrap_or(Value::Null);
                 assert!(
                     !unknown(&body, name),
@@ -574,7 +579,7 @@ async fn health_and_openapi_document_every_route() {
         names("/api/v1/events/subscriptions", "get"),
         ["enabled", "all", "limit", "cursor"]
     );
-    assert_eq!(with_params, 7);
+    assert_eq!(with_params, 8);
 }
 
 #[tokio::test]
