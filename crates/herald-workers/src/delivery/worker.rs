@@ -14,7 +14,7 @@ use futures_util::StreamExt;
 use herald_core::{Clock, Timestamp};
 use herald_store::{Delivery, DeliveryAttempt, DeliveryOutcome, FinishOptions, Store, StoreError};
 use serde_json::value::RawValue;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::breaker::BreakerConfig;
 use super::classify::{AttemptResult, DEFAULT_SNIPPET_BYTES, TransportFailure, classify};
@@ -89,6 +89,29 @@ pub struct DeliveryWorker {
     publish_lifecycle: bool,
     /// A subscription failing without a success this long is turned off.
     disable_after_failing: Option<Duration>,
+    /// Finished attempts whose record is waiting for its commit, at most
+    /// [`FINISHING_PER_SLOT`] × the concurrency.
+    finishing: Arc<Semaphore>,
+}
+
+/// Finished attempts that may wait for their record's commit, per slot.
+const FINISHING_PER_SLOT: usize = 4;
+
+/// An attempt's place among the `concurrency` in flight (`run`), given
+/// back when its send is over and its record is queued; the worker's loop
+/// is told, to claim the next delivery. `step` works without slots.
+#[derive(Debug, Default)]
+struct Slot {
+    held: Option<(tokio::sync::OwnedSemaphorePermit, Arc<Notify>)>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Some((permit, freed)) = self.held.take() {
+            drop(permit);
+            freed.notify_one();
+        }
+    }
 }
 
 impl std::fmt::Debug for DeliveryWorker {
@@ -123,6 +146,7 @@ impl DeliveryWorker {
             timeout: DEFAULT_TIMEOUT,
             lease: DEFAULT_TIMEOUT * 2,
             concurrency: DEFAULT_CONCURRENCY,
+            finishing: Arc::new(Semaphore::new(DEFAULT_CONCURRENCY * FINISHING_PER_SLOT)),
             publish_lifecycle: false,
             disable_after_failing: Some(DEFAULT_DISABLE_AFTER_FAILING),
         }
@@ -153,6 +177,7 @@ impl DeliveryWorker {
     /// How many attempts may be in flight at once (at least 1).
     pub fn with_concurrency(mut self, concurrency: usize) -> Self {
         self.concurrency = concurrency.max(1);
+        self.finishing = Arc::new(Semaphore::new(self.concurrency * FINISHING_PER_SLOT));
         self
     }
 
@@ -187,7 +212,10 @@ impl DeliveryWorker {
         let claimed = self.claim(STEP_BATCH).await?;
         // The futures are made first: a closure inside the stream would
         // make the step's future not `Send` for every lifetime.
-        let attempts: Vec<_> = claimed.iter().map(|d| self.attempt(d)).collect();
+        let attempts: Vec<_> = claimed
+            .iter()
+            .map(|d| self.attempt(d, Slot::default()))
+            .collect();
         let results: Vec<Result<(), StoreError>> = futures_util::stream::iter(attempts)
             .buffer_unordered(self.concurrency)
             .collect()
@@ -215,20 +243,40 @@ impl DeliveryWorker {
         // say) while the loop awaits a claim must still make progress.
         let worker = Arc::new(self);
         let mut in_flight = tokio::task::JoinSet::new();
+        // A slot per attempt being made; a finished attempt gives its slot
+        // back before its record commits (see `finish`).
+        let slots = Arc::new(Semaphore::new(worker.concurrency));
+        let freed = Arc::new(Notify::new());
         // Whether the last claim filled every free slot (more may be due).
         let mut more_due = true;
+        // A claim is a write: while the worker is saturated, free slots are
+        // gathered and claimed together (a quarter of the concurrency at a
+        // time) instead of one claim per finished attempt; with fewer in
+        // flight than that, every free slot is claimed at once.
+        let refill = (worker.concurrency / 4).max(1);
         loop {
             if *stop.borrow() {
                 break;
             }
-            let free = worker.concurrency.saturating_sub(in_flight.len());
-            if more_due && free > 0 {
+            while let Some(done) = in_flight.try_join_next() {
+                report(done);
+            }
+            let free = slots.available_permits();
+            let busy = worker.concurrency - free;
+            if more_due && free > 0 && (free >= refill || busy < refill) {
                 match worker.claim(free).await {
                     Ok(claimed) => {
                         more_due = claimed.len() == free;
                         for d in claimed {
+                            let permit = slots
+                                .clone()
+                                .try_acquire_owned()
+                                .expect("a slot per claimed delivery");
+                            let slot = Slot {
+                                held: Some((permit, freed.clone())),
+                            };
                             let worker = worker.clone();
-                            in_flight.spawn(async move { worker.attempt(&d).await });
+                            in_flight.spawn(async move { worker.attempt(&d, slot).await });
                         }
                     }
                     Err(StoreError::Closed) => break,
@@ -240,6 +288,7 @@ impl DeliveryWorker {
             }
             tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => report(done),
+                _ = freed.notified() => {}
                 _ = wake.notified() => more_due = true,
                 _ = tokio::time::sleep(idle) => more_due = true,
                 _ = stop.changed() => {}
@@ -250,7 +299,7 @@ impl DeliveryWorker {
         }
     }
 
-    async fn attempt(&self, d: &Delivery) -> Result<(), StoreError> {
+    async fn attempt(&self, d: &Delivery, slot: Slot) -> Result<(), StoreError> {
         let now = self.clock.now();
         let mut record = DeliveryAttempt {
             attempt: d.attempts,
@@ -267,7 +316,7 @@ impl DeliveryWorker {
             .await?;
         let Some(subscription) = subscription else {
             record.error_class = Some(SUBSCRIPTION_DELETED.into());
-            self.finish(d, record, DeliveryOutcome::Dead).await?;
+            self.finish(d, record, DeliveryOutcome::Dead, slot).await?;
             return Ok(());
         };
         if !subscription.spec.enabled {
@@ -298,7 +347,7 @@ impl DeliveryWorker {
         };
         let Some(stored) = self.store.get_event(&d.tenant_id, d.event_id).await? else {
             record.error_class = Some("event_gone".into());
-            self.finish(d, record, DeliveryOutcome::Dead).await?;
+            self.finish(d, record, DeliveryOutcome::Dead, slot).await?;
             return Ok(());
         };
         let event = &stored.event;
@@ -307,7 +356,7 @@ impl DeliveryWorker {
             Err(e) => {
                 record.error_class = Some("unencodable".into());
                 record.response_snippet = Some(e.to_string());
-                self.finish(d, record, DeliveryOutcome::Dead).await?;
+                self.finish(d, record, DeliveryOutcome::Dead, slot).await?;
                 return Ok(());
             }
         };
@@ -332,7 +381,7 @@ impl DeliveryWorker {
             Err(e) => {
                 record.error_class = Some("unsignable".into());
                 record.response_snippet = Some(e.to_string());
-                self.finish(d, record, DeliveryOutcome::Dead).await?;
+                self.finish(d, record, DeliveryOutcome::Dead, slot).await?;
                 return Ok(());
             }
         };
@@ -403,17 +452,24 @@ impl DeliveryWorker {
             }
             NextStep::DeadLetter => DeliveryOutcome::Dead,
         };
-        self.finish(d, record, outcome).await
+        self.finish(d, record, outcome, slot).await
     }
 
     /// Records an attempt's end; the notices it causes are queued for
-    /// NATS too when a publisher runs.
+    /// NATS too when a publisher runs. The attempt's slot is given back as
+    /// soon as the write is queued (within the bound on finishes waiting
+    /// for their commit), so the next delivery is sent while this one's
+    /// record commits; should the write fail, the claim's lease runs out
+    /// and the delivery is attempted again.
     async fn finish(
         &self,
         d: &Delivery,
         record: DeliveryAttempt,
         outcome: DeliveryOutcome,
+        slot: Slot,
     ) -> Result<(), StoreError> {
+        let _finishing = self.finishing.acquire().await;
+        drop(slot);
         let options = FinishOptions {
             publish_lifecycle: self.publish_lifecycle,
             disable_after_failing: self.disable_after_failing,
