@@ -11,6 +11,7 @@ mod load;
 mod opts;
 mod report;
 mod streams;
+mod tail;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -531,6 +532,13 @@ async fn main() {
     if opts.wants("streams") {
         // -- a 10,000-event stream and its projection, with and without snapshots
         for row in streams::scenarios(&opts, &work).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("tail") {
+        // -- 100 live-tail clients beside ingest: ingest kept, commit-to-client lag
+        for row in tail::scenarios(&opts, &work, &sample).await {
             push(row);
         }
     }
