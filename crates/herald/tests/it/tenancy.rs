@@ -579,7 +579,7 @@ async fn health_and_openapi_document_every_route() {
         names("/api/v1/events/subscriptions", "get"),
         ["enabled", "all", "limit", "cursor"]
     );
-    assert_eq!(with_params, 8);
+    assert_eq!(with_params, 10);
 }
 
 #[tokio::test]
