@@ -4,6 +4,7 @@
 //! network is behind [`WebhookSender`], so tests drive the worker with a
 //! fake sender and a manual clock.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
@@ -93,6 +94,9 @@ pub struct DeliveryWorker {
     /// [`FINISHING_PER_SLOT`] × the concurrency.
     finishing: Arc<Semaphore>,
 }
+
+/// A claim running beside the attempts: what it got, and how many it asked for.
+type ClaimTask = tokio::task::JoinHandle<Result<(Vec<Delivery>, usize), StoreError>>;
 
 /// Finished attempts that may wait for their record's commit, per slot.
 const FINISHING_PER_SLOT: usize = 4;
@@ -247,12 +251,17 @@ impl DeliveryWorker {
         // back before its record commits (see `finish`).
         let slots = Arc::new(Semaphore::new(worker.concurrency));
         let freed = Arc::new(Notify::new());
-        // Whether the last claim filled every free slot (more may be due).
+        // Claimed deliveries waiting for a slot: up to half the concurrency
+        // is claimed ahead, so a freed slot starts the next delivery at
+        // once instead of waiting for a claim to commit. Claims run beside
+        // the attempts, one at a time.
+        let mut ready: VecDeque<Delivery> = VecDeque::new();
+        let ahead = (worker.concurrency / 2).max(1);
+        let mut claiming: Option<ClaimTask> = None;
+        // Whether the last claim got all it asked for (more may be due).
         let mut more_due = true;
-        // A claim is a write: while the worker is saturated, free slots are
-        // gathered and claimed together (a quarter of the concurrency at a
-        // time) instead of one claim per finished attempt; with fewer in
-        // flight than that, every free slot is claimed at once.
+        // A claim is a write: while busy, claims gather at least a quarter
+        // of the concurrency; when nothing waits, any free slot is claimed.
         let refill = (worker.concurrency / 4).max(1);
         loop {
             if *stop.borrow() {
@@ -261,37 +270,70 @@ impl DeliveryWorker {
             while let Some(done) = in_flight.try_join_next() {
                 report(done);
             }
+            while !ready.is_empty() {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break;
+                };
+                let d = ready.pop_front().expect("not empty");
+                let slot = Slot {
+                    held: Some((permit, freed.clone())),
+                };
+                let worker = worker.clone();
+                in_flight.spawn(async move { worker.attempt(&d, slot).await });
+            }
             let free = slots.available_permits();
-            let busy = worker.concurrency - free;
-            if more_due && free > 0 && (free >= refill || busy < refill) {
-                match worker.claim(free).await {
-                    Ok(claimed) => {
-                        more_due = claimed.len() == free;
-                        for d in claimed {
-                            let permit = slots
-                                .clone()
-                                .try_acquire_owned()
-                                .expect("a slot per claimed delivery");
-                            let slot = Slot {
-                                held: Some((permit, freed.clone())),
-                            };
-                            let worker = worker.clone();
-                            in_flight.spawn(async move { worker.attempt(&d, slot).await });
-                        }
-                    }
-                    Err(StoreError::Closed) => break,
-                    Err(e) => {
-                        more_due = false;
-                        tracing::warn!(error = %e, "delivery worker claim failed; retrying");
-                    }
-                }
+            let need = (free + ahead).saturating_sub(ready.len());
+            if claiming.is_none()
+                && more_due
+                && need > 0
+                && (need >= refill || (ready.is_empty() && free > 0))
+            {
+                let worker = worker.clone();
+                claiming = Some(tokio::spawn(async move {
+                    worker.claim(need).await.map(|c| (c, need))
+                }));
             }
             tokio::select! {
                 Some(done) = in_flight.join_next(), if !in_flight.is_empty() => report(done),
+                claimed = async { claiming.as_mut().expect("claiming").await }, if claiming.is_some() => {
+                    claiming = None;
+                    match claimed {
+                        Ok(Ok((claimed, asked))) => {
+                            more_due = claimed.len() == asked;
+                            ready.extend(claimed);
+                        }
+                        Ok(Err(StoreError::Closed)) => break,
+                        Ok(Err(e)) => {
+                            more_due = false;
+                            tracing::warn!(error = %e, "delivery worker claim failed; retrying");
+                        }
+                        Err(e) => {
+                            more_due = false;
+                            tracing::warn!(error = %e, "delivery worker claim task failed; retrying");
+                        }
+                    }
+                }
                 _ = freed.notified() => {}
                 _ = wake.notified() => more_due = true,
                 _ = tokio::time::sleep(idle) => more_due = true,
                 _ = stop.changed() => {}
+            }
+        }
+        // Claimed but never started: back in the queue, due now, for the
+        // next worker (this one or another instance's).
+        if let Some(c) = claiming.take()
+            && let Ok(Ok((claimed, _))) = c.await
+        {
+            ready.extend(claimed);
+        }
+        let now = worker.clock.now();
+        for d in ready {
+            if let Err(e) = worker
+                .store
+                .release_delivery(&d.delivery_id, d.attempts, now, now)
+                .await
+            {
+                tracing::warn!(error = %e, "a claimed delivery was not put back; retried after its lease");
             }
         }
         while let Some(done) = in_flight.join_next().await {
