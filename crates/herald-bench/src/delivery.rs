@@ -208,21 +208,7 @@ async fn run(opts: &Opts, work: &std::path::Path, events: &[Bytes], hanging: boo
         let body = res.text().await.unwrap_or_default();
         assert_eq!(status, 201, "subscribe: {body}");
     }
-    let batches: Vec<Bytes> = events
-        .chunks(BATCH)
-        .filter(|c| c.len() == BATCH)
-        .map(|chunk| {
-            let mut b = b"{\"events\":[".to_vec();
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(e);
-            }
-            b.extend_from_slice(b"]}");
-            Bytes::from(b)
-        })
-        .collect();
+    let batches: Vec<Bytes> = crate::batch_bodies(events, BATCH);
 
     // Open loop: a batch every 1/100 s, each timed by its own task.
     let interval = Duration::from_secs_f64(BATCH as f64 / RATE as f64);

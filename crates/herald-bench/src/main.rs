@@ -24,7 +24,9 @@ use report::{Row, report, say};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-fn batch_bodies(events: &[Bytes], size: usize) -> Vec<Bytes> {
+/// Batch request bodies (`{"events": [...]}`) of `size` events each; a
+/// last partial chunk is left out.
+pub(crate) fn batch_bodies(events: &[Bytes], size: usize) -> Vec<Bytes> {
     events
         .chunks(size)
         .filter(|c| c.len() == size)

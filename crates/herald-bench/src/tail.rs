@@ -30,7 +30,7 @@ use crate::herald::Herald;
 use crate::load;
 use crate::opts::Opts;
 use crate::report::Row;
-use crate::workload;
+use crate::{batch_bodies, workload};
 
 const CLIENTS: usize = 100;
 const RATE: u64 = 5000;
@@ -96,25 +96,6 @@ fn event_id(block: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(id).into_owned())
 }
 
-/// Batch bodies of `n` events each.
-fn batches(events: &[Bytes], n: usize) -> Vec<Bytes> {
-    events
-        .chunks(n)
-        .filter(|c| c.len() == n)
-        .map(|chunk| {
-            let mut b = b"{\"events\":[".to_vec();
-            for (i, e) in chunk.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                b.extend_from_slice(e);
-            }
-            b.extend_from_slice(b"]}");
-            Bytes::from(b)
-        })
-        .collect()
-}
-
 /// Closed-loop batch ingest, 4 connections, 100 events a request.
 async fn ingest(opts: &Opts, h: &Herald, bodies: &[Bytes]) -> load::LoadResult {
     let w = workload(
@@ -137,7 +118,7 @@ pub(crate) async fn scenarios(opts: &Opts, work: &Path, events: &[Bytes]) -> Vec
     types.sort();
     types.dedup();
     let h = Herald::start(opts, work, "tail").await;
-    let hundred = batches(events, 100);
+    let hundred = batch_bodies(events, 100);
 
     let alone = ingest(opts, &h, &hundred).await;
     rows.push(
@@ -177,7 +158,7 @@ pub(crate) async fn scenarios(opts: &Opts, work: &Path, events: &[Bytes]) -> Vec
     for c in clients {
         c.abort();
     }
-    let fifty = batches(events, BATCH);
+    let fifty = batch_bodies(events, BATCH);
     let quiet = open_loop(opts, &h, &fifty).await;
     rows.push(quiet.row(
         format!("ingest at {RATE} events/s, no tail clients"),
