@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use ipnet::IpNet;
+pub use ipnet::IpNet;
 
 /// What is kept of a client's address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -105,6 +105,22 @@ pub fn client_ip(peer: IpAddr, forwarded_for: &[&str], trusted: &[IpNet]) -> IpA
     client
 }
 
+/// A comma-separated list of addresses (taken as one-address ranges) and
+/// CIDR ranges; empty: none. The error names the first bad entry.
+pub fn parse_networks(list: &str) -> Result<Vec<IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .enumerate()
+        .map(|(i, e)| {
+            e.parse::<IpNet>()
+                .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
+                .map(|n| n.trunc())
+                .map_err(|_| format!("entry {} `{e}` is not an address or a CIDR range", i + 1))
+        })
+        .collect()
+}
+
 /// One `X-Forwarded-For` entry: an address, possibly with a port
 /// (`1.2.3.4:80`, `[2001:db8::1]:80`).
 fn parse_hop(hop: &str) -> Option<IpAddr> {
@@ -135,6 +151,23 @@ mod tests {
             ip("2001:db8:abcd::")
         );
         assert_eq!(truncate(ip("::ffff:198.51.100.9")), ip("198.51.100.0"));
+    }
+
+    #[test]
+    fn network_lists() {
+        assert_eq!(
+            parse_networks(" 10.0.0.0/8, 192.0.2.1 ,").unwrap(),
+            vec![
+                "10.0.0.0/8".parse::<IpNet>().unwrap(),
+                "192.0.2.1/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(parse_networks("").unwrap(), vec![]);
+        assert!(
+            parse_networks("10.0.0.0/8,nope")
+                .unwrap_err()
+                .contains("entry 2 `nope`")
+        );
     }
 
     #[test]

@@ -10,7 +10,7 @@ use herald_store::Scope;
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
-    admin, definitions, events, health, replay, settings, streams, subscriptions, tail,
+    admin, collect, definitions, events, health, replay, settings, streams, subscriptions, tail,
 };
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -103,14 +103,15 @@ pub fn mount() -> Router<App> {
         .fold(Router::new(), |router, r| {
             router.route(r.path, r.method_router())
         })
-        .method_not_allowed_fallback(
-            |method: axum::http::Method, uri: axum::http::Uri| async move {
-                ApiError::method_not_allowed(format!(
-                    "{} does not take {method}; see GET /api/openapi.json",
-                    uri.path()
-                ))
-            },
-        )
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The 405 of a method a path does not take.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} does not take {method}; see GET /api/openapi.json",
+        uri.path()
+    ))
 }
 
 pub const ROUTES: &[Route] = &[
@@ -472,6 +473,64 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         success: &[(204, "Empty", "success")],
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}/collect",
+        handler: |m| on(m, collect::keys::put),
+        summary: "Replace a write key's collection settings (allowed origins, webhook secret)",
+        access: Access::Root,
+        query: &[],
+        request: Some("KeyCollectRequest"),
+        success: &[(200, "KeyCollect", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/frontend",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::create)),
+        summary: "Collect one browser event with a write key (CORS per the key's allowed origins; text/plain JSON accepted)",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("FrontendEvent"),
+        success: &[
+            (201, "FrontendCreated", "stored"),
+            (
+                200,
+                "FrontendCreated",
+                "a repeat of an earlier idempotency_key: the first event's id",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/frontend/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::batch)),
+        summary: "Collect browser events with a write key; client_info merged into each",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("FrontendBatch"),
+        success: &[
+            (
+                201,
+                "FrontendBatchResponse",
+                "every event stored (or a repeat)",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "some events rejected; `errors` says which and why",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/frontend/health",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::health)),
+        summary: "Collection status and the NATS connection",
+        access: Access::Open,
+        query: &[],
+        request: None,
+        success: &[(200, "FrontendHealth", "success")],
     },
 ];
 

@@ -5,6 +5,7 @@
 mod binary;
 mod body_limits;
 mod cli;
+mod collect_frontend;
 mod commit;
 mod crash;
 mod delivery;

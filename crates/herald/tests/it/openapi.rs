@@ -527,6 +527,85 @@ async fn every_real_answer_matches_the_documented_schema() {
             .await;
     }
 
+    // Browser collection: a write key with an allowed origin, its
+    // settings replaced, one event (new, then a repeat), a batch (all
+    // stored, then one rejected), the open health route.
+    let write = c
+        .check(
+            "post",
+            "/api/v1/admin/tenants/{tenant_id}/keys",
+            post(
+                &keys,
+                ROOT_KEY,
+                json!({"name": "site", "scopes": ["collect"], "allowed_origins": ["https://shop.example"]}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    let (write_key, write_id) = (
+        write["api_key"].as_str().unwrap().to_string(),
+        write["key_id"].as_str().unwrap().to_string(),
+    );
+    c.check(
+        "put",
+        "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}/collect",
+        app.client
+            .put(app.url(&format!("{keys}/{write_id}/collect")))
+            .bearer_auth(&admin)
+            .json(&json!({"allowed_origins": ["https://shop.example", "*"], "webhook_secret": "0123456789abcdef"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let collect = |path: &str, body: Value| {
+        app.client
+            .post(app.url(&format!("{path}?writeKey={write_key}")))
+            .header("origin", "https://shop.example")
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        c.check(
+            "post",
+            "/api/v1/events/frontend",
+            collect(
+                "/api/v1/events/frontend",
+                json!({"event_type": "clicked", "idempotency_key": "f-1"}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    }
+    for events in [
+        json!([{"event_type": "a"}]),
+        json!([{"event_type": "a"}, {"data": 1}]),
+    ] {
+        c.check(
+            "post",
+            "/api/v1/events/frontend/batch",
+            collect(
+                "/api/v1/events/frontend/batch",
+                json!({"events": events, "client_info": {"screen": "1x1"}}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    }
+    c.check(
+        "get",
+        "/api/v1/events/frontend/health",
+        app.client
+            .get(app.url("/api/v1/events/frontend/health"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)
