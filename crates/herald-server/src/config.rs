@@ -211,6 +211,12 @@ pub struct Config {
     /// `HERALD_COLLECT_IP_RATE`: collection requests a second one client
     /// address may make (bursts of one second's worth); beyond, 429.
     pub collect_ip_rate: u32,
+    /// `HERALD_SEGMENT_MAX_MESSAGE_BYTES`: the largest Segment-API message
+    /// (a single call's body; one message of a batch), as Segment's 32 KB.
+    pub segment_max_message_bytes: usize,
+    /// `HERALD_SEGMENT_MAX_BATCH_BYTES`: the largest Segment-API batch
+    /// body, as Segment's 500 KB.
+    pub segment_max_batch_bytes: usize,
 }
 
 impl Default for Config {
@@ -258,6 +264,8 @@ impl Default for Config {
             collect_client_ip: "truncate".into(),
             collect_key_rate: 1000,
             collect_ip_rate: 100,
+            segment_max_message_bytes: 32 * 1024,
+            segment_max_batch_bytes: 500 * 1024,
         }
     }
 }
@@ -383,6 +391,14 @@ impl Config {
                 "collect_client_ip `{}`: {e}",
                 self.collect_client_ip
             ));
+        }
+        for (key, bytes) in [
+            ("segment_max_message_bytes", self.segment_max_message_bytes),
+            ("segment_max_batch_bytes", self.segment_max_batch_bytes),
+        ] {
+            if !(256..=16 * 1024 * 1024).contains(&bytes) {
+                p.push(format!("{key} {bytes}: expected 256 ..= 16777216"));
+            }
         }
         for (key, rate) in [
             ("collect_key_rate", self.collect_key_rate),

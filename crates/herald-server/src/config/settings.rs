@@ -495,6 +495,24 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.collect_ip_rate.to_string(),
         set: |c, v| parse_into(v, &mut c.collect_ip_rate),
     },
+    Setting {
+        key: "segment_max_message_bytes",
+        env: "HERALD_SEGMENT_MAX_MESSAGE_BYTES",
+        flag: Some("segment-max-message-bytes"),
+        value_name: "BYTES",
+        help: "Largest Segment-API message: a single call's body (400 beyond) or one message of a batch (rejected alone)",
+        default: |c| c.segment_max_message_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.segment_max_message_bytes),
+    },
+    Setting {
+        key: "segment_max_batch_bytes",
+        env: "HERALD_SEGMENT_MAX_BATCH_BYTES",
+        flag: Some("segment-max-batch-bytes"),
+        value_name: "BYTES",
+        help: "Largest Segment-API batch body (400 beyond)",
+        default: |c| c.segment_max_batch_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.segment_max_batch_bytes),
+    },
 ];
 
 #[cfg(test)]

@@ -116,6 +116,17 @@ pub async fn read_collect_bytes(
     read_with_slack(headers, body, limit, limit).await
 }
 
+/// Any body's bytes up to `limit`, decompressed by `Content-Encoding`,
+/// whatever its `Content-Type` (compatibility APIs whose SDKs send
+/// anything); 413 beyond the limit, for the caller to translate.
+pub async fn read_any_bytes(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    read_with_slack(headers, body, limit, limit).await
+}
+
 /// A JSON body parsed, read as [`read_json_bytes`] does. An empty query
 /// is the query without filters (`{}`).
 pub async fn read_json(

@@ -532,6 +532,422 @@ pub const ROUTES: &[Route] = &[
         request: None,
         success: &[(200, "FrontendHealth", "success")],
     },
+    Route {
+        method: Method::Post,
+        path: "/v1/track",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::track)),
+        summary: "Segment track (one message); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/identify",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::identify)),
+        summary: "Segment identify; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/page",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::page)),
+        summary: "Segment page; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/screen",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::screen)),
+        summary: "Segment screen; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/group",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::group)),
+        summary: "Segment group; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/alias",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::alias)),
+        summary: "Segment alias; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "Segment batch; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/t",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::track)),
+        summary: "Segment track (browser library's short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/i",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::identify)),
+        summary: "Segment identify (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/p",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::page)),
+        summary: "Segment page (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/s",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::screen)),
+        summary: "Segment screen (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/g",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::group)),
+        summary: "Segment group (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/a",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::alias)),
+        summary: "Segment alias (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/b",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "Segment batch (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/import",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "RudderStack import (a batch); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/beacon/v1/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "RudderStack beacon batch (sendBeacon, text/plain); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
 ];
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod frontend;
 pub mod keys;
 mod limits;
 pub mod schemas;
+pub mod segment;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -38,7 +39,7 @@ use crate::http::problem::ApiError;
 #[derive(Debug)]
 pub struct CollectState {
     trusted_proxies: Vec<IpNet>,
-    ip_policy: IpPolicy,
+    pub(crate) ip_policy: IpPolicy,
     pub limits: RateLimits,
 }
 

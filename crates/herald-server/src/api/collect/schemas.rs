@@ -39,6 +39,18 @@ pub fn schemas() -> Value {
             "event_ids": { "type": "array", "items": { "type": ["string", "null"], "format": "uuid" }, "description": "in request order; null for a rejected event" },
             "errors": { "type": "array", "items": { "type": "object", "required": ["index", "status", "error"], "properties": {
                 "index": { "type": "integer" }, "status": { "type": "integer" }, "error": problem } } } } },
+        "SegmentMessage": { "type": "object", "description": "a Segment message (track, identify, page, screen, group, alias); mapped as the README's table says, nothing dropped",
+            "properties": { "type": string, "event": string, "userId": string, "anonymousId": string, "messageId": string,
+                "properties": { "type": "object" }, "traits": { "type": "object" }, "context": { "type": "object" },
+                "timestamp": string, "originalTimestamp": string, "sentAt": string, "integrations": { "type": "object" },
+                "groupId": string, "previousId": string, "name": string, "writeKey": string } },
+        "SegmentBatch": { "type": "object", "required": ["batch"], "properties": {
+            "batch": { "type": "array", "items": { "$ref": "#/components/schemas/SegmentMessage" } },
+            "sentAt": string, "context": { "type": "object" }, "writeKey": string } },
+        "SegmentAccepted": { "type": "object", "required": ["success", "accepted", "rejected"], "properties": {
+            "success": { "type": "boolean" }, "accepted": { "type": "integer", "description": "messages stored (or repeats of stored ones)" },
+            "rejected": { "type": "integer", "description": "messages refused alone (the reasons are in the audit trail)" } } },
+        "SegmentError": { "type": "object", "required": ["code", "message"], "properties": { "code": string, "message": string } },
         "FrontendHealth": { "type": "object", "required": ["status", "collection", "store", "nats"], "properties": {
             "status": string, "collection": { "type": "string", "enum": ["accepting"] },
             "store": { "type": "string", "enum": ["sqlite", "postgres"] },
