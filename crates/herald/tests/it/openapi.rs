@@ -606,6 +606,58 @@ async fn every_real_answer_matches_the_documented_schema() {
     )
     .await;
 
+    // The Segment-compatible routes: one message or a batch each, 200
+    // (their 400 and 401 are Segment's shape, checked in collect_segment.rs).
+    for (path, body) in [
+        (
+            "/v1/track",
+            json!({"type": "track", "event": "Signed Up", "userId": "u"}),
+        ),
+        (
+            "/v1/identify",
+            json!({"userId": "u", "traits": {"plan": "pro"}}),
+        ),
+        ("/v1/page", json!({"userId": "u", "name": "Home"})),
+        ("/v1/screen", json!({"userId": "u", "name": "Home"})),
+        ("/v1/group", json!({"userId": "u", "groupId": "g"})),
+        ("/v1/alias", json!({"userId": "u", "previousId": "a"})),
+        ("/v1/t", json!({"event": "Clicked", "anonymousId": "a"})),
+        ("/v1/i", json!({"userId": "u"})),
+        ("/v1/p", json!({"userId": "u"})),
+        ("/v1/s", json!({"userId": "u"})),
+        ("/v1/g", json!({"userId": "u", "groupId": "g"})),
+        ("/v1/a", json!({"userId": "u", "previousId": "a"})),
+        (
+            "/v1/batch",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}, {"type": "track"}]}),
+        ),
+        (
+            "/v1/b",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+        (
+            "/v1/import",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+        (
+            "/beacon/v1/batch",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+    ] {
+        c.check(
+            "post",
+            path,
+            app.client
+                .post(app.url(path))
+                .basic_auth(&write_key, Some(""))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)
