@@ -11,6 +11,7 @@
 
 pub mod client;
 pub mod frontend;
+pub mod rudderstack;
 pub mod segment;
 
 use serde_json::{Map, Value};

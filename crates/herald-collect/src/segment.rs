@@ -21,6 +21,9 @@
 //! | any other key (`channel`, `version`, `_metadata`, …) | `metadata.unknown_fields` |
 //! | the request | `event_source` `frontend` when it came from a browser (an `Origin`, or `channel` `client`/`browser`/`mobile`), else `backend` |
 //!
+//! A message's own `receivedAt` (an upstream pipeline's) stays
+//! `receivedAt` in that metadata, with Herald's as `heraldReceivedAt`.
+//!
 //! An unknown `type`: `event_type` = `segment.<type>`, `event_category`
 //! absent, category `business`; a message without `type` uses the route's.
 
@@ -55,6 +58,13 @@ pub struct Received<'a> {
     /// The request carried an `Origin`.
     pub from_browser: bool,
     pub client: &'a ClientContext,
+    /// Correct the device's clock from `sentAt` (Segment's API, straight
+    /// from the device); `false` for messages a pipeline already corrected
+    /// (RudderStack's webhook: its `timestamp` is), kept as sent.
+    pub correct_clock: bool,
+    /// Where the format's own fields go in `metadata` (`segment`,
+    /// `rudderstack`).
+    pub metadata_key: &'static str,
 }
 
 fn parse_time(v: &Value) -> Option<OffsetDateTime> {
@@ -87,6 +97,7 @@ pub fn decode_message(
     let mut context = r.batch_context.cloned().unwrap_or_default();
     let mut kind: Option<Value> = None;
     let (mut timestamp, mut original, mut sent_at) = (None, None, None);
+    let mut sent_received_at = None;
     for (key, value) in sent {
         match key.as_str() {
             "type" => kind = Some(value),
@@ -120,6 +131,7 @@ pub fn decode_message(
             "timestamp" => timestamp = Some(value),
             "originalTimestamp" => original = Some(value),
             "sentAt" => sent_at = Some(value),
+            "receivedAt" => sent_received_at = Some(value),
             "context" => match value {
                 Value::Object(c) => context.extend(c),
                 other => {
@@ -181,12 +193,16 @@ pub fn decode_message(
 
     // Time: corrected for the device's clock when `sentAt` says how far off it is.
     let sent_at = sent_at.or_else(|| r.batch_sent_at.cloned());
-    let device_time = original.as_ref().or(timestamp.as_ref());
+    let device_time = if r.correct_clock {
+        original.as_ref().or(timestamp.as_ref())
+    } else {
+        timestamp.as_ref().or(original.as_ref())
+    };
     let fixed = match (
         device_time.and_then(parse_time),
         sent_at.as_ref().and_then(parse_time),
     ) {
-        (Some(t), Some(s)) => corrected(t, s, r.received_at),
+        (Some(t), Some(s)) if r.correct_clock => corrected(t, s, r.received_at),
         _ => None,
     };
     match fixed {
@@ -211,10 +227,18 @@ pub fn decode_message(
             segment.insert(k.into(), v);
         }
     }
-    segment.insert(
-        "receivedAt".into(),
-        json!(r.received_at.format(&Rfc3339).unwrap_or_default()),
-    );
+    let ours = json!(r.received_at.format(&Rfc3339).unwrap_or_default());
+    match sent_received_at {
+        // When an upstream pipeline received it first (RudderStack), its
+        // time stays `receivedAt` and Herald's is beside it.
+        Some(theirs) => {
+            segment.insert("receivedAt".into(), theirs);
+            segment.insert("heraldReceivedAt".into(), ours);
+        }
+        None => {
+            segment.insert("receivedAt".into(), ours);
+        }
+    }
 
     // Context: the message's own, then what the server saw of the request.
     let browser = r.from_browser
@@ -260,7 +284,7 @@ pub fn decode_message(
         out.insert("data".into(), Value::Object(data));
     }
     let meta = object_at(&mut out, "metadata");
-    meta.insert("segment".into(), Value::Object(segment));
+    meta.insert(r.metadata_key.into(), Value::Object(segment));
     if let Some(rest) = r.batch_rest.filter(|m| !m.is_empty()) {
         unknown.insert("batch".into(), Value::Object(rest.clone()));
     }

@@ -50,6 +50,8 @@ fn received<'a>(client: &'a ClientContext, route: Option<&'a str>) -> Received<'
         batch_rest: None,
         from_browser: false,
         client,
+        correct_clock: true,
+        metadata_key: "segment",
     }
 }
 
@@ -216,5 +218,29 @@ proptest! {
             }
         }
         prop_assert_eq!(support::dropped(&expected, &out), Vec::<String>::new(), "{}", out);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The RudderStack webhook's decoding (the same mapping, times kept
+    /// as sent) never panics and never drops a field either.
+    #[test]
+    fn rudderstack_decoding_never_drops_a_field(message in support::object(KEYS)) {
+        let client = ClientContext::default();
+        let out = herald_collect::rudderstack::decode_event(message.clone(), t("2026-12-07T12:00:10Z"), &client, &keep);
+        let mut expected = message.clone();
+        if let Some(m) = expected.as_object_mut() {
+            let track = m.get("type").is_some_and(|k| k == "track");
+            if m.get("type").is_some_and(Value::is_string) {
+                m.remove("type");
+            }
+            if track && m.get("event").is_some_and(Value::is_string) {
+                m.remove("event");
+            }
+        }
+        prop_assert_eq!(support::dropped(&expected, &out), Vec::<String>::new(), "{}", out);
+        prop_assert_eq!(&out["event_source"], &json!("frontend"));
     }
 }

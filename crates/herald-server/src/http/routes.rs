@@ -948,6 +948,27 @@ pub const ROUTES: &[Route] = &[
             ),
         ],
     },
+    Route {
+        method: Method::Post,
+        path: "/webhooks/rudderstack",
+        handler: |m| on(m, collect::rudderstack::webhook),
+        summary: "RudderStack webhook destination: one event or an array; X-Webhook-Signature (sha256=<hex HMAC-SHA256 of the body>) required when the write key has a webhook secret",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("RudderStackWebhook"),
+        success: &[
+            (
+                200,
+                "FrontendBatchResponse",
+                "every event stored (or a repeat)",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "some events rejected; `errors` says which and why",
+            ),
+        ],
+    },
 ];
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod binary;
 mod body_limits;
 mod cli;
 mod collect_frontend;
+mod collect_rudderstack;
 mod collect_segment;
 mod commit;
 mod crash;

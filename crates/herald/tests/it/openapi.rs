@@ -658,6 +658,25 @@ async fn every_real_answer_matches_the_documented_schema() {
         .await;
     }
 
+    // The RudderStack webhook: one event, then an array with a bad one.
+    for body in [
+        json!({"type": "track", "event": "A", "userId": "u", "messageId": "r-1"}),
+        json!([{"type": "track", "event": "B", "userId": "u"}, {"type": "track", "userId": "u"}]),
+    ] {
+        c.check(
+            "post",
+            "/webhooks/rudderstack",
+            app.client
+                .post(app.url("/webhooks/rudderstack"))
+                .basic_auth(&write_key, Some(""))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)

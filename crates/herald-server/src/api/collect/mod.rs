@@ -12,6 +12,7 @@ pub mod cors;
 pub mod frontend;
 pub mod keys;
 mod limits;
+pub mod rudderstack;
 pub mod schemas;
 pub mod segment;
 
@@ -200,6 +201,29 @@ pub async fn client_context(
         user_agent: text(header::USER_AGENT),
         referer: text(header::REFERER),
     })
+}
+
+/// The IP policy for an address a message itself reports (a server-side
+/// SDK reporting its end user's): the same policy as a captured address.
+/// What is not an address is kept only when addresses are kept as sent.
+pub async fn reported_ip_policy(
+    app: &App,
+    key: &ApiKey,
+) -> Result<Box<dyn Fn(&str) -> Option<String> + Send + Sync>, ApiError> {
+    let policy = app.collect.ip_policy;
+    let tenant = match policy {
+        IpPolicy::Hash => Some(app.tenant_context(&key.tenant_id).await?),
+        _ => None,
+    };
+    Ok(Box::new(move |s: &str| match s.trim().parse::<IpAddr>() {
+        Ok(ip) => policy.apply(ip, |x| {
+            tenant
+                .as_ref()
+                .map(|t| t.hasher.hash(x))
+                .unwrap_or_default()
+        }),
+        Err(_) => matches!(policy, IpPolicy::Keep).then(|| s.to_string()),
+    }))
 }
 
 /// One decoded event's fate.

@@ -51,6 +51,8 @@ pub fn schemas() -> Value {
             "success": { "type": "boolean" }, "accepted": { "type": "integer", "description": "messages stored (or repeats of stored ones)" },
             "rejected": { "type": "integer", "description": "messages refused alone (the reasons are in the audit trail)" } } },
         "SegmentError": { "type": "object", "required": ["code", "message"], "properties": { "code": string, "message": string } },
+        "RudderStackWebhook": { "description": "one RudderStack event (Segment's message format) or an array of them",
+            "oneOf": [{ "$ref": "#/components/schemas/SegmentMessage" }, { "type": "array", "items": { "$ref": "#/components/schemas/SegmentMessage" } }] },
         "FrontendHealth": { "type": "object", "required": ["status", "collection", "store", "nats"], "properties": {
             "status": string, "collection": { "type": "string", "enum": ["accepting"] },
             "store": { "type": "string", "enum": ["sqlite", "postgres"] },

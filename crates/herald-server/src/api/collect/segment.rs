@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use super::{
     Fate, Peer, WRITE_KEY_PARAMS, check_origin, client_addr, client_context, ingest,
-    resolve_write_key, write_key_secret,
+    reported_ip_policy, resolve_write_key, write_key_secret,
 };
 use crate::App;
 use crate::http::audit::AuditSlot;
@@ -143,29 +143,7 @@ pub async fn handle(
     check_origin(&key, &headers)?;
     app.collect.limits.admit_key(&key.key_id, app.clock.now())?;
     let client = client_context(app, &key, ip, &headers).await?;
-    let policy = app.collect.ip_policy;
-    let hasher = match policy {
-        herald_collect::client::IpPolicy::Hash => Some(
-            app.tenant_context(&key.tenant_id)
-                .await
-                .map_err(ApiError::from)?,
-        ),
-        _ => None,
-    };
-    let keep_ip = |s: &str| -> Option<String> {
-        match s.trim().parse::<std::net::IpAddr>() {
-            Ok(ip) => policy.apply(ip, |x| {
-                hasher
-                    .as_ref()
-                    .map(|t| t.hasher.hash(x))
-                    .unwrap_or_default()
-            }),
-            // Not an address: kept only when addresses are kept as sent.
-            Err(_) => {
-                matches!(policy, herald_collect::client::IpPolicy::Keep).then(|| s.to_string())
-            }
-        }
-    };
+    let keep_ip = reported_ip_policy(app, &key).await?;
     let (messages, batch) = match shape {
         Shape::One(_) => (vec![value], None),
         Shape::Batch => {
@@ -185,6 +163,8 @@ pub async fn handle(
         batch_rest: batch.as_ref().map(|b| &b.rest),
         from_browser: headers.contains_key(header::ORIGIN),
         client: &client,
+        correct_clock: true,
+        metadata_key: "segment",
     };
     // A message over the per-message limit is rejected alone (its
     // serialised size, as Segment measures each message of a batch).
@@ -201,7 +181,7 @@ pub async fn handle(
             continue;
         }
         positions.push(i);
-        requests.push(decode_message(m, &received, &keep_ip));
+        requests.push(decode_message(m, &received, &*keep_ip));
     }
     let fates = if requests.is_empty() {
         Vec::new()
