@@ -10,6 +10,7 @@
 //!   and what is kept of it.
 
 pub mod client;
+pub mod cloudevents;
 pub mod frontend;
 pub mod rudderstack;
 pub mod segment;

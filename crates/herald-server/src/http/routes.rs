@@ -969,6 +969,32 @@ pub const ROUTES: &[Route] = &[
             ),
         ],
     },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/cloudevents",
+        handler: |m| on(m, collect::cloudevents::cloudevents),
+        summary: "CloudEvents 1.0: structured (application/cloudevents+json), batched (application/cloudevents-batch+json) or binary (ce-* headers); source + id deduplicate",
+        access: Access::Tenant(Scope::Ingest),
+        query: &[],
+        request: Some("CloudEvent"),
+        success: &[
+            (
+                201,
+                "CloudEventsCreated",
+                "stored (structured or binary: the event's id; batched: every event stored or a repeat)",
+            ),
+            (
+                200,
+                "FrontendCreated",
+                "a repeat of a stored source + id: the first event's id",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "batched: some events rejected; `errors` says which and why",
+            ),
+        ],
+    },
 ];
 
 #[cfg(test)]

@@ -677,6 +677,32 @@ async fn every_real_answer_matches_the_documented_schema() {
         .await;
     }
 
+    // CloudEvents: structured (new, repeat), binary, batched (one bad).
+    let ce = |id: &str| json!({"specversion": "1.0", "type": "com.example.x", "source": "/s", "id": id, "data": {"a": 1}});
+    for (content_type, body) in [
+        ("application/cloudevents+json", ce("c-1")),
+        ("application/cloudevents+json", ce("c-1")),
+        ("application/cloudevents-batch+json", json!([ce("c-2")])),
+        (
+            "application/cloudevents-batch+json",
+            json!([ce("c-3"), {"id": "x"}]),
+        ),
+    ] {
+        c.check(
+            "post",
+            "/api/v1/events/cloudevents",
+            app.client
+                .post(app.url("/api/v1/events/cloudevents"))
+                .bearer_auth(&admin)
+                .header("content-type", content_type)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)

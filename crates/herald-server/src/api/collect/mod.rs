@@ -8,6 +8,7 @@
 //! `EventProcessor` and store path as `POST /api/v1/events/batch`. The
 //! formats themselves are pure decoders in `herald-collect`.
 
+pub mod cloudevents;
 pub mod cors;
 pub mod frontend;
 pub mod keys;

@@ -53,6 +53,12 @@ pub fn schemas() -> Value {
         "SegmentError": { "type": "object", "required": ["code", "message"], "properties": { "code": string, "message": string } },
         "RudderStackWebhook": { "description": "one RudderStack event (Segment's message format) or an array of them",
             "oneOf": [{ "$ref": "#/components/schemas/SegmentMessage" }, { "type": "array", "items": { "$ref": "#/components/schemas/SegmentMessage" } }] },
+        "CloudEvent": { "type": "object", "required": ["specversion", "id", "source", "type"],
+            "description": "a CloudEvent in the JSON format (structured mode); batched mode is an array of them; binary mode sends the attributes as ce-* headers and the data as the body",
+            "properties": { "specversion": { "type": "string", "enum": ["1.0"] }, "id": string, "source": string, "type": string,
+                "subject": string, "time": { "type": "string", "format": "date-time" }, "datacontenttype": string, "dataschema": string,
+                "data": {}, "data_base64": string, "traceparent": string } },
+        "CloudEventsCreated": { "oneOf": [{ "$ref": "#/components/schemas/FrontendCreated" }, { "$ref": "#/components/schemas/FrontendBatchResponse" }] },
         "FrontendHealth": { "type": "object", "required": ["status", "collection", "store", "nats"], "properties": {
             "status": string, "collection": { "type": "string", "enum": ["accepting"] },
             "store": { "type": "string", "enum": ["sqlite", "postgres"] },
