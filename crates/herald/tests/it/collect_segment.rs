@@ -241,6 +241,32 @@ async fn each_failure_class_answers_as_segment_does(backend: Backend) {
         json!({"success": true, "accepted": 1, "rejected": 2})
     );
     assert_eq!(events_of(&app, &t, "Kept").await.len(), 1);
+    // Each rejected message is recorded for the tenant, with its reason.
+    let records = events_of(&app, &t, "herald.collect.rejected").await;
+    assert_eq!(records.len(), 2, "{records:?}");
+    let unnamed = records
+        .iter()
+        .find(|r| r["data"]["index"] == 0)
+        .expect("the message without a name is recorded");
+    assert_eq!(unnamed["category"], "system");
+    assert_eq!(unnamed["data"]["format"], "segment");
+    assert_eq!(unnamed["data"]["message"]["messageId"], "m-1");
+    assert!(
+        unnamed["data"]["reason"]["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["field"] == "/event_type"),
+        "{unnamed}"
+    );
+    let large = records.iter().find(|r| r["data"]["index"] == 1).unwrap();
+    assert!(large["data"]["message"].is_null());
+    assert!(
+        large["data"]["reason"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("limit is 2048")
+    );
     // A key without the collect scope may not collect.
     let read = app.key(&t, &["read"]).await;
     let res = app

@@ -169,17 +169,25 @@ pub async fn handle(
     // A message over the per-message limit is rejected alone (its
     // serialised size, as Segment measures each message of a batch).
     let max_message = app.config.segment_max_message_bytes;
-    let mut too_large = Vec::new();
+    // Each message's bytes, kept to record it if it is rejected.
+    let mut sent: Vec<Vec<u8>> = Vec::with_capacity(messages.len());
     let mut requests = Vec::new();
     let mut positions = Vec::new();
+    // (index, problem body, the message when it is small enough to keep).
+    let mut refused: Vec<(usize, Value, Option<usize>)> = Vec::new();
     for (i, m) in messages.into_iter().enumerate() {
-        let size = serde_json::to_vec(&m)
-            .map(|b| b.len())
-            .unwrap_or(usize::MAX);
-        if size > max_message {
-            too_large.push(i);
+        let bytes = serde_json::to_vec(&m).unwrap_or_default();
+        if bytes.len() > max_message {
+            refused.push((
+                i,
+                json!({ "title": "Payload too large", "status": 400,
+                        "detail": format!("the message is {} bytes; the limit is {max_message}", bytes.len()) }),
+                None,
+            ));
+            sent.push(Vec::new());
             continue;
         }
+        sent.push(bytes);
         positions.push(i);
         requests.push(decode_message(m, &received, &*keep_ip));
     }
@@ -188,24 +196,17 @@ pub async fn handle(
     } else {
         ingest(app, slot, &key, &headers, requests).await?
     };
-    let (mut accepted, mut rejected) = (0, too_large.len());
-    let mut reasons: Vec<String> = too_large
-        .iter()
-        .map(|i| format!("message {i}: over {max_message} bytes"))
-        .collect();
-    for (i, fate) in positions.iter().zip(fates) {
+    let mut accepted = 0;
+    for (&i, fate) in positions.iter().zip(fates) {
         match fate {
             Fate::Stored(_) | Fate::Duplicate(_) => accepted += 1,
-            Fate::Rejected(e) => {
-                rejected += 1;
-                let fields: Vec<String> = e.errors.iter().map(|f| f.field.clone()).collect();
-                reasons.push(format!("message {i}: {} {}", e.detail, fields.join(" ")));
-            }
+            Fate::Rejected(e) => refused.push((i, e.body(), Some(i))),
         }
     }
+    let rejected = refused.len();
     slot.detail(format!("accepted {accepted}, rejected {rejected}"));
-    for r in reasons.iter().take(20) {
-        slot.detail(r.clone());
+    if !refused.is_empty() {
+        record_rejections(app, slot, &key, &headers, refused, &sent).await;
     }
     Ok((
         StatusCode::OK,
@@ -213,6 +214,57 @@ pub async fn handle(
     )
         .into_response())
 }
+
+/// Each rejected message stored as a `herald.collect.rejected` event
+/// (category `system`): the reason and the message as sent (through the
+/// same redaction as every event), so the tenant can find what its SDKs
+/// sent that was refused. A repeat of a rejected message (same
+/// `messageId`) records nothing new. Best effort: the answer does not wait
+/// on a failure here, which is logged.
+async fn record_rejections(
+    app: &App,
+    slot: &AuditSlot,
+    key: &herald_store::ApiKey,
+    headers: &HeaderMap,
+    refused: Vec<(usize, Value, Option<usize>)>,
+    sent: &[Vec<u8>],
+) {
+    let records = refused
+        .into_iter()
+        .map(|(index, reason, kept)| {
+            let message = kept
+                .and_then(|i| serde_json::from_slice::<Value>(&sent[i]).ok())
+                .unwrap_or(Value::Null);
+            let mut record = json!({
+                "event_type": REJECTED_TYPE,
+                "category": "system",
+                "event_source": "external_api",
+                "data": { "format": "segment", "index": index, "reason": reason, "message": message },
+            });
+            if let Some(id) = message.get("messageId").and_then(Value::as_str) {
+                record["idempotency_key"] = json!(format!("{REJECTED_TYPE}:{id}"));
+            }
+            record
+        })
+        .collect();
+    match ingest(app, slot, key, headers, records).await {
+        Ok(fates) => {
+            let failed = fates
+                .iter()
+                .filter(|f| matches!(f, Fate::Rejected(_)))
+                .count();
+            if failed > 0 {
+                tracing::warn!(failed, "rejected Segment messages could not be recorded");
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.detail, "rejected Segment messages could not be recorded")
+        }
+    }
+}
+
+/// The event type a rejected collection message is recorded as.
+pub const REJECTED_TYPE: &str = "herald.collect.rejected";
 
 macro_rules! segment_route {
     ($($name:ident => $shape:expr),+ $(,)?) => {$(
