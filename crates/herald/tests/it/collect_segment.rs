@@ -344,3 +344,32 @@ async fn short_paths_rudderstack_paths_and_body_write_keys() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_rate_limited_sdk_is_told_to_retry_in_segment_s_shape() {
+    let app = spawn_with(|c| c.collect_key_rate = 2).await;
+    let t = app.tenant("Acme").await;
+    let key = write_key(&app, &t).await;
+    // The burst is two requests; the SDK's next ones are refused with 429
+    // and Retry-After (analytics-python and rudder-sdk retry it).
+    for i in 0..20 {
+        let res = app
+            .client
+            .post(app.url("/v1/track"))
+            .basic_auth(&key, Some(""))
+            .json(&json!({"event": "e", "userId": "u"}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 429 {
+            assert!(i >= 2, "refused after {i}");
+            assert!(res.headers().contains_key("retry-after"));
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["code"], "rate_limited");
+            assert!(body["message"].is_string());
+            return;
+        }
+        assert_eq!(res.status(), 200);
+    }
+    panic!("never rate limited");
+}
