@@ -68,6 +68,8 @@ pub struct App {
     /// Woken after each commit that stored events, so the snapshot
     /// follower keeps up.
     pub snapshot_wake: Arc<Notify>,
+    /// Collection's trusted proxies, client-address policy and rate limits.
+    pub collect: Arc<crate::api::collect::CollectState>,
 }
 
 impl std::fmt::Debug for App {

@@ -198,6 +198,25 @@ pub struct Config {
     /// when this instance committed nothing (events stored by other
     /// instances sharing a PostgreSQL store arrive within it).
     pub tail_poll_ms: u64,
+    /// `HERALD_COLLECT_TRUSTED_PROXIES`: comma-separated addresses or CIDR
+    /// ranges of the proxies in front of Herald; only their
+    /// `X-Forwarded-For` names a collection client's address.
+    pub collect_trusted_proxies: String,
+    /// `HERALD_COLLECT_CLIENT_IP`: what collection keeps of a client's
+    /// address: `keep`, `truncate` (/24, /48), `hash` or `drop`.
+    pub collect_client_ip: String,
+    /// `HERALD_COLLECT_KEY_RATE`: collection requests a second one write
+    /// key may make (bursts of one second's worth); beyond, 429.
+    pub collect_key_rate: u32,
+    /// `HERALD_COLLECT_IP_RATE`: collection requests a second one client
+    /// address may make (bursts of one second's worth); beyond, 429.
+    pub collect_ip_rate: u32,
+    /// `HERALD_SEGMENT_MAX_MESSAGE_BYTES`: the largest Segment-API message
+    /// (a single call's body; one message of a batch), as Segment's 32 KB.
+    pub segment_max_message_bytes: usize,
+    /// `HERALD_SEGMENT_MAX_BATCH_BYTES`: the largest Segment-API batch
+    /// body, as Segment's 500 KB.
+    pub segment_max_batch_bytes: usize,
 }
 
 impl Default for Config {
@@ -241,6 +260,12 @@ impl Default for Config {
             tail_heartbeat_ms: 15_000,
             tail_buffer_events: 1000,
             tail_poll_ms: 250,
+            collect_trusted_proxies: String::new(),
+            collect_client_ip: "truncate".into(),
+            collect_key_rate: 1000,
+            collect_ip_rate: 100,
+            segment_max_message_bytes: 32 * 1024,
+            segment_max_batch_bytes: 500 * 1024,
         }
     }
 }
@@ -345,8 +370,44 @@ impl Config {
         AllowedNetworks::parse(&self.delivery_allowed_networks)
     }
 
+    /// The proxies `collect_trusted_proxies` names (checked when loading).
+    pub fn trusted_proxies(&self) -> Result<Vec<herald_collect::client::IpNet>, String> {
+        herald_collect::client::parse_networks(&self.collect_trusted_proxies)
+    }
+
+    /// What collection keeps of a client's address (checked when loading).
+    pub fn client_ip_policy(&self) -> Result<herald_collect::client::IpPolicy, String> {
+        herald_collect::client::IpPolicy::parse(&self.collect_client_ip)
+            .ok_or_else(|| "expected keep, truncate, hash or drop".to_string())
+    }
+
     fn check(&self) -> Vec<String> {
         let mut p = Vec::new();
+        if let Err(e) = self.trusted_proxies() {
+            p.push(format!("collect_trusted_proxies: {e}"));
+        }
+        if let Err(e) = self.client_ip_policy() {
+            p.push(format!(
+                "collect_client_ip `{}`: {e}",
+                self.collect_client_ip
+            ));
+        }
+        for (key, bytes) in [
+            ("segment_max_message_bytes", self.segment_max_message_bytes),
+            ("segment_max_batch_bytes", self.segment_max_batch_bytes),
+        ] {
+            if !(256..=16 * 1024 * 1024).contains(&bytes) {
+                p.push(format!("{key} {bytes}: expected 256 ..= 16777216"));
+            }
+        }
+        for (key, rate) in [
+            ("collect_key_rate", self.collect_key_rate),
+            ("collect_ip_rate", self.collect_ip_rate),
+        ] {
+            if rate == 0 {
+                p.push(format!("{key}: must be at least 1"));
+            }
+        }
         if !(256..=16 * 1024 * 1024).contains(&self.max_event_bytes) {
             p.push(format!(
                 "max_event_bytes {}: expected 256 ..= 16777216",

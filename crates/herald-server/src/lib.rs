@@ -61,6 +61,8 @@ pub fn router(app: App) -> Router {
         ))
         // Bodies are read with their own limits (body.rs) to answer 413 as problem+json.
         .layer(DefaultBodyLimit::disable())
+        // For layers that run outside a handler's state (collection's CORS).
+        .layer(axum::Extension(app.clone()))
         .with_state(app)
 }
 
@@ -112,6 +114,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
     let max_inflight = config.max_inflight_events;
     let config_cache_entries = config.projection_cache_entries;
     let body_limits = BodyLimits::from_config(&config);
+    let collect = Arc::new(api::collect::CollectState::new(&config));
     let app = App {
         config: Arc::new(config),
         store,
@@ -135,6 +138,7 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         ids: Arc::new(UuidV7Ids::new()),
         projections: Arc::new(ProjectionCache::new(config_cache_entries)),
         snapshot_wake: Arc::new(Notify::new()),
+        collect,
     };
     Ok((app, publisher))
 }
@@ -247,15 +251,19 @@ pub async fn run(
     tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "herald listening");
     let tail = app.tail.clone();
     let (stopping_tx, stopping_rx) = oneshot::channel::<()>();
-    let serve = axum::serve(listener, router(app))
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            // Tail streams never end by themselves: end them, or they
-            // would hold the drain until the grace period.
-            tail.close();
-            let _ = stopping_tx.send(());
-        })
-        .into_future();
+    // The peer's address reaches handlers (collection records the client's).
+    let serve = axum::serve(
+        listener,
+        router(app).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Tail streams never end by themselves: end them, or they
+        // would hold the drain until the grace period.
+        tail.close();
+        let _ = stopping_tx.send(());
+    })
+    .into_future();
     // A client that never finishes its request must not hold the process
     // up forever: after the grace period its connection is closed. Nothing
     // it sent was acknowledged, so nothing acknowledged is lost.

@@ -180,7 +180,7 @@ pub(crate) fn tenant_row(r: &impl RowAccess) -> Result<Tenant, StoreError> {
 }
 
 /// A key's columns, less its secret's hash (the caller looked it up by it).
-pub(crate) const KEY_COLUMNS: &str = "key_id, tenant_id, name, scopes, created_at";
+pub(crate) const KEY_COLUMNS: &str = "key_id, tenant_id, name, scopes, created_at, collect";
 
 pub(crate) fn api_key_row(r: &impl RowAccess, hash: [u8; 32]) -> Result<ApiKey, StoreError> {
     let key_id = r.text(0)?;
@@ -198,6 +198,10 @@ pub(crate) fn api_key_row(r: &impl RowAccess, hash: [u8; 32]) -> Result<ApiKey, 
         scopes,
         secret_hash: hash,
         created_at: timestamp(&r.text(4)?)?,
+        collect: match r.opt_text(5)? {
+            Some(json) => corrupt(serde_json::from_str(&json))?,
+            None => KeyCollect::default(),
+        },
     })
 }
 

@@ -604,9 +604,41 @@ async fn tenants_keys_and_revocation(b: StoreUnderTest) {
         scopes: vec![Scope::Ingest, Scope::Read],
         secret_hash: [7; 32],
         created_at: Timestamp::now(),
+        collect: KeyCollect {
+            allowed_origins: Some(vec!["https://shop.example".into()]),
+            webhook_secret: None,
+        },
     };
     b.store.insert_key(key.clone()).await.unwrap();
-    assert_eq!(b.store.find_key([7; 32]).await.unwrap(), Some(key));
+    assert_eq!(b.store.find_key([7; 32]).await.unwrap(), Some(key.clone()));
+    // A key's collection settings change in place; another tenant's key
+    // and an unknown key are not found.
+    let collect = KeyCollect {
+        allowed_origins: Some(vec!["*".into()]),
+        webhook_secret: Some("s3cret".into()),
+    };
+    assert!(
+        b.store
+            .set_key_collect(&t, "key_1", collect.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.store
+            .set_key_collect(&tenant("globex"), "key_1", collect.clone())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.store
+            .set_key_collect(&t, "key_nope", collect.clone())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.store.find_key([7; 32]).await.unwrap().unwrap().collect,
+        collect
+    );
     assert_eq!(b.store.find_key([8; 32]).await.unwrap(), None);
     assert!(
         !b.store

@@ -82,6 +82,7 @@ async fn issue_key(
     tenant: &TenantId,
     name: String,
     scopes: Vec<Scope>,
+    collect: herald_store::KeyCollect,
 ) -> Result<(ApiKey, String), ApiError> {
     let secret = auth::new_secret();
     let key = ApiKey {
@@ -91,6 +92,7 @@ async fn issue_key(
         scopes,
         secret_hash: auth::hash_secret(&secret),
         created_at: app.clock.now(),
+        collect,
     };
     app.store.insert_key(key.clone()).await?;
     Ok((key, secret))
@@ -139,7 +141,14 @@ pub async fn create_tenant(
             created_at,
         })
         .await?;
-    let (key, secret) = issue_key(&app, &tenant_id, "admin".into(), Scope::ALL.to_vec()).await?;
+    let (key, secret) = issue_key(
+        &app,
+        &tenant_id,
+        "admin".into(),
+        Scope::ALL.to_vec(),
+        Default::default(),
+    )
+    .await?;
     slot.acted_on(&tenant_id);
     slot.detail(format!("created tenant; admin key {}", key.key_id));
     Ok((
@@ -192,10 +201,11 @@ pub async fn create_key(
             format!("required: a non-empty array of: {allowed}"),
         )),
     }
+    let collect = super::collect::keys::parse_collect(&m, &mut errors);
     if !errors.is_empty() {
         return Err(ApiError::invalid("the key is invalid", errors));
     }
-    let (key, secret) = issue_key(&app, &tenant, name, scopes).await?;
+    let (key, secret) = issue_key(&app, &tenant, name, scopes, collect).await?;
     slot.acted_on(&tenant);
     slot.detail(format!(
         "issued key {} ({})",
@@ -207,6 +217,7 @@ pub async fn create_key(
         Json(json!({
             "key_id": key.key_id, "tenant_id": tenant, "name": key.name,
             "api_key": secret, "scopes": scope_names(&key.scopes), "created_at": key.created_at,
+            "collect": super::collect::keys::describe_key(&key),
         })),
     )
         .into_response())

@@ -2,6 +2,7 @@
 //! answer. Routes reach them through `http::routes::ROUTES`.
 
 pub mod admin;
+pub mod collect;
 pub mod definitions;
 pub mod deliveries;
 pub mod events;

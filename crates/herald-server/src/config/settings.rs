@@ -447,6 +447,72 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.tail_poll_ms.to_string(),
         set: |c, v| parse_into(v, &mut c.tail_poll_ms),
     },
+    Setting {
+        key: "collect_trusted_proxies",
+        env: "HERALD_COLLECT_TRUSTED_PROXIES",
+        flag: Some("collect-trusted-proxies"),
+        value_name: "CIDRS",
+        help: "Comma-separated addresses or CIDR ranges of proxies whose X-Forwarded-For names a collection client; empty: the socket's peer is the client",
+        default: |c| {
+            if c.collect_trusted_proxies.is_empty() {
+                unset()
+            } else {
+                c.collect_trusted_proxies.clone()
+            }
+        },
+        set: |c, v| {
+            c.collect_trusted_proxies = v.to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "collect_client_ip",
+        env: "HERALD_COLLECT_CLIENT_IP",
+        flag: Some("collect-client-ip"),
+        value_name: "POLICY",
+        help: "What collection keeps of a client's IP: keep, truncate (/24, /48), hash or drop",
+        default: |c| c.collect_client_ip.clone(),
+        set: |c, v| {
+            c.collect_client_ip = v.trim().to_string();
+            Ok(())
+        },
+    },
+    Setting {
+        key: "collect_key_rate",
+        env: "HERALD_COLLECT_KEY_RATE",
+        flag: Some("collect-key-rate"),
+        value_name: "N",
+        help: "Collection requests a second per write key (bursts of one second's worth); beyond: 429",
+        default: |c| c.collect_key_rate.to_string(),
+        set: |c, v| parse_into(v, &mut c.collect_key_rate),
+    },
+    Setting {
+        key: "collect_ip_rate",
+        env: "HERALD_COLLECT_IP_RATE",
+        flag: Some("collect-ip-rate"),
+        value_name: "N",
+        help: "Collection requests a second per client IP (bursts of one second's worth); beyond: 429",
+        default: |c| c.collect_ip_rate.to_string(),
+        set: |c, v| parse_into(v, &mut c.collect_ip_rate),
+    },
+    Setting {
+        key: "segment_max_message_bytes",
+        env: "HERALD_SEGMENT_MAX_MESSAGE_BYTES",
+        flag: Some("segment-max-message-bytes"),
+        value_name: "BYTES",
+        help: "Largest Segment-API message: a single call's body (400 beyond) or one message of a batch (rejected alone)",
+        default: |c| c.segment_max_message_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.segment_max_message_bytes),
+    },
+    Setting {
+        key: "segment_max_batch_bytes",
+        env: "HERALD_SEGMENT_MAX_BATCH_BYTES",
+        flag: Some("segment-max-batch-bytes"),
+        value_name: "BYTES",
+        help: "Largest Segment-API batch body (400 beyond)",
+        default: |c| c.segment_max_batch_bytes.to_string(),
+        set: |c, v| parse_into(v, &mut c.segment_max_batch_bytes),
+    },
 ];
 
 #[cfg(test)]
@@ -490,6 +556,7 @@ mod tests {
             "database_url",
             "nats_url",
             "delivery_allowed_networks",
+            "collect_trusted_proxies",
         ];
         for s in SETTINGS.iter().filter(|s| !words.contains(&s.key)) {
             let shown = (s.default)(&Config::default());

@@ -115,6 +115,20 @@ impl KeyCache {
     }
 }
 
+/// The live tenant key whose secret is `secret`, through the cache (the
+/// root key is no tenant key, so it is not found here).
+pub async fn find_tenant_key(app: &App, secret: &str) -> Result<Option<ApiKey>, ApiError> {
+    let hash = hash_secret(secret);
+    if let Some(key) = app.keys.get(&hash) {
+        return Ok(Some(key));
+    }
+    let found = app.store.find_key(hash).await?;
+    if let Some(key) = &found {
+        app.keys.put(hash, key.clone());
+    }
+    Ok(found)
+}
+
 /// Compares in time independent of where the inputs differ.
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0

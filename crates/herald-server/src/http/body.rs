@@ -94,6 +94,39 @@ pub async fn read_json_bytes(
     read_with_slack(headers, body, limit, cap).await
 }
 
+/// A collection body's bytes, read as [`read_json_bytes`] does but also
+/// taking `text/plain` (browsers send JSON so to avoid a preflight, and
+/// `navigator.sendBeacon` does); gzip and deflate are decoded by
+/// `Content-Encoding` whatever the `Content-Type` says.
+pub async fn read_collect_bytes(
+    limits: &BodyLimits,
+    kind: BodyKind,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, ApiError> {
+    let plain = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("text/plain"));
+    if !plain {
+        require_json(headers)?;
+    }
+    let limit = limits.of(kind);
+    read_with_slack(headers, body, limit, limit).await
+}
+
+/// Any body's bytes up to `limit`, decompressed by `Content-Encoding`,
+/// whatever its `Content-Type` (compatibility APIs whose SDKs send
+/// anything); 413 beyond the limit, for the caller to translate.
+pub async fn read_any_bytes(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    read_with_slack(headers, body, limit, limit).await
+}
+
 /// A JSON body parsed, read as [`read_json_bytes`] does. An empty query
 /// is the query without filters (`{}`).
 pub async fn read_json(

@@ -82,9 +82,12 @@ fn schemas() -> Value {
         "TenantCreated": { "type": "object", "properties": { "tenant_id": s("string"), "name": s("string"), "api_key": s("string"), "key_id": s("string"),
             "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
         "KeyCreateRequest": { "type": "object", "required": ["name", "scopes"], "properties": { "name": s("string"),
-            "scopes": { "type": "array", "items": enum_of(vec!["ingest", "read", "manage", "collect"]) } } },
+            "scopes": { "type": "array", "items": enum_of(vec!["ingest", "read", "manage", "collect"]) },
+            "allowed_origins": { "$ref": "#/components/schemas/AllowedOrigins" },
+            "webhook_secret": { "type": ["string", "null"], "minLength": 16, "maxLength": 256, "description": "webhooks sent with this write key must carry X-Webhook-Signature: sha256=<HMAC-SHA256 of the body with it>" } } },
         "KeyCreated": { "type": "object", "properties": { "key_id": s("string"), "tenant_id": s("string"), "name": s("string"), "api_key": s("string"),
-            "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" } } },
+            "scopes": { "type": "array", "items": s("string") }, "created_at": { "type": "string", "format": "date-time" },
+            "collect": { "$ref": "#/components/schemas/KeyCollectSettings" } } },
         "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "store": enum_of(vec!["sqlite", "postgres"]) } },
         "EventStream": { "type": "string", "description": "Server-Sent Events. The first message carries only `id:` (the starting cursor). Then `event: event` messages, \
     one per event in commit order: `id:` its cursor (pass it back as the Last-Event-ID header, or `after`, to resume with no gap and no repeat), `data:` the event as \
@@ -129,6 +132,11 @@ fn schemas() -> Value {
         all.extend(more);
     }
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), replay_schemas()) {
+        all.extend(more);
+    }
+    if let (Some(all), Value::Object(more)) =
+        (all.as_object_mut(), crate::api::collect::schemas::schemas())
+    {
         all.extend(more);
     }
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), stream_schemas()) {

@@ -152,6 +152,19 @@ impl ApiError {
         }
     }
 
+    /// A 429: a rate limit was reached; retry after `retry_after` seconds.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after: u32) -> Self {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                detail,
+            )
+        }
+    }
+
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(cause = %cause, "internal error");
         Self::new(

@@ -10,7 +10,7 @@ use herald_store::Scope;
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
-    admin, definitions, events, health, replay, settings, streams, subscriptions, tail,
+    admin, collect, definitions, events, health, replay, settings, streams, subscriptions, tail,
 };
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -103,14 +103,15 @@ pub fn mount() -> Router<App> {
         .fold(Router::new(), |router, r| {
             router.route(r.path, r.method_router())
         })
-        .method_not_allowed_fallback(
-            |method: axum::http::Method, uri: axum::http::Uri| async move {
-                ApiError::method_not_allowed(format!(
-                    "{} does not take {method}; see GET /api/openapi.json",
-                    uri.path()
-                ))
-            },
-        )
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
+/// The 405 of a method a path does not take.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::method_not_allowed(format!(
+        "{} does not take {method}; see GET /api/openapi.json",
+        uri.path()
+    ))
 }
 
 pub const ROUTES: &[Route] = &[
@@ -472,6 +473,527 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         success: &[(204, "Empty", "success")],
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}/collect",
+        handler: |m| on(m, collect::keys::put),
+        summary: "Replace a write key's collection settings (allowed origins, webhook secret)",
+        access: Access::Root,
+        query: &[],
+        request: Some("KeyCollectRequest"),
+        success: &[(200, "KeyCollect", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/frontend",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::create)),
+        summary: "Collect one browser event with a write key (CORS per the key's allowed origins; text/plain JSON accepted)",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("FrontendEvent"),
+        success: &[
+            (201, "FrontendCreated", "stored"),
+            (
+                200,
+                "FrontendCreated",
+                "a repeat of an earlier idempotency_key: the first event's id",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/frontend/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::batch)),
+        summary: "Collect browser events with a write key; client_info merged into each",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("FrontendBatch"),
+        success: &[
+            (
+                201,
+                "FrontendBatchResponse",
+                "every event stored (or a repeat)",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "some events rejected; `errors` says which and why",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/frontend/health",
+        handler: |m| collect::cors::mounted(on(m, collect::frontend::health)),
+        summary: "Collection status and the NATS connection",
+        access: Access::Open,
+        query: &[],
+        request: None,
+        success: &[(200, "FrontendHealth", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/track",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::track)),
+        summary: "Segment track (one message); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/identify",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::identify)),
+        summary: "Segment identify; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/page",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::page)),
+        summary: "Segment page; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/screen",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::screen)),
+        summary: "Segment screen; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/group",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::group)),
+        summary: "Segment group; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/alias",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::alias)),
+        summary: "Segment alias; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "Segment batch; write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/t",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::track)),
+        summary: "Segment track (browser library's short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/i",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::identify)),
+        summary: "Segment identify (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/p",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::page)),
+        summary: "Segment page (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/s",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::screen)),
+        summary: "Segment screen (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/g",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::group)),
+        summary: "Segment group (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/a",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::alias)),
+        summary: "Segment alias (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentMessage"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/b",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "Segment batch (short path); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/v1/import",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "RudderStack import (a batch); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/beacon/v1/batch",
+        handler: |m| collect::cors::mounted(on(m, collect::segment::batch)),
+        summary: "RudderStack beacon batch (sendBeacon, text/plain); write key as HTTP Basic user; answers in Segment's shape",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("SegmentBatch"),
+        success: &[
+            (
+                200,
+                "SegmentAccepted",
+                "taken: each message stored or rejected alone (counted)",
+            ),
+            (
+                400,
+                "SegmentError",
+                "not JSON, or over the size limit (Segment's shape, not problem+json)",
+            ),
+            (
+                401,
+                "SegmentError",
+                "missing or unknown write key (Segment's shape)",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/webhooks/rudderstack",
+        handler: |m| on(m, collect::rudderstack::webhook),
+        summary: "RudderStack webhook destination: one event or an array; X-Webhook-Signature (sha256=<hex HMAC-SHA256 of the body>) required when the write key has a webhook secret",
+        access: Access::Tenant(Scope::Collect),
+        query: collect::WRITE_KEY_PARAMS,
+        request: Some("RudderStackWebhook"),
+        success: &[
+            (
+                200,
+                "FrontendBatchResponse",
+                "every event stored (or a repeat)",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "some events rejected; `errors` says which and why",
+            ),
+        ],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/cloudevents",
+        handler: |m| on(m, collect::cloudevents::cloudevents),
+        summary: "CloudEvents 1.0: structured (application/cloudevents+json), batched (application/cloudevents-batch+json) or binary (ce-* headers); source + id deduplicate",
+        access: Access::Tenant(Scope::Ingest),
+        query: &[],
+        request: Some("CloudEvent"),
+        success: &[
+            (
+                201,
+                "CloudEventsCreated",
+                "stored (structured or binary: the event's id; batched: every event stored or a repeat)",
+            ),
+            (
+                200,
+                "FrontendCreated",
+                "a repeat of a stored source + id: the first event's id",
+            ),
+            (
+                207,
+                "FrontendBatchResponse",
+                "batched: some events rejected; `errors` says which and why",
+            ),
+        ],
     },
 ];
 

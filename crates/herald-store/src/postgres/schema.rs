@@ -316,6 +316,11 @@ CREATE TABLE projection_snapshots (
     PRIMARY KEY (tenant_id, stream_id, version)
 );
 "#,
+    // A write key's collection settings (allowed origins, webhook secret)
+    // as one JSON document; NULL: none.
+    r#"
+ALTER TABLE api_keys ADD COLUMN collect text;
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

@@ -4,7 +4,7 @@ use herald_core::{TenantId, Timestamp};
 
 use super::{PgRow, PgStore, clean, is_unique_violation, pg_err};
 use crate::records::*;
-use crate::rows::{KEY_COLUMNS, TENANT_COLUMNS, api_key_row, join_scopes, tenant_row};
+use crate::rows::{KEY_COLUMNS, TENANT_COLUMNS, api_key_row, join_scopes, tenant_row, to_json};
 
 impl PgStore {
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
@@ -43,8 +43,8 @@ impl PgStore {
     pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
         let c = self.conn().await?;
         c.execute(
-            "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-            &[&key.key_id, &key.tenant_id.as_str(), &clean(&key.name), &join_scopes(&key.scopes), &key.secret_hash.as_slice(), &key.created_at.to_string()],
+            "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at, collect) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[&key.key_id, &key.tenant_id.as_str(), &clean(&key.name), &join_scopes(&key.scopes), &key.secret_hash.as_slice(), &key.created_at.to_string(), &clean(&to_json(&key.collect)?)],
         )
         .await
         .map_err(|e| {
@@ -70,6 +70,23 @@ impl PgStore {
             .await
             .map_err(pg_err)?;
         row.map(|r| api_key_row(&PgRow(&r), hash)).transpose()
+    }
+
+    pub async fn set_key_collect(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        collect: KeyCollect,
+    ) -> Result<bool, StoreError> {
+        let c = self.conn().await?;
+        let n = c
+            .execute(
+                "UPDATE api_keys SET collect = $3 WHERE tenant_id = $1 AND key_id = $2 AND revoked_at IS NULL",
+                &[&tenant.as_str(), &clean(key_id), &clean(&to_json(&collect)?)],
+            )
+            .await
+            .map_err(pg_err)?;
+        Ok(n > 0)
     }
 
     pub async fn revoke_key(

@@ -60,6 +60,23 @@ pub struct ApiKey {
     pub scopes: Vec<Scope>,
     pub secret_hash: [u8; 32],
     pub created_at: Timestamp,
+    /// How a write key (a `collect` key) may be used from browsers and by
+    /// webhooks.
+    pub collect: KeyCollect,
+}
+
+/// A write key's collection settings, stored with the key as one JSON
+/// document.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCollect {
+    /// The `Origin`s a browser may send with this key (`["*"]`: any);
+    /// `None`: none, so a request carrying an `Origin` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_origins: Option<Vec<String>>,
+    /// When set, webhooks sent with this key must carry an HMAC-SHA256
+    /// signature of their body made with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_secret: Option<String>,
 }
 
 /// One event to append.

@@ -292,6 +292,11 @@ CREATE TABLE projection_snapshots (
     PRIMARY KEY (tenant_id, stream_id, version)
 ) STRICT;
 "#,
+    // A write key's collection settings (allowed origins, webhook secret)
+    // as one JSON document; NULL: none.
+    r#"
+ALTER TABLE api_keys ADD COLUMN collect TEXT;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

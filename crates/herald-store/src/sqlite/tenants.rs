@@ -5,7 +5,7 @@ use rusqlite::params;
 
 use super::{SqliteStore, is_constraint_violation, map_row};
 use crate::records::*;
-use crate::rows::{KEY_COLUMNS, TENANT_COLUMNS, api_key_row, join_scopes, tenant_row};
+use crate::rows::{KEY_COLUMNS, TENANT_COLUMNS, api_key_row, join_scopes, tenant_row, to_json};
 
 impl SqliteStore {
     pub async fn create_tenant(&self, tenant: Tenant) -> Result<(), StoreError> {
@@ -38,8 +38,8 @@ impl SqliteStore {
     pub async fn insert_key(&self, key: ApiKey) -> Result<(), StoreError> {
         self.write(move |c| {
             c.execute(
-                "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                params![key.key_id, key.tenant_id.as_str(), key.name, join_scopes(&key.scopes), key.secret_hash.as_slice(), key.created_at.to_string()],
+                "INSERT INTO api_keys (key_id, tenant_id, name, scopes, secret_hash, created_at, collect) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![key.key_id, key.tenant_id.as_str(), key.name, join_scopes(&key.scopes), key.secret_hash.as_slice(), key.created_at.to_string(), to_json(&key.collect)?],
             )
             .map_err(|e| {
                 if is_constraint_violation(&e) {
@@ -59,6 +59,23 @@ impl SqliteStore {
                 "SELECT {KEY_COLUMNS} FROM api_keys WHERE secret_hash = ?1 AND revoked_at IS NULL"
             ))?;
             map_row(&mut stmt, [hash.as_slice()], |r| api_key_row(r, hash))
+        })
+        .await
+    }
+
+    pub async fn set_key_collect(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        collect: KeyCollect,
+    ) -> Result<bool, StoreError> {
+        let (tenant, key_id, json) = (tenant.to_string(), key_id.to_string(), to_json(&collect)?);
+        self.write(move |c| {
+            let n = c.execute(
+                "UPDATE api_keys SET collect = ?3 WHERE tenant_id = ?1 AND key_id = ?2 AND revoked_at IS NULL",
+                params![tenant, key_id, json],
+            )?;
+            Ok(n > 0)
         })
         .await
     }

@@ -2,7 +2,7 @@
 
 use herald_core::{TenantId, Timestamp};
 
-use crate::{ApiKey, Store, StoreError, Tenant};
+use crate::{ApiKey, KeyCollect, Store, StoreError, Tenant};
 
 impl Store {
     /// `Conflict(TenantExists)` when the id is taken.
@@ -23,6 +23,17 @@ impl Store {
     /// The live (not revoked) key whose secret hashes to `hash`.
     pub async fn find_key(&self, hash: [u8; 32]) -> Result<Option<ApiKey>, StoreError> {
         each!(self, s => s.find_key(hash).await)
+    }
+
+    /// Replaces a live key's collection settings (allowed origins, webhook
+    /// secret); `false` when the tenant has no such live key.
+    pub async fn set_key_collect(
+        &self,
+        tenant: &TenantId,
+        key_id: &str,
+        collect: KeyCollect,
+    ) -> Result<bool, StoreError> {
+        each!(self, s => s.set_key_collect(tenant, key_id, collect).await)
     }
 
     /// Revokes a key as of `at`; `false` when the tenant has no such live key.

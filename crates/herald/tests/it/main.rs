@@ -5,6 +5,10 @@
 mod binary;
 mod body_limits;
 mod cli;
+mod collect_cloudevents;
+mod collect_frontend;
+mod collect_rudderstack;
+mod collect_segment;
 mod commit;
 mod crash;
 mod delivery;

@@ -527,6 +527,182 @@ async fn every_real_answer_matches_the_documented_schema() {
             .await;
     }
 
+    // Browser collection: a write key with an allowed origin, its
+    // settings replaced, one event (new, then a repeat), a batch (all
+    // stored, then one rejected), the open health route.
+    let write = c
+        .check(
+            "post",
+            "/api/v1/admin/tenants/{tenant_id}/keys",
+            post(
+                &keys,
+                ROOT_KEY,
+                json!({"name": "site", "scopes": ["collect"], "allowed_origins": ["https://shop.example"]}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    let (write_key, write_id) = (
+        write["api_key"].as_str().unwrap().to_string(),
+        write["key_id"].as_str().unwrap().to_string(),
+    );
+    c.check(
+        "put",
+        "/api/v1/admin/tenants/{tenant_id}/keys/{key_id}/collect",
+        app.client
+            .put(app.url(&format!("{keys}/{write_id}/collect")))
+            .bearer_auth(&admin)
+            .json(&json!({"allowed_origins": ["https://shop.example", "*"], "webhook_secret": "0123456789abcdef"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let collect = |path: &str, body: Value| {
+        app.client
+            .post(app.url(&format!("{path}?writeKey={write_key}")))
+            .header("origin", "https://shop.example")
+            .json(&body)
+            .send()
+    };
+    for _ in 0..2 {
+        c.check(
+            "post",
+            "/api/v1/events/frontend",
+            collect(
+                "/api/v1/events/frontend",
+                json!({"event_type": "clicked", "idempotency_key": "f-1"}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    }
+    for events in [
+        json!([{"event_type": "a"}]),
+        json!([{"event_type": "a"}, {"data": 1}]),
+    ] {
+        c.check(
+            "post",
+            "/api/v1/events/frontend/batch",
+            collect(
+                "/api/v1/events/frontend/batch",
+                json!({"events": events, "client_info": {"screen": "1x1"}}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    }
+    c.check(
+        "get",
+        "/api/v1/events/frontend/health",
+        app.client
+            .get(app.url("/api/v1/events/frontend/health"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+
+    // The Segment-compatible routes: one message or a batch each, 200
+    // (their 400 and 401 are Segment's shape, checked in collect_segment.rs).
+    for (path, body) in [
+        (
+            "/v1/track",
+            json!({"type": "track", "event": "Signed Up", "userId": "u"}),
+        ),
+        (
+            "/v1/identify",
+            json!({"userId": "u", "traits": {"plan": "pro"}}),
+        ),
+        ("/v1/page", json!({"userId": "u", "name": "Home"})),
+        ("/v1/screen", json!({"userId": "u", "name": "Home"})),
+        ("/v1/group", json!({"userId": "u", "groupId": "g"})),
+        ("/v1/alias", json!({"userId": "u", "previousId": "a"})),
+        ("/v1/t", json!({"event": "Clicked", "anonymousId": "a"})),
+        ("/v1/i", json!({"userId": "u"})),
+        ("/v1/p", json!({"userId": "u"})),
+        ("/v1/s", json!({"userId": "u"})),
+        ("/v1/g", json!({"userId": "u", "groupId": "g"})),
+        ("/v1/a", json!({"userId": "u", "previousId": "a"})),
+        (
+            "/v1/batch",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}, {"type": "track"}]}),
+        ),
+        (
+            "/v1/b",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+        (
+            "/v1/import",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+        (
+            "/beacon/v1/batch",
+            json!({"batch": [{"type": "track", "event": "A", "userId": "u"}]}),
+        ),
+    ] {
+        c.check(
+            "post",
+            path,
+            app.client
+                .post(app.url(path))
+                .basic_auth(&write_key, Some(""))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
+    // The RudderStack webhook: one event, then an array with a bad one.
+    for body in [
+        json!({"type": "track", "event": "A", "userId": "u", "messageId": "r-1"}),
+        json!([{"type": "track", "event": "B", "userId": "u"}, {"type": "track", "userId": "u"}]),
+    ] {
+        c.check(
+            "post",
+            "/webhooks/rudderstack",
+            app.client
+                .post(app.url("/webhooks/rudderstack"))
+                .basic_auth(&write_key, Some(""))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
+    // CloudEvents: structured (new, repeat), binary, batched (one bad).
+    let ce = |id: &str| json!({"specversion": "1.0", "type": "com.example.x", "source": "/s", "id": id, "data": {"a": 1}});
+    for (content_type, body) in [
+        ("application/cloudevents+json", ce("c-1")),
+        ("application/cloudevents+json", ce("c-1")),
+        ("application/cloudevents-batch+json", json!([ce("c-2")])),
+        (
+            "application/cloudevents-batch+json",
+            json!([ce("c-3"), {"id": "x"}]),
+        ),
+    ] {
+        c.check(
+            "post",
+            "/api/v1/events/cloudevents",
+            app.client
+                .post(app.url("/api/v1/events/cloudevents"))
+                .bearer_auth(&admin)
+                .header("content-type", content_type)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)

@@ -30,7 +30,7 @@ use crate::http::problem::ApiError;
 
 /// What the core needs to know about this request: tenant, its hasher,
 /// receive time, and the W3C `traceparent` header.
-fn processing_context<'a>(
+pub(crate) fn processing_context<'a>(
     app: &'a App,
     tenant_id: &'a TenantId,
     tenant: &'a TenantContext,
@@ -48,7 +48,11 @@ fn processing_context<'a>(
 /// The 409 of an append whose `expected_version` the stream did not meet,
 /// with `stream_id`, `expected_version` and `current_version` as members
 /// of the problem body so a client can decide without parsing the detail.
-fn version_conflict(stream_id: &str, expected: ExpectedVersion, current: u64) -> ApiError {
+pub(crate) fn version_conflict(
+    stream_id: &str,
+    expected: ExpectedVersion,
+    current: u64,
+) -> ApiError {
     let wanted = match expected {
         ExpectedVersion::NoStream => "no events (expected_version \"no_stream\")".to_string(),
         ExpectedVersion::StreamExists => {
@@ -82,7 +86,7 @@ fn rejection(result: ValidationResult) -> ApiError {
 
 /// 403 and a security audit record when the body names a tenant other
 /// than the key's.
-fn check_body_tenant(
+pub(crate) fn check_body_tenant(
     slot: &AuditSlot,
     own: &TenantId,
     named: Option<&str>,
@@ -102,7 +106,12 @@ fn check_body_tenant(
 /// The problem for an event the processor refused. A body naming another
 /// tenant is a 403 (and a security record) whatever else is wrong with it,
 /// so its `tenant_id` is read on its own here, off the happy path.
-fn reject(slot: &AuditSlot, own: &TenantId, bytes: &[u8], result: ValidationResult) -> ApiError {
+pub(crate) fn reject(
+    slot: &AuditSlot,
+    own: &TenantId,
+    bytes: &[u8],
+    result: ValidationResult,
+) -> ApiError {
     #[derive(serde::Deserialize)]
     struct Named {
         tenant_id: Option<Value>,
