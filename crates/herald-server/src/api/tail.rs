@@ -419,11 +419,29 @@ impl Tail {
     /// `until`): `true` when the page was full, so more may follow.
     async fn stored(&mut self, until: Option<i64>) -> Result<bool, herald_store::StoreError> {
         self.scan.until_seq = until;
-        let page = self
-            .app
-            .store
-            .replay_events(&self.tenant, &self.scan, self.cursor, PAGE)
-            .await?;
+        // A read that fails is tried again (three times, 0.1, 0.2 and
+        // 0.4 s apart) before the stream gives up with an `error` event:
+        // one failed read under load need not cost the client its stream.
+        let mut tries = 0;
+        let page = loop {
+            match self
+                .app
+                .store
+                .replay_events(&self.tenant, &self.scan, self.cursor, PAGE)
+                .await
+            {
+                Ok(page) => break page,
+                Err(herald_store::StoreError::Closed) => {
+                    return Err(herald_store::StoreError::Closed);
+                }
+                Err(e) if tries < 3 => {
+                    tracing::warn!(error = %e, tries, "tail: reading stored events failed; trying again");
+                    tokio::time::sleep(Duration::from_millis(100 << tries)).await;
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let full = page.len() == PAGE;
         for stored in page {
             self.cursor = self.cursor.max(stored.seq);
