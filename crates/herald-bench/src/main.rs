@@ -3,6 +3,7 @@
 //! dataset, and reports each Herald figure with its floor and the ratio.
 //! Every scenario is bounded in time and talks to 127.0.0.1 only.
 
+mod collect;
 mod dataset;
 mod delivery;
 mod floors;
@@ -531,6 +532,13 @@ async fn main() {
     if opts.wants("streams") {
         // -- a 10,000-event stream and its projection, with and without snapshots
         for row in streams::scenarios(&opts, &work).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("collect") {
+        // -- browser collection and the Segment drop-in
+        for row in collect::scenarios(&opts, &work, &sample).await {
             push(row);
         }
     }
