@@ -3,6 +3,7 @@
 //! dataset, and reports each Herald figure with its floor and the ratio.
 //! Every scenario is bounded in time and talks to 127.0.0.1 only.
 
+mod collect;
 mod dataset;
 mod delivery;
 mod floors;
@@ -541,6 +542,13 @@ async fn main() {
     if opts.wants("tail") {
         // -- 100 live-tail clients beside ingest: ingest kept, commit-to-client lag
         for row in tail::scenarios(&opts, &work, &sample).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("collect") {
+        // -- browser collection and the Segment drop-in
+        for row in collect::scenarios(&opts, &work, &sample).await {
             push(row);
         }
     }

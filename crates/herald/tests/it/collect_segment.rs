@@ -373,3 +373,49 @@ async fn a_rate_limited_sdk_is_told_to_retry_in_segment_s_shape() {
     }
     panic!("never rate limited");
 }
+
+#[tokio::test]
+async fn the_browser_library_s_preflight_is_judged_by_the_key() {
+    let app = spawn_app().await;
+    let t = app.tenant("Acme").await;
+    let res = app
+        .post(
+            &format!("/api/v1/admin/tenants/{}/keys", t.tenant_id),
+            ROOT_KEY,
+            &json!({"name": "site", "scopes": ["collect"], "allowed_origins": ["https://shop.example"]}),
+        )
+        .await;
+    let key = res.json::<Value>().await.unwrap()["api_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(
+                reqwest::Method::OPTIONS,
+                app.url(&format!("/v1/t?writeKey={key}")),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let res = preflight("https://shop.example").await.unwrap();
+    assert_eq!(
+        res.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let res = preflight("https://evil.example").await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    // The request itself from a foreign origin: 403 in Segment's shape.
+    let res = app
+        .client
+        .post(app.url(&format!("/v1/t?writeKey={key}")))
+        .header("origin", "https://evil.example")
+        .header("content-type", "text/plain")
+        .body(json!({"event": "e", "anonymousId": "a"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert_eq!(res.json::<Value>().await.unwrap()["code"], "forbidden");
+}

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 pub use limits::RateLimits;
 
-use super::events::{check_body_tenant, processing_context, reject, version_conflict};
+use super::events::{check_body_tenant, processing_context, reject, rejection, version_conflict};
 use crate::App;
 use crate::config::Config;
 use crate::http::audit::AuditSlot;
@@ -227,6 +227,25 @@ pub async fn reported_ip_policy(
     }))
 }
 
+/// The length of `value` as compact JSON, counted without building it.
+fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut n = Count(0);
+    match serde_json::to_writer(&mut n, value) {
+        Ok(()) => n.0,
+        Err(_) => usize::MAX,
+    }
+}
+
 /// One decoded event's fate.
 #[derive(Debug)]
 pub enum Fate {
@@ -251,15 +270,33 @@ pub async fn ingest(
     let ctx = processing_context(app, &key.tenant_id, &tenant, headers);
     let mut plan: Vec<Result<usize, ApiError>> = Vec::with_capacity(requests.len());
     let mut accepted = Vec::new();
+    let max_event_bytes = app.config.max_event_bytes;
     for request in requests {
-        let bytes = serde_json::to_vec(&request).map_err(ApiError::internal)?;
-        let checked = tenant
-            .processor
-            .process_json(&bytes, &ctx)
-            .map_err(|result| reject(slot, &key.tenant_id, &bytes, result))
-            .and_then(|p| {
-                check_body_tenant(slot, &key.tenant_id, p.body_tenant_id.as_deref()).map(|()| p)
-            });
+        let checked = if encoded_len(&request) > max_event_bytes {
+            // Over the limit: the bytes path, whose 413 states the size.
+            let bytes = serde_json::to_vec(&request).map_err(ApiError::internal)?;
+            tenant
+                .processor
+                .process_json(&bytes, &ctx)
+                .map_err(|result| reject(slot, &key.tenant_id, &bytes, result))
+        } else {
+            // The decoders built a value: no need to print and parse it again.
+            let named = match request.get("tenant_id") {
+                Some(Value::String(t)) => Some(t.clone()),
+                _ => None,
+            };
+            tenant
+                .processor
+                .process_value(request, &ctx)
+                .map_err(|result| {
+                    check_body_tenant(slot, &key.tenant_id, named.as_deref())
+                        .err()
+                        .unwrap_or_else(|| rejection(result))
+                })
+        }
+        .and_then(|p| {
+            check_body_tenant(slot, &key.tenant_id, p.body_tenant_id.as_deref()).map(|()| p)
+        });
         plan.push(checked.map(|p| {
             accepted.push(NewEvent {
                 event: p.event,

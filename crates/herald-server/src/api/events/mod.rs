@@ -69,7 +69,7 @@ pub(crate) fn version_conflict(
 }
 
 /// Turns one event's rejection into the problem it answers with.
-fn rejection(result: ValidationResult) -> ApiError {
+pub(crate) fn rejection(result: ValidationResult) -> ApiError {
     let n = result.errors.len();
     if result.is_too_large() {
         ApiError::too_large("the event is over a size limit", result.errors)
