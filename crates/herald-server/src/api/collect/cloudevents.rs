@@ -15,7 +15,7 @@ use herald_core::{ErrorKind, FieldError};
 use herald_store::Scope;
 use serde_json::{Value, json};
 
-use super::{Fate, ingest};
+use super::{Fate, batch_answer, ingest};
 use crate::App;
 use crate::http::audit::AuditSlot;
 use crate::http::auth::Principal;
@@ -142,37 +142,14 @@ async fn batch(
         decoded.push(decode(event, "").map(|r| requests.push(r)));
     }
     let mut fates = ingest(app, slot, key, headers, requests).await?.into_iter();
-    let (mut count, mut ids, mut errors) = (0, Vec::with_capacity(n), Vec::new());
-    for (index, d) in decoded.into_iter().enumerate() {
-        let fate = match d {
+    let mut all = Vec::with_capacity(n);
+    for d in decoded {
+        all.push(match d {
             Ok(()) => fates
                 .next()
                 .ok_or_else(|| ApiError::internal("fewer fates than events"))?,
             Err(e) => Fate::Rejected(attribute_problem(e)),
-        };
-        match fate {
-            Fate::Stored(id) => {
-                count += 1;
-                ids.push(json!(id));
-            }
-            Fate::Duplicate(id) => ids.push(json!(id)),
-            Fate::Rejected(e) => {
-                ids.push(Value::Null);
-                errors.push(
-                    json!({ "index": index, "status": e.status.as_u16(), "error": e.body() }),
-                );
-            }
-        }
+        });
     }
-    slot.detail(format!("stored {count}, rejected {}", errors.len()));
-    let status = if errors.is_empty() {
-        StatusCode::CREATED
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    Ok((
-        status,
-        Json(json!({ "count": count, "event_ids": ids, "errors": errors })),
-    )
-        .into_response())
+    Ok(batch_answer(slot, all, StatusCode::CREATED))
 }

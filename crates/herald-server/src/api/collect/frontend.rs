@@ -13,7 +13,7 @@ use herald_store::ApiKey;
 use serde_json::{Value, json};
 
 use super::{
-    Fate, Peer, WRITE_KEY_PARAMS, check_origin, client_addr, client_context, ingest,
+    Fate, Peer, WRITE_KEY_PARAMS, batch_answer, check_origin, client_addr, client_context, ingest,
     resolve_write_key, write_key_secret,
 };
 use crate::App;
@@ -179,33 +179,7 @@ pub async fn batch(
         .map(|e| decode_event(e, batch.client_info.as_ref(), &client))
         .collect();
     let fates = ingest(&app, &slot, &key, &headers, requests).await?;
-    let (mut count, mut ids, mut errors) = (0, Vec::with_capacity(n), Vec::new());
-    for (index, fate) in fates.into_iter().enumerate() {
-        match fate {
-            Fate::Stored(id) => {
-                count += 1;
-                ids.push(json!(id));
-            }
-            Fate::Duplicate(id) => ids.push(json!(id)),
-            Fate::Rejected(e) => {
-                ids.push(Value::Null);
-                errors.push(
-                    json!({ "index": index, "status": e.status.as_u16(), "error": e.body() }),
-                );
-            }
-        }
-    }
-    slot.detail(format!("stored {count}, rejected {}", errors.len()));
-    let status = if errors.is_empty() {
-        StatusCode::CREATED
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    Ok((
-        status,
-        Json(json!({ "count": count, "event_ids": ids, "errors": errors })),
-    )
-        .into_response())
+    Ok(batch_answer(&slot, fates, StatusCode::CREATED))
 }
 
 /// `GET /api/v1/events/frontend/health`, open: whether collection accepts

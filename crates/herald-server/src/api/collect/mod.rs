@@ -255,6 +255,44 @@ pub enum Fate {
     Rejected(ApiError),
 }
 
+/// The answer to a batch of collected events, the fates in input order:
+/// `all_stored` when none was rejected, else 207, with
+/// `{"count": stored, "event_ids": [id or null, ...], "errors": [{index, status, error}]}`.
+pub fn batch_answer(
+    slot: &AuditSlot,
+    fates: impl IntoIterator<Item = Fate>,
+    all_stored: axum::http::StatusCode,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (mut count, mut ids, mut errors) = (0, Vec::new(), Vec::new());
+    for (index, fate) in fates.into_iter().enumerate() {
+        match fate {
+            Fate::Stored(id) => {
+                count += 1;
+                ids.push(serde_json::json!(id));
+            }
+            Fate::Duplicate(id) => ids.push(serde_json::json!(id)),
+            Fate::Rejected(e) => {
+                ids.push(Value::Null);
+                errors.push(
+                    serde_json::json!({ "index": index, "status": e.status.as_u16(), "error": e.body() }),
+                );
+            }
+        }
+    }
+    slot.detail(format!("stored {count}, rejected {}", errors.len()));
+    let status = if errors.is_empty() {
+        all_stored
+    } else {
+        axum::http::StatusCode::MULTI_STATUS
+    };
+    (
+        status,
+        axum::Json(serde_json::json!({ "count": count, "event_ids": ids, "errors": errors })),
+    )
+        .into_response()
+}
+
 /// Stores decoded ingest requests the way `POST /api/v1/events/batch`
 /// does: each through the tenant's `EventProcessor` (validate, normalise,
 /// redact), the good ones in one commit, answered after it.

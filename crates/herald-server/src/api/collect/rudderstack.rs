@@ -7,18 +7,17 @@
 //! `herald_collect::rudderstack` and answered once stored: 200 with every
 //! event stored (or a repeat), 207 when some were rejected.
 
-use axum::Json;
 use axum::body::Body;
 use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use herald_collect::rudderstack::{decode_event, events, signature_ok};
 use herald_core::{ErrorKind, FieldError};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 
 use super::{
-    Fate, Peer, WRITE_KEY_PARAMS, check_origin, client_addr, client_context, ingest,
+    Peer, WRITE_KEY_PARAMS, batch_answer, check_origin, client_addr, client_context, ingest,
     reported_ip_policy, resolve_write_key, write_key_secret,
 };
 use crate::App;
@@ -96,31 +95,5 @@ pub async fn webhook(
         .map(|e| decode_event(e, received_at, &client, &*keep_ip))
         .collect();
     let fates = ingest(&app, &slot, &key, &headers, requests).await?;
-    let (mut count, mut ids, mut errors) = (0, Vec::new(), Vec::new());
-    for (index, fate) in fates.into_iter().enumerate() {
-        match fate {
-            Fate::Stored(id) => {
-                count += 1;
-                ids.push(json!(id));
-            }
-            Fate::Duplicate(id) => ids.push(json!(id)),
-            Fate::Rejected(e) => {
-                ids.push(Value::Null);
-                errors.push(
-                    json!({ "index": index, "status": e.status.as_u16(), "error": e.body() }),
-                );
-            }
-        }
-    }
-    slot.detail(format!("stored {count}, rejected {}", errors.len()));
-    let status = if errors.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::MULTI_STATUS
-    };
-    Ok((
-        status,
-        Json(json!({ "count": count, "event_ids": ids, "errors": errors })),
-    )
-        .into_response())
+    Ok(batch_answer(&slot, fates, StatusCode::OK))
 }
