@@ -100,6 +100,22 @@ pub struct TenantContext {
 }
 
 impl TenantContext {
+    /// A filter's ids and field values as this tenant stores them (an
+    /// email becomes `email_hash:<hash>`, a card number is masked), so a
+    /// filter finds events by the values they were sent with. An
+    /// `email_hash` key is a hash already.
+    pub fn filter_as_stored(&self, filter: &mut herald_core::filter::EventFilter) {
+        let stored = |v: &mut String| *v = self.processor.redaction.stored_text(v, &self.hasher);
+        for (k, v) in &mut filter.keys {
+            if *k != herald_core::correlation::CorrelationKey::EmailHash {
+                stored(v);
+            }
+        }
+        for f in &mut filter.fields {
+            stored(&mut f.value);
+        }
+    }
+
     /// Whether `every` has passed since the last check; if so, the caller
     /// checks now (and others wait for the next period).
     fn due_for_check(&self, every: Duration) -> bool {

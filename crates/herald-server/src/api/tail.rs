@@ -31,7 +31,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use herald_core::correlation::CorrelationKey;
 use herald_core::filter::{self, EventFilter, InMemoryGap, Parsed};
 use herald_core::{CanonicalEvent, ErrorKind, FieldError, TenantId};
 use herald_store::{ReplayScan, Scope, SequencedEvent};
@@ -40,7 +39,6 @@ use serde_json::{Map, Value};
 
 use super::events::EventResponse;
 use crate::App;
-use crate::app::TenantContext;
 use crate::http::auth::Principal;
 use crate::http::params::{self, Param, ParamKind};
 use crate::http::problem::ApiError;
@@ -174,7 +172,11 @@ pub async fn tail(
     params::check(errors)?;
     let tenant = app.tenant_context(&key.tenant_id).await?;
     let selection = TailSelection {
-        filter: as_stored(filter, &tenant),
+        filter: {
+            let mut filter = filter;
+            tenant.filter_as_stored(&mut filter);
+            filter
+        },
         from_version: None,
     };
     open(app, key.tenant_id.clone(), selection, cursor).await
@@ -274,22 +276,6 @@ fn cursor(headers: &HeaderMap, after: Option<&str>, errors: &mut Vec<FieldError>
         ));
     }
     parsed
-}
-
-/// Ids are stored redacted (an email becomes `email_hash:<hash>`, a card
-/// number is masked): look for them the way they were stored, as the
-/// event query does.
-fn as_stored(mut filter: EventFilter, tenant: &TenantContext) -> EventFilter {
-    let stored = |v: &mut String| *v = tenant.processor.redaction.stored_text(v, &tenant.hasher);
-    for (k, v) in &mut filter.keys {
-        if *k != CorrelationKey::EmailHash {
-            stored(v);
-        }
-    }
-    for f in &mut filter.fields {
-        stored(&mut f.value);
-    }
-    filter
 }
 
 /// The SSE answer for `selection` after `cursor` (`None`: from now).

@@ -9,7 +9,6 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use herald_core::correlation::CorrelationKey;
 use herald_core::error::type_name;
 use herald_core::filter::{self, Parsed};
 use herald_core::{ErrorKind, EventId, FieldError};
@@ -160,15 +159,7 @@ pub async fn query(
     // Ids are stored redacted (an email becomes `email_hash:<hash>`, a card
     // number is masked): look for them the way they were stored.
     let tenant = app.tenant_context(&key.tenant_id).await?;
-    let stored = |v: &mut String| *v = tenant.processor.redaction.stored_text(v, &tenant.hasher);
-    for (k, v) in &mut q.filter.keys {
-        if *k != CorrelationKey::EmailHash {
-            stored(v);
-        }
-    }
-    for f in &mut q.filter.fields {
-        stored(&mut f.value);
-    }
+    tenant.filter_as_stored(&mut q.filter);
     let page = app.store.query_events_json(&key.tenant_id, &q).await?;
     let mut out = String::with_capacity(
         page.events
