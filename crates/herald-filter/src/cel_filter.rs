@@ -78,7 +78,7 @@ pub enum EvalError {
 
 /// The root context every evaluation borrows: the standard functions are
 /// registered once, each event gets a cheap child scope holding `event`.
-static ROOT: LazyLock<Context<'static, 'static>> = LazyLock::new(Context::default);
+pub(crate) static ROOT: LazyLock<Context<'static, 'static>> = LazyLock::new(Context::default);
 
 /// A compiled, checked CEL filter; cloning shares the compiled program.
 #[derive(Debug, Clone)]
@@ -102,19 +102,7 @@ impl Filter {
         if src.trim().is_empty() {
             return Err(FilterError::Empty);
         }
-        let program = Program::compile(src).map_err(|errors| {
-            let first = errors.errors.first();
-            let (line, column) = first.map_or((1, 1), |e| {
-                // The parser reports 1-based lines and columns.
-                (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize)
-            });
-            let message = first.map_or_else(|| "invalid expression".to_string(), |e| e.msg.clone());
-            FilterError::Syntax {
-                line,
-                column,
-                message,
-            }
-        })?;
+        let program = compile_program(src)?;
         checks::check(&program, src)?;
         Ok(Filter {
             source: src.to_string(),
@@ -141,6 +129,23 @@ impl Filter {
             Err(e) => Err(EvalError::Execution(e.to_string())),
         }
     }
+}
+
+/// Parses `src`, a syntax error with its 1-based line and column.
+pub(crate) fn compile_program(src: &str) -> Result<Program, FilterError> {
+    Program::compile(src).map_err(|errors| {
+        let first = errors.errors.first();
+        let (line, column) = first.map_or((1, 1), |e| {
+            // The parser reports 1-based lines and columns.
+            (e.pos.0.max(1) as usize, e.pos.1.max(1) as usize)
+        });
+        let message = first.map_or_else(|| "invalid expression".to_string(), |e| e.msg.clone());
+        FilterError::Syntax {
+            line,
+            column,
+            message,
+        }
+    })
 }
 
 impl PartialEq for Filter {

@@ -82,8 +82,14 @@ pub fn check(program: &Program, src: &str) -> Result<(), FilterError> {
         let (line, column) = loc.node(root.id);
         return Err(FilterError::NotBoolean { what, line, column });
     }
+    check_names(program, src)
+}
+
+/// The checks of [`check`] but the result's type: names and event fields.
+pub fn check_names(program: &Program, src: &str) -> Result<(), FilterError> {
+    let loc = Locator { program, src };
     let mut scope = Vec::new();
-    walk(root, &mut scope, &loc)
+    walk(program.expression(), &mut scope, &loc)
 }
 
 /// What a root expression gives, when it can be told from its shape alone

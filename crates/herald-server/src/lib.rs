@@ -25,10 +25,10 @@ use herald_workers::delivery::schedule::SeededJitter;
 use herald_workers::delivery::worker::DeliveryWorker;
 use herald_workers::fanout::{FAN_OUT_CURSOR, FanOut};
 use herald_workers::follower::CommitLogFollower;
+use herald_workers::processors::worker::ProcessingWorker;
 use herald_workers::projections::{ProjectionCache, SNAPSHOT_CURSOR, SnapshotFollower};
 use herald_workers::publish::{self, Publisher};
 use herald_workers::replay::ReplayWorker;
-use herald_workers::status::StatusWorker;
 use herald_workers::upkeep::Upkeep;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
@@ -152,15 +152,32 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let (app, publisher) = build(config).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let worker = StatusWorker {
-        store: app.store.clone(),
-        batch: 500,
-        lifecycle: publisher.is_some(),
-        clock: app.clock.clone(),
-    };
+    let allowed = app
+        .config
+        .allowed_networks()
+        .map_err(|e| ServerError::Io(format!("delivery_allowed_networks: {e}")))?;
+    let sender: Arc<HttpSender> = Arc::new(
+        HttpSender::new(allowed)
+            .map_err(|e| ServerError::Io(format!("webhook HTTP client: {e}")))?,
+    );
+    // Jitter only spreads retries out; the seed need not be secret.
+    let seed = app.clock.now().unix_nanos() as u64;
+    // Processing: every event's lifecycle, and the processors that match it.
+    let worker = ProcessingWorker::new(
+        app.store.clone(),
+        app.clock.clone(),
+        sender.clone(),
+        Box::new(SeededJitter::new(seed ^ 0x9e37_79b9)),
+    )
+    .with_nats(publisher.as_ref().map(|p| p.status.clone()))
+    .publishing_lifecycle(publisher.is_some());
     let idle = Duration::from_millis(app.config.worker_idle_ms);
     let mut tasks = vec![
-        tokio::spawn(worker.run(app.worker_wake.clone(), idle, stop_rx.clone())),
+        tokio::spawn(worker.run(
+            app.worker_wake.clone(),
+            idle.min(Duration::from_secs(1)),
+            stop_rx.clone(),
+        )),
         tokio::spawn(
             Upkeep {
                 store: app.store.clone(),
@@ -205,18 +222,10 @@ pub async fn run(
             .publishing_lifecycle(publisher.is_some())
             .run(app.replay_wake.clone(), idle, stop_rx.clone()),
     ));
-    let allowed = app
-        .config
-        .allowed_networks()
-        .map_err(|e| ServerError::Io(format!("delivery_allowed_networks: {e}")))?;
-    let sender = HttpSender::new(allowed)
-        .map_err(|e| ServerError::Io(format!("webhook HTTP client: {e}")))?;
-    // Jitter only spreads retries out; the seed need not be secret.
-    let seed = app.clock.now().unix_nanos() as u64;
     let deliveries = DeliveryWorker::new(
         app.store.clone(),
         app.clock.clone(),
-        Arc::new(sender),
+        sender,
         Box::new(SeededJitter::new(seed)),
     )
     .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))

@@ -67,6 +67,12 @@ pub enum ConflictReason {
         tenant_id: String,
         subscriber_name: String,
     },
+    /// The tenant already has a processor with this name.
+    #[error("tenant {tenant_id} already has a processor named `{processor_name}`")]
+    ProcessorNameExists {
+        tenant_id: String,
+        processor_name: String,
+    },
     /// A compare-and-set cursor move found the cursor elsewhere: another
     /// follower sharing its name moved it first.
     #[error("cursor {name} is at {actual}, not {expected}: another follower moved it")]

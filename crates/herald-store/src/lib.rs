@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 pub use records::*;
 pub use store::PublisherLease;
+pub use store::processors::DeadJobFilter;
 pub use store::streams::{
     Direction, FoldEvent, FoldRules, Projection, ProjectionAt, Snapshot, StreamInfo, StreamPage,
     StreamRead,

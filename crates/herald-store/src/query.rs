@@ -19,7 +19,39 @@ pub(crate) enum Arg {
     /// An event id as its column stores it (a blob on SQLite, a `uuid` on
     /// PostgreSQL).
     EventId(EventId),
+    Float(f64),
+    /// A NULL (bound as text on PostgreSQL).
+    Null,
 }
+
+/// One statement with its arguments, `?` placeholders, written once for
+/// both backends.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stmt {
+    pub text: String,
+    pub args: Vec<Arg>,
+}
+
+impl Stmt {
+    pub fn new(text: impl Into<String>, args: Vec<Arg>) -> Stmt {
+        Stmt {
+            text: text.into(),
+            args,
+        }
+    }
+}
+
+/// Statements run in one transaction, in order: `then` runs only when
+/// `guard` (a statement with `RETURNING`) returned a row, or always
+/// without a guard. A compare-and-set and what it allows, written once.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Guarded {
+    pub guard: Option<Stmt>,
+    pub then: Vec<Stmt>,
+}
+
+/// A row mapper both backends can call.
+pub(crate) type MapRow<T> = fn(&dyn crate::rows::RowAccess) -> Result<T, crate::StoreError>;
 
 /// Where the backends' SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -371,6 +403,8 @@ mod tests {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
                     Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
+                    Arg::Float(f) => rusqlite::types::Value::Real(*f),
+                    Arg::Null => rusqlite::types::Value::Null,
                 })
                 .collect();
             let mut stmt = conn
@@ -427,6 +461,8 @@ mod tests {
                     Arg::Text(t) => rusqlite::types::Value::Text(t.clone()),
                     Arg::Int(i) => rusqlite::types::Value::Integer(*i),
                     Arg::EventId(id) => rusqlite::types::Value::Blob(id.as_bytes().to_vec()),
+                    Arg::Float(f) => rusqlite::types::Value::Real(*f),
+                    Arg::Null => rusqlite::types::Value::Null,
                 })
                 .collect();
             let mut stmt = conn
@@ -483,6 +519,8 @@ mod tests {
                     Arg::Text(t) => (t as _, tokio_postgres::types::Type::TEXT),
                     Arg::Int(i) => (i as _, tokio_postgres::types::Type::INT8),
                     Arg::EventId(id) => (id.as_uuid() as _, tokio_postgres::types::Type::UUID),
+                    Arg::Float(f) => (f as _, tokio_postgres::types::Type::FLOAT8),
+                    Arg::Null => (&None::<&str> as _, tokio_postgres::types::Type::TEXT),
                 })
                 .collect();
             let plan: Vec<String> = client

@@ -75,6 +75,8 @@ struct Answers {
     otherwise: u16,
     /// How long to wait before answering.
     delay: Duration,
+    /// The body of a 2xx answer.
+    body: String,
 }
 
 #[derive(Debug, Default)]
@@ -163,6 +165,7 @@ impl WebhookReceiver {
                 script: VecDeque::new(),
                 otherwise: 200,
                 delay: Duration::ZERO,
+                body: String::new(),
             }),
             flights: Mutex::default(),
             requests: tx,
@@ -176,6 +179,11 @@ impl WebhookReceiver {
             requests,
             server,
         }
+    }
+
+    /// Answers every later 2xx with this body (JSON), none by default.
+    pub fn respond_body(&self, body: &str) {
+        self.shared.answers.lock().unwrap().body = body.to_string();
     }
 
     /// Answers every later request with `status` (after any script).
@@ -318,13 +326,13 @@ async fn record(
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
     let _in_flight = InFlight::enter(&shared, id);
-    let (reply, delay) = {
+    let (reply, delay, answer) = {
         let mut a = shared.answers.lock().unwrap();
         let reply = a.script.pop_front().unwrap_or(Reply {
             status: a.otherwise,
             retry_after: None,
         });
-        (reply, a.delay)
+        (reply, a.delay, a.body.clone())
     };
     let _ = shared.requests.send(Received {
         method,
@@ -339,7 +347,16 @@ async fn record(
         tokio::time::sleep(delay).await;
     }
     let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let mut response = status.into_response();
+    let mut response = if status.is_success() && !answer.is_empty() {
+        (
+            status,
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            answer,
+        )
+            .into_response()
+    } else {
+        status.into_response()
+    };
     if let Some(value) = reply
         .retry_after
         .and_then(|v| HeaderValue::from_str(&v).ok())

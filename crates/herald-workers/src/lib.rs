@@ -10,7 +10,9 @@
 //!   to chosen subscriptions with the fan-out's matching, one page a step;
 //! - [`publish`]: the NATS JetStream publisher, the follower's first user
 //!   (plus the lifecycle outbox);
-//! - [`status`]: the status worker (`pending` → `processed`);
+//! - [`processors`]: processors (webhook, enrich, nats) and the
+//!   processing worker that gives every event its lifecycle (`pending` →
+//!   `processed` or `failed`), with retries and dead letters;
 //! - [`upkeep`]: the store's periodic upkeep;
 //! - [`delivery`]: the pure building blocks of webhook delivery (signing,
 //!   retry schedule, outcome classification, circuit breaker and rate
@@ -19,9 +21,9 @@
 pub mod delivery;
 pub mod fanout;
 pub mod follower;
+pub mod processors;
 pub mod projections;
 pub mod publish;
 pub mod replay;
-pub mod status;
 pub mod tail;
 pub mod upkeep;

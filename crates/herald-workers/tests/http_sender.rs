@@ -21,6 +21,7 @@ fn request(url: &str) -> OutgoingWebhook {
         ],
         body: r#"{"type":"order.created"}"#.into(),
         timeout: Duration::from_secs(5),
+        read_limit: 1024,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The status worker and the store upkeep driven the way the house rules
+//! The processing worker's fast path and the store upkeep driven the way the house rules
 //! want background work tested: by calling `step()` directly, with a clock
 //! the test holds, never by waiting for a loop.
 
@@ -10,7 +10,10 @@ use herald_core::{
 };
 use herald_store::{LifecycleKind, NewEvent, Store};
 use herald_testkit::PgSchema;
-use herald_workers::status::{StatusWorker, Step};
+use herald_workers::delivery::http::HttpSender;
+use herald_workers::delivery::network::AllowedNetworks;
+use herald_workers::delivery::schedule::SeededJitter;
+use herald_workers::processors::worker::ProcessingWorker;
 use herald_workers::upkeep::Upkeep;
 
 fn at(s: &str) -> Timestamp {
@@ -46,26 +49,25 @@ async fn append(store: &Store, n: usize, received: Timestamp) -> Vec<EventId> {
 }
 
 #[tokio::test]
-async fn the_status_worker_completes_pending_events_at_its_clocks_time() {
+async fn without_processors_the_worker_completes_pending_events_at_its_clocks_time() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_sqlite(dir.path(), Default::default()).unwrap();
     let tenant = TenantId::parse("acme").unwrap();
     let clock = Arc::new(ManualClock::new(at("2030-01-02T03:04:05Z")));
-    let worker = StatusWorker {
-        store: store.clone(),
-        batch: 2,
-        lifecycle: true,
-        clock: clock.clone(),
-    };
+    let sender = HttpSender::new(AllowedNetworks::parse("").unwrap()).unwrap();
+    let worker = ProcessingWorker::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(sender),
+        Box::new(SeededJitter::new(1)),
+    )
+    .with_batch(2)
+    .publishing_lifecycle(true);
 
     let first = append(&store, 3, at("2030-01-02T03:04:00Z")).await;
-    assert_eq!(
-        worker.step().await.unwrap(),
-        Step::Completed(2),
-        "a batch of 2"
-    );
-    assert_eq!(worker.step().await.unwrap(), Step::Completed(1));
-    assert_eq!(worker.step().await.unwrap(), Step::Empty);
+    assert_eq!(worker.step().await.unwrap().completed, 2, "a batch of 2");
+    assert_eq!(worker.step().await.unwrap().completed, 1);
+    assert!(worker.step().await.unwrap().is_empty());
     for id in &first {
         let stored = store.get_event(&tenant, *id).await.unwrap().unwrap();
         assert_eq!(stored.event.status, EventStatus::Processed);
@@ -79,7 +81,7 @@ async fn the_status_worker_completes_pending_events_at_its_clocks_time() {
     // The clock is read at each step, not once.
     let later = clock.advance(time::Duration::minutes(90));
     let second = append(&store, 1, at("2030-01-02T04:30:00Z")).await;
-    assert_eq!(worker.step().await.unwrap(), Step::Completed(1));
+    assert_eq!(worker.step().await.unwrap().completed, 1);
     let stored = store.get_event(&tenant, second[0]).await.unwrap().unwrap();
     assert_eq!(stored.processed_at, Some(later));
 

@@ -7,6 +7,7 @@ pub mod definitions;
 pub mod deliveries;
 pub mod events;
 pub mod health;
+pub mod processors;
 pub mod replay;
 pub mod settings;
 pub mod streams;

@@ -197,7 +197,8 @@ pub async fn read(
     });
     out.push_str(head.to_string().trim_end_matches('}'));
     out.push_str(",\"events\":");
-    push_events(&mut out, &page.events)?;
+    let results = super::events::results_of(&app.store, &page.events).await?;
+    push_events(&mut out, &page.events, &results)?;
     out.push('}');
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],

@@ -48,6 +48,8 @@ fn schemas() -> Value {
             "created_at": { "type": "string", "format": "date-time" }, "user_id": { "type": ["string", "null"] }, "status": status,
             "processed_at": { "type": "string", "format": "date-time", "description": "when processing finished (absent while pending)" },
             "processing_ms": { "type": "number", "description": "how long processing took" },
+            "processing_results": { "type": "array", "items": { "$ref": "#/components/schemas/ProcessingResult" },
+                "description": "what each processor made of the event, highest priority first; absent when none ran" },
             "schema_version": { "type": "integer", "description": "the definition version data was validated against" },
             "actor": string_map, "object": string_map, "correlation": string_map, "outcome": string_map,
             "evidence": string_map, "context": string_map, "data": {}, "metadata": string_map,
@@ -142,7 +144,73 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), stream_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), processor_schemas()) {
+        all.extend(more);
+    }
     all
+}
+
+/// Processors and what they made of an event.
+fn processor_schemas() -> Value {
+    let date_time = json!({ "type": "string", "format": "date-time" });
+    let fields = json!({
+        "processor_name": { "type": "string", "maxLength": 128, "description": "unique within the tenant (409 otherwise)" },
+        "processor_type": { "type": "string", "enum": herald_workers::processors::TYPES,
+            "description": "webhook: config {url, timeout_ms} (calls the URL, signed like deliveries; the JSON answer is the result); enrich: config {fields: {name: CEL expression}}; nats: config {subject: \"orders.{event.data.region}\"}" },
+        "enabled": { "type": "boolean", "default": true },
+        "priority": { "type": "integer", "minimum": -1000, "maximum": 1000, "default": 0, "description": "higher runs first" },
+        "filters": { "type": "object", "properties": {
+            "event_types": { "type": "array", "items": s("string"), "description": "exact types or NATS-style patterns; empty: every type" },
+            "event_sources": { "type": "array", "items": s("string") },
+            "event_categories": { "type": "array", "items": s("string") },
+            "filter": { "type": ["string", "null"], "description": "a CEL expression over the event" } }, "additionalProperties": false },
+        "config": { "type": "object", "description": "the type's settings (see processor_type)" },
+        "retry_policy": { "type": ["object", "null"], "properties": { "schedule": { "type": "array", "items": s("integer") } },
+            "description": "seconds before each retry of a failed event; default 5, 30, 120, 600, 1800" },
+        "critical": { "type": "boolean", "default": false,
+            "description": "events this processor matches are processed ahead of the others when a backlog builds" },
+    });
+    let mut request = fields.clone();
+    request["webhook_secret"] = json!({ "type": "string",
+        "description": "webhook processors only, on create: whsec_ + base64 of the key; without it one is generated and shown once" });
+    let mut answer = fields;
+    for (k, v) in [
+        ("processor_id", s("string")),
+        ("created_at", date_time.clone()),
+        ("updated_at", date_time.clone()),
+    ] {
+        answer[k] = v;
+    }
+    let mut with_secret = answer.clone();
+    with_secret["webhook_secret"] = json!({ "type": "string", "description": "a webhook processor's signing secret, shown only in this answer" });
+    let required = json!([
+        "processor_id",
+        "processor_name",
+        "processor_type",
+        "enabled",
+        "priority",
+        "filters",
+        "config",
+        "retry_policy",
+        "critical",
+        "created_at",
+        "updated_at"
+    ]);
+    json!({
+        "ProcessorRequest": { "type": "object", "required": ["processor_name", "processor_type"], "properties": request,
+            "description": "processor_id, created_at and updated_at are ignored, so an answer can be edited and sent back" },
+        "Processor": { "type": "object", "required": required, "properties": answer },
+        "ProcessorWithSecret": { "type": "object", "required": required, "properties": with_secret },
+        "ProcessorList": { "type": "object", "required": ["processors", "count", "has_more", "next_cursor"], "properties": {
+            "processors": { "type": "array", "items": { "$ref": "#/components/schemas/Processor" } },
+            "count": s("integer"), "has_more": s("boolean"),
+            "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
+        "ProcessingResult": { "type": "object", "properties": {
+            "processor_id": s("string"), "processor_name": s("string"), "processor_type": s("string"),
+            "priority": s("integer"), "status": { "type": "string", "enum": ["success", "failed"] },
+            "attempt": s("integer"), "duration_ms": s("number"), "result": {}, "error": s("string"),
+            "finished_at": date_time } },
+    })
 }
 
 /// A stream page and a projection.
@@ -235,7 +303,9 @@ fn delivery_schemas() -> Value {
         dead_fields[k] = v;
     }
     let filter = json!({
-        "subscription_id": s("string"), "event_type": { "type": "string", "description": "the event's exact type" },
+        "subscription_id": s("string"),
+        "processor_id": { "type": "string", "description": "only events this processor failed on" },
+        "event_type": { "type": "string", "description": "the event's exact type" },
         "start_time": { "type": "string", "format": "date-time", "description": "died at or after" },
         "end_time": { "type": "string", "format": "date-time", "description": "died before" },
         "error_class": { "type": "string", "description": "the last attempt's error class" },
@@ -249,8 +319,19 @@ fn delivery_schemas() -> Value {
             "deliveries": { "type": "array", "items": { "$ref": "#/components/schemas/Delivery" } }, "count": s("integer"),
             "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
         "DeadLetter": { "type": "object", "properties": dead_fields },
+        "ProcessingDeadLetter": { "type": "object", "required": ["dead_letter_id", "target", "event_id", "attempts", "died_at"], "properties": {
+            "dead_letter_id": { "type": "string", "description": "pjb_…: redrive or discard it by this id" },
+            "target": { "type": "string", "enum": ["processor"] },
+            "event_id": s("string"), "event_type": s("string"), "state": s("string"),
+            "attempts": s("integer"), "died_at": date_time.clone(), "last_error": { "type": ["string", "null"] },
+            "failed_processors": { "type": "array", "items": { "type": "object", "properties": {
+                "processor_id": s("string"), "processor_name": s("string"), "error": { "type": ["string", "null"] } } } },
+            "processing_results": { "type": "array", "items": { "$ref": "#/components/schemas/ProcessingResult" } },
+            "event": { "anyOf": [{ "$ref": "#/components/schemas/EventResponse" }, { "type": "null" }] } } },
         "DeadLetterList": { "type": "object", "required": ["dead_letters", "count", "has_more", "next_cursor"], "properties": {
-            "dead_letters": { "type": "array", "items": { "$ref": "#/components/schemas/DeadLetter" } }, "count": s("integer"),
+            "dead_letters": { "type": "array", "items": { "anyOf": [
+                { "$ref": "#/components/schemas/DeadLetter" }, { "$ref": "#/components/schemas/ProcessingDeadLetter" } ] },
+                "description": "dead deliveries (dlv_…) first, then events processors gave up on (pjb_…)" }, "count": s("integer"),
             "has_more": s("boolean"), "next_cursor": { "type": ["string", "null"], "description": "pass as cursor for the next page" } } },
         "RedriveRequest": { "type": "object", "properties": by_filter,
             "description": "ids, or at least one filter field (all given must hold); a body with neither is refused" },

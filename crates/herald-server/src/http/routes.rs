@@ -10,7 +10,8 @@ use herald_store::Scope;
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
-    admin, collect, definitions, events, health, replay, settings, streams, subscriptions, tail,
+    admin, collect, definitions, events, health, processors, replay, settings, streams,
+    subscriptions, tail,
 };
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -226,6 +227,66 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         success: &[(200, "Replay", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/events/processors",
+        handler: |m| on(m, processors::create),
+        summary: "Register a processor (webhook, enrich or nats) run on matching stored events in priority order; a webhook processor's secret is generated unless given and shown in this answer only",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("ProcessorRequest"),
+        success: &[(201, "ProcessorWithSecret", "stored")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/processors",
+        handler: |m| on(m, processors::list),
+        summary: "The tenant's processors in creation order, without secrets",
+        access: Access::Tenant(Scope::Read),
+        query: processors::LIST_PARAMS,
+        request: None,
+        success: &[(200, "ProcessorList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/processors/{processor_id}",
+        handler: |m| on(m, processors::get),
+        summary: "One processor, without its secret",
+        access: Access::Tenant(Scope::Read),
+        query: &[],
+        request: None,
+        success: &[(200, "Processor", "success")],
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/events/processors/{processor_id}",
+        handler: |m| on(m, processors::update),
+        summary: "Replace a processor's definition (fields left out take their defaults; the type and secret stay)",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: Some("ProcessorRequest"),
+        success: &[(200, "Processor", "success")],
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/events/processors/{processor_id}",
+        handler: |m| on(m, processors::delete),
+        summary: "Delete a processor; events whose processing has not started run without it",
+        access: Access::Tenant(Scope::Manage),
+        query: &[],
+        request: None,
+        success: &[(204, "Empty", "deleted")],
+    },
+    Route {
+        method: Method::Put,
+        path: "/api/v1/events/processors/{processor_id}/toggle",
+        handler: |m| on(m, processors::toggle),
+        summary: "Turn a processor on or off (?enabled=true|false); events whose processing has not started run without a processor turned off",
+        access: Access::Tenant(Scope::Manage),
+        query: processors::TOGGLE_PARAMS,
+        request: None,
+        success: &[(200, "Processor", "success")],
     },
     Route {
         method: Method::Post,

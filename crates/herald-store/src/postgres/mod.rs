@@ -261,6 +261,59 @@ impl PgStore {
         self.writer.append(events).await
     }
 
+    /// Runs a shared statement and maps every row.
+    pub(crate) async fn select<T: Send + 'static>(
+        &self,
+        mut stmt: query::Stmt,
+        map: query::MapRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query_typed(&query::numbered(&stmt.text), &typed(&mut stmt.args))
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| map(r))
+    }
+
+    /// The same as [`Self::select`]: PostgreSQL has no single writer.
+    pub(crate) async fn write_select<T: Send + 'static>(
+        &self,
+        stmt: query::Stmt,
+        map: query::MapRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.select(stmt, map).await
+    }
+
+    /// Runs shared guarded statements in one transaction; which of them ran.
+    pub(crate) async fn transact(
+        &self,
+        script: Vec<query::Guarded>,
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut c = self.conn().await?;
+        let tx = c.transaction().await.map_err(pg_err)?;
+        let mut ran = Vec::with_capacity(script.len());
+        for step in script {
+            if let Some(mut guard) = step.guard {
+                let rows = tx
+                    .query_typed(&query::numbered(&guard.text), &typed(&mut guard.args))
+                    .await
+                    .map_err(pg_err)?;
+                if rows.is_empty() {
+                    ran.push(false);
+                    continue;
+                }
+            }
+            for mut then in step.then {
+                tx.query_typed(&query::numbered(&then.text), &typed(&mut then.args))
+                    .await
+                    .map_err(pg_err)?;
+            }
+            ran.push(true);
+        }
+        tx.commit().await.map_err(pg_err)?;
+        Ok(ran)
+    }
+
     pub fn record_audit(&self, record: AuditRecord) {
         self.writer.record_audit(record)
     }
@@ -314,6 +367,9 @@ impl RowAccess for PgRow<'_> {
     }
 }
 
+/// A NULL bound as text.
+static NULL_TEXT: Option<&str> = None;
+
 /// Maps every row.
 fn map_rows<T>(
     rows: &[tokio_postgres::Row],
@@ -339,6 +395,8 @@ fn typed(args: &mut [query::Arg]) -> Vec<(&(dyn ToSql + Sync), Type)> {
             query::Arg::Text(t) => (t as &(dyn ToSql + Sync), Type::TEXT),
             query::Arg::Int(i) => (i as &(dyn ToSql + Sync), Type::INT8),
             query::Arg::EventId(id) => (id.as_uuid() as &(dyn ToSql + Sync), Type::UUID),
+            query::Arg::Float(f) => (f as &(dyn ToSql + Sync), Type::FLOAT8),
+            query::Arg::Null => (&NULL_TEXT as &(dyn ToSql + Sync), Type::TEXT),
         })
         .collect()
 }

@@ -15,6 +15,7 @@ impl PgStore {
         &self,
         limit: usize,
         now: time::OffsetDateTime,
+        tenants: Vec<String>,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let c = self.conn().await?;
         let now = Timestamp::from(now).unix_micros();
@@ -25,13 +26,14 @@ impl PgStore {
                  FROM (SELECT seq, ts FROM events \
                        WHERE status IN ('pending', 'processing') \
                          AND (status = 'pending' OR claimed_until < $3) \
+                         AND (cardinality($4::text[]) = 0 OR tenant_id = ANY($4::text[])) \
                        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) c \
-                 WHERE e.seq = c.seq AND e.ts = c.ts RETURNING e.body::text, e.attempts",
+                 WHERE e.seq = c.seq AND e.ts = c.ts RETURNING e.body::text, e.attempts, e.seq",
             )
             .await
             .map_err(pg_err)?;
         let rows = c
-            .query(&stmt, &[&(limit as i64), &until, &now])
+            .query(&stmt, &[&(limit as i64), &until, &now, &tenants])
             .await
             .map_err(pg_err)?;
         map_rows(&rows, |r| {
@@ -40,6 +42,7 @@ impl PgStore {
             Ok(ClaimedEvent {
                 event,
                 claim: ClaimToken::new(r.int(1)?),
+                seq: r.int(2)?,
             })
         })
     }
@@ -101,6 +104,7 @@ impl PgStore {
         limit: usize,
         lifecycle: bool,
         now: time::OffsetDateTime,
+        except: Vec<String>,
     ) -> Result<usize, StoreError> {
         let mut c = self.conn().await?;
         let at = Timestamp::from(now);
@@ -110,10 +114,11 @@ impl PgStore {
                 "UPDATE events e SET status = 'processed', processed_at = $1, processing_ms = 0, \
                  attempts = e.attempts + 1 \
                  FROM (SELECT seq, ts FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' \
+                       AND NOT (tenant_id = ANY($3::text[])) \
                        ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c \
                  WHERE e.seq = c.seq AND e.ts = c.ts \
                  RETURNING e.tenant_id, e.event_id, e.category, e.event_type",
-                &[&at.to_string(), &(limit as i64)],
+                &[&at.to_string(), &(limit as i64), &except],
             )
             .await
             .map_err(pg_err)?;

@@ -321,6 +321,59 @@ CREATE TABLE projection_snapshots (
     r#"
 ALTER TABLE api_keys ADD COLUMN collect text;
 "#,
+    // Processors (one JSON definition per row, name unique per tenant),
+    // processing jobs (one per event that matched a processor: its retry
+    // schedule, lease and dead-letter state, kept beside the event rather
+    // than in its row) and each processor's last result on an event.
+    // Times in microseconds since the epoch.
+    r#"
+CREATE TABLE processors (
+    processor_id text COLLATE "C" PRIMARY KEY,
+    tenant_id text NOT NULL,
+    name text NOT NULL,
+    enabled bigint NOT NULL,
+    priority bigint NOT NULL,
+    spec text NOT NULL,
+    secret text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL
+);
+CREATE UNIQUE INDEX processors_name ON processors (tenant_id, name);
+CREATE TABLE processing_jobs (
+    job_id text COLLATE "C" PRIMARY KEY,
+    tenant_id text NOT NULL,
+    event_id text NOT NULL,
+    seq bigint NOT NULL,
+    priority bigint NOT NULL,
+    state text NOT NULL,
+    attempts bigint NOT NULL,
+    attempt_base bigint NOT NULL,
+    next_attempt_at bigint NOT NULL,
+    lease_until bigint,
+    last_error text,
+    created_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    event_type text NOT NULL
+);
+CREATE INDEX processing_jobs_due ON processing_jobs (priority, seq) WHERE state = 'pending';
+CREATE INDEX processing_jobs_leased ON processing_jobs (lease_until) WHERE state = 'in_flight';
+CREATE INDEX processing_jobs_dead ON processing_jobs (tenant_id, job_id) WHERE state = 'dead';
+CREATE TABLE processing_results (
+    event_id text NOT NULL,
+    processor_id text NOT NULL,
+    tenant_id text NOT NULL,
+    processor_name text NOT NULL,
+    processor_type text NOT NULL,
+    priority bigint NOT NULL,
+    status text NOT NULL,
+    attempt bigint NOT NULL,
+    duration_ms double precision NOT NULL,
+    result text,
+    error text,
+    finished_at bigint NOT NULL,
+    PRIMARY KEY (event_id, processor_id)
+);
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

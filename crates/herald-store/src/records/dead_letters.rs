@@ -19,6 +19,31 @@ pub struct DeadLetterFilter {
     pub died_before: Option<Timestamp>,
     /// The last attempt's error class (`server_error`, `timeout`, …).
     pub error_class: Option<String>,
+    /// Only dead processing jobs this processor failed: no delivery.
+    pub processor_id: Option<String>,
+}
+
+impl DeadLetterFilter {
+    /// Whether dead deliveries can match (a processor names none).
+    pub fn wants_deliveries(&self) -> bool {
+        self.processor_id.is_none()
+    }
+
+    /// Whether dead processing jobs can match (a subscription or an
+    /// attempt's error class names none).
+    pub fn wants_jobs(&self) -> bool {
+        self.subscription_id.is_none() && self.error_class.is_none()
+    }
+
+    /// The same filter over dead processing jobs.
+    pub fn for_jobs(&self) -> crate::DeadJobFilter {
+        crate::DeadJobFilter {
+            processor_id: self.processor_id.clone(),
+            event_type: self.event_type.clone(),
+            died_from: self.died_from,
+            died_before: self.died_before,
+        }
+    }
 }
 
 /// One page of a dead-letter listing, in delivery id (creation) order.

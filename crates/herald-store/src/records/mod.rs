@@ -135,6 +135,8 @@ impl ClaimToken {
 pub struct ClaimedEvent {
     pub event: CanonicalEvent,
     pub claim: ClaimToken,
+    /// The event's commit `seq`.
+    pub seq: i64,
 }
 
 /// How processing of one claimed event ended.
@@ -465,6 +467,8 @@ mod replays;
 pub use replays::*;
 mod lifecycle;
 pub use lifecycle::*;
+mod processors;
+pub use processors::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -297,6 +297,59 @@ CREATE TABLE projection_snapshots (
     r#"
 ALTER TABLE api_keys ADD COLUMN collect TEXT;
 "#,
+    // Processors (one JSON definition per row, name unique per tenant),
+    // processing jobs (one per event that matched a processor: its retry
+    // schedule, lease and dead-letter state, kept beside the event rather
+    // than in its row) and each processor's last result on an event.
+    // Times in microseconds since the epoch.
+    r#"
+CREATE TABLE processors (
+    processor_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    enabled INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    spec TEXT NOT NULL,
+    secret TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX processors_name ON processors (tenant_id, name);
+CREATE TABLE processing_jobs (
+    job_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    attempt_base INTEGER NOT NULL,
+    next_attempt_at INTEGER NOT NULL,
+    lease_until INTEGER,
+    last_error TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    event_type TEXT NOT NULL
+) STRICT;
+CREATE INDEX processing_jobs_due ON processing_jobs (priority, seq) WHERE state = 'pending';
+CREATE INDEX processing_jobs_leased ON processing_jobs (lease_until) WHERE state = 'in_flight';
+CREATE INDEX processing_jobs_dead ON processing_jobs (tenant_id, job_id) WHERE state = 'dead';
+CREATE TABLE processing_results (
+    event_id TEXT NOT NULL,
+    processor_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    processor_name TEXT NOT NULL,
+    processor_type TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    duration_ms REAL NOT NULL,
+    result TEXT,
+    error TEXT,
+    finished_at INTEGER NOT NULL,
+    PRIMARY KEY (event_id, processor_id)
+) STRICT;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

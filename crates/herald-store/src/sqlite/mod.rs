@@ -165,6 +165,67 @@ impl SqliteStore {
         self.writer.append(events).await
     }
 
+    /// Runs a shared read on a reader and maps every row.
+    pub(crate) async fn select<T: Send + 'static>(
+        &self,
+        stmt: query::Stmt,
+        map: query::MapRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.read(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&stmt.text)?,
+                rusqlite::params_from_iter(sql_values(stmt.args)),
+                |r| map(r),
+            )
+        })
+        .await
+    }
+
+    /// Runs a shared write (with `RETURNING`) on the writer and maps every row.
+    pub(crate) async fn write_select<T: Send + 'static>(
+        &self,
+        stmt: query::Stmt,
+        map: query::MapRow<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.write(move |c| {
+            map_rows(
+                &mut c.prepare_cached(&stmt.text)?,
+                rusqlite::params_from_iter(sql_values(stmt.args)),
+                |r| map(r),
+            )
+        })
+        .await
+    }
+
+    /// Runs shared guarded statements in one write; which of them ran.
+    pub(crate) async fn transact(
+        &self,
+        script: Vec<query::Guarded>,
+    ) -> Result<Vec<bool>, StoreError> {
+        self.write(move |c| {
+            let mut ran = Vec::with_capacity(script.len());
+            for step in script {
+                if let Some(guard) = step.guard {
+                    let mut stmt = c.prepare_cached(&guard.text)?;
+                    let mut rows =
+                        stmt.query(rusqlite::params_from_iter(sql_values(guard.args)))?;
+                    if rows.next()?.is_none() {
+                        ran.push(false);
+                        continue;
+                    }
+                }
+                for then in step.then {
+                    let mut stmt = c.prepare_cached(&then.text)?;
+                    let mut rows = stmt.query(rusqlite::params_from_iter(sql_values(then.args)))?;
+                    while rows.next()?.is_some() {}
+                }
+                ran.push(true);
+            }
+            Ok(ran)
+        })
+        .await
+    }
+
     pub fn record_audit(&self, record: AuditRecord) {
         self.writer.record_audit(record)
     }
@@ -233,6 +294,8 @@ fn sql_values(args: Vec<query::Arg>) -> impl Iterator<Item = SqlValue> {
         query::Arg::Text(t) => SqlValue::Text(t),
         query::Arg::Int(i) => SqlValue::Integer(i),
         query::Arg::EventId(id) => SqlValue::Blob(id.as_bytes().to_vec()),
+        query::Arg::Float(f) => SqlValue::Real(f),
+        query::Arg::Null => SqlValue::Null,
     })
 }
 

@@ -18,12 +18,29 @@ use crate::rows::{decode_body, event_id_from, pending_lifecycle_row};
 const RESET_CLAIMS_SQL: &str = "UPDATE events SET status = 'pending' WHERE status IN ('pending', 'processing') AND status = 'processing'";
 const CLAIM_SQL: &str = "UPDATE events SET status = 'processing', attempts = attempts + 1 WHERE seq IN \
                  (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?1) \
-                 RETURNING body, attempts";
+                 RETURNING body, attempts, seq";
 const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at = ?1, processing_ms = 0, attempts = attempts + 1 WHERE seq IN \
                  (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?2) \
                  RETURNING tenant_id, event_id, category, event_type";
 const INSERT_LIFECYCLE_SQL: &str =
     "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)";
+
+/// `sql` with `AND tenant_id {op} (?first, …)` for `n` tenants added to
+/// its pending-work condition; `sql` itself when `n` is 0.
+fn with_tenants(sql: &str, op: &str, n: usize, first: usize) -> String {
+    if n == 0 {
+        return sql.to_string();
+    }
+    let marks: Vec<String> = (first..first + n).map(|i| format!("?{i}")).collect();
+    sql.replacen(
+        "AND status = 'pending' ORDER BY seq",
+        &format!(
+            "AND status = 'pending' AND tenant_id {op} ({}) ORDER BY seq",
+            marks.join(", ")
+        ),
+        1,
+    )
+}
 
 /// A crash mid-processing leaves events `processing`: hand them back.
 pub(super) fn hand_back_claims(c: &Connection) -> Result<(), StoreError> {
@@ -37,21 +54,30 @@ impl SqliteStore {
         &self,
         limit: usize,
         _now: time::OffsetDateTime,
+        tenants: Vec<String>,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         self.write(move |c| {
-            let mut stmt = c.prepare_cached(CLAIM_SQL)?;
+            let sql = with_tenants(CLAIM_SQL, "IN", tenants.len(), 2);
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut args = vec![rusqlite::types::Value::Integer(limit as i64)];
+            args.extend(tenants.into_iter().map(rusqlite::types::Value::Text));
             let rows = stmt
-                .query_map([limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.iter()
-                .map(|(body, attempt)| {
+                .map(|(body, attempt, seq)| {
                     let mut event = decode_body(body)?;
                     event.status = EventStatus::Processing;
                     Ok(ClaimedEvent {
                         event,
                         claim: ClaimToken::new(*attempt),
+                        seq: *seq,
                     })
                 })
                 .collect()
@@ -122,12 +148,19 @@ impl SqliteStore {
         limit: usize,
         lifecycle: bool,
         now: time::OffsetDateTime,
+        except: Vec<String>,
     ) -> Result<usize, StoreError> {
         let at = Timestamp::from(now);
         self.write(move |c| {
-            let mut stmt = c.prepare_cached(COMPLETE_SQL)?;
+            let sql = with_tenants(COMPLETE_SQL, "NOT IN", except.len(), 3);
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut args = vec![
+                rusqlite::types::Value::Text(at.to_string()),
+                rusqlite::types::Value::Integer(limit as i64),
+            ];
+            args.extend(except.into_iter().map(rusqlite::types::Value::Text));
             let rows = stmt
-                .query_map(params![at.to_string(), limit as i64], |r| {
+                .query_map(rusqlite::params_from_iter(args), |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, Vec<u8>>(1)?,

@@ -157,7 +157,12 @@ pub(crate) mod sql {
                     died_from,
                     died_before,
                     error_class,
+                    processor_id,
                 } = f;
+                if processor_id.is_some() {
+                    // A processor's dead letters are processing jobs.
+                    text.push_str(" AND 1 = 0");
+                }
                 if let Some(s) = subscription_id {
                     text.push_str(" AND d.subscription_id = ?");
                     args.push(Arg::Text(s.clone()));

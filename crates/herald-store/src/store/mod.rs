@@ -10,6 +10,7 @@ pub(crate) mod deliveries;
 mod events;
 pub(crate) mod lifecycle;
 mod processing;
+pub(crate) mod processors;
 pub(crate) mod replays;
 mod settings;
 mod shared;

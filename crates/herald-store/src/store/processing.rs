@@ -15,7 +15,21 @@ impl Store {
         limit: usize,
         now: time::OffsetDateTime,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        each!(self, s => s.claim_pending(limit, now).await)
+        each!(self, s => s.claim_pending(limit, now, Vec::new()).await)
+    }
+
+    /// [`Store::claim_pending`] over the events of `tenants` only (the
+    /// tenants with processors); nothing when `tenants` is empty.
+    pub async fn claim_pending_of(
+        &self,
+        limit: usize,
+        now: time::OffsetDateTime,
+        tenants: Vec<String>,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        each!(self, s => s.claim_pending(limit, now, tenants).await)
     }
 
     /// Records how processing ended for claimed events, each only while its
@@ -43,7 +57,19 @@ impl Store {
         lifecycle: bool,
         now: time::OffsetDateTime,
     ) -> Result<usize, StoreError> {
-        each!(self, s => s.complete_pending(limit, lifecycle, now).await)
+        each!(self, s => s.complete_pending(limit, lifecycle, now, Vec::new()).await)
+    }
+
+    /// [`Store::complete_pending`] over the events of every tenant but
+    /// `except` (the tenants with processors, whose events are claimed).
+    pub async fn complete_pending_except(
+        &self,
+        limit: usize,
+        lifecycle: bool,
+        now: time::OffsetDateTime,
+        except: Vec<String>,
+    ) -> Result<usize, StoreError> {
+        each!(self, s => s.complete_pending(limit, lifecycle, now, except).await)
     }
 
     /// The oldest lifecycle notifications still to publish.

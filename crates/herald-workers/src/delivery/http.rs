@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use super::classify::{DEFAULT_SNIPPET_BYTES, TransportFailure};
+use super::classify::TransportFailure;
 use super::network::{AllowedNetworks, Refusal, TargetHost, WebhookTarget};
 use super::worker::{OutgoingWebhook, SendResult, WebhookSender};
 
@@ -87,6 +87,7 @@ impl HttpSender {
                 }
             }
         }
+        let read_limit = request.read_limit;
         let mut builder = self
             .client
             .post(&request.url)
@@ -108,7 +109,7 @@ impl HttpSender {
             .map(str::to_string);
         // Only the start of the body is kept; the rest is not read.
         let mut body = Vec::new();
-        while body.len() < DEFAULT_SNIPPET_BYTES {
+        while body.len() < read_limit {
             match response.chunk().await {
                 Ok(Some(chunk)) => body.extend_from_slice(&chunk),
                 Ok(None) | Err(_) => break,

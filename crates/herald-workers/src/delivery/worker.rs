@@ -47,6 +47,9 @@ pub struct OutgoingWebhook {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub timeout: Duration,
+    /// How much of the answer's body to read, at least (a delivery keeps
+    /// a snippet; a webhook processor the whole answer).
+    pub read_limit: usize,
 }
 
 /// What came back from one request.
@@ -447,6 +450,7 @@ impl DeliveryWorker {
                 headers,
                 body: signed.body,
                 timeout: self.timeout,
+                read_limit: DEFAULT_SNIPPET_BYTES,
             })
             .await;
         record.duration_ms = started.elapsed().as_millis() as i64;

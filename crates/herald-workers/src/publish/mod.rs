@@ -44,7 +44,7 @@ use tokio::sync::{Notify, watch};
 use crate::follower::{CommitLogFollower, CommitLogHandler, Follow};
 
 mod stream;
-mod subject;
+pub(crate) mod subject;
 
 pub use stream::{reconcile_stream, subject_covers};
 pub use subject::{event_subject, lifecycle_subject, subject_token, type_tokens, unescape_token};
@@ -79,6 +79,14 @@ impl PublisherStatus {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|c| c.connection_state() == async_nats::connection::State::Connected)
+    }
+
+    /// The publisher's NATS connection, once made (processors publish on it).
+    pub fn client(&self) -> Option<async_nats::Client> {
+        self.client
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_error(&self, e: Option<String>) {

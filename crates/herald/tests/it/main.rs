@@ -20,6 +20,7 @@ mod ingest;
 mod nats;
 mod openapi;
 mod problems;
+mod processors;
 mod query;
 mod registry;
 mod replay;

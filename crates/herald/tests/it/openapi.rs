@@ -505,6 +505,166 @@ async fn every_real_answer_matches_the_documented_schema() {
     c.check("get", sub_route, get(&one, &admin).await.unwrap())
         .await;
 
+    // Processors: create (a webhook with its secret, an enrich one, a bad
+    // one), list, get, replace, toggle (and a bad toggle), delete; an event
+    // they ran on, with its results, and a dead letter of one that failed.
+    let procs = "/api/v1/events/processors";
+    let proc_route = "/api/v1/events/processors/{processor_id}";
+    c.check(
+        "post",
+        procs,
+        post(procs, &admin, json!({"processor_name": "score", "processor_type": "webhook",
+            "config": {"url": "http://127.0.0.1:9/score"}, "filters": {"event_types": ["nothing.here"]}}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    let enrich = c
+        .check(
+            "post",
+            procs,
+            post(
+                procs,
+                &admin,
+                json!({"processor_name": "risk", "processor_type": "enrich", "priority": 3,
+                "filters": {"event_types": ["order_failed"]}, "config": {"fields": {"risk": "'low'"}}}),
+            )
+            .await
+            .unwrap(),
+        )
+        .await;
+    c.check(
+        "post",
+        procs,
+        post(
+            procs,
+            &admin,
+            json!({"processor_name": "", "processor_type": "x"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        procs,
+        get(&format!("{procs}?limit=1"), &admin).await.unwrap(),
+    )
+    .await;
+    let p_one = format!("{procs}/{}", enrich["processor_id"].as_str().unwrap());
+    c.check("get", proc_route, get(&p_one, &admin).await.unwrap())
+        .await;
+    c.check(
+        "put",
+        proc_route,
+        app.client
+            .put(app.url(&p_one))
+            .bearer_auth(&admin)
+            .json(
+                &json!({"processor_name": "risk", "processor_type": "enrich", "priority": 4,
+                "filters": {"event_types": ["order_failed"]}, "config": {"fields": {"risk": "'low'"}}}),
+            )
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let toggle_route = "/api/v1/events/processors/{processor_id}/toggle";
+    for query in ["?enabled=true", "?enabled=maybe"] {
+        c.check(
+            "put",
+            toggle_route,
+            app.client
+                .put(app.url(&format!("{p_one}/toggle{query}")))
+                .bearer_auth(&admin)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+    }
+    let strict = c
+        .check(
+            "post",
+            procs,
+            post(procs, &admin, json!({"processor_name": "strict", "processor_type": "enrich",
+                "filters": {"event_types": ["payment_authorized"]}, "config": {"fields": {"n": "event.data.missing + 1"}},
+                "retry_policy": {"schedule": []}}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    let (status, ran) = app
+        .create(
+            &admin,
+            &json!({"event_type": "order_failed", "category": "business"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ran}");
+    let ran_path = format!("/api/v1/events/{}", ran["event_id"].as_str().unwrap());
+    herald_testkit::wait::wait_until(
+        "the processors ran",
+        std::time::Duration::from_secs(20),
+        || async {
+            let e: Value = get(&ran_path, &admin).await.unwrap().json().await.unwrap();
+            e["processing_results"].is_array()
+        },
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/events/{event_id}",
+        get(&ran_path, &admin).await.unwrap(),
+    )
+    .await;
+    let (status, refused) = app
+        .create(
+            &admin,
+            &json!({"event_type": "payment_authorized", "category": "business"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{refused}");
+    herald_testkit::wait::wait_until(
+        "a processing dead letter",
+        std::time::Duration::from_secs(20),
+        || async {
+            let page: Value = get("/api/v1/dlq", &admin)
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            page["count"].as_u64().unwrap_or(0) > 0
+        },
+    )
+    .await;
+    c.check(
+        "get",
+        "/api/v1/dlq",
+        get("/api/v1/dlq", &admin).await.unwrap(),
+    )
+    .await;
+    let res = app
+        .client
+        .delete(app.url(&p_one))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    c.checked.push(format!("delete {proc_route} 204"));
+    let strict = format!("{procs}/{}", strict["processor_id"].as_str().unwrap());
+    let res = app
+        .client
+        .delete(app.url(&strict))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    c.check("get", proc_route, get(&p_one, &admin).await.unwrap())
+        .await;
+
     // A stream (its page, a bad id, an unknown one) and its projection
     // (now, at a version, a bad parameter, an unknown entity).
     let stream_route = "/api/v1/events/stream/{stream_id}";

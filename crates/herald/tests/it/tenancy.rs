@@ -588,7 +588,7 @@ async fn health_and_openapi_document_every_route() {
         names("/api/v1/events/subscriptions", "get"),
         ["enabled", "all", "limit", "cursor"]
     );
-    assert_eq!(with_params, 29);
+    assert_eq!(with_params, 31);
 }
 
 #[tokio::test]

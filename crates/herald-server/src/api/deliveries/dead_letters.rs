@@ -18,7 +18,10 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use herald_core::error::pointer_push;
 use herald_core::{ErrorKind, FieldError, Timestamp};
-use herald_store::{DeadLetter, DeadLetterFilter, DeadLetterQuery, DeadLetterSelection, Scope};
+use herald_store::{
+    DeadLetter, DeadLetterFilter, DeadLetterQuery, DeadLetterSelection, ProcessingJob,
+    ProcessorResult, ResultStatus, Scope,
+};
 use serde_json::{Map, Value, json};
 
 use super::{attempt_view, delivery_view, require_subscription};
@@ -32,8 +35,9 @@ use crate::http::problem::ApiError;
 
 /// The filter fields, as query parameters of the listing and as body
 /// fields of a redrive.
-pub const FILTER_FIELDS: [&str; 5] = [
+pub const FILTER_FIELDS: [&str; 6] = [
     "subscription_id",
+    "processor_id",
     "event_type",
     "start_time",
     "end_time",
@@ -49,6 +53,11 @@ pub const LIST_PARAMS: &[Param] = &[
         name: "subscription_id",
         kind: ParamKind::String,
         description: "only this subscription's dead letters",
+    },
+    Param {
+        name: "processor_id",
+        kind: ParamKind::String,
+        description: "only events this processor failed on (processing dead letters)",
     },
     Param {
         name: "event_type",
@@ -140,6 +149,7 @@ fn filter_of<'a>(
                 let text = text_field(name, at, v, errors);
                 match name {
                     "subscription_id" => f.subscription_id = text,
+                    "processor_id" => f.processor_id = text,
                     "event_type" => f.event_type = text,
                     "error_class" => f.error_class = text,
                     // Callers pass only FILTER_FIELDS.
@@ -213,31 +223,88 @@ pub async fn list(
         .collect();
     let filter = filter_of(given.iter().map(|(n, v)| (*n, v)), &mut errors);
     let limit = super::limit(&p, &mut errors);
-    let after = super::cursor(&p, &mut errors);
+    let after = match p.get("cursor") {
+        Some(c) if c.starts_with("pjb_") && c.len() <= 64 => Some(c.to_string()),
+        _ => super::cursor(&p, &mut errors),
+    };
     params::check(errors)?;
-    let page = app
-        .store
-        .dead_letters(
-            &key.tenant_id,
-            &DeadLetterQuery {
-                filter,
-                limit,
-                after,
-            },
-        )
-        .await?;
-    let mut targets = HashMap::new();
-    let mut items = Vec::with_capacity(page.dead_letters.len());
-    for d in &page.dead_letters {
-        items.push(view(&app, d, &mut targets).await?);
+    // Ids order dead deliveries (`dlv_…`) before dead processing jobs
+    // (`pjb_…`): a page takes deliveries first, then jobs.
+    let in_jobs = after.as_deref().is_some_and(|a| a.starts_with("pjb_"));
+    let mut items = Vec::new();
+    let mut next_cursor = None;
+    if filter.wants_deliveries() && !in_jobs {
+        let page = app
+            .store
+            .dead_letters(
+                &key.tenant_id,
+                &DeadLetterQuery {
+                    filter: filter.clone(),
+                    limit,
+                    after: after.clone(),
+                },
+            )
+            .await?;
+        let mut targets = HashMap::new();
+        for d in &page.dead_letters {
+            items.push(view(&app, d, &mut targets).await?);
+        }
+        next_cursor = page.next_cursor;
+    }
+    if next_cursor.is_none() && filter.wants_jobs() && items.len() < limit {
+        let room = limit - items.len();
+        let after = after.as_deref().filter(|_| in_jobs);
+        let mut jobs = app
+            .store
+            .dead_processing_jobs(&key.tenant_id, &filter.for_jobs(), room + 1, after)
+            .await?;
+        if jobs.len() > room {
+            jobs.truncate(room);
+            next_cursor = jobs.last().map(|(j, _)| j.job_id.clone());
+        }
+        for (job, results) in &jobs {
+            items.push(job_view(&app, job, results).await?);
+        }
     }
     Ok(Json(json!({
         "dead_letters": items,
         "count": items.len(),
-        "has_more": page.next_cursor.is_some(),
-        "next_cursor": page.next_cursor,
+        "has_more": next_cursor.is_some(),
+        "next_cursor": next_cursor,
     }))
     .into_response())
+}
+
+/// A dead processing job as answered: the event's id, type and event, its
+/// attempts, when it died, the last error, and every processor's last
+/// result on the event (the failed ones are why it died).
+async fn job_view(
+    app: &App,
+    job: &ProcessingJob,
+    results: &[ProcessorResult],
+) -> Result<Value, ApiError> {
+    let event = app
+        .store
+        .get_event(&job.tenant_id, job.event_id)
+        .await?
+        .and_then(|e| serde_json::to_value(EventResponse::stored(&e)).ok());
+    Ok(json!({
+        "dead_letter_id": job.job_id,
+        "target": "processor",
+        "event_id": job.event_id,
+        "event_type": job.event_type,
+        "state": job.state.as_str(),
+        "attempts": job.attempts,
+        "died_at": job.updated_at,
+        "last_error": job.last_error,
+        "failed_processors": results
+            .iter()
+            .filter(|r| r.status == ResultStatus::Failed)
+            .map(|r| json!({ "processor_id": r.processor_id, "processor_name": r.processor_name, "error": r.error }))
+            .collect::<Vec<_>>(),
+        "processing_results": results,
+        "event": event,
+    }))
 }
 
 fn invalid(errors: Vec<FieldError>) -> ApiError {
@@ -345,11 +412,39 @@ pub async fn redrive(
     let key = principal.require(Scope::Manage)?;
     let value = body::read_json(&app.body_limits, BodyKind::Query, &headers, body).await?;
     let selection = parse_redrive(&value)?;
-    let n = app
-        .store
-        .redrive_dead_letters(&key.tenant_id, &selection, app.clock.now())
-        .await?;
+    let now = app.clock.now();
+    let n = match &selection {
+        DeadLetterSelection::Ids(ids) => {
+            let (jobs, deliveries): (Vec<String>, Vec<String>) =
+                ids.iter().cloned().partition(|id| id.starts_with("pjb_"));
+            app.store
+                .redrive_dead_letters(&key.tenant_id, &DeadLetterSelection::Ids(deliveries), now)
+                .await?
+                + app
+                    .store
+                    .redrive_processing_jobs(&key.tenant_id, Some(&jobs), &Default::default(), now)
+                    .await?
+        }
+        DeadLetterSelection::Matching(f) => {
+            let deliveries = if f.wants_deliveries() {
+                app.store
+                    .redrive_dead_letters(&key.tenant_id, &selection, now)
+                    .await?
+            } else {
+                0
+            };
+            let jobs = if f.wants_jobs() {
+                app.store
+                    .redrive_processing_jobs(&key.tenant_id, None, &f.for_jobs(), now)
+                    .await?
+            } else {
+                0
+            };
+            deliveries + jobs
+        }
+    };
     app.delivery_wake.notify_one();
+    app.worker_wake.notify_one();
     slot.detail(match &selection {
         DeadLetterSelection::Ids(ids) => {
             format!("redrove {n} of {} dead letters named by id", ids.len())
@@ -368,7 +463,14 @@ pub async fn discard(
 ) -> Result<Response, ApiError> {
     let key = principal.require(Scope::Manage)?;
     let Path(id) = path?;
-    if !app.store.discard_dead_letter(&key.tenant_id, &id).await? {
+    let discarded = if id.starts_with("pjb_") {
+        app.store
+            .discard_processing_job(&key.tenant_id, &id)
+            .await?
+    } else {
+        app.store.discard_dead_letter(&key.tenant_id, &id).await?
+    };
+    if !discarded {
         let shown: String = id.chars().take(64).collect();
         return Err(ApiError::not_found(format!(
             "no dead letter `{shown}` in this tenant"

@@ -21,7 +21,7 @@ pub use batch::batch;
 pub use create::create;
 pub use query::{get, parse_query, query};
 pub use response::EventResponse;
-pub(crate) use splice::push_events;
+pub(crate) use splice::{push_events, results_of};
 
 use crate::App;
 use crate::app::TenantContext;

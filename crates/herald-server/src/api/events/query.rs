@@ -139,10 +139,21 @@ pub async fn get(
         return Err(not_found());
     };
     match app.store.get_event(&key.tenant_id, event_id).await? {
-        Some(stored) => Ok(json_response(
-            StatusCode::OK,
-            &EventResponse::stored(&stored),
-        )),
+        Some(stored) => {
+            let results = app
+                .store
+                .processing_results(&[event_id])
+                .await?
+                .remove(&event_id)
+                .unwrap_or_default();
+            Ok(json_response(
+                StatusCode::OK,
+                &EventResponse {
+                    processing_results: &results,
+                    ..EventResponse::stored(&stored)
+                },
+            ))
+        }
         None => Err(not_found()),
     }
 }
@@ -169,7 +180,8 @@ pub async fn query(
             + 256,
     );
     out.push_str("{\"events\":");
-    push_events(&mut out, &page.events)?;
+    let results = super::splice::results_of(&app.store, &page.events).await?;
+    push_events(&mut out, &page.events, &results)?;
     let rest = serde_json::json!({
         "total": page.total,
         "total_relation": if page.total_exact { "eq" } else { "gte" },

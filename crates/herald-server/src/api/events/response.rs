@@ -5,7 +5,7 @@ use axum::Json;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::{CanonicalEvent, FieldWarning, Timestamp};
-use herald_store::StoredEvent;
+use herald_store::{ProcessorResult, StoredEvent};
 use serde::Serialize;
 
 /// The event answer: the canonical event plus the flat fields every answer
@@ -30,6 +30,10 @@ pub struct EventResponse<'a> {
     pub processed_at: Option<Timestamp>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub processing_ms: Option<f64>,
+    /// What each processor made of the event, highest priority first;
+    /// left out when no processor ran on it.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub processing_results: &'a [ProcessorResult],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub warnings: &'a [FieldWarning],
 }
@@ -44,6 +48,7 @@ impl<'a> EventResponse<'a> {
             created_at: event.processing_timestamp,
             processed_at: None,
             processing_ms: None,
+            processing_results: &[],
             warnings,
         }
     }

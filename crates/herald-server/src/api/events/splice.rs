@@ -10,8 +10,10 @@
 
 use std::ops::Range;
 
-use herald_core::Timestamp;
-use herald_store::{EventJson, StoredEvent};
+use std::collections::HashMap;
+
+use herald_core::{EventId, Timestamp};
+use herald_store::{EventJson, ProcessorResult, StoredEvent};
 use serde::Serialize;
 
 use super::response::EventResponse;
@@ -243,7 +245,11 @@ fn json_text<T: Serialize + ?Sized>(v: &T) -> String {
 
 /// Appends `rows` as a JSON array of `EventResponse`s (spliced where the
 /// stored JSON allows, decoded otherwise).
-pub(crate) fn push_events(out: &mut String, rows: &[EventJson]) -> Result<(), ApiError> {
+pub(crate) fn push_events(
+    out: &mut String,
+    rows: &[EventJson],
+    results: &ProcessingResults,
+) -> Result<(), ApiError> {
     out.push('[');
     for (i, row) in rows.iter().enumerate() {
         if i > 0 {
@@ -252,9 +258,42 @@ pub(crate) fn push_events(out: &mut String, rows: &[EventJson]) -> Result<(), Ap
         if !splice_response(out, row) {
             out.push_str(&decoded_response(row)?);
         }
+        if let Some(r) = leading_event_id(&row.body).and_then(|id| results.get(&id))
+            && out.ends_with('}')
+        {
+            out.pop();
+            out.push_str(",\"processing_results\":");
+            out.push_str(&serde_json::to_string(r).map_err(ApiError::internal)?);
+            out.push('}');
+        }
     }
     out.push(']');
     Ok(())
+}
+
+/// What processors made of a page's events, by event.
+pub(crate) type ProcessingResults = HashMap<EventId, Vec<ProcessorResult>>;
+
+/// The event id a stored body starts with (the canonical event serialises
+/// it first); `None` for any other layout.
+pub(crate) fn leading_event_id(body: &str) -> Option<EventId> {
+    let rest = body.strip_prefix("{\"event_id\":\"")?;
+    EventId::parse(rest.get(..36)?).ok()
+}
+
+/// The results of `rows`' events, read in one query per 500 events.
+pub(crate) async fn results_of(
+    store: &herald_store::Store,
+    rows: &[EventJson],
+) -> Result<ProcessingResults, ApiError> {
+    let ids: Vec<EventId> = rows
+        .iter()
+        .filter_map(|r| leading_event_id(&r.body))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store.processing_results(&ids).await?)
 }
 
 /// The slow path: decode the row and serialise its `EventResponse`.

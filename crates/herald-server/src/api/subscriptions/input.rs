@@ -103,7 +103,7 @@ pub async fn parse(
 ) -> Result<Input, Vec<FieldError>> {
     let (fields, mut errors) = parse_fields(body, secret_field);
     if let Some(target) = &fields.target
-        && let Err(e) = check_target(target, allowed).await
+        && let Err(e) = check_target(target, allowed, "/callback_url").await
     {
         errors.push(e);
     }
@@ -430,9 +430,13 @@ fn headers(
     (errors.len() == before).then_some(out)
 }
 
-/// Resolves the callback URL's host (a literal address as it is) and
-/// checks every address it gives.
-async fn check_target(target: &WebhookTarget, allowed: &AllowedNetworks) -> Result<(), FieldError> {
+/// Resolves a webhook URL's host (a literal address as it is) and checks
+/// every address it gives; a refusal names the field at `at`.
+pub(crate) async fn check_target(
+    target: &WebhookTarget,
+    allowed: &AllowedNetworks,
+    at: &str,
+) -> Result<(), FieldError> {
     let addresses: Vec<IpAddr> = match &target.host {
         TargetHost::Address(ip) => vec![*ip],
         TargetHost::Name(name) => {
@@ -444,16 +448,22 @@ async fn check_target(target: &WebhookTarget, allowed: &AllowedNetworks) -> Resu
             {
                 Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
                 Ok(Err(e)) => {
-                    return Err(refused(Refusal::Unresolved {
-                        host: name.clone(),
-                        reason: e.to_string(),
-                    }));
+                    return Err(refused(
+                        Refusal::Unresolved {
+                            host: name.clone(),
+                            reason: e.to_string(),
+                        },
+                        at,
+                    ));
                 }
                 Err(_) => {
-                    return Err(refused(Refusal::Unresolved {
-                        host: name.clone(),
-                        reason: format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs()),
-                    }));
+                    return Err(refused(
+                        Refusal::Unresolved {
+                            host: name.clone(),
+                            reason: format!("no answer within {}s", RESOLVE_TIMEOUT.as_secs()),
+                        },
+                        at,
+                    ));
                 }
             }
         }
@@ -461,17 +471,17 @@ async fn check_target(target: &WebhookTarget, allowed: &AllowedNetworks) -> Resu
     target
         .check(&addresses, allowed)
         .map(|_| ())
-        .map_err(refused)
+        .map_err(|r| refused(r, at))
 }
 
-fn refused(r: Refusal) -> FieldError {
+fn refused(r: Refusal, at: &str) -> FieldError {
     let message = match &r {
         Refusal::NotPublic { .. } => format!(
             "{r} (the setting delivery_allowed_networks in herald.toml, or the --delivery-allowed-networks flag)"
         ),
         _ => r.to_string(),
     };
-    error("/callback_url", ErrorKind::NotAllowed, message)
+    error(at, ErrorKind::NotAllowed, message)
 }
 
 #[cfg(test)]
