@@ -10,6 +10,7 @@ mod floors;
 mod herald;
 mod load;
 mod opts;
+mod processing;
 mod report;
 mod streams;
 mod tail;
@@ -535,6 +536,13 @@ async fn main() {
     if opts.wants("streams") {
         // -- a 10,000-event stream and its projection, with and without snapshots
         for row in streams::scenarios(&opts, &work).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("processing") {
+        // -- the processing worker: no processor vs three enrich processors
+        for row in processing::scenarios(&opts, &work).await {
             push(row);
         }
     }

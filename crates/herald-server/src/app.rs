@@ -217,7 +217,7 @@ impl App {
         }))
     }
 
-    /// After a commit that stored events: wake the status worker, the
+    /// After a commit that stored events: wake the processing worker, the
     /// publisher, the delivery fan-out and the live tail.
     pub fn after_commit(&self) {
         self.worker_wake.notify_one();

@@ -128,7 +128,7 @@ pub struct Config {
     pub max_inflight_events: usize,
     /// `HERALD_SYNC_FULL`: fsync every commit (`true`, the default).
     pub sync_full: bool,
-    /// `HERALD_WORKER_IDLE_MS`: how often the status worker looks for work
+    /// `HERALD_WORKER_IDLE_MS`: how often the processing worker looks for work
     /// when nothing woke it.
     pub worker_idle_ms: u64,
     /// `HERALD_DATABASE_URL`: PostgreSQL (`postgres://user@host:5432/db`)

@@ -221,7 +221,7 @@ pub const SETTINGS: &[Setting] = &[
         env: "HERALD_WORKER_IDLE_MS",
         flag: Some("worker-idle-ms"),
         value_name: "MS",
-        help: "How often the status worker looks for work when nothing woke it",
+        help: "How often the processing worker looks for work when nothing woke it (at most 1 s)",
         default: |c| c.worker_idle_ms.to_string(),
         set: |c, v| parse_into(v, &mut c.worker_idle_ms),
     },

@@ -15,25 +15,25 @@ impl PgStore {
         &self,
         limit: usize,
         now: time::OffsetDateTime,
-        tenants: Vec<String>,
+        scope: PendingScope,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let c = self.conn().await?;
         let now = Timestamp::from(now).unix_micros();
         let until = now + self.claim_lease.as_micros() as i64;
         let stmt = c
-            .prepare_cached(
+            .prepare_cached(&format!(
                 "UPDATE events e SET status = 'processing', attempts = e.attempts + 1, claimed_until = $2 \
                  FROM (SELECT seq, ts FROM events \
                        WHERE status IN ('pending', 'processing') \
-                         AND (status = 'pending' OR claimed_until < $3) \
-                         AND (cardinality($4::text[]) = 0 OR tenant_id = ANY($4::text[])) \
+                         AND (status = 'pending' OR claimed_until < $3){} \
                        ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED) c \
                  WHERE e.seq = c.seq AND e.ts = c.ts RETURNING e.body::text, e.attempts, e.seq",
-            )
+                scope.sql()
+            ))
             .await
             .map_err(pg_err)?;
         let rows = c
-            .query(&stmt, &[&(limit as i64), &until, &now, &tenants])
+            .query(&stmt, &[&(limit as i64), &until, &now])
             .await
             .map_err(pg_err)?;
         map_rows(&rows, |r| {
@@ -104,21 +104,23 @@ impl PgStore {
         limit: usize,
         lifecycle: bool,
         now: time::OffsetDateTime,
-        except: Vec<String>,
+        scope: PendingScope,
     ) -> Result<usize, StoreError> {
         let mut c = self.conn().await?;
         let at = Timestamp::from(now);
         let tx = c.transaction().await.map_err(pg_err)?;
         let rows = tx
             .query(
-                "UPDATE events e SET status = 'processed', processed_at = $1, processing_ms = 0, \
-                 attempts = e.attempts + 1 \
-                 FROM (SELECT seq, ts FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' \
-                       AND NOT (tenant_id = ANY($3::text[])) \
-                       ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c \
-                 WHERE e.seq = c.seq AND e.ts = c.ts \
-                 RETURNING e.tenant_id, e.event_id, e.category, e.event_type",
-                &[&at.to_string(), &(limit as i64), &except],
+                &format!(
+                    "UPDATE events e SET status = 'processed', processed_at = $1, processing_ms = 0, \
+                     attempts = e.attempts + 1 \
+                     FROM (SELECT seq, ts FROM events WHERE status IN ('pending', 'processing') AND status = 'pending'{} \
+                           ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c \
+                     WHERE e.seq = c.seq AND e.ts = c.ts \
+                     RETURNING e.tenant_id, e.event_id, e.category, e.event_type",
+                    scope.sql()
+                ),
+                &[&at.to_string(), &(limit as i64)],
             )
             .await
             .map_err(pg_err)?;

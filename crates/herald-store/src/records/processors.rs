@@ -54,6 +54,35 @@ pub struct ProcessorPage {
     pub next_cursor: Option<String>,
 }
 
+/// Whose pending events a claim or a completion takes, decided by the
+/// statement itself from the processors committed when it runs (so an
+/// event stored after a processor was created is never completed without
+/// it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingScope {
+    /// Every tenant's.
+    All,
+    /// Only those of tenants with no enabled processor.
+    WithoutProcessors,
+    /// Only those of tenants with an enabled processor.
+    WithProcessors,
+}
+
+impl PendingScope {
+    /// The condition on `tenant_id` (empty for `All`).
+    pub(crate) fn sql(self) -> &'static str {
+        match self {
+            PendingScope::All => "",
+            PendingScope::WithoutProcessors => {
+                " AND tenant_id NOT IN (SELECT tenant_id FROM processors WHERE enabled = 1)"
+            }
+            PendingScope::WithProcessors => {
+                " AND tenant_id IN (SELECT tenant_id FROM processors WHERE enabled = 1)"
+            }
+        }
+    }
+}
+
 /// A pending event the processing worker looked at and found processors
 /// for: it leaves the pending queue for a job.
 #[derive(Debug, Clone, PartialEq)]

@@ -25,19 +25,25 @@ const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at
 const INSERT_LIFECYCLE_SQL: &str =
     "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)";
 
-/// `sql` with `AND tenant_id {op} (?first, …)` for `n` tenants added to
-/// its pending-work condition; `sql` itself when `n` is 0.
-fn with_tenants(sql: &str, op: &str, n: usize, first: usize) -> String {
-    if n == 0 {
+/// `sql` with `scope`'s tenant condition added to its pending-work
+/// condition.
+///
+/// The scan stays on the pending index, in commit order, checking each
+/// row's tenant against the (small) set of tenants with processors: left
+/// to itself SQLite would take every pending row of those tenants from the
+/// tenant/status index and sort them all on each call.
+fn scoped(sql: &str, scope: PendingScope) -> String {
+    if scope == PendingScope::All {
         return sql.to_string();
     }
-    let marks: Vec<String> = (first..first + n).map(|i| format!("?{i}")).collect();
     sql.replacen(
+        "SELECT seq FROM events WHERE",
+        "SELECT seq FROM events INDEXED BY events_pending WHERE",
+        1,
+    )
+    .replacen(
         "AND status = 'pending' ORDER BY seq",
-        &format!(
-            "AND status = 'pending' AND tenant_id {op} ({}) ORDER BY seq",
-            marks.join(", ")
-        ),
+        &format!("AND status = 'pending'{} ORDER BY seq", scope.sql()),
         1,
     )
 }
@@ -54,15 +60,12 @@ impl SqliteStore {
         &self,
         limit: usize,
         _now: time::OffsetDateTime,
-        tenants: Vec<String>,
+        scope: PendingScope,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         self.write(move |c| {
-            let sql = with_tenants(CLAIM_SQL, "IN", tenants.len(), 2);
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut args = vec![rusqlite::types::Value::Integer(limit as i64)];
-            args.extend(tenants.into_iter().map(rusqlite::types::Value::Text));
+            let mut stmt = c.prepare_cached(&scoped(CLAIM_SQL, scope))?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| {
+                .query_map([limit as i64], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, i64>(1)?,
@@ -148,19 +151,13 @@ impl SqliteStore {
         limit: usize,
         lifecycle: bool,
         now: time::OffsetDateTime,
-        except: Vec<String>,
+        scope: PendingScope,
     ) -> Result<usize, StoreError> {
         let at = Timestamp::from(now);
         self.write(move |c| {
-            let sql = with_tenants(COMPLETE_SQL, "NOT IN", except.len(), 3);
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut args = vec![
-                rusqlite::types::Value::Text(at.to_string()),
-                rusqlite::types::Value::Integer(limit as i64),
-            ];
-            args.extend(except.into_iter().map(rusqlite::types::Value::Text));
+            let mut stmt = c.prepare_cached(&scoped(COMPLETE_SQL, scope))?;
             let rows = stmt
-                .query_map(rusqlite::params_from_iter(args), |r| {
+                .query_map(params![at.to_string(), limit as i64], |r| {
                     Ok((
                         r.get::<_, String>(0)?,
                         r.get::<_, Vec<u8>>(1)?,
@@ -223,7 +220,16 @@ mod tests {
     fn finding_pending_work_uses_the_pending_index_not_a_table_scan() {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::floor::open(&dir.path().join("plan.db"), false).unwrap();
-        for sql in [RESET_CLAIMS_SQL, CLAIM_SQL, COMPLETE_SQL] {
+        let scoped_sql = [
+            scoped(CLAIM_SQL, PendingScope::WithProcessors),
+            scoped(COMPLETE_SQL, PendingScope::WithoutProcessors),
+        ];
+        let all = [RESET_CLAIMS_SQL, CLAIM_SQL, COMPLETE_SQL];
+        for sql in all
+            .iter()
+            .copied()
+            .chain(scoped_sql.iter().map(String::as_str))
+        {
             let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
             let nulls = vec![SqlValue::Null; stmt.parameter_count()];
             let plan: Vec<String> = stmt

@@ -2,7 +2,7 @@
 
 use herald_core::EventId;
 
-use crate::{ClaimedEvent, PendingLifecycle, ProcessingResult, Store, StoreError};
+use crate::{ClaimedEvent, PendingLifecycle, PendingScope, ProcessingResult, Store, StoreError};
 
 impl Store {
     /// Moves up to `limit` pending events to `processing` and returns them,
@@ -15,21 +15,17 @@ impl Store {
         limit: usize,
         now: time::OffsetDateTime,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        each!(self, s => s.claim_pending(limit, now, Vec::new()).await)
+        each!(self, s => s.claim_pending(limit, now, PendingScope::All).await)
     }
 
-    /// [`Store::claim_pending`] over the events of `tenants` only (the
-    /// tenants with processors); nothing when `tenants` is empty.
-    pub async fn claim_pending_of(
+    /// [`Store::claim_pending`] over the events of tenants with an enabled
+    /// processor only, as the statement finds them.
+    pub async fn claim_pending_with_processors(
         &self,
         limit: usize,
         now: time::OffsetDateTime,
-        tenants: Vec<String>,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        if tenants.is_empty() {
-            return Ok(Vec::new());
-        }
-        each!(self, s => s.claim_pending(limit, now, tenants).await)
+        each!(self, s => s.claim_pending(limit, now, PendingScope::WithProcessors).await)
     }
 
     /// Records how processing ended for claimed events, each only while its
@@ -57,19 +53,20 @@ impl Store {
         lifecycle: bool,
         now: time::OffsetDateTime,
     ) -> Result<usize, StoreError> {
-        each!(self, s => s.complete_pending(limit, lifecycle, now, Vec::new()).await)
+        each!(self, s => s.complete_pending(limit, lifecycle, now, PendingScope::All).await)
     }
 
-    /// [`Store::complete_pending`] over the events of every tenant but
-    /// `except` (the tenants with processors, whose events are claimed).
-    pub async fn complete_pending_except(
+    /// [`Store::complete_pending`] over the events of tenants without an
+    /// enabled processor only, decided by the statement itself: an event
+    /// stored after its tenant's first processor committed is never
+    /// completed here.
+    pub async fn complete_pending_without_processors(
         &self,
         limit: usize,
         lifecycle: bool,
         now: time::OffsetDateTime,
-        except: Vec<String>,
     ) -> Result<usize, StoreError> {
-        each!(self, s => s.complete_pending(limit, lifecycle, now, except).await)
+        each!(self, s => s.complete_pending(limit, lifecycle, now, PendingScope::WithoutProcessors).await)
     }
 
     /// The oldest lifecycle notifications still to publish.

@@ -154,21 +154,27 @@ impl ProcessingWorker {
 
     /// One intake and one round of due jobs.
     pub async fn step(&self) -> Result<StepReport, StoreError> {
-        let processors = self.processors().await?;
         let mut report = StepReport::default();
         let now = self.clock.now();
-        let tenants: Vec<String> = processors.keys().cloned().collect();
+        // Which tenants have processors is decided by each statement from
+        // what is committed when it runs, and the processors are read after
+        // the claim: an event stored after a processor was created always
+        // meets it.
         report.completed = self
             .store
-            .complete_pending_except(
+            .complete_pending_without_processors(
                 self.batch,
                 self.lifecycle,
                 now.as_offset_date_time(),
-                tenants.clone(),
             )
             .await?;
-        if !tenants.is_empty() {
-            let (done, queued) = self.intake(&processors, tenants, now).await?;
+        let claimed = self
+            .store
+            .claim_pending_with_processors(self.batch, now.as_offset_date_time())
+            .await?;
+        let processors = self.processors().await?;
+        if !claimed.is_empty() {
+            let (done, queued) = self.intake(&processors, claimed, now).await?;
             report.completed += done;
             report.queued = queued;
         }
@@ -176,18 +182,14 @@ impl ProcessingWorker {
         Ok(report)
     }
 
-    /// Claims the pending events of tenants with processors; finishes
-    /// those no processor matches and queues jobs for the others.
+    /// Finishes the claimed events no processor matches and queues jobs
+    /// for the others.
     async fn intake(
         &self,
         processors: &ByTenant,
-        tenants: Vec<String>,
+        claimed: Vec<herald_store::ClaimedEvent>,
         now: Timestamp,
     ) -> Result<(usize, usize), StoreError> {
-        let claimed = self
-            .store
-            .claim_pending_of(self.batch, now.as_offset_date_time(), tenants)
-            .await?;
         let mut done = Vec::new();
         let mut jobs = Vec::new();
         for c in claimed {

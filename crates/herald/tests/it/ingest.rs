@@ -1,4 +1,4 @@
-//! Create, batch, idempotency, errors and limits, gzip, status worker,
+//! Create, batch, idempotency, errors and limits, gzip, processing worker,
 //! graceful shutdown.
 
 use std::io::Write;
