@@ -331,7 +331,7 @@ CREATE TABLE processing_jobs (
     updated_at INTEGER NOT NULL,
     event_type TEXT NOT NULL
 ) STRICT;
-CREATE INDEX processing_jobs_due ON processing_jobs (priority, seq) WHERE state = 'pending';
+CREATE INDEX processing_jobs_due ON processing_jobs (priority DESC, seq) WHERE state = 'pending';
 CREATE INDEX processing_jobs_leased ON processing_jobs (lease_until) WHERE state = 'in_flight';
 CREATE INDEX processing_jobs_dead ON processing_jobs (tenant_id, job_id) WHERE state = 'dead';
 CREATE TABLE processing_results (

@@ -217,6 +217,25 @@ mod tests {
     use rusqlite::types::Value as SqlValue;
 
     #[test]
+    fn claiming_jobs_reads_the_due_index_in_order_without_sorting_the_backlog() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::floor::open(&dir.path().join("plan.db"), false).unwrap();
+        let sql = crate::store::processors::claim_jobs_sql(false);
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let nulls = vec![SqlValue::Null; stmt.parameter_count()];
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(
+            plan.iter().any(|l| l.contains("INDEX processing_jobs_due"))
+                && !plan.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{plan:#?}"
+        );
+    }
+
+    #[test]
     fn finding_pending_work_uses_the_pending_index_not_a_table_scan() {
         let dir = tempfile::tempdir().unwrap();
         let conn = super::super::floor::open(&dir.path().join("plan.db"), false).unwrap();

@@ -274,25 +274,25 @@ impl Store {
     ) -> Result<Vec<ClaimedJob>, StoreError> {
         let now_us = now.unix_micros();
         let until = now_us + lease.as_micros() as i64;
-        self.transact(vec![Guarded {
-            guard: None,
-            then: vec![Stmt::new(
-                "UPDATE processing_jobs SET state = 'pending', lease_until = NULL \
-                 WHERE state = 'in_flight' AND lease_until < ?",
-                vec![Arg::Int(now_us)],
-            )],
-        }])
-        .await?;
-        let skip_locked = match self.kind() {
-            "postgres" => " FOR UPDATE SKIP LOCKED",
-            _ => "",
-        };
+        // Lapsed claims are rare (a crash, a lost instance): looked for with
+        // a read, taken back with a write only when there are some.
+        let lapsed = Stmt::new(
+            "SELECT 1 FROM processing_jobs WHERE state = 'in_flight' AND lease_until < ? LIMIT 1",
+            vec![Arg::Int(now_us)],
+        );
+        if !self.select(lapsed, |r| r.int(0)).await?.is_empty() {
+            self.transact(vec![Guarded {
+                guard: None,
+                then: vec![Stmt::new(
+                    "UPDATE processing_jobs SET state = 'pending', lease_until = NULL \
+                     WHERE state = 'in_flight' AND lease_until < ?",
+                    vec![Arg::Int(now_us)],
+                )],
+            }])
+            .await?;
+        }
         let claim = Stmt::new(
-            format!(
-                "UPDATE processing_jobs SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, updated_at = ? \
-                 WHERE job_id IN (SELECT job_id FROM processing_jobs WHERE state = 'pending' AND next_attempt_at <= ? \
-                 ORDER BY priority DESC, seq LIMIT CAST(? AS BIGINT){skip_locked}) RETURNING {JOB_COLUMNS}"
-            ),
+            claim_jobs_sql(self.kind() == "postgres"),
             vec![
                 Arg::Int(until),
                 Arg::Int(now_us),
@@ -304,11 +304,17 @@ impl Store {
         jobs.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
         let ids: Vec<EventId> = jobs.iter().map(|j| j.event_id).collect();
         let mut results = self.processing_results(&ids).await?;
+        // The events, read side by side (the reader pool bounds how many
+        // at once).
+        let events = futures_util::future::join_all(
+            jobs.iter()
+                .map(|job| self.get_event(&job.tenant_id, job.event_id)),
+        )
+        .await;
         let mut claimed = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let event = self.get_event(&job.tenant_id, job.event_id).await?;
+        for (job, event) in jobs.into_iter().zip(events) {
             claimed.push(ClaimedJob {
-                event_body: event.map(|e| e.event),
+                event_body: event?.map(|e| e.event),
                 results: results.remove(&job.event_id).unwrap_or_default(),
                 job,
             });
@@ -436,6 +442,16 @@ impl Store {
         Ok(!self.write_select(stmt, |r| r.text(0)).await?.is_empty())
     }
 
+    /// Whether any job waits (pending or in flight): one indexed read.
+    pub async fn has_processing_jobs(&self) -> Result<bool, StoreError> {
+        let stmt = Stmt::new(
+            "SELECT 1 FROM processing_jobs WHERE state = 'pending' \
+             UNION ALL SELECT 1 FROM processing_jobs WHERE state = 'in_flight' LIMIT 1",
+            vec![],
+        );
+        Ok(!self.select(stmt, |r| r.int(0)).await?.is_empty())
+    }
+
     /// How many jobs wait (pending or in flight), for gauges and tests.
     pub async fn processing_backlog(&self) -> Result<i64, StoreError> {
         let stmt = Stmt::new(
@@ -464,6 +480,22 @@ impl Store {
     async fn transact(&self, script: Vec<Guarded>) -> Result<Vec<bool>, StoreError> {
         each!(self, s => s.transact(script).await)
     }
+}
+
+/// The claim of due jobs: critical first, then commit order, read in the
+/// order of the `processing_jobs_due` index (no sort of the backlog); on
+/// PostgreSQL skipping rows another instance is claiming.
+pub(crate) fn claim_jobs_sql(postgres: bool) -> String {
+    let skip_locked = if postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    format!(
+        "UPDATE processing_jobs SET state = 'in_flight', attempts = attempts + 1, lease_until = ?, updated_at = ? \
+         WHERE job_id IN (SELECT job_id FROM processing_jobs WHERE state = 'pending' AND next_attempt_at <= ? \
+         ORDER BY priority DESC, seq LIMIT CAST(? AS BIGINT){skip_locked}) RETURNING {JOB_COLUMNS}"
+    )
 }
 
 /// The conditions over `processing_jobs j` that pick a tenant's dead jobs.

@@ -152,15 +152,29 @@ impl ProcessingWorker {
         Ok(by_tenant)
     }
 
-    /// One intake and one round of due jobs.
+    /// One intake and one round of due jobs (what `run`'s two loops do
+    /// side by side).
     pub async fn step(&self) -> Result<StepReport, StoreError> {
-        let mut report = StepReport::default();
+        let (completed, queued) = self.intake_step().await?;
+        let worked = self.work_step().await?;
+        Ok(StepReport {
+            completed,
+            queued,
+            worked,
+        })
+    }
+
+    /// The intake: events of tenants without processors straight to
+    /// `processed`, the others matched and queued. Which tenants have
+    /// processors is decided by each statement from what is committed when
+    /// it runs, and the processors are read after the claim: an event
+    /// stored after a processor was created always meets it. Without any
+    /// processor, the fast path alone: a processor created meanwhile keeps
+    /// its tenant's events out of it, and the next step claims them.
+    pub async fn intake_step(&self) -> Result<(usize, usize), StoreError> {
         let now = self.clock.now();
-        // Which tenants have processors is decided by each statement from
-        // what is committed when it runs, and the processors are read after
-        // the claim: an event stored after a processor was created always
-        // meets it.
-        report.completed = self
+        let before = self.processors().await?;
+        let mut completed = self
             .store
             .complete_pending_without_processors(
                 self.batch,
@@ -168,18 +182,29 @@ impl ProcessingWorker {
                 now.as_offset_date_time(),
             )
             .await?;
-        let claimed = self
-            .store
-            .claim_pending_with_processors(self.batch, now.as_offset_date_time())
-            .await?;
-        let processors = self.processors().await?;
-        if !claimed.is_empty() {
-            let (done, queued) = self.intake(&processors, claimed, now).await?;
-            report.completed += done;
-            report.queued = queued;
+        let mut queued = 0;
+        if !before.is_empty() {
+            let claimed = self
+                .store
+                .claim_pending_with_processors(self.batch, now.as_offset_date_time())
+                .await?;
+            if !claimed.is_empty() {
+                let processors = self.processors().await?;
+                let (done, q) = self.intake(&processors, claimed, now).await?;
+                completed += done;
+                queued = q;
+            }
         }
-        report.worked = self.work(&processors).await?;
-        Ok(report)
+        Ok((completed, queued))
+    }
+
+    /// One round of due jobs; how many finished.
+    pub async fn work_step(&self) -> Result<usize, StoreError> {
+        let processors = self.processors().await?;
+        if processors.is_empty() && !self.store.has_processing_jobs().await? {
+            return Ok(0);
+        }
+        self.work(&processors).await
     }
 
     /// Finishes the claimed events no processor matches and queues jobs
@@ -241,11 +266,7 @@ impl ProcessingWorker {
         let lease = per_job + Duration::from_secs(60);
         let claimed = self
             .store
-            .claim_processing(
-                self.batch.min(self.concurrency * 4),
-                self.clock.now(),
-                lease,
-            )
+            .claim_processing(self.batch, self.clock.now(), lease)
             .await?;
         if claimed.is_empty() {
             return Ok(0);
@@ -382,24 +403,61 @@ impl ProcessingWorker {
         }
     }
 
-    /// Steps until `stop` flips, sleeping when idle until woken or `idle`
-    /// (a retry falls due without a wake: `idle` bounds how late it runs).
-    pub async fn run(self, wake: Arc<Notify>, idle: Duration, mut stop: watch::Receiver<bool>) {
-        loop {
-            if *stop.borrow() {
-                return;
-            }
-            match self.step().await {
-                Ok(r) if !r.is_empty() => continue,
-                Ok(_) => {}
-                Err(StoreError::Closed) => return,
-                Err(e) => tracing::warn!(error = %e, "processing step failed; retrying"),
-            }
-            tokio::select! {
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep(idle) => {}
-                _ = stop.changed() => return,
-            }
+    /// Runs the intake and the work as two loops side by side (their
+    /// writes then share group commits), until `stop` flips. Each sleeps
+    /// when idle until woken or `idle` (a retry falls due without a wake:
+    /// `idle` bounds how late it runs); the intake wakes the work when it
+    /// queued jobs.
+    pub async fn run(self, wake: Arc<Notify>, idle: Duration, stop: watch::Receiver<bool>) {
+        let this = Arc::new(self);
+        let queued = Arc::new(Notify::new());
+        let intake = {
+            let (this, queued) = (this.clone(), queued.clone());
+            looping("processing intake", wake, idle, stop.clone(), move || {
+                let (this, queued) = (this.clone(), queued.clone());
+                async move {
+                    let (done, q) = this.intake_step().await?;
+                    if q > 0 {
+                        queued.notify_one();
+                    }
+                    Ok(done + q > 0)
+                }
+            })
+        };
+        let work = looping("processing", queued, idle, stop, move || {
+            let this = this.clone();
+            async move { Ok(this.work_step().await? > 0) }
+        });
+        tokio::join!(intake, work);
+    }
+}
+
+/// Calls `step` until `stop` flips: again at once while it did something,
+/// else after a wake or `idle`.
+async fn looping<F, Fut>(
+    what: &str,
+    wake: Arc<Notify>,
+    idle: Duration,
+    mut stop: watch::Receiver<bool>,
+    mut step: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool, StoreError>>,
+{
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match step().await {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(StoreError::Closed) => return,
+            Err(e) => tracing::warn!(error = %e, "{what} step failed; retrying"),
+        }
+        tokio::select! {
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(idle) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -477,3 +477,58 @@ async fn a_nats_processor_publishes_and_failures_send_processed_failed(backend: 
         .await;
     assert_eq!(failed[0].payload["status"], "failed");
 }
+
+/// Two instances on one PostgreSQL schema share the processing: every
+/// event is called once (one request per `webhook-id`, none overlapping
+/// itself) and ends processed with one attempt.
+#[tokio::test]
+async fn two_instances_on_postgres_run_each_event_once() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let mut receiver = WebhookReceiver::start().await;
+    receiver.answer_after(Duration::from_millis(20));
+    let a = app(backend).await;
+    let b = spawn_on(herald_testkit::Backend::Sqlite, |c| {
+        a.backend.apply(c);
+        c.delivery_allowed_networks = "127.0.0.0/8".into();
+    })
+    .await;
+    let t = a.tenant("acme").await;
+    register(
+        &a,
+        &t.admin_key,
+        json!({"processor_name": "hook", "processor_type": "webhook",
+               "config": {"url": format!("{}/hook", receiver.url)}}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        let via = if i % 2 == 0 { &a } else { &b };
+        ids.push(
+            create(
+                via,
+                &t.admin_key,
+                json!({"event_type": "job.done", "category": "system", "data": {"i": i}}),
+            )
+            .await,
+        );
+    }
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    for _ in 0..40 {
+        let r = receiver.next("a processor call", WAIT).await;
+        *seen
+            .entry(r.header("webhook-id").unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(seen.len(), 40, "one webhook-id per event: {seen:?}");
+    for id in &ids {
+        let e = event_when(&b, &t.admin_key, id, "processed").await;
+        assert_eq!(e["processing_results"][0]["attempt"], 1, "{e}");
+    }
+    // Nothing more comes: no event was run a second time.
+    assert!(receiver.try_next().is_none());
+    let counts = receiver.counts();
+    assert_eq!(counts.total, 40);
+    assert_eq!(counts.max_in_flight_per_id, 1);
+}
