@@ -489,7 +489,7 @@ async fn two_instances_on_postgres_run_each_event_once() {
     let mut receiver = WebhookReceiver::start().await;
     receiver.answer_after(Duration::from_millis(20));
     let a = app(backend).await;
-    let b = spawn_on(herald_testkit::Backend::Sqlite, |c| {
+    let b = spawn_on(Backend::Sqlite, |c| {
         a.backend.apply(c);
         c.delivery_allowed_networks = "127.0.0.0/8".into();
     })
