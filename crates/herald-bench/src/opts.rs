@@ -20,7 +20,8 @@ USAGE:
                    also measure Herald on PostgreSQL and the PostgreSQL COPY floor
                    (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
     --only LIST    run only these sections (comma-separated):
-                   pipeline, batch, schemas, single, open, pg, reads, streams, tail, delivery, collect
+                   pipeline, batch, schemas, single, open, pg, reads, streams, tail, waits, delivery,
+                   collect
 ";
 
 #[derive(Debug, Clone)]
@@ -78,9 +79,9 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 11] = [
+                const SECTIONS: [&str; 12] = [
                     "pipeline", "batch", "schemas", "single", "open", "pg", "reads", "streams",
-                    "tail", "delivery", "collect",
+                    "tail", "waits", "delivery", "collect",
                 ];
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
                     return Err(format!(

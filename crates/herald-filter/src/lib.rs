@@ -22,6 +22,6 @@ mod checks;
 mod event_value;
 mod selector;
 
-pub use cel_filter::{EvalError, Filter, FilterError, MAX_FILTER_LEN};
+pub use cel_filter::{Binding, EvalError, Filter, FilterError, MAX_FILTER_LEN};
 pub use event_value::EventView;
 pub use selector::{CategoryName, MAX_SELECTOR_ENTRIES, Selector};

@@ -12,6 +12,8 @@
 //!   (plus the lifecycle outbox);
 //! - [`status`]: the status worker (`pending` → `processed`);
 //! - [`upkeep`]: the store's periodic upkeep;
+//! - [`waits`]: workflow waits: the matcher (a follower resolving open
+//!   waits from an in-memory index by type), timeouts and callbacks;
 //! - [`delivery`]: the pure building blocks of webhook delivery (signing,
 //!   retry schedule, outcome classification, circuit breaker and rate
 //!   limits, the address guard), time and randomness passed in.
@@ -25,3 +27,4 @@ pub mod replay;
 pub mod status;
 pub mod tail;
 pub mod upkeep;
+pub mod waits;

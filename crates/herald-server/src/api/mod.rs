@@ -12,3 +12,4 @@ pub mod settings;
 pub mod streams;
 pub mod subscriptions;
 pub mod tail;
+pub mod waits;

@@ -29,3 +29,4 @@ mod streams;
 mod subscriptions;
 mod tail;
 mod tenancy;
+mod waits;

@@ -432,7 +432,10 @@ fn headers(
 
 /// Resolves the callback URL's host (a literal address as it is) and
 /// checks every address it gives.
-async fn check_target(target: &WebhookTarget, allowed: &AllowedNetworks) -> Result<(), FieldError> {
+pub(crate) async fn check_target(
+    target: &WebhookTarget,
+    allowed: &AllowedNetworks,
+) -> Result<(), FieldError> {
     let addresses: Vec<IpAddr> = match &target.host {
         TargetHost::Address(ip) => vec![*ip],
         TargetHost::Name(name) => {

@@ -74,7 +74,7 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// A new signing secret from the operating system's random source.
-fn generate_secret() -> WebhookSecret {
+pub(crate) fn generate_secret() -> WebhookSecret {
     let mut random = [0u8; 32];
     // A key issuer without randomness cannot go on.
     getrandom::fill(&mut random).expect("the operating system's random source failed");
