@@ -117,9 +117,10 @@ impl WaitMatcher {
         step
     }
 
-    /// Steps until `stop`; after each catch-up also times out due waits,
-    /// then waits for `wake` or `poll` (other instances' commits and
-    /// waits, and timeouts coming due).
+    /// Steps until `stop`; after each catch-up, and at least every `poll`
+    /// while events keep coming, also times out due waits; then waits for
+    /// `wake` or `poll` (other instances' commits and waits, and timeouts
+    /// coming due).
     pub async fn run(
         mut self,
         follower: CommitLogFollower,
@@ -129,24 +130,34 @@ impl WaitMatcher {
         poll: Duration,
         mut stop: watch::Receiver<bool>,
     ) {
+        let mut timed_out_at = Instant::now();
         loop {
             if *stop.borrow() {
                 return;
             }
-            match self.step(&follower, &store).await {
-                Ok(Follow::Handled { .. }) => continue,
-                Ok(Follow::Caught) => {}
+            let busy = match self.step(&follower, &store).await {
+                Ok(Follow::Handled { .. }) => true,
+                Ok(Follow::Caught) => false,
                 Err(StoreError::Closed) => return,
                 Err(StoreError::Conflict(ConflictReason::CursorMoved { .. })) => {
                     tracing::debug!("another instance matched this batch; following on");
-                    continue;
+                    true
                 }
-                Err(e) => tracing::warn!(error = %e, "wait matcher step failed; retrying"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "wait matcher step failed; retrying");
+                    false
+                }
+            };
+            if !busy || timed_out_at.elapsed() >= poll {
+                timed_out_at = Instant::now();
+                match timeouts.step(&store).await {
+                    Ok(_) => {}
+                    Err(StoreError::Closed) => return,
+                    Err(e) => tracing::warn!(error = %e, "wait timeout step failed; retrying"),
+                }
             }
-            match timeouts.step(&store).await {
-                Ok(_) => {}
-                Err(StoreError::Closed) => return,
-                Err(e) => tracing::warn!(error = %e, "wait timeout step failed; retrying"),
+            if busy {
+                continue;
             }
             tokio::select! {
                 _ = wake.notified() => {}
