@@ -129,6 +129,41 @@ pub(crate) async fn scenarios(opts: &Opts, work: &Path, events: &[Bytes]) -> Vec
         .latency(&made),
     );
 
+    // Before measuring, let the matcher load the new waits (a one-time
+    // read of 100,000 rows): a sentinel wait stored after them resolves
+    // only once the matcher has passed its event.
+    let client = load::client(1);
+    let sentinel: Value = client
+        .post(h.url("/api/v1/waits"))
+        .bearer_auth(&h.key)
+        .json(&json!({"workflow_instance_id": "sentinel", "event_type": "bench.sentinel", "timeout": 3600}))
+        .send()
+        .await
+        .expect("sentinel wait")
+        .json()
+        .await
+        .expect("sentinel wait JSON");
+    let sentinel_id = sentinel["wait_id"].as_str().unwrap_or_default().to_string();
+    client
+        .post(h.url("/api/v1/events/create"))
+        .bearer_auth(&h.key)
+        .json(&json!({"event_type": "bench.sentinel", "category": "system"}))
+        .send()
+        .await
+        .expect("sentinel event");
+    let loading = Instant::now();
+    let url = h.url(&format!("/api/v1/waits/{sentinel_id}?wait=60"));
+    let indexed = client.get(url).bearer_auth(&h.key).send().await;
+    let indexed_in = loading.elapsed();
+    let indexed = match indexed {
+        Ok(res) => res
+            .json::<Value>()
+            .await
+            .map(|w| w["status"] == "resolved")
+            .unwrap_or(false),
+        Err(_) => false,
+    };
+
     let beside = ingest(opts, &h, &hundred).await;
     // Let the matcher finish the last batches before counting.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -137,10 +172,12 @@ pub(crate) async fn scenarios(opts: &Opts, work: &Path, events: &[Bytes]) -> Vec
         Row {
             peak_rss_mb: Some(h.take_peak_rss_mb()),
             note: Some(format!(
-                "{} waits open ({} failed to create, in {:.1} s), {MATCHING} of them on the dataset's {} types; {done} resolved by the run",
+                "{} waits open ({} failed to create, in {:.1} s; indexed {} {:.1} s before the run), {MATCHING} of them on the dataset's {} types; {done} resolved by the run",
                 made.ok,
                 made.failed,
                 creating.as_secs_f64(),
+                if indexed { "within" } else { "NOT within" },
+                indexed_in.as_secs_f64(),
                 types.len(),
             )),
             ..Row::new(
