@@ -534,6 +534,14 @@ async fn open_waits_are_read_by_their_commit_position(o: Opened) {
         ["wait_02"]
     );
     assert_eq!(o.store.open_waits(0, 0).await.unwrap(), vec![]);
+    let mut open_ids = o.store.open_wait_ids(s + 1).await.unwrap();
+    open_ids.sort();
+    assert_eq!(
+        open_ids,
+        ["wait_01", "wait_02"],
+        "the cancelled one is not open"
+    );
+    assert_eq!(o.store.open_wait_ids(s).await.unwrap(), ["wait_01"]);
 }
 
 async fn a_callback_is_claimed_once_and_reclaimed_after_its_lease(o: Opened) {

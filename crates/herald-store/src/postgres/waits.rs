@@ -101,6 +101,15 @@ impl PgStore {
         map_rows(&rows, |r| wait_row(r))
     }
 
+    pub async fn open_wait_ids(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        let c = self.conn().await?;
+        let rows = c
+            .query(&numbered(sql::OPEN_IDS), &[&before])
+            .await
+            .map_err(pg_err)?;
+        map_rows(&rows, |r| r.text(0))
+    }
+
     pub(crate) async fn resolve_waits(
         &self,
         cursor: Option<CursorMove>,

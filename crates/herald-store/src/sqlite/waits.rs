@@ -88,6 +88,17 @@ impl SqliteStore {
         .await
     }
 
+    pub async fn open_wait_ids(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        self.read(move |c| {
+            map_rows(
+                &mut c.prepare_cached(sql::OPEN_IDS)?,
+                params![before],
+                |r| r.text(0),
+            )
+        })
+        .await
+    }
+
     pub(crate) async fn resolve_waits(
         &self,
         cursor: Option<CursorMove>,

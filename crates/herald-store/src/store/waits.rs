@@ -67,6 +67,13 @@ impl Store {
         each!(self, s => s.open_waits(from, before).await)
     }
 
+    /// The ids of every tenant's open waits with `created_seq < before`:
+    /// what the matcher keeps of its index when it drops waits that ended
+    /// elsewhere.
+    pub async fn open_wait_ids(&self, before: i64) -> Result<Vec<String>, StoreError> {
+        each!(self, s => s.open_wait_ids(before).await)
+    }
+
     /// Resolves each wait of `resolutions` that is still open, and applies
     /// `cursor` (when given), in one transaction: `Conflict(CursorMoved)`
     /// and nothing written when another follower moved the cursor first.
@@ -229,6 +236,10 @@ pub(crate) mod sql {
              AND created_seq < ?"
         )
     }
+
+    /// `before`.
+    pub(crate) const OPEN_IDS: &str =
+        "SELECT wait_id FROM waits WHERE status = 'open' AND created_seq < ?";
 
     /// What every end sets besides `status`: the end time and, with a
     /// callback URL, the callback due at once. `ended_at` twice.

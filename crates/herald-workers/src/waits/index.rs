@@ -9,7 +9,8 @@
 //! a wait stored before event L committed has `created_seq < L` and is
 //! visible by then (the store reads `created_seq` under the commit
 //! order), and a wait with a larger one cannot match any event up to L.
-//! So each wait is loaded once, however many instances store waits.
+//! So each wait is loaded once, however many instances store waits;
+//! a periodic prune by id forgets those that ended elsewhere.
 
 use std::collections::HashMap;
 
@@ -160,21 +161,25 @@ impl WaitIndex {
         Ok(())
     }
 
-    /// Drops everything and loads the open waits with `created_seq <
-    /// before` afresh: forgets waits that ended elsewhere (timed out,
-    /// cancelled, resolved by another instance).
-    pub async fn reload(&mut self, store: &Store, before: i64) -> Result<(), StoreError> {
-        let waits = store.open_waits(0, before).await?;
-        let filters = std::mem::take(&mut self.filters);
-        *self = WaitIndex {
-            filters,
-            ..WaitIndex::default()
-        };
-        for wait in &waits {
-            self.add(wait);
+    /// Forgets the waits that ended elsewhere (timed out, cancelled,
+    /// resolved by another instance): keeps only those the store still
+    /// has open, by id, and loads up to `before` as [`Self::load`] does.
+    pub async fn prune(&mut self, store: &Store, before: i64) -> Result<(), StoreError> {
+        let open: std::collections::HashSet<String> = store
+            .open_wait_ids(self.loaded_through)
+            .await?
+            .into_iter()
+            .collect();
+        let ended: Vec<String> = self
+            .keys
+            .keys()
+            .filter(|id| !open.contains(*id))
+            .cloned()
+            .collect();
+        for id in ended {
+            self.remove(&id);
         }
-        self.loaded_through = before;
-        Ok(())
+        self.load(store, before).await
     }
 
     fn add(&mut self, wait: &Wait) {

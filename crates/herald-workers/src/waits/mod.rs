@@ -52,10 +52,9 @@ pub struct WaitMatcher {
     clock: Arc<dyn Clock>,
     index: WaitIndex,
     counts: WaitCounts,
-    /// How often the index is rebuilt from the store, forgetting waits
-    /// that ended elsewhere.
-    reload_every: Duration,
-    reloaded_at: Option<Instant>,
+    /// How often the index is pruned of waits that ended elsewhere.
+    prune_every: Duration,
+    pruned_at: Option<Instant>,
     on_end: Option<OnEnd>,
 }
 
@@ -75,8 +74,8 @@ impl WaitMatcher {
             clock,
             index: WaitIndex::default(),
             counts: WaitCounts::default(),
-            reload_every: Duration::from_secs(60),
-            reloaded_at: None,
+            prune_every: Duration::from_secs(60),
+            pruned_at: None,
             on_end: None,
         }
     }
@@ -181,12 +180,10 @@ impl CommitLogProjector for MatchStep<'_> {
     async fn project(&mut self, events: &[SequencedEvent]) -> Result<Self::Effects, StoreError> {
         let m = &mut *self.matcher;
         let last = events.last().map_or(0, |e| e.seq);
-        let due = m
-            .reloaded_at
-            .is_none_or(|at| at.elapsed() >= m.reload_every);
+        let due = m.pruned_at.is_none_or(|at| at.elapsed() >= m.prune_every);
         if due {
-            m.index.reload(self.store, last).await?;
-            m.reloaded_at = Some(Instant::now());
+            m.index.prune(self.store, last).await?;
+            m.pruned_at = Some(Instant::now());
         } else {
             m.index.load(self.store, last).await?;
         }
