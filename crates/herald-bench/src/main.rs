@@ -14,6 +14,7 @@ mod processing;
 mod report;
 mod streams;
 mod tail;
+mod waits;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -550,6 +551,13 @@ async fn main() {
     if opts.wants("tail") {
         // -- 100 live-tail clients beside ingest: ingest kept, commit-to-client lag
         for row in tail::scenarios(&opts, &work, &sample).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("waits") {
+        // -- 100,000 open workflow waits beside ingest
+        for row in waits::scenarios(&opts, &work, &sample).await {
             push(row);
         }
     }

@@ -20,8 +20,8 @@ USAGE:
                    also measure Herald on PostgreSQL and the PostgreSQL COPY floor
                    (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
     --only LIST    run only these sections (comma-separated):
-                   pipeline, batch, schemas, single, open, pg, reads, streams, tail, delivery, collect,
-                   processing
+                   pipeline, batch, schemas, single, open, pg, reads, streams, tail, waits, delivery,
+                   collect, processing
 ";
 
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 12] = [
+                const SECTIONS: [&str; 13] = [
                     "pipeline",
                     "batch",
                     "schemas",
@@ -89,6 +89,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
                     "reads",
                     "streams",
                     "tail",
+                    "waits",
                     "delivery",
                     "collect",
                     "processing",

@@ -3,6 +3,8 @@
 
 use std::sync::{Arc, LazyLock};
 
+use cel::common::value::{CowVal, Val};
+use cel::context::VariableResolver;
 use cel::{Context, Program, Value};
 use thiserror::Error;
 
@@ -93,6 +95,13 @@ impl Filter {
     /// fields that do not exist, expressions that cannot give a bool, and
     /// sources over [`MAX_FILTER_LEN`].
     pub fn compile(src: &str) -> Result<Filter, FilterError> {
+        Filter::compile_with(src, &[])
+    }
+
+    /// [`Filter::compile`] for a filter that may also read the variables
+    /// named in `extra` (bound at evaluation by [`Filter::matches_with`]),
+    /// as a wait's filter reads `wait.context`.
+    pub fn compile_with(src: &str, extra: &[&str]) -> Result<Filter, FilterError> {
         if src.len() > MAX_FILTER_LEN {
             return Err(FilterError::TooLong {
                 len: src.len(),
@@ -103,7 +112,7 @@ impl Filter {
             return Err(FilterError::Empty);
         }
         let program = compile_program(src)?;
-        checks::check(&program, src)?;
+        checks::check(&program, src, extra)?;
         Ok(Filter {
             source: src.to_string(),
             program: Arc::new(program),
@@ -123,7 +132,27 @@ impl Filter {
         let mut scope = root.new_inner_scope();
         // The scope borrows the event's converted value; nothing is copied.
         scope.set_variable_resolver(event.variable());
-        match self.program.execute(&scope) {
+        self.run(&scope)
+    }
+
+    /// [`Filter::matches`] with `binding` bound beside `event`.
+    pub fn matches_with(
+        &self,
+        event: &EventView<'_>,
+        binding: &Binding,
+    ) -> Result<bool, EvalError> {
+        let both = WithBinding {
+            event: event.variable(),
+            binding,
+        };
+        let root: &Context<'_, '_> = &ROOT;
+        let mut scope = root.new_inner_scope();
+        scope.set_variable_resolver(&both);
+        self.run(&scope)
+    }
+
+    fn run(&self, scope: &Context<'_, '_>) -> Result<bool, EvalError> {
+        match self.program.execute(scope) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(EvalError::NotBoolean(describe(&other))),
             Err(e) => Err(EvalError::Execution(e.to_string())),
@@ -146,6 +175,40 @@ pub(crate) fn compile_program(src: &str) -> Result<Program, FilterError> {
             message,
         }
     })
+}
+
+/// A named JSON value bound as a CEL variable beside `event`, converted
+/// once: a wait's `wait` (`wait.context.order_id`).
+#[derive(Debug)]
+pub struct Binding {
+    name: String,
+    value: Box<dyn Val>,
+}
+
+impl Binding {
+    /// `value` as the variable `name`.
+    pub fn json(name: &str, value: &serde_json::Value) -> Binding {
+        Binding {
+            name: name.to_string(),
+            value: crate::event_value::json_to_val(value.clone()),
+        }
+    }
+}
+
+/// Resolves the binding's name to its value and `event` to the event.
+struct WithBinding<'a> {
+    event: &'a crate::event_value::EventVariable,
+    binding: &'a Binding,
+}
+
+impl VariableResolver for WithBinding<'_> {
+    fn resolve<'b>(&'b self, variable: &str) -> Option<CowVal<'b, 'b>> {
+        if variable == self.binding.name {
+            Some(CowVal::Borrowed(self.binding.value.as_ref()))
+        } else {
+            self.event.resolve(variable)
+        }
+    }
 }
 
 impl PartialEq for Filter {

@@ -75,14 +75,17 @@ fn field_may_be_bool(field: &str) -> bool {
     matches!(field, "data" | "metadata")
 }
 
-pub fn check(program: &Program, src: &str) -> Result<(), FilterError> {
+/// Checks `program`; `extra` names variables bound beside `event` (a
+/// wait's `wait`), which may be read freely.
+pub fn check(program: &Program, src: &str, extra: &[&str]) -> Result<(), FilterError> {
     let root = program.expression();
     let loc = Locator { program, src };
     if let Some(what) = non_bool(root) {
         let (line, column) = loc.node(root.id);
         return Err(FilterError::NotBoolean { what, line, column });
     }
-    check_names(program, src)
+    let mut scope: Vec<String> = extra.iter().map(|v| (*v).to_string()).collect();
+    walk(root, &mut scope, &loc)
 }
 
 /// The checks of [`check`] but the result's type: names and event fields.

@@ -89,7 +89,7 @@ fn timestamp_val(ts: &Timestamp) -> Box<dyn Val> {
 
 /// JSON to CEL, moving the strings: objects become maps with string keys,
 /// integers `int` (`uint` when above `i64::MAX`), other numbers `double`.
-fn json_to_val(json: Json) -> Box<dyn Val> {
+pub(crate) fn json_to_val(json: Json) -> Box<dyn Val> {
     match json {
         Json::Null => Box::new(CelNull),
         Json::Bool(b) => Box::new(CelBool::from(b)),

@@ -23,7 +23,7 @@ mod event_value;
 mod expression;
 mod selector;
 
-pub use cel_filter::{EvalError, Filter, FilterError, MAX_FILTER_LEN};
+pub use cel_filter::{Binding, EvalError, Filter, FilterError, MAX_FILTER_LEN};
 pub use event_value::EventView;
 pub use expression::Expression;
 pub use selector::{CategoryName, MAX_SELECTOR_ENTRIES, Selector};

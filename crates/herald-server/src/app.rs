@@ -68,6 +68,12 @@ pub struct App {
     /// Woken after each commit that stored events, so the snapshot
     /// follower keeps up.
     pub snapshot_wake: Arc<Notify>,
+    /// Wakes the wait matcher (after a local commit).
+    pub waits_wake: Arc<Notify>,
+    /// Wakes the wait callback worker (a wait ended here).
+    pub wait_callback_wake: Arc<Notify>,
+    /// Bumped whenever a wait ends on this instance: long polls watch it.
+    pub wait_ends: tokio::sync::watch::Sender<u64>,
     /// Collection's trusted proxies, client-address policy and rate limits.
     pub collect: Arc<crate::api::collect::CollectState>,
 }
@@ -224,7 +230,14 @@ impl App {
         self.publisher_wake.notify_one();
         self.fan_out_wake.notify_one();
         self.snapshot_wake.notify_one();
+        self.waits_wake.notify_one();
         self.tail.wake();
+    }
+
+    /// Tells long polls and the callback worker that a wait ended here.
+    pub fn wait_ended(&self) {
+        self.wait_ends.send_modify(|n| *n = n.wrapping_add(1));
+        self.wait_callback_wake.notify_one();
     }
 
     fn lock_tenants(&self) -> std::sync::MutexGuard<'_, HashMap<TenantId, Arc<TenantContext>>> {

@@ -198,6 +198,18 @@ pub struct Config {
     /// when this instance committed nothing (events stored by other
     /// instances sharing a PostgreSQL store arrive within it).
     pub tail_poll_ms: u64,
+    /// `HERALD_WAIT_POLL_MS`: how often the wait matcher reads the commit
+    /// log and times out due waits without a local commit (events and
+    /// waits of other instances sharing a PostgreSQL store), and how often
+    /// a long poll re-reads its wait.
+    pub wait_poll_ms: u64,
+    /// `HERALD_WAIT_MAX_TIMEOUT_SECS`: the longest a wait may stay open.
+    pub wait_max_timeout_secs: u64,
+    /// `HERALD_WAIT_MAX_LOOKBACK_SECS`: the longest lookback a wait may ask.
+    pub wait_max_lookback_secs: u64,
+    /// `HERALD_WAIT_LONG_POLL_MAX_SECS`: the longest `?wait=` a read of a
+    /// wait may hold its request open.
+    pub wait_long_poll_max_secs: u64,
     /// `HERALD_COLLECT_TRUSTED_PROXIES`: comma-separated addresses or CIDR
     /// ranges of the proxies in front of Herald; only their
     /// `X-Forwarded-For` names a collection client's address.
@@ -260,6 +272,10 @@ impl Default for Config {
             tail_heartbeat_ms: 15_000,
             tail_buffer_events: 1000,
             tail_poll_ms: 250,
+            wait_poll_ms: 250,
+            wait_max_timeout_secs: 30 * 86_400,
+            wait_max_lookback_secs: 86_400,
+            wait_long_poll_max_secs: 60,
             collect_trusted_proxies: String::new(),
             collect_client_ip: "truncate".into(),
             collect_key_rate: 1000,
@@ -500,6 +516,18 @@ impl Config {
         }
         if self.tail_poll_ms == 0 {
             p.push("tail_poll_ms: must be at least 1".into());
+        }
+        if self.wait_poll_ms == 0 {
+            p.push("wait_poll_ms: must be at least 1".into());
+        }
+        if self.wait_max_timeout_secs == 0 {
+            p.push("wait_max_timeout_secs: must be at least 1".into());
+        }
+        if !(1..=3_600).contains(&self.wait_long_poll_max_secs) {
+            p.push(format!(
+                "wait_long_poll_max_secs {}: expected 1 ..= 3600",
+                self.wait_long_poll_max_secs
+            ));
         }
         if self.delivery_timeout_secs == 0 {
             p.push("delivery_timeout_secs: must be at least 1".into());

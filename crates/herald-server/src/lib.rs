@@ -30,6 +30,8 @@ use herald_workers::projections::{ProjectionCache, SNAPSHOT_CURSOR, SnapshotFoll
 use herald_workers::publish::{self, Publisher};
 use herald_workers::replay::ReplayWorker;
 use herald_workers::upkeep::Upkeep;
+use herald_workers::waits::callback::WaitCallbacks;
+use herald_workers::waits::{WAITS_CURSOR, WaitMatcher, WaitTimeouts};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot, watch};
 
@@ -138,6 +140,9 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         ids: Arc::new(UuidV7Ids::new()),
         projections: Arc::new(ProjectionCache::new(config_cache_entries)),
         snapshot_wake: Arc::new(Notify::new()),
+        waits_wake: Arc::new(Notify::new()),
+        wait_callback_wake: Arc::new(Notify::new()),
+        wait_ends: watch::channel(0).0,
         collect,
     };
     Ok((app, publisher))
@@ -222,6 +227,7 @@ pub async fn run(
             .publishing_lifecycle(publisher.is_some())
             .run(app.replay_wake.clone(), idle, stop_rx.clone()),
     ));
+    let callback_sender: Arc<dyn herald_workers::delivery::worker::WebhookSender> = sender.clone();
     let deliveries = DeliveryWorker::new(
         app.store.clone(),
         app.clock.clone(),
@@ -244,6 +250,36 @@ pub async fn run(
         idle.min(Duration::from_secs(1)),
         stop_rx.clone(),
     )));
+    // Waits: the matcher (and timeouts) wake on local commits and poll for
+    // other instances' events and waits; ends wake long polls and the
+    // callback worker, which sends through the delivery sender.
+    let wait_poll = Duration::from_millis(app.config.wait_poll_ms);
+    let on_end: herald_workers::waits::OnEnd = {
+        let app = app.clone();
+        Arc::new(move || app.wait_ended())
+    };
+    tasks.push(tokio::spawn(
+        WaitMatcher::new(app.clock.clone())
+            .on_end(on_end.clone())
+            .run(
+                CommitLogFollower::new(app.store.clone(), WAITS_CURSOR, 500),
+                app.store.clone(),
+                WaitTimeouts::new(app.clock.clone()).on_end(on_end),
+                app.waits_wake.clone(),
+                wait_poll,
+                stop_rx.clone(),
+            ),
+    ));
+    tasks.push(tokio::spawn(
+        WaitCallbacks::new(
+            app.store.clone(),
+            app.clock.clone(),
+            callback_sender,
+            Box::new(SeededJitter::new(seed.rotate_left(17))),
+        )
+        .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))
+        .run(app.wait_callback_wake.clone(), wait_poll, stop_rx.clone()),
+    ));
     tasks.push(tokio::spawn(app.tail.clone().run(
         Duration::from_millis(app.config.tail_poll_ms),
         stop_rx.clone(),

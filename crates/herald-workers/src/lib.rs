@@ -14,6 +14,8 @@
 //!   processing worker that gives every event its lifecycle (`pending` →
 //!   `processed` or `failed`), with retries and dead letters;
 //! - [`upkeep`]: the store's periodic upkeep;
+//! - [`waits`]: workflow waits: the matcher (a follower resolving open
+//!   waits from an in-memory index by type), timeouts and callbacks;
 //! - [`delivery`]: the pure building blocks of webhook delivery (signing,
 //!   retry schedule, outcome classification, circuit breaker and rate
 //!   limits, the address guard), time and randomness passed in.
@@ -27,3 +29,4 @@ pub mod publish;
 pub mod replay;
 pub mod tail;
 pub mod upkeep;
+pub mod waits;

@@ -265,3 +265,32 @@ fn strings_match_regular_expressions() {
     // A pattern that does not compile fails the evaluation, not the process.
     assert!(eval("event.data.email.matches('(')", &event_data(data)).is_err());
 }
+
+#[test]
+fn a_filter_with_a_bound_variable_reads_it_beside_the_event() {
+    use herald_filter::{Binding, FilterError};
+    let src = "event.data.order_id == wait.context.order_id";
+    // Without the extra name, `wait` is an unknown variable.
+    assert!(matches!(
+        Filter::compile(src),
+        Err(FilterError::UnknownVariable { ref name, .. }) if name == "wait"
+    ));
+    let filter = Filter::compile_with(src, &["wait"]).unwrap();
+    let event = event_data(json!({"order_id": "o-1"}));
+    let view = EventView::new(&event);
+    let same = Binding::json("wait", &json!({"context": {"order_id": "o-1"}}));
+    let other = Binding::json("wait", &json!({"context": {"order_id": "o-2"}}));
+    assert_eq!(filter.matches_with(&view, &same), Ok(true));
+    assert_eq!(filter.matches_with(&view, &other), Ok(false));
+    // A missing context field is an evaluation error: no match.
+    let empty = Binding::json("wait", &json!({"context": {}}));
+    assert!(matches!(
+        filter.matches_with(&view, &empty),
+        Err(EvalError::Execution(_))
+    ));
+    // Other names are still refused, with their place.
+    assert!(matches!(
+        Filter::compile_with("workflow.x == 1", &["wait"]),
+        Err(FilterError::UnknownVariable { ref name, line: 1, column: 1, .. }) if name == "workflow"
+    ));
+}

@@ -13,3 +13,4 @@ pub mod settings;
 pub mod streams;
 pub mod subscriptions;
 pub mod tail;
+pub mod waits;

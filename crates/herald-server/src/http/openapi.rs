@@ -147,6 +147,11 @@ fn schemas() -> Value {
     if let (Some(all), Value::Object(more)) = (all.as_object_mut(), processor_schemas()) {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) =
+        (all.as_object_mut(), crate::api::waits::schemas::schemas())
+    {
+        all.extend(more);
+    }
     all
 }
 

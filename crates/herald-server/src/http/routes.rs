@@ -11,7 +11,7 @@ use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
     admin, collect, definitions, events, health, processors, replay, settings, streams,
-    subscriptions, tail,
+    subscriptions, tail, waits,
 };
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -287,6 +287,60 @@ pub const ROUTES: &[Route] = &[
         query: processors::TOGGLE_PARAMS,
         request: None,
         success: &[(200, "Processor", "success")],
+    },
+    Route {
+        method: Method::Post,
+        path: "/api/v1/waits",
+        handler: |m| on(m, waits::create),
+        summary: "Wait for an event: a type or pattern with an optional CEL filter over event and wait (or any_of several), a timeout, an optional lookback and callback; ends exactly once (resolved, timed_out or cancelled); with a callback_url its secret is shown in this answer only",
+        access: Access::Tenant(Scope::Ingest),
+        query: &[],
+        request: Some("WaitRequest"),
+        success: &[(
+            201,
+            "WaitWithSecret",
+            "stored (already resolved when the lookback found the event)",
+        )],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/waits",
+        handler: |m| on(m, waits::list),
+        summary: "The tenant's waits in creation order, filtered by status, workflow instance or event type",
+        access: Access::Tenant(Scope::Read),
+        query: waits::LIST_PARAMS,
+        request: None,
+        success: &[(200, "WaitList", "success")],
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/waits",
+        handler: |m| on(m, waits::cancel_all),
+        summary: "Cancel every open wait of one workflow instance; answers how many",
+        access: Access::Tenant(Scope::Ingest),
+        query: waits::CANCEL_ALL_PARAMS,
+        request: None,
+        success: &[(200, "WaitsCancelled", "cancelled")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/waits/{wait_id}",
+        handler: |m| on(m, waits::get),
+        summary: "One wait; with ?wait=N held until it ends or N seconds pass (long poll)",
+        access: Access::Tenant(Scope::Read),
+        query: waits::GET_PARAMS,
+        request: None,
+        success: &[(200, "Wait", "success")],
+    },
+    Route {
+        method: Method::Delete,
+        path: "/api/v1/waits/{wait_id}",
+        handler: |m| on(m, waits::cancel),
+        summary: "Cancel an open wait (409 naming its end if it already ended)",
+        access: Access::Tenant(Scope::Ingest),
+        query: &[],
+        request: None,
+        success: &[(200, "Wait", "cancelled")],
     },
     Route {
         method: Method::Post,

@@ -39,6 +39,7 @@ mod shared;
 mod streams;
 mod subscriptions;
 mod tenants;
+mod waits;
 mod writer;
 
 use std::str::FromStr;

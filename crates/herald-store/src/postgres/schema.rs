@@ -374,6 +374,44 @@ CREATE TABLE processing_results (
     PRIMARY KEY (event_id, processor_id)
 );
 "#,
+    // Workflow waits: what a workflow waits for (`spec`: alternatives of
+    // type pattern and filter, its context, its lookback), until when, and
+    // how it ended (exactly once: `status` leaves `open` by a
+    // compare-and-set). `created_seq` is the last `seq` committed when it
+    // was stored; `event_types` its types and patterns between spaces, for
+    // listing by type. With a callback URL the row is its own outbox
+    // (`callback_*`). Times in microseconds.
+    r#"
+CREATE TABLE waits (
+    wait_id text PRIMARY KEY,
+    tenant_id text NOT NULL,
+    workflow_instance_id text NOT NULL,
+    event_types text NOT NULL,
+    spec text NOT NULL,
+    status text NOT NULL,
+    created_at bigint NOT NULL,
+    timeout_at bigint NOT NULL,
+    created_seq bigint NOT NULL,
+    ended_at bigint,
+    event_id text,
+    event text,
+    callback_url text,
+    webhook_secret text,
+    callback_state text,
+    callback_attempts bigint NOT NULL DEFAULT 0,
+    callback_next_at bigint,
+    callback_lease_until bigint,
+    callback_last_status bigint,
+    callback_last_error text
+);
+
+CREATE INDEX waits_tenant ON waits (tenant_id, wait_id);
+CREATE INDEX waits_workflow ON waits (tenant_id, workflow_instance_id) WHERE status = 'open';
+CREATE INDEX waits_open_seq ON waits (created_seq) WHERE status = 'open';
+CREATE INDEX waits_open_timeout ON waits (timeout_at) WHERE status = 'open';
+CREATE INDEX waits_callback_due ON waits (callback_next_at) WHERE callback_state = 'pending';
+CREATE INDEX waits_callback_leased ON waits (callback_lease_until) WHERE callback_state = 'in_flight';
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

@@ -1,8 +1,8 @@
 //! The values that cross the store contract: tenants, keys, appends and
 //! their outcomes, queries and pages, audit records, cursor moves, tenant
 //! settings, webhook subscriptions (`subscriptions.rs`), their deliveries
-//! (`deliveries.rs`), dead letters (`dead_letters.rs`) and replays
-//! (`replays.rs`); event definitions cross it as
+//! (`deliveries.rs`), dead letters (`dead_letters.rs`), replays
+//! (`replays.rs`) and workflow waits (`waits.rs`); event definitions cross it as
 //! `herald_registry::EventDefinition`.
 
 use herald_core::filter::EventFilter;
@@ -15,6 +15,8 @@ pub use crate::error::{BoxError, ConflictReason, StoreError, error_chain};
 
 mod subscriptions;
 pub use subscriptions::*;
+mod waits;
+pub use waits::*;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tenant {

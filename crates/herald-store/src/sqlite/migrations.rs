@@ -350,6 +350,44 @@ CREATE TABLE processing_results (
     PRIMARY KEY (event_id, processor_id)
 ) STRICT;
 "#,
+    // Workflow waits: what a workflow waits for (`spec`: alternatives of
+    // type pattern and filter, its context, its lookback), until when, and
+    // how it ended (exactly once: `status` leaves `open` by a
+    // compare-and-set). `created_seq` is the last `seq` committed when it
+    // was stored; `event_types` its types and patterns between spaces, for
+    // listing by type. With a callback URL the row is its own outbox
+    // (`callback_*`). Times in microseconds.
+    r#"
+CREATE TABLE waits (
+    wait_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    workflow_instance_id TEXT NOT NULL,
+    event_types TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    timeout_at INTEGER NOT NULL,
+    created_seq INTEGER NOT NULL,
+    ended_at INTEGER,
+    event_id TEXT,
+    event TEXT,
+    callback_url TEXT,
+    webhook_secret TEXT,
+    callback_state TEXT,
+    callback_attempts INTEGER NOT NULL DEFAULT 0,
+    callback_next_at INTEGER,
+    callback_lease_until INTEGER,
+    callback_last_status INTEGER,
+    callback_last_error TEXT
+) STRICT;
+
+CREATE INDEX waits_tenant ON waits (tenant_id, wait_id);
+CREATE INDEX waits_workflow ON waits (tenant_id, workflow_instance_id) WHERE status = 'open';
+CREATE INDEX waits_open_seq ON waits (created_seq) WHERE status = 'open';
+CREATE INDEX waits_open_timeout ON waits (timeout_at) WHERE status = 'open';
+CREATE INDEX waits_callback_due ON waits (callback_next_at) WHERE callback_state = 'pending';
+CREATE INDEX waits_callback_leased ON waits (callback_lease_until) WHERE callback_state = 'in_flight';
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -26,6 +26,7 @@ mod settings;
 mod streams;
 mod subscriptions;
 mod tenants;
+mod waits;
 mod writer;
 
 use std::path::{Path, PathBuf};

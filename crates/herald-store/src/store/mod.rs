@@ -17,5 +17,6 @@ mod shared;
 pub(crate) mod streams;
 mod subscriptions;
 mod tenants;
+pub(crate) mod waits;
 
 pub use shared::PublisherLease;

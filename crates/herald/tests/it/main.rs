@@ -30,3 +30,4 @@ mod streams;
 mod subscriptions;
 mod tail;
 mod tenancy;
+mod waits;

@@ -863,6 +863,76 @@ async fn every_real_answer_matches_the_documented_schema() {
         .await;
     }
 
+    // Waits: create (with a callback and its secret shown once), a bad
+    // one, list, get (and a short long poll), cancel one, cancel a
+    // workflow's, and a missing one.
+    let waits = "/api/v1/waits";
+    let wait = c
+        .check(
+            "post",
+            waits,
+            post(waits, &admin, json!({"workflow_instance_id": "wf-1", "event_type": "order.*",
+                "filter": "event.data.order_id == wait.context.order_id", "context": {"order_id": "o-1"},
+                "timeout": 60, "lookback": 5, "callback_url": "http://127.0.0.1:9/resume"}))
+                .await
+                .unwrap(),
+        )
+        .await;
+    c.check(
+        "post",
+        waits,
+        post(waits, &admin, json!({"event_type": "a..b", "timeout": -1}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        waits,
+        get(&format!("{waits}?status=open&limit=1"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    let one_wait = format!("{waits}/{}", wait["wait_id"].as_str().unwrap());
+    let wait_route = "/api/v1/waits/{wait_id}";
+    c.check(
+        "get",
+        wait_route,
+        get(&format!("{one_wait}?wait=1"), &admin).await.unwrap(),
+    )
+    .await;
+    c.check(
+        "delete",
+        wait_route,
+        app.client
+            .delete(app.url(&one_wait))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check("get", wait_route, get(&one_wait, &admin).await.unwrap())
+        .await;
+    c.check(
+        "delete",
+        waits,
+        app.client
+            .delete(app.url(&format!("{waits}?workflow_instance_id=wf-1")))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        wait_route,
+        get(&format!("{waits}/wait_missing"), &admin).await.unwrap(),
+    )
+    .await;
+
     // The audit trail, once the requests above are in it.
     app.eventually("the requests are audited", || async {
         let body: Value = get("/api/v1/audit", &admin)

@@ -588,7 +588,18 @@ async fn health_and_openapi_document_every_route() {
         names("/api/v1/events/subscriptions", "get"),
         ["enabled", "all", "limit", "cursor"]
     );
-    assert_eq!(with_params, 31);
+    assert_eq!(
+        names("/api/v1/waits", "get"),
+        [
+            "status",
+            "workflow_instance_id",
+            "event_type",
+            "limit",
+            "cursor"
+        ]
+    );
+    assert_eq!(names("/api/v1/waits/{wait_id}", "get"), ["wait"]);
+    assert_eq!(with_params, 34);
 }
 
 #[tokio::test]
