@@ -140,6 +140,34 @@ pub fn boolean(name: &str, v: Option<&str>, errors: &mut Vec<FieldError>) -> Opt
     }
 }
 
+/// A listing's `limit`: 1..=1000, 100 when left out.
+pub fn page_limit(p: &Params, errors: &mut Vec<FieldError>) -> usize {
+    match p.get("limit").map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            errors.push(bad("limit", "expected an integer in 1..=1000"));
+            100
+        }
+    }
+}
+
+/// A listing's `cursor`: the `next_cursor` of an earlier page, an id
+/// starting with `prefix`.
+pub fn page_cursor(p: &Params, prefix: &str, errors: &mut Vec<FieldError>) -> Option<String> {
+    match p.get("cursor") {
+        None => None,
+        Some(c) if c.starts_with(prefix) && c.len() <= 128 => Some(c.to_string()),
+        Some(_) => {
+            errors.push(bad(
+                "cursor",
+                "expected the `next_cursor` of an earlier page",
+            ));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

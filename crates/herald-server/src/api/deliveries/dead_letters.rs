@@ -222,10 +222,10 @@ pub async fn list(
         .map(|(name, v)| (name, Value::String(v.to_string())))
         .collect();
     let filter = filter_of(given.iter().map(|(n, v)| (*n, v)), &mut errors);
-    let limit = super::limit(&p, &mut errors);
+    let limit = params::page_limit(&p, &mut errors);
     let after = match p.get("cursor") {
         Some(c) if c.starts_with("pjb_") && c.len() <= 64 => Some(c.to_string()),
-        _ => super::cursor(&p, &mut errors),
+        _ => params::page_cursor(&p, "dlv_", &mut errors),
     };
     params::check(errors)?;
     // Ids order dead deliveries (`dlv_…`) before dead processing jobs

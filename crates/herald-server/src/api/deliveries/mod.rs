@@ -11,13 +11,13 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::{IntoResponse, Response};
-use herald_core::{EventId, FieldError, TenantId};
+use herald_core::{EventId, TenantId};
 use herald_store::{Delivery, DeliveryAttempt, DeliveryState, DeliveryWithAttempts, Scope};
 use serde_json::{Value, json};
 
 use crate::App;
 use crate::http::auth::Principal;
-use crate::http::params::{self, Param, ParamKind, Params};
+use crate::http::params::{self, Param, ParamKind};
 use crate::http::problem::ApiError;
 
 /// One attempt as answered.
@@ -63,33 +63,6 @@ fn views(items: &[DeliveryWithAttempts]) -> Vec<Value> {
         .collect()
 }
 
-/// The page size of `limit` (1..=1000, default 100), a bad one named.
-pub(crate) fn limit(p: &Params, errors: &mut Vec<FieldError>) -> usize {
-    match p.get("limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            errors.push(params::bad("limit", "expected an integer in 1..=1000"));
-            100
-        }
-    }
-}
-
-/// `cursor`: a delivery id, the `next_cursor` of an earlier page.
-pub(crate) fn cursor(p: &Params, errors: &mut Vec<FieldError>) -> Option<String> {
-    match p.get("cursor") {
-        None => None,
-        Some(c) if c.starts_with("dlv_") && c.len() <= 128 => Some(c.to_string()),
-        Some(_) => {
-            errors.push(params::bad(
-                "cursor",
-                "expected the `next_cursor` of an earlier page",
-            ));
-            None
-        }
-    }
-}
-
 pub(crate) fn subscription_not_found(id: &str) -> ApiError {
     let shown: String = id.chars().take(64).collect();
     ApiError::not_found(format!("no subscription `{shown}` in this tenant"))
@@ -132,8 +105,8 @@ pub async fn of_subscription(
     let key = principal.require(Scope::Read)?;
     let Path(id) = path?;
     let (p, mut errors) = params::parse(&uri, SUBSCRIPTION_PARAMS);
-    let limit = limit(&p, &mut errors);
-    let after = cursor(&p, &mut errors);
+    let limit = params::page_limit(&p, &mut errors);
+    let after = params::page_cursor(&p, "dlv_", &mut errors);
     params::check(errors)?;
     require_subscription(&app, &key.tenant_id, &id).await?;
     let page = app

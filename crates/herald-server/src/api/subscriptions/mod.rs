@@ -184,25 +184,8 @@ pub async fn list(
             "give enabled (true or false) or all=true, not both",
         ));
     }
-    let limit = match p.get("limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            errors.push(params::bad("limit", "expected an integer in 1..=1000"));
-            100
-        }
-    };
-    let after = match p.get("cursor") {
-        None => None,
-        Some(c) if c.starts_with("sub_") && c.len() <= 64 => Some(c.to_string()),
-        Some(_) => {
-            errors.push(params::bad(
-                "cursor",
-                "expected the `next_cursor` of an earlier page",
-            ));
-            None
-        }
-    };
+    let limit = params::page_limit(&p, &mut errors);
+    let after = params::page_cursor(&p, "sub_", &mut errors);
     params::check(errors)?;
     let query = SubscriptionQuery {
         enabled: if all {

@@ -237,25 +237,8 @@ pub async fn list(
             }
         },
     };
-    let limit = match p.get("limit").map(str::parse::<usize>) {
-        None => 100,
-        Some(Ok(n)) if (1..=1000).contains(&n) => n,
-        Some(_) => {
-            errors.push(params::bad("limit", "expected an integer in 1..=1000"));
-            100
-        }
-    };
-    let after = match p.get("cursor") {
-        None => None,
-        Some(c) if c.starts_with("wait_") && c.len() <= 64 => Some(c.to_string()),
-        Some(_) => {
-            errors.push(params::bad(
-                "cursor",
-                "expected the `next_cursor` of an earlier page",
-            ));
-            None
-        }
-    };
+    let limit = params::page_limit(&p, &mut errors);
+    let after = params::page_cursor(&p, "wait_", &mut errors);
     params::check(errors)?;
     let query = WaitQuery {
         status,
