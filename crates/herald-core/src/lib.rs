@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod redact;
 pub mod stream;
 pub mod timestamp;
+pub mod topk;
 pub mod vocabulary;
 
 pub use clock::{Clock, IdSource, ManualClock, SequentialIds, SystemClock, UuidV7Ids};

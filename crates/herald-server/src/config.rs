@@ -198,6 +198,11 @@ pub struct Config {
     /// when this instance committed nothing (events stored by other
     /// instances sharing a PostgreSQL store arrive within it).
     pub tail_poll_ms: u64,
+    /// `HERALD_ROLLUPS`: whether the rollup follower runs.
+    pub rollups: bool,
+    /// `HERALD_ROLLUP_INTERVAL_MS`: how often the rollup follower folds
+    /// new events into the statistics rollups when less than a batch came.
+    pub rollup_interval_ms: u64,
     /// `HERALD_WAIT_POLL_MS`: how often the wait matcher reads the commit
     /// log and times out due waits without a local commit (events and
     /// waits of other instances sharing a PostgreSQL store), and how often
@@ -272,6 +277,8 @@ impl Default for Config {
             tail_heartbeat_ms: 15_000,
             tail_buffer_events: 1000,
             tail_poll_ms: 250,
+            rollups: true,
+            rollup_interval_ms: 250,
             wait_poll_ms: 250,
             wait_max_timeout_secs: 30 * 86_400,
             wait_max_lookback_secs: 86_400,
@@ -516,6 +523,9 @@ impl Config {
         }
         if self.tail_poll_ms == 0 {
             p.push("tail_poll_ms: must be at least 1".into());
+        }
+        if self.rollup_interval_ms == 0 {
+            p.push("rollup_interval_ms: must be at least 1".into());
         }
         if self.wait_poll_ms == 0 {
             p.push("wait_poll_ms: must be at least 1".into());

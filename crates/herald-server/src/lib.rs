@@ -29,6 +29,7 @@ use herald_workers::processors::worker::ProcessingWorker;
 use herald_workers::projections::{ProjectionCache, SNAPSHOT_CURSOR, SnapshotFollower};
 use herald_workers::publish::{self, Publisher};
 use herald_workers::replay::ReplayWorker;
+use herald_workers::rollups::RollupWorker;
 use herald_workers::upkeep::Upkeep;
 use herald_workers::waits::callback::WaitCallbacks;
 use herald_workers::waits::{WAITS_CURSOR, WaitMatcher, WaitTimeouts};
@@ -280,6 +281,13 @@ pub async fn run(
         .with_timeout(Duration::from_secs(app.config.delivery_timeout_secs))
         .run(app.wait_callback_wake.clone(), wait_poll, stop_rx.clone()),
     ));
+    // Statistics: the rollups follow the commit log.
+    if app.config.rollups {
+        tasks.push(tokio::spawn(RollupWorker::new(app.store.clone()).run(
+            Duration::from_millis(app.config.rollup_interval_ms),
+            stop_rx.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(app.tail.clone().run(
         Duration::from_millis(app.config.tail_poll_ms),
         stop_rx.clone(),

@@ -34,6 +34,9 @@ use std::sync::Arc;
 pub use records::*;
 pub use store::PublisherLease;
 pub use store::processors::DeadJobFilter;
+pub use store::stats::{
+    Cover, Dims, Level, Measures, ROLLUP_CURSOR, SeriesRow, Tallies, cover, micros, rollups_answer,
+};
 pub use store::streams::{
     Direction, FoldEvent, FoldRules, Projection, ProjectionAt, Snapshot, StreamInfo, StreamPage,
     StreamRead,

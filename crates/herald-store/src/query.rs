@@ -226,6 +226,93 @@ fn filtered(d: Dialect, tenant: &str, filter: &EventFilter) -> Builder {
     b
 }
 
+/// Which stored events a statistics scan reads, by commit position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SeqBound {
+    /// Every one.
+    Any,
+    /// Those the rollups have counted (`seq <= w`).
+    AtMost(i64),
+    /// Those they have not yet (`seq > w`).
+    After(i64),
+}
+
+/// The statistics of the tenant's events `filter` means, per bucket of
+/// `width` µs of event time (0: one bucket) and per rollup dimension: each
+/// row is `bucket, event_type, event_source, category, event_category,
+/// events, processed, failed, processing_ms` (the last over processed
+/// events).
+pub(crate) fn tally(
+    d: Dialect,
+    tenant: &str,
+    filter: &EventFilter,
+    seq: SeqBound,
+    width: i64,
+) -> Stmt {
+    let mut b = filtered(d, tenant, filter);
+    match seq {
+        SeqBound::Any => {}
+        SeqBound::AtMost(w) => {
+            b.sql.push_str(" AND seq <= ?");
+            b.args.push(Arg::Int(w));
+        }
+        SeqBound::After(w) => {
+            b.sql.push_str(" AND seq > ?");
+            b.args.push(Arg::Int(w));
+        }
+    }
+    let (bucket, mut args) = if width > 0 {
+        (
+            "ts - (((ts % ?) + ?) % ?)",
+            vec![Arg::Int(width), Arg::Int(width), Arg::Int(width)],
+        )
+    } else {
+        ("0", vec![])
+    };
+    args.append(&mut b.args);
+    let bucket_group = if width > 0 {
+        // Grouped by position: the expression's placeholders are bound once.
+        "1, "
+    } else {
+        ""
+    };
+    Stmt::new(
+        format!(
+            "SELECT {bucket}, event_type, event_source, category, COALESCE(event_category, ''), COUNT(*), \
+             CAST(SUM(CASE WHEN status = 'processed' THEN 1 ELSE 0 END) AS BIGINT), \
+             CAST(SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
+             SUM(CASE WHEN status = 'processed' THEN COALESCE(processing_ms, 0.0) ELSE 0.0 END){} \
+             GROUP BY {bucket_group}event_type, event_source, category, COALESCE(event_category, '')",
+            b.sql
+        ),
+        args,
+    )
+}
+
+/// How often each `user_id` occurs among the tenant's events `filter`
+/// means (bounded by commit position as [`tally`]): rows `user_id, n`.
+pub(crate) fn user_counts(d: Dialect, tenant: &str, filter: &EventFilter, seq: SeqBound) -> Stmt {
+    let mut b = filtered(d, tenant, filter);
+    match seq {
+        SeqBound::Any => {}
+        SeqBound::AtMost(w) => {
+            b.sql.push_str(" AND seq <= ?");
+            b.args.push(Arg::Int(w));
+        }
+        SeqBound::After(w) => {
+            b.sql.push_str(" AND seq > ?");
+            b.args.push(Arg::Int(w));
+        }
+    }
+    Stmt::new(
+        format!(
+            "SELECT user_id, COUNT(*){} AND user_id IS NOT NULL GROUP BY user_id",
+            b.sql
+        ),
+        b.args,
+    )
+}
+
 pub(crate) fn build(d: Dialect, tenant: &str, q: &EventQuery) -> QuerySql {
     let mut b = filtered(d, tenant, &q.filter);
 

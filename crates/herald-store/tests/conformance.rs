@@ -1040,7 +1040,7 @@ async fn sqlite_a_database_from_before_the_registry_migrates_and_keeps_its_event
             "DROP TABLE event_definitions; DROP TABLE tenant_settings; DROP TABLE publish_cursors; \
              DROP TABLE lifecycle_outbox; ALTER TABLE events DROP COLUMN attempts; DROP INDEX audit_tenant_seq; \
              DROP TABLE events_keys; DROP TABLE subscriptions; DROP TABLE deliveries; DROP TABLE delivery_attempts; DROP TABLE replays; DROP TABLE projection_snapshots; \
-             DROP TABLE processors; DROP TABLE processing_jobs; DROP TABLE processing_results; DROP TABLE waits; \
+             DROP TABLE processors; DROP TABLE processing_jobs; DROP TABLE processing_results; DROP TABLE waits; DROP TABLE rollup_levels; DROP TABLE stats_rollups; DROP TABLE stats_top_users; \
              ALTER TABLE api_keys DROP COLUMN collect; \
              CREATE INDEX events_trace_id ON events (tenant_id, trace_id, ts) WHERE trace_id IS NOT NULL; \
              CREATE INDEX events_span_id ON events (tenant_id, span_id, ts) WHERE span_id IS NOT NULL; \

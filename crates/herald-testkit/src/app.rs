@@ -217,6 +217,22 @@ impl TestApp {
         spawn_in(data_dir, backend, tweak).await
     }
 
+    /// Stops gracefully, runs `between` on the data dir while nothing runs
+    /// (to change the files as an operator might), and starts a new server
+    /// on it with `tweak`.
+    pub async fn restart_after(
+        mut self,
+        between: impl FnOnce(&std::path::Path),
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        self.stop_server().await.expect("clean stop");
+        let TestApp {
+            data_dir, backend, ..
+        } = self;
+        between(data_dir.path());
+        spawn_in(data_dir, backend, tweak).await
+    }
+
     /// Graceful shutdown, as SIGTERM does; returns the server's result.
     pub async fn stop(mut self) -> Result<(), herald_server::ServerError> {
         self.stop_server().await

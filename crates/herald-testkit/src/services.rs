@@ -109,14 +109,44 @@ impl Drop for PgSchema {
                     tokio_postgres::connect(&url, tokio_postgres::NoTls).await
                 {
                     tokio::spawn(conn);
-                    let _ = client
-                        .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
-                        .await;
+                    drop_schema(&client, &name).await;
                 }
             });
         })
         .join();
     }
+}
+
+/// Drops `name` with everything in it. The servers of the test may still
+/// hold locks in it: their tasks run on the test's runtime, which is
+/// blocked while this runs (a current-thread test, or one whose worker
+/// threads are all here), so a transaction of theirs can never finish and
+/// a plain `DROP` would wait for it forever. The drop waits a little for
+/// locks, then ends the sessions holding locks in the schema and tries
+/// again; after a few rounds it leaves the schema behind rather than hang.
+async fn drop_schema(client: &tokio_postgres::Client, name: &str) {
+    let _ = client.batch_execute("SET lock_timeout = '2s'").await;
+    for _ in 0..5 {
+        let dropped = client
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS \"{name}\" CASCADE"))
+            .await;
+        if dropped.is_ok() {
+            return;
+        }
+        let _ = client
+            .execute(
+                "SELECT pg_terminate_backend(l.pid) FROM pg_locks l \
+                 JOIN pg_class c ON c.oid = l.relation \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND l.pid <> pg_backend_pid()",
+                &[&name],
+            )
+            .await;
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "could not drop the test schema {name}: its locks were not released"
+    );
 }
 
 /// The store a server under test uses: the embedded one in its data dir,

@@ -27,6 +27,7 @@ pub mod processors;
 pub mod projections;
 pub mod publish;
 pub mod replay;
+pub mod rollups;
 pub mod tail;
 pub mod upkeep;
 pub mod waits;

@@ -73,56 +73,68 @@ macro_rules! p {
         }
     };
 }
+pub(crate) use p;
+
+/// The event query's filter fields as query parameters (lists
+/// comma-separated, part objects as JSON), then `$extra`.
+macro_rules! filter_params {
+    ($($extra:expr),* $(,)?) => {
+        &[
+        p!(
+            "event_type",
+            String,
+            "Event types, comma-separated (any of them)"
+        ),
+        p!("event_types", String, "Same as event_type"),
+        p!("event_source", String, "Event sources, comma-separated"),
+        p!("event_sources", String, "Same as event_source"),
+        p!(
+            "event_category",
+            String,
+            "Event categories (the finer category), comma-separated"
+        ),
+        p!("event_categories", String, "Same as event_category"),
+        p!("category", String, "Categories, comma-separated"),
+        p!("categories", String, "Same as category"),
+        p!(
+            "start_time",
+            String,
+            "RFC 3339: events whose timestamp is at or after it"
+        ),
+        p!(
+            "end_time",
+            String,
+            "RFC 3339: events whose timestamp is at or before it"
+        ),
+        p!("trace_id", String, "Correlation key"),
+        p!("span_id", String, "Correlation key"),
+        p!("correlation_id", String, "Correlation key"),
+        p!("request_id", String, "Correlation key"),
+        p!("order_id", String, "Correlation key"),
+        p!("session_id", String, "Correlation key"),
+        p!("ticket_id", String, "Correlation key"),
+        p!("user_id", String, "Correlation key"),
+        p!("email_hash", String, "Correlation key"),
+        p!(
+            "actor",
+            String,
+            "JSON object of actor fields to equal, e.g. {\"role\":\"admin\"}"
+        ),
+        p!("object", String, "JSON object of object fields to equal"),
+        p!("context", String, "JSON object of context fields to equal"),
+        p!("outcome", String, "JSON object of outcome fields to equal"),
+        p!("outcome_status", String, "success, failure, ..."),
+        p!("environment", String, "context.environment"),
+        p!("service", String, "context.service"),
+        p!("stream_id", String, "{entity_type}:{entity_id}"),
+            $($extra),*
+        ]
+    };
+}
+pub(crate) use filter_params;
 
 /// The tail's parameters: the event query's filter fields, then `after`.
-pub const TAIL_PARAMS: &[Param] = &[
-    p!(
-        "event_type",
-        String,
-        "Event types, comma-separated (any of them)"
-    ),
-    p!("event_types", String, "Same as event_type"),
-    p!("event_source", String, "Event sources, comma-separated"),
-    p!("event_sources", String, "Same as event_source"),
-    p!(
-        "event_category",
-        String,
-        "Event categories (the finer category), comma-separated"
-    ),
-    p!("event_categories", String, "Same as event_category"),
-    p!("category", String, "Categories, comma-separated"),
-    p!("categories", String, "Same as category"),
-    p!(
-        "start_time",
-        String,
-        "RFC 3339: events whose timestamp is at or after it"
-    ),
-    p!(
-        "end_time",
-        String,
-        "RFC 3339: events whose timestamp is at or before it"
-    ),
-    p!("trace_id", String, "Correlation key"),
-    p!("span_id", String, "Correlation key"),
-    p!("correlation_id", String, "Correlation key"),
-    p!("request_id", String, "Correlation key"),
-    p!("order_id", String, "Correlation key"),
-    p!("session_id", String, "Correlation key"),
-    p!("ticket_id", String, "Correlation key"),
-    p!("user_id", String, "Correlation key"),
-    p!("email_hash", String, "Correlation key"),
-    p!(
-        "actor",
-        String,
-        "JSON object of actor fields to equal, e.g. {\"role\":\"admin\"}"
-    ),
-    p!("object", String, "JSON object of object fields to equal"),
-    p!("context", String, "JSON object of context fields to equal"),
-    p!("outcome", String, "JSON object of outcome fields to equal"),
-    p!("outcome_status", String, "success, failure, ..."),
-    p!("environment", String, "context.environment"),
-    p!("service", String, "context.service"),
-    p!("stream_id", String, "{entity_type}:{entity_id}"),
+pub const TAIL_PARAMS: &[Param] = filter_params!(
     p!(
         "status",
         String,
@@ -138,8 +150,8 @@ pub const TAIL_PARAMS: &[Param] = &[
         "after",
         Integer,
         "Start after this cursor (an event message's id; 0: every stored event). The Last-Event-ID header wins over it. Default: from now"
-    ),
-];
+    )
+);
 
 /// The wire JSON of a committed event: `GET /api/v1/events/{id}`'s answer
 /// at commit. The hub renders each event with it once.
@@ -209,7 +221,7 @@ pub async fn follow_stream(
 
 /// A query-string value as the filter's JSON: lists split at commas, the
 /// part objects parsed as JSON, everything else a string.
-fn param_value(name: &str, value: &str, errors: &mut Vec<FieldError>) -> Value {
+pub(crate) fn param_value(name: &str, value: &str, errors: &mut Vec<FieldError>) -> Value {
     if LISTS.contains(&name) {
         Value::Array(
             value

@@ -148,6 +148,11 @@ fn schemas() -> Value {
         all.extend(more);
     }
     if let (Some(all), Value::Object(more)) =
+        (all.as_object_mut(), crate::api::statistics::schemas())
+    {
+        all.extend(more);
+    }
+    if let (Some(all), Value::Object(more)) =
         (all.as_object_mut(), crate::api::waits::schemas::schemas())
     {
         all.extend(more);

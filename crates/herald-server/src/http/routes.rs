@@ -10,7 +10,7 @@ use herald_store::Scope;
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
-    admin, collect, definitions, events, health, processors, replay, settings, streams,
+    admin, collect, definitions, events, health, processors, replay, settings, statistics, streams,
     subscriptions, tail, waits,
 };
 use crate::http::openapi;
@@ -193,6 +193,26 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: Some("EventQueryRequest"),
         success: &[(200, "EventQueryResponse", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/statistics",
+        handler: |m| on(m, statistics::statistics),
+        summary: "Counts by status, distributions by source, category and type, events today/this week/this month (in tz), average processing time, processing and error rates, top users and event types; filtered like a query. Exact: read from rollups plus the events not folded in yet (or from the events, for filters the rollups do not keep)",
+        access: Access::Tenant(Scope::Read),
+        query: statistics::STATISTICS_PARAMS,
+        request: None,
+        success: &[(200, "Statistics", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/statistics/timeseries",
+        handler: |m| on(m, statistics::timeseries),
+        summary: "Event counts per bucket of event time (1m, 1h or 1d, aligned in UTC) in [start_time, end_time), optionally per category, event_type, event_source or status; every bucket listed, empty ones too",
+        access: Access::Tenant(Scope::Read),
+        query: statistics::TIMESERIES_PARAMS,
+        request: None,
+        success: &[(200, "Timeseries", "success")],
     },
     Route {
         method: Method::Get,

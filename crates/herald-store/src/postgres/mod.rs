@@ -325,6 +325,17 @@ impl PgStore {
     }
 }
 
+/// Runs a shared statement inside a transaction.
+pub(crate) async fn run_stmt(
+    tx: &deadpool_postgres::Transaction<'_>,
+    mut stmt: query::Stmt,
+) -> Result<(), StoreError> {
+    tx.query_typed(&query::numbered(&stmt.text), &typed(&mut stmt.args))
+        .await
+        .map_err(pg_err)?;
+    Ok(())
+}
+
 /// A PostgreSQL row read through the shared mappers.
 pub(crate) struct PgRow<'a>(pub &'a tokio_postgres::Row);
 

@@ -68,13 +68,14 @@ impl PgStore {
                  FROM UNNEST($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::float8[]) \
                       WITH ORDINALITY AS u(id, claim, status, at, ms, n) \
                  WHERE e.event_id = u.id AND e.status = 'processing' AND e.attempts = u.claim \
-                 RETURNING e.tenant_id, e.category, e.event_type, u.n",
+                 RETURNING e.tenant_id, e.category, e.event_type, u.n, e.seq",
                 &[&ids, &claims, &statuses, &at, &ms],
             )
             .await
             .map_err(pg_err)?;
         let mut finished = Vec::with_capacity(rows.len());
         let mut records = Vec::new();
+        let mut seqs = Vec::with_capacity(rows.len());
         for r in &rows {
             let r = PgRow(r);
             let done = usize::try_from(r.int(3)? - 1)
@@ -82,6 +83,7 @@ impl PgStore {
                 .and_then(|i| results.get(i))
                 .ok_or_else(|| StoreError::corrupt("finish: a row no result asked for"))?;
             finished.push(done.event_id);
+            seqs.push(r.int(4)?);
             if lifecycle {
                 records.push(LifecycleRecord::processed(
                     &r.text(0)?,
@@ -95,6 +97,9 @@ impl PgStore {
             }
         }
         insert_lifecycle(&tx, &records).await?;
+        if let Some(delta) = crate::store::stats::after_finish(true, &seqs) {
+            super::run_stmt(&tx, delta).await?;
+        }
         tx.commit().await.map_err(pg_err)?;
         Ok(finished)
     }
@@ -117,7 +122,7 @@ impl PgStore {
                      FROM (SELECT seq, ts FROM events WHERE status IN ('pending', 'processing') AND status = 'pending'{} \
                            ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) c \
                      WHERE e.seq = c.seq AND e.ts = c.ts \
-                     RETURNING e.tenant_id, e.event_id, e.category, e.event_type",
+                     RETURNING e.tenant_id, e.event_id, e.category, e.event_type, e.seq",
                     scope.sql()
                 ),
                 &[&at.to_string(), &(limit as i64)],
@@ -137,6 +142,10 @@ impl PgStore {
                 ))
             })?;
             insert_lifecycle(&tx, &records).await?;
+        }
+        let seqs = map_rows(&rows, |r| r.int(4))?;
+        if let Some(delta) = crate::store::stats::after_finish(true, &seqs) {
+            super::run_stmt(&tx, delta).await?;
         }
         tx.commit().await.map_err(pg_err)?;
         Ok(rows.len())

@@ -412,6 +412,42 @@ CREATE INDEX waits_open_timeout ON waits (timeout_at) WHERE status = 'open';
 CREATE INDEX waits_callback_due ON waits (callback_next_at) WHERE callback_state = 'pending';
 CREATE INDEX waits_callback_leased ON waits (callback_lease_until) WHERE callback_state = 'in_flight';
 "#,
+    r#"
+CREATE TABLE rollup_levels (
+    level bigint PRIMARY KEY,
+    width bigint NOT NULL
+);
+INSERT INTO rollup_levels (level, width) VALUES (0, 60000000), (1, 3600000000), (2, 86400000000), (3, 0);
+
+CREATE TABLE stats_rollups (
+    tenant_id text NOT NULL,
+    level bigint NOT NULL,
+    bucket bigint NOT NULL,
+    event_type text NOT NULL,
+    event_source text NOT NULL,
+    category text NOT NULL,
+    event_category text NOT NULL,
+    events bigint NOT NULL,
+    processed bigint NOT NULL,
+    failed bigint NOT NULL,
+    processing_ms double precision NOT NULL,
+    PRIMARY KEY (tenant_id, level, bucket, event_type, event_source, category, event_category)
+);
+
+CREATE TABLE stats_top_users (
+    tenant_id text NOT NULL,
+    level bigint NOT NULL,
+    bucket bigint NOT NULL,
+    event_type text NOT NULL,
+    event_source text NOT NULL,
+    category text NOT NULL,
+    event_category text NOT NULL,
+    summary text NOT NULL,
+    PRIMARY KEY (tenant_id, level, bucket, event_type, event_source, category, event_category)
+);
+
+INSERT INTO publish_cursors (name, seq) VALUES ('rollups', 0) ON CONFLICT (name) DO NOTHING;
+"#,
 ];
 
 /// How many months of partitions exist ahead of the current one.

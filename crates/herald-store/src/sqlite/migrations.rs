@@ -388,6 +388,42 @@ CREATE INDEX waits_open_timeout ON waits (timeout_at) WHERE status = 'open';
 CREATE INDEX waits_callback_due ON waits (callback_next_at) WHERE callback_state = 'pending';
 CREATE INDEX waits_callback_leased ON waits (callback_lease_until) WHERE callback_state = 'in_flight';
 "#,
+    r#"
+CREATE TABLE rollup_levels (
+    level INTEGER PRIMARY KEY,
+    width INTEGER NOT NULL
+) STRICT;
+INSERT INTO rollup_levels (level, width) VALUES (0, 60000000), (1, 3600000000), (2, 86400000000), (3, 0);
+
+CREATE TABLE stats_rollups (
+    tenant_id TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    event_source TEXT NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT NOT NULL,
+    events INTEGER NOT NULL,
+    processed INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    processing_ms REAL NOT NULL,
+    PRIMARY KEY (tenant_id, level, bucket, event_type, event_source, category, event_category)
+) STRICT, WITHOUT ROWID;
+
+CREATE TABLE stats_top_users (
+    tenant_id TEXT NOT NULL,
+    level INTEGER NOT NULL,
+    bucket INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    event_source TEXT NOT NULL,
+    category TEXT NOT NULL,
+    event_category TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    PRIMARY KEY (tenant_id, level, bucket, event_type, event_source, category, event_category)
+) STRICT, WITHOUT ROWID;
+
+INSERT INTO publish_cursors (name, seq) VALUES ('rollups', 0) ON CONFLICT (name) DO NOTHING;
+"#,
 ];
 
 pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {

@@ -236,6 +236,14 @@ impl SqliteStore {
     }
 }
 
+/// Runs a shared statement inside a write, draining any rows it returns.
+pub(crate) fn run_stmt(c: &Connection, stmt: query::Stmt) -> Result<(), StoreError> {
+    let mut s = c.prepare_cached(&stmt.text)?;
+    let mut rows = s.query(rusqlite::params_from_iter(sql_values(stmt.args)))?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 /// A SQLite row read through the shared mappers.
 pub(crate) struct SqlRow<'a, 'r>(pub &'a rusqlite::Row<'r>);
 

@@ -21,7 +21,7 @@ const CLAIM_SQL: &str = "UPDATE events SET status = 'processing', attempts = att
                  RETURNING body, attempts, seq";
 const COMPLETE_SQL: &str = "UPDATE events SET status = 'processed', processed_at = ?1, processing_ms = 0, attempts = attempts + 1 WHERE seq IN \
                  (SELECT seq FROM events WHERE status IN ('pending', 'processing') AND status = 'pending' ORDER BY seq LIMIT ?2) \
-                 RETURNING tenant_id, event_id, category, event_type";
+                 RETURNING tenant_id, event_id, category, event_type, seq";
 const INSERT_LIFECYCLE_SQL: &str =
     "INSERT INTO lifecycle_outbox (tenant_id, event_id, kind, payload) VALUES (?1, ?2, ?3, ?4)";
 
@@ -100,10 +100,11 @@ impl SqliteStore {
             let mut stmt = c.prepare_cached(
                 "UPDATE events SET status = ?2, processed_at = ?3, processing_ms = ?4 \
                  WHERE event_id = ?1 AND status = 'processing' AND attempts = ?5 \
-                 RETURNING tenant_id, category, event_type",
+                 RETURNING tenant_id, category, event_type, seq",
             )?;
             let mut insert = c.prepare_cached(INSERT_LIFECYCLE_SQL)?;
             let mut finished = Vec::new();
+            let mut seqs = Vec::new();
             for r in results {
                 let id = r.event_id.as_bytes().as_slice();
                 let row = stmt
@@ -120,13 +121,15 @@ impl SqliteStore {
                                 row.get::<_, String>(0)?,
                                 row.get::<_, String>(1)?,
                                 row.get::<_, String>(2)?,
+                                row.get::<_, i64>(3)?,
                             ))
                         },
                     )
                     .optional()?;
-                let Some((tenant, category, event_type)) = row else {
+                let Some((tenant, category, event_type, seq)) = row else {
                     continue;
                 };
+                seqs.push(seq);
                 finished.push(r.event_id);
                 if lifecycle {
                     let l = LifecycleRecord::processed(
@@ -140,6 +143,10 @@ impl SqliteStore {
                     );
                     insert.execute(params![l.tenant_id, id, l.kind.as_str(), l.payload])?;
                 }
+            }
+            drop((stmt, insert));
+            if let Some(delta) = crate::store::stats::after_finish(false, &seqs) {
+                super::run_stmt(c, delta)?;
             }
             Ok(finished)
         })
@@ -163,12 +170,17 @@ impl SqliteStore {
                         r.get::<_, Vec<u8>>(1)?,
                         r.get::<_, String>(2)?,
                         r.get::<_, String>(3)?,
+                        r.get::<_, i64>(4)?,
                     ))
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
+            let seqs: Vec<i64> = rows.iter().map(|r| r.4).collect();
+            if let Some(delta) = crate::store::stats::after_finish(false, &seqs) {
+                super::run_stmt(c, delta)?;
+            }
             if lifecycle {
                 let mut insert = c.prepare_cached(INSERT_LIFECYCLE_SQL)?;
-                for (tenant, id, category, event_type) in &rows {
+                for (tenant, id, category, event_type, _) in &rows {
                     let l = LifecycleRecord::processed(
                         tenant,
                         event_id_from(id)?,

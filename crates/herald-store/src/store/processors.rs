@@ -335,7 +335,7 @@ impl Store {
     ) -> Result<Vec<bool>, StoreError> {
         let mut script = Vec::with_capacity(finishes.len());
         for f in &finishes {
-            script.push(finish_script(f, lifecycle)?);
+            script.push(finish_script(f, lifecycle, self.kind() == "postgres")?);
         }
         self.transact(script).await
     }
@@ -461,7 +461,7 @@ impl Store {
         Ok(self.select(stmt, |r| r.int(0)).await?.pop().unwrap_or(0))
     }
 
-    async fn select<T: Send + 'static>(
+    pub(crate) async fn select<T: Send + 'static>(
         &self,
         stmt: Stmt,
         map: crate::query::MapRow<T>,
@@ -477,7 +477,7 @@ impl Store {
         each!(self, s => s.write_select(stmt, map).await)
     }
 
-    async fn transact(&self, script: Vec<Guarded>) -> Result<Vec<bool>, StoreError> {
+    pub(crate) async fn transact(&self, script: Vec<Guarded>) -> Result<Vec<bool>, StoreError> {
         each!(self, s => s.transact(script).await)
     }
 }
@@ -524,7 +524,7 @@ fn dead_picked(tenant: &TenantId, f: &DeadJobFilter) -> (String, Vec<Arg>) {
     (text, args)
 }
 
-fn finish_script(f: &JobFinish, lifecycle: bool) -> Result<Guarded, StoreError> {
+fn finish_script(f: &JobFinish, lifecycle: bool, postgres: bool) -> Result<Guarded, StoreError> {
     let at = f.finished_at.unix_micros();
     let key = vec![Arg::Text(f.job_id.clone()), Arg::Int(f.claim)];
     let guard = match &f.outcome {
@@ -582,6 +582,13 @@ fn finish_script(f: &JobFinish, lifecycle: bool) -> Result<Guarded, StoreError> 
         ));
     }
     let status = f.event_status();
+    // The rollups follow the status: the change is read before it is made.
+    then.push(crate::store::stats::finish_delta(
+        postgres,
+        f.event_id,
+        status,
+        f.duration_ms,
+    ));
     then.push(Stmt::new(
         "UPDATE events SET status = ?, processed_at = ?, processing_ms = ? WHERE event_id = ?",
         vec![

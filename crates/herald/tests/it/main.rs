@@ -26,6 +26,7 @@ mod registry;
 mod replay;
 mod scaleout;
 mod shutdown;
+mod statistics;
 mod streams;
 mod subscriptions;
 mod tail;

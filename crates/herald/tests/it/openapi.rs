@@ -951,6 +951,40 @@ async fn every_real_answer_matches_the_documented_schema() {
     )
     .await;
 
+    // Statistics and a timeseries (with a bad parameter too).
+    let statistics = "/api/v1/events/statistics";
+    c.check(
+        "get",
+        statistics,
+        get(&format!("{statistics}?tz=Europe/Berlin&top=3"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        statistics,
+        get(&format!("{statistics}?tz=Mars"), &admin).await.unwrap(),
+    )
+    .await;
+    let timeseries = "/api/v1/events/statistics/timeseries";
+    c.check(
+        "get",
+        timeseries,
+        get(&format!("{timeseries}?interval=1h&group_by=status"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+    c.check(
+        "get",
+        timeseries,
+        get(&format!("{timeseries}?interval=1d"), &admin)
+            .await
+            .unwrap(),
+    )
+    .await;
+
     // Every route of the document was exercised at least once.
     let routes: Vec<String> = doc["paths"]
         .as_object()

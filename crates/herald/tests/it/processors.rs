@@ -481,7 +481,7 @@ async fn a_nats_processor_publishes_and_failures_send_processed_failed(backend: 
 /// Two instances on one PostgreSQL schema share the processing: every
 /// event is called once (one request per `webhook-id`, none overlapping
 /// itself) and ends processed with one attempt.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_postgres_run_each_event_once() {
     let Some(backend) = Backend::postgres() else {
         return;

@@ -599,7 +599,7 @@ async fn health_and_openapi_document_every_route() {
         ]
     );
     assert_eq!(names("/api/v1/waits/{wait_id}", "get"), ["wait"]);
-    assert_eq!(with_params, 34);
+    assert_eq!(with_params, 36);
 }
 
 #[tokio::test]
