@@ -12,6 +12,7 @@ mod load;
 mod opts;
 mod processing;
 mod report;
+mod statistics;
 mod streams;
 mod tail;
 mod waits;
@@ -49,7 +50,12 @@ pub(crate) fn batch_bodies(events: &[Bytes], size: usize) -> Vec<Bytes> {
         .collect()
 }
 
-fn workload(method: Method, urls: Vec<String>, bodies: Vec<Bytes>, key: Option<&str>) -> Workload {
+pub(crate) fn workload(
+    method: Method,
+    urls: Vec<String>,
+    bodies: Vec<Bytes>,
+    key: Option<&str>,
+) -> Workload {
     Workload {
         method,
         urls: Arc::new(urls),
@@ -531,7 +537,17 @@ async fn main() {
                 .latency(&r),
             );
         }
+        for row in statistics::reads_rows(&h, &mid, d).await {
+            push(row);
+        }
         h.stop().await;
+    }
+
+    if opts.wants("statistics") {
+        // -- batch ingest with the statistics rollups on vs off
+        for row in statistics::scenarios(&opts, &work, &events).await {
+            push(row);
+        }
     }
 
     if opts.wants("streams") {

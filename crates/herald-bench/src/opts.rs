@@ -79,7 +79,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 13] = [
+                const SECTIONS: [&str; 14] = [
                     "pipeline",
                     "batch",
                     "schemas",
@@ -93,6 +93,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
                     "delivery",
                     "collect",
                     "processing",
+                    "statistics",
                 ];
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
                     return Err(format!(
