@@ -12,6 +12,7 @@ mod load;
 mod opts;
 mod processing;
 mod report;
+mod stories;
 mod streams;
 mod tail;
 mod waits;
@@ -530,6 +531,10 @@ async fn main() {
                 }
                 .latency(&r),
             );
+        }
+        // -- a 200-event story on the preloaded store
+        for row in stories::scenarios(&opts, &h).await {
+            push(row);
         }
         h.stop().await;
     }

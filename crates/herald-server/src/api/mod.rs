@@ -10,6 +10,7 @@ pub mod health;
 pub mod processors;
 pub mod replay;
 pub mod settings;
+pub mod stories;
 pub mod streams;
 pub mod subscriptions;
 pub mod tail;

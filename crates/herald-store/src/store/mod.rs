@@ -14,6 +14,7 @@ pub(crate) mod processors;
 pub(crate) mod replays;
 mod settings;
 mod shared;
+mod stories;
 pub(crate) mod streams;
 mod subscriptions;
 mod tenants;

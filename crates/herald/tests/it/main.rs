@@ -26,6 +26,7 @@ mod registry;
 mod replay;
 mod scaleout;
 mod shutdown;
+mod stories;
 mod streams;
 mod subscriptions;
 mod tail;
