@@ -110,14 +110,14 @@ pub async fn by_key(
         errors.push(params::bad("value", "expected a key value, not empty"));
     }
     let (depth, limit, follow) = bounds(&uri, &mut errors);
-    let key = match (parsed, params::check(errors)) {
-        (_, Err(e)) => return Err(e),
-        (Some(k), Ok(())) => k,
-        // A bad key is one of the errors checked above.
-        (None, Ok(())) => {
+    let key = match parsed {
+        Some(k) if errors.is_empty() => k,
+        // A bad key is one of the errors.
+        _ => {
+            let n = errors.len();
             return Err(ApiError::invalid(
-                "not a story key",
-                vec![params::bad("key", format!("allowed: {}", allowed_keys()))],
+                format!("{n} bad parameter{}", if n == 1 { "" } else { "s" }),
+                errors,
             ));
         }
     };
