@@ -13,6 +13,7 @@ mod opts;
 mod processing;
 mod report;
 mod statistics;
+mod stories;
 mod streams;
 mod tail;
 mod waits;
@@ -538,6 +539,10 @@ async fn main() {
             );
         }
         for row in statistics::reads_rows(&h, &mid, d).await {
+            push(row);
+        }
+        // -- a 200-event story on the preloaded store
+        for row in stories::scenarios(&opts, &h).await {
             push(row);
         }
         h.stop().await;

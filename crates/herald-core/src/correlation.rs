@@ -37,6 +37,31 @@ impl CorrelationKey {
         CorrelationKey::EmailHash,
     ];
 
+    /// The keys a story is keyed on and walks through: every key but
+    /// `span_id`, which names one operation, not a flow (the events of a
+    /// span share its trace).
+    pub const STORY: [CorrelationKey; 8] = [
+        CorrelationKey::TraceId,
+        CorrelationKey::CorrelationId,
+        CorrelationKey::RequestId,
+        CorrelationKey::OrderId,
+        CorrelationKey::SessionId,
+        CorrelationKey::TicketId,
+        CorrelationKey::UserId,
+        CorrelationKey::EmailHash,
+    ];
+
+    /// Keys naming a person or a visit rather than one flow: a user, a
+    /// session or an email spans everything that person ever did, so a
+    /// story starts from one but does not walk through one it meets
+    /// unless asked to.
+    pub const fn is_identity(self) -> bool {
+        matches!(
+            self,
+            CorrelationKey::SessionId | CorrelationKey::UserId | CorrelationKey::EmailHash
+        )
+    }
+
     /// Keys that come from tracing rather than the business.
     pub const fn is_trace_context(self) -> bool {
         matches!(self, CorrelationKey::TraceId | CorrelationKey::SpanId)

@@ -11,6 +11,7 @@ pub mod processors;
 pub mod replay;
 pub mod settings;
 pub mod statistics;
+pub mod stories;
 pub mod streams;
 pub mod subscriptions;
 pub mod tail;

@@ -157,6 +157,10 @@ fn schemas() -> Value {
     {
         all.extend(more);
     }
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), crate::api::stories::schemas())
+    {
+        all.extend(more);
+    }
     all
 }
 

@@ -10,8 +10,8 @@ use herald_store::Scope;
 use crate::App;
 use crate::api::deliveries::{self, dead_letters};
 use crate::api::{
-    admin, collect, definitions, events, health, processors, replay, settings, statistics, streams,
-    subscriptions, tail, waits,
+    admin, collect, definitions, events, health, processors, replay, settings, statistics, stories,
+    streams, subscriptions, tail, waits,
 };
 use crate::http::openapi;
 use crate::http::params::Param;
@@ -478,6 +478,26 @@ pub const ROUTES: &[Route] = &[
         query: &[],
         request: None,
         success: &[(200, "DeliveryList", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/events/{event_id}/story",
+        handler: |m| on(m, stories::by_event),
+        summary: "The event's story: the timeline of every event sharing one of its correlation keys, expanded breadth-first through the keys of the events found (see GET /api/v1/stories/{key}/{value})",
+        access: Access::Tenant(Scope::Read),
+        query: stories::STORY_PARAMS,
+        request: None,
+        success: &[(200, "Story", "success")],
+    },
+    Route {
+        method: Method::Get,
+        path: "/api/v1/stories/{key}/{value}",
+        handler: |m| on(m, stories::by_key),
+        summary: "A key value's story: the time-ordered timeline of every event carrying it (key: trace_id, correlation_id, request_id, order_id, session_id, ticket_id, user_id or email_hash), expanded breadth-first through the other keys of the events found, within depth and limit (both reported); each event with the key value that linked it, its depth and evidence links; grouped by category",
+        access: Access::Tenant(Scope::Read),
+        query: stories::STORY_PARAMS,
+        request: None,
+        success: &[(200, "Story", "success")],
     },
     Route {
         method: Method::Get,

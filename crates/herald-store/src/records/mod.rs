@@ -471,6 +471,8 @@ mod lifecycle;
 pub use lifecycle::*;
 mod processors;
 pub use processors::*;
+mod stories;
+pub use stories::*;
 
 /// A name outside a closed set, with the names it could have been.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

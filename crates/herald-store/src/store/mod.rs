@@ -15,6 +15,7 @@ pub(crate) mod replays;
 mod settings;
 mod shared;
 pub mod stats;
+mod stories;
 pub(crate) mod streams;
 mod subscriptions;
 mod tenants;

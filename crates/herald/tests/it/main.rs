@@ -27,6 +27,7 @@ mod replay;
 mod scaleout;
 mod shutdown;
 mod statistics;
+mod stories;
 mod streams;
 mod subscriptions;
 mod tail;

@@ -231,6 +231,32 @@ async fn every_real_answer_matches_the_documented_schema() {
         get("/api/v1/events/nope", &admin).await.unwrap(),
     )
     .await;
+    // Stories: by key (with identities followed, so every list has rows),
+    // by event, a bad key and parameters, an unknown value.
+    for path in [
+        "/api/v1/stories/order_id/o1?follow_identities=true&limit=1",
+        "/api/v1/stories/order_id/o1",
+        "/api/v1/stories/span_id/x?depth=9",
+        "/api/v1/stories/order_id/nobody",
+    ] {
+        c.check(
+            "get",
+            "/api/v1/stories/{key}/{value}",
+            get(path, &admin).await.unwrap(),
+        )
+        .await;
+    }
+    for path in [
+        format!("/api/v1/events/{id}/story?depth=0"),
+        "/api/v1/events/nope/story".to_string(),
+    ] {
+        c.check(
+            "get",
+            "/api/v1/events/{event_id}/story",
+            get(&path, &admin).await.unwrap(),
+        )
+        .await;
+    }
     c.check(
         "post",
         "/api/v1/events/query",

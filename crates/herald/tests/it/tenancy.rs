@@ -599,7 +599,11 @@ async fn health_and_openapi_document_every_route() {
         ]
     );
     assert_eq!(names("/api/v1/waits/{wait_id}", "get"), ["wait"]);
-    assert_eq!(with_params, 36);
+    assert_eq!(
+        names("/api/v1/stories/{key}/{value}", "get"),
+        ["depth", "limit", "follow_identities"]
+    );
+    assert_eq!(with_params, 37);
 }
 
 #[tokio::test]
