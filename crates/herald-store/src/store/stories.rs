@@ -190,13 +190,6 @@ impl Store {
             .sort_by_key(|e| (e.event.event.timestamp.unix_micros(), e.seq));
         Ok(Some(story))
     }
-
-    fn dialect(&self) -> Dialect {
-        match self {
-            Store::Sqlite(_) => Dialect::Sqlite,
-            Store::Postgres(_) => Dialect::Postgres,
-        }
-    }
 }
 
 /// The walk's state between levels.

@@ -603,7 +603,7 @@ async fn health_and_openapi_document_every_route() {
         names("/api/v1/stories/{key}/{value}", "get"),
         ["depth", "limit", "follow_identities"]
     );
-    assert_eq!(with_params, 37);
+    assert_eq!(with_params, 38);
 }
 
 #[tokio::test]
