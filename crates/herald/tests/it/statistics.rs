@@ -587,3 +587,51 @@ async fn the_seed_figures_and_periods_in_a_time_zone(backend: Backend) {
     let res = app.get("/api/v1/events/statistics", &writer).await;
     assert_eq!(res.status(), 403);
 }
+
+/// The same events on both stores give the same answers, field for field
+/// (but the moment each was generated).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_stores_answer_the_same_statistics() {
+    let Some(pg) = Backend::postgres() else {
+        return;
+    };
+    let now = now_us();
+    let base = now - now.rem_euclid(DAY) - 2 * DAY;
+    let events = random_events(&mut Rng(7), 300, base);
+    let mut answers = Vec::new();
+    for backend in [Backend::Sqlite, pg] {
+        let app = spawn_on(backend, |c| c.rollup_interval_ms = 10).await;
+        let t = app.tenant("acme").await;
+        ingest(&app, &t.admin_key, &events).await;
+        settled(&app, &t.admin_key).await;
+        folded(&app, &t.admin_key).await;
+        let mut got = Vec::new();
+        for p in probes(base) {
+            let mut s = stats(&app, &t.admin_key, &format!("{}&top=20", p.params)).await;
+            s.as_object_mut().unwrap().remove("generated_at");
+            got.push(s);
+        }
+        for q in [
+            "interval=1h&group_by=event_type",
+            "interval=1d&group_by=status",
+            "interval=1m&group_by=category",
+        ] {
+            let res = app
+                .get(
+                    &format!(
+                        "/api/v1/events/statistics/timeseries?{q}&start_time={}&end_time={}",
+                        rfc3339(base + 7 * HOUR + 13),
+                        rfc3339(base + 9 * HOUR)
+                    ),
+                    &t.admin_key,
+                )
+                .await;
+            assert_eq!(res.status(), 200);
+            got.push(res.json::<Value>().await.unwrap());
+        }
+        answers.push(got);
+    }
+    for (sqlite, postgres) in answers[0].iter().zip(&answers[1]) {
+        assert_eq!(sqlite, postgres);
+    }
+}
