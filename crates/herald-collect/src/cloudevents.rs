@@ -130,6 +130,70 @@ pub fn decode(event: Value, prefix: &str) -> Result<Value, Vec<AttributeError>> 
     Ok(out.into())
 }
 
+/// A stored event (its canonical JSON) as a structured-mode CloudEvent,
+/// outbound (a subscription with `payload_format: "cloudevents"`).
+/// `data` is the event itself (`datacontenttype` `application/json`).
+/// An event that arrived as a CloudEvent goes out with the `id`, `source`,
+/// `subject`, `time`, `dataschema` and extensions it arrived with, so a
+/// consumer deduplicates it as its producer meant; any other has:
+///
+/// | CloudEvents | from the event |
+/// |---|---|
+/// | `id` | `event_id` |
+/// | `source` | `/herald/{tenant_id}/{event_source}` |
+/// | `type` | `event_type` (always) |
+/// | `time` | `timestamp` |
+/// | `subject` | `object.resource_id`, else `stream_id` |
+/// | `traceparent` | `correlation.trace_id` + `span_id` |
+pub fn encode(event: &Value) -> Value {
+    let text = |v: &Value| v.as_str().map(str::to_string);
+    let mut out = Map::new();
+    out.insert("specversion".into(), json!("1.0"));
+    let arrived = event["metadata"]["cloudevents"].as_object();
+    let kept = |k: &str| arrived.and_then(|ce| ce.get(k)).cloned();
+    out.insert(
+        "id".into(),
+        kept("id").unwrap_or_else(|| event["event_id"].clone()),
+    );
+    let source = kept("source").unwrap_or_else(|| {
+        json!(format!(
+            "/herald/{}/{}",
+            text(&event["tenant_id"]).unwrap_or_default(),
+            text(&event["event_source"]).unwrap_or_default()
+        ))
+    });
+    out.insert("source".into(), source);
+    out.insert("type".into(), event["event_type"].clone());
+    out.insert("datacontenttype".into(), json!("application/json"));
+    if let Some(t) = kept("time").or_else(|| text(&event["timestamp"]).map(Value::from)) {
+        out.insert("time".into(), t);
+    }
+    let subject = kept("subject")
+        .or_else(|| text(&event["object"]["resource_id"]).map(Value::from))
+        .or_else(|| text(&event["stream_id"]).map(Value::from));
+    if let Some(s) = subject {
+        out.insert("subject".into(), s);
+    }
+    if let Some(s) = kept("dataschema") {
+        out.insert("dataschema".into(), s);
+    }
+    if let Some(Value::Object(ext)) = kept("extensions") {
+        for (k, v) in ext {
+            out.entry(k).or_insert(v);
+        }
+    }
+    if !out.contains_key("traceparent")
+        && let (Some(trace), Some(span)) = (
+            text(&event["correlation"]["trace_id"]),
+            text(&event["correlation"]["span_id"]),
+        )
+    {
+        out.insert("traceparent".into(), json!(format!("00-{trace}-{span}-01")));
+    }
+    out.insert("data".into(), event.clone());
+    Value::Object(out)
+}
+
 /// A binary-mode event: the `ce-*` headers (name without the prefix,
 /// lower-cased; values percent-decoded), the `Content-Type` and the body.
 pub fn from_binary(

@@ -4,7 +4,7 @@
 
 mod support;
 
-use herald_collect::cloudevents::{decode, from_binary};
+use herald_collect::cloudevents::{decode, encode, from_binary};
 use proptest::prelude::*;
 use serde_json::json;
 
@@ -56,6 +56,66 @@ fn the_json_format_example_maps_as_the_table_says() {
             }}
         })
     );
+}
+
+#[test]
+fn outbound_an_inbound_cloudevent_keeps_its_attributes_and_data_is_the_event() {
+    let request = decode(
+        json!({
+            "specversion": "1.0", "type": "com.example.someevent", "source": "/mycontext",
+            "subject": "larger-context", "id": "A234-1234-1234", "time": "2018-04-05T17:31:00Z",
+            "comexampleextension1": "value", "dataschema": "https://example.com/s.json",
+            "data": {"appinfoA": "abc"}
+        }),
+        "",
+    )
+    .unwrap();
+    // The stored event: the request's fields plus what storage adds.
+    let mut event = request.clone();
+    event["event_id"] = json!("0197a0a0-0000-7000-8000-000000000001");
+    event["tenant_id"] = json!("acme");
+    let out = encode(&event);
+    assert_eq!(
+        out,
+        json!({
+            "specversion": "1.0", "id": "A234-1234-1234", "source": "/mycontext",
+            "type": "com.example.someevent", "datacontenttype": "application/json",
+            "time": "2018-04-05T17:31:00Z", "subject": "larger-context",
+            "dataschema": "https://example.com/s.json", "comexampleextension1": "value",
+            "data": event,
+        })
+    );
+    // Decoding it again gives the same request, data aside (now the event).
+    let mut again = decode(out, "").unwrap();
+    assert_eq!(again["data"], event);
+    again["data"] = request["data"].clone();
+    again["metadata"]["cloudevents"]
+        .as_object_mut()
+        .unwrap()
+        .remove("datacontenttype");
+    assert_eq!(again, request);
+}
+
+#[test]
+fn outbound_a_native_event_is_named_by_its_id_and_tenant() {
+    let event = json!({
+        "event_id": "0197a0a0-0000-7000-8000-000000000002", "tenant_id": "acme",
+        "event_type": "order.created", "event_source": "backend", "timestamp": "2026-12-08T10:00:00Z",
+        "object": {"resource_id": "o-1"},
+        "correlation": {"trace_id": "4bf92f3577b34da6a3ce929d0e0e4736", "span_id": "00f067aa0ba902b7"},
+        "data": {"amount": 5},
+    });
+    let out = encode(&event);
+    assert_eq!(out["id"], event["event_id"]);
+    assert_eq!(out["source"], "/herald/acme/backend");
+    assert_eq!(out["type"], "order.created");
+    assert_eq!(out["time"], "2026-12-08T10:00:00Z");
+    assert_eq!(out["subject"], "o-1");
+    assert_eq!(
+        out["traceparent"],
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    );
+    assert_eq!(out["data"], event);
 }
 
 #[test]

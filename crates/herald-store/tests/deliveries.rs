@@ -459,6 +459,7 @@ fn spec(name: &str) -> SubscriptionSpec {
         retry_policy: json!({"schedule": [1, 2, 4]}),
         filter: Some("event.data.amount > 100".into()),
         ordering: "stream".into(),
+        payload_format: "json".into(),
         rate_limit: Some(2.5),
         headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
         enabled: true,

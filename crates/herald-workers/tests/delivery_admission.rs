@@ -56,6 +56,7 @@ fn subscription(tenant: &TenantId, id: &str, url: &str, rate_limit: Option<f64>)
             retry_policy: json!({"schedule": [10, 20]}),
             filter: None,
             ordering: "none".into(),
+            payload_format: "json".into(),
             rate_limit,
             headers: BTreeMap::new(),
             enabled: true,

@@ -102,6 +102,7 @@ fn subscription(tenant: &TenantId, id: &str) -> Subscription {
             retry_policy: json!({"schedule": [10, 20]}),
             filter: None,
             ordering: "none".into(),
+            payload_format: "json".into(),
             rate_limit: None,
             headers: BTreeMap::from([("x-team".to_string(), "billing".to_string())]),
             enabled: true,

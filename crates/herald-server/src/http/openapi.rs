@@ -400,7 +400,7 @@ fn replay_schemas() -> Value {
 /// The subscription resource's schemas: the request, the answer (with the
 /// secret only at creation and rotation) and the listing.
 fn subscription_schemas() -> Value {
-    use crate::api::subscriptions::input::{ORDERINGS, SUBSCRIBER_TYPES};
+    use crate::api::subscriptions::input::{ORDERINGS, PAYLOAD_FORMATS, SUBSCRIBER_TYPES};
     use herald_core::{Category, EventCategory, EventSource};
     use herald_filter::MAX_FILTER_LEN as MAX_FILTER_BYTES;
     let strings = |description: &str| json!({ "type": "array", "items": s("string"), "description": description });
@@ -430,6 +430,8 @@ fn subscription_schemas() -> Value {
         "headers": { "type": "object", "additionalProperties": s("string"),
             "description": "extra static headers; hop-by-hop, body, webhook-*, herald-* and traceparent names are refused" },
         "enabled": { "type": "boolean", "default": true },
+        "payload_format": { "type": "string", "enum": PAYLOAD_FORMATS, "default": "json",
+            "description": "json: {type, timestamp, data: the event}; cloudevents: a structured-mode CloudEvent 1.0 (content-type application/cloudevents+json) whose data is the event; an event that arrived as a CloudEvent keeps its id, source, subject, time and extensions" },
     });
     let mut request = fields.clone();
     request["webhook_secret"] = json!({ "type": "string",
@@ -464,6 +466,7 @@ fn subscription_schemas() -> Value {
         "rate_limit",
         "headers",
         "enabled",
+        "payload_format",
         "created_at",
         "updated_at"
     ]);

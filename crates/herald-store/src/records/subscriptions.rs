@@ -36,6 +36,15 @@ pub struct SubscriptionSpec {
     /// Extra static headers sent with every delivery.
     pub headers: BTreeMap<String, String>,
     pub enabled: bool,
+    /// How a delivery's body is written: `json` (Herald's envelope) or
+    /// `cloudevents` (a structured-mode CloudEvent). Subscriptions stored
+    /// before it existed read as `json`.
+    #[serde(default = "json_format")]
+    pub payload_format: String,
+}
+
+fn json_format() -> String {
+    "json".into()
 }
 
 /// A stored subscription. Its secrets are kept in clear because delivery

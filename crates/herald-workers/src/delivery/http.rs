@@ -92,8 +92,16 @@ impl HttpSender {
             .client
             .post(&request.url)
             .timeout(request.timeout)
-            .header("content-type", "application/json")
             .body(request.body);
+        // The request's own content type wins (headers are appended, not
+        // replaced): CloudEvents deliveries carry theirs.
+        if !request
+            .headers
+            .iter()
+            .any(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+        {
+            builder = builder.header("content-type", "application/json");
+        }
         for (name, value) in &request.headers {
             builder = builder.header(name.as_str(), value.as_str());
         }

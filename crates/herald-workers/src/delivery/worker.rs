@@ -405,7 +405,13 @@ impl DeliveryWorker {
                 return Ok(());
             }
         };
-        let body = webhook_body(event.event_type.as_str(), now, &raw);
+        let cloudevents = subscription.spec.payload_format == "cloudevents";
+        let body = if cloudevents {
+            let value: serde_json::Value = serde_json::from_str(raw.get()).unwrap_or_default();
+            herald_collect::cloudevents::encode(&value).to_string()
+        } else {
+            webhook_body(event.event_type.as_str(), now, &raw)
+        };
         let traceparent = match (&event.correlation.trace_id, &event.correlation.span_id) {
             (Some(trace), Some(span)) => Some(format!("00-{trace}-{span}-01")),
             _ => None,
@@ -436,12 +442,14 @@ impl DeliveryWorker {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        headers.extend(
-            signed
-                .headers
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone())),
-        );
+        headers.extend(signed.headers.iter().map(|(k, v)| {
+            let v = if cloudevents && *k == "content-type" {
+                "application/cloudevents+json".to_string()
+            } else {
+                v.clone()
+            };
+            (k.to_string(), v)
+        }));
         let started = std::time::Instant::now();
         let result = self
             .sender

@@ -41,6 +41,7 @@ pub fn subscription(tenant: &TenantId, id: &str, selector: Value, enabled: bool)
             retry_policy: json!({"schedule": [1, 2, 4]}),
             filter: selector["filter"].as_str().map(str::to_string),
             ordering: "none".into(),
+            payload_format: "json".into(),
             rate_limit: None,
             headers: BTreeMap::new(),
             enabled,

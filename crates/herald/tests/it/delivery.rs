@@ -20,6 +20,7 @@ herald_testkit::on_each_backend!(
     each_matching_event_reaches_the_endpoint_once_signed,
     a_dead_letter_and_a_gone_endpoint_are_told_on_nats_and_audited,
     a_stream_ordering_subscription_gets_each_stream_in_version_order_through_failures,
+    a_cloudevents_subscription_gets_structured_cloudevents_signed,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -301,4 +302,109 @@ async fn a_stream_ordering_subscription_gets_each_stream_in_version_order_throug
         distinct.dedup();
         assert_eq!(distinct, vec![1, 2, 3], "{stream}: {seen:?}");
     }
+}
+
+/// `payload_format: "cloudevents"`: each delivery is a structured-mode
+/// CloudEvent (its content type says so), signed like every delivery; an
+/// event that arrived as a CloudEvent goes out with its own id and source,
+/// a native one with its event id and a Herald source; `data` is the event.
+async fn a_cloudevents_subscription_gets_structured_cloudevents_signed(backend: Backend) {
+    let mut receiver = WebhookReceiver::start().await;
+    let app = spawn_on(backend, |c| {
+        c.delivery_allowed_networks = "127.0.0.0/8".into();
+    })
+    .await;
+    let t = app.tenant("acme").await;
+    let res = app
+        .post(
+            "/api/v1/events/subscriptions",
+            &t.admin_key,
+            &json!({"subscriber_name": "ce", "callback_url": format!("{}/ce", receiver.url),
+                    "payload_format": "cloudevents"}),
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(created["payload_format"], "cloudevents");
+    let secret = WebhookSecret::parse(created["webhook_secret"].as_str().unwrap()).unwrap();
+    let (status, native) = app
+        .create(
+            &t.admin_key,
+            &json!({"event_type": "order.created", "category": "business", "event_source": "backend",
+                    "object": {"resource_id": "o-7"}, "data": {"amount": 5}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{native}");
+    let res = app
+        .client
+        .post(app.url("/api/v1/events/cloudevents"))
+        .bearer_auth(&t.admin_key)
+        .header("content-type", "application/cloudevents+json")
+        .body(
+            json!({"specversion": "1.0", "type": "com.example.shipped", "source": "/warehouse/7",
+                   "id": "ship-1", "subject": "o-7", "time": "2026-12-08T10:00:00Z",
+                   "comexampleregion": "eu", "data": {"carrier": "dhl"}})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let r = receiver.next("a CloudEvents delivery", WAIT).await;
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/cloudevents+json")
+        );
+        verified(&r, &secret);
+        got.push(r.json());
+    }
+    got.sort_by_key(|c| c["type"].as_str().unwrap_or_default().to_string());
+    let (shipped, created) = (&got[0], &got[1]);
+    assert_eq!(shipped["specversion"], "1.0");
+    assert_eq!(
+        (
+            &shipped["id"],
+            &shipped["source"],
+            &shipped["subject"],
+            &shipped["time"],
+            &shipped["comexampleregion"]
+        ),
+        (
+            &json!("ship-1"),
+            &json!("/warehouse/7"),
+            &json!("o-7"),
+            &json!("2026-12-08T10:00:00Z"),
+            &json!("eu")
+        )
+    );
+    assert_eq!(shipped["data"]["data"], json!({"carrier": "dhl"}));
+    assert_eq!(shipped["datacontenttype"], "application/json");
+    assert_eq!(created["id"], native["event_id"]);
+    assert_eq!(
+        created["source"],
+        format!("/herald/{}/backend", t.tenant_id)
+    );
+    assert_eq!(created["type"], "order.created");
+    assert_eq!(created["subject"], "o-7");
+    assert_eq!(created["data"]["event_id"], native["event_id"]);
+    assert_eq!(created["data"]["data"], json!({"amount": 5}));
+
+    // A format Herald does not write is named.
+    let res = app
+        .post(
+            "/api/v1/events/subscriptions",
+            &t.admin_key,
+            &json!({"subscriber_name": "x", "callback_url": format!("{}/x", receiver.url),
+                    "payload_format": "avro"}),
+        )
+        .await;
+    let p = herald_testkit::problem::read_problem(res).await;
+    assert_eq!(
+        (p.status, p.fields.clone()),
+        (400, vec!["/payload_format".to_string()]),
+        "{}",
+        p.body
+    );
 }

@@ -26,6 +26,8 @@ const RESOLVE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SUBSCRIBER_TYPES: &[&str] = &["webhook"];
 /// The delivery orders a subscription can ask for.
 pub const ORDERINGS: &[&str] = &["none", "stream"];
+/// How a delivery's body is written; the first is the default.
+pub const PAYLOAD_FORMATS: &[&str] = &["json", "cloudevents"];
 /// Header names a subscription cannot set: hop-by-hop headers, those that
 /// describe the body or the connection, and those Herald's deliveries
 /// carry themselves (`webhook-*`, `herald-*`, `traceparent`).
@@ -56,7 +58,7 @@ const READ_ONLY: &[&str] = &[
 ];
 
 const FIELDS: &str = "subscriber_name, subscriber_type, event_types, event_sources, event_categories, \
-callback_url, webhook_secret, retry_policy, filter, ordering, rate_limit, headers, enabled";
+callback_url, webhook_secret, retry_policy, filter, ordering, rate_limit, headers, enabled, payload_format";
 
 /// Whether the body may carry `webhook_secret`: on create, not on PUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +186,7 @@ fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldEr
     };
     let subscriber_type = one_of(m, "subscriber_type", SUBSCRIBER_TYPES, &mut errors);
     let ordering = one_of(m, "ordering", ORDERINGS, &mut errors);
+    let payload_format = one_of(m, "payload_format", PAYLOAD_FORMATS, &mut errors);
     // Which events: the one selector parser subscriptions, processors and
     // waits share (type patterns, sources, categories, the CEL filter
     // compiled, with its line and column on error).
@@ -318,6 +321,7 @@ fn parse_fields(body: &Value, secret_field: SecretField) -> (Fields, Vec<FieldEr
             rate_limit: rate_limit?,
             headers: headers?,
             enabled: enabled?,
+            payload_format: payload_format?,
         })
     })();
     (
