@@ -30,8 +30,6 @@ async fn two_instances_share_one_postgres_store() {
         ("HERALD_DATABASE_POOL_SIZE", "4".to_string()),
         ("HERALD_REGISTRY_REFRESH_MS", "100".to_string()),
         ("HERALD_WORKER_IDLE_MS", "20".to_string()),
-        // Every published event is counted below: no self events.
-        ("HERALD_SELF_EVENTS", "false".to_string()),
     ];
     if let Some((stream, u)) = &nats {
         env.push(("HERALD_NATS_URL", u.clone()));
