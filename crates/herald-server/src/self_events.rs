@@ -34,6 +34,11 @@ pub const REQUEST_EVENT_TYPE: &str = "herald.api.request";
 /// Most outcomes stored in one append.
 pub const DRAIN_BATCH: usize = 1000;
 
+/// How long the drain lets outcomes gather after the first of a batch,
+/// so under load it stores them in few large appends rather than many
+/// small ones beside the requests' own.
+pub const DRAIN_LINGER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The operator tenant's id.
 pub fn operator_tenant() -> TenantId {
     TenantId::parse(OPERATOR_TENANT).expect("the operator tenant id is valid")
@@ -241,6 +246,15 @@ impl SelfEventDrain {
             tokio::select! {
                 n = self.rx.recv_many(&mut batch, DRAIN_BATCH) => if n == 0 { return },
                 _ = stop.changed() => break,
+            }
+            if batch.len() < DRAIN_BATCH {
+                tokio::time::sleep(DRAIN_LINGER).await;
+                while batch.len() < DRAIN_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(o) => batch.push(o),
+                        Err(_) => break,
+                    }
+                }
             }
             self.store(&batch).await;
         }
