@@ -12,6 +12,7 @@ mod load;
 mod opts;
 mod processing;
 mod report;
+mod self_events;
 mod statistics;
 mod stories;
 mod streams;
@@ -579,6 +580,13 @@ async fn main() {
     if opts.wants("waits") {
         // -- 100,000 open workflow waits beside ingest
         for row in waits::scenarios(&opts, &work, &sample).await {
+            push(row);
+        }
+    }
+
+    if opts.wants("self_events") {
+        // -- single-event ingest with self events off and on
+        for row in self_events::scenarios(&opts, &work, &singles).await {
             push(row);
         }
     }

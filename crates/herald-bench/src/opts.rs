@@ -21,7 +21,7 @@ USAGE:
                    (default: $HERALD_BENCH_DATABASE_URL; each run uses schemas of its own)
     --only LIST    run only these sections (comma-separated):
                    pipeline, batch, schemas, single, open, pg, reads, streams, tail, waits, delivery,
-                   collect, processing
+                   collect, processing, self_events
 ";
 
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
             "--database-url" => o.database_url = Some(val()?),
             "--only" => {
                 o.only = val()?.split(',').map(|s| s.trim().to_string()).collect();
-                const SECTIONS: [&str; 14] = [
+                const SECTIONS: [&str; 15] = [
                     "pipeline",
                     "batch",
                     "schemas",
@@ -94,6 +94,7 @@ pub(crate) fn parse_opts() -> Result<Opts, String> {
                     "collect",
                     "processing",
                     "statistics",
+                    "self_events",
                 ];
                 if let Some(bad) = o.only.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
                     return Err(format!(

@@ -76,6 +76,11 @@ pub struct App {
     pub wait_ends: tokio::sync::watch::Sender<u64>,
     /// Collection's trusted proxies, client-address policy and rate limits.
     pub collect: Arc<crate::api::collect::CollectState>,
+    /// This server's Prometheus recorder (`GET /metrics`).
+    pub metrics: crate::http::metrics::Metrics,
+    /// Where request outcomes go to become self events; `None` when
+    /// `self_events` is off.
+    pub self_events: Option<crate::self_events::SelfEvents>,
 }
 
 impl std::fmt::Debug for App {
@@ -232,6 +237,11 @@ impl App {
         self.snapshot_wake.notify_one();
         self.waits_wake.notify_one();
         self.tail.wake();
+    }
+
+    /// The NATS publisher's cursor name (for its lag).
+    pub fn publisher_cursor(&self) -> String {
+        herald_workers::publish::cursor_name(&self.config.nats_stream)
     }
 
     /// Tells long polls and the callback worker that a wait ended here.

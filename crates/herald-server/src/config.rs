@@ -234,6 +234,16 @@ pub struct Config {
     /// `HERALD_SEGMENT_MAX_BATCH_BYTES`: the largest Segment-API batch
     /// body, as Segment's 500 KB.
     pub segment_max_batch_bytes: usize,
+    /// `HERALD_METRICS_TOKEN`: when set, `GET /metrics` wants it as a
+    /// bearer token; unset, the endpoint is open on the listen address.
+    pub metrics_token: Option<Secret>,
+    /// `HERALD_SELF_EVENTS`: store each API request's outcome as a
+    /// `system` event of the operator tenant ([`crate::self_events::OPERATOR_TENANT`]).
+    pub self_events: bool,
+    /// `HERALD_SELF_EVENTS_BUFFER`: self events waiting to be stored, at
+    /// most; a request finding it full drops its event (counted in
+    /// `/metrics`) rather than wait.
+    pub self_events_buffer: usize,
 }
 
 impl Default for Config {
@@ -289,6 +299,9 @@ impl Default for Config {
             collect_ip_rate: 100,
             segment_max_message_bytes: 32 * 1024,
             segment_max_batch_bytes: 500 * 1024,
+            metrics_token: None,
+            self_events: true,
+            self_events_buffer: 10_000,
         }
     }
 }
@@ -471,6 +484,14 @@ impl Config {
             && k.len() < 16
         {
             p.push("hash_secret: must be at least 16 characters".into());
+        }
+        if let Some(Secret(k)) = &self.metrics_token
+            && k.len() < 16
+        {
+            p.push("metrics_token: must be at least 16 characters".into());
+        }
+        if self.self_events_buffer == 0 {
+            p.push("self_events_buffer: must be at least 1".into());
         }
         if let Some(Secret(url)) = &self.database_url
             && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))

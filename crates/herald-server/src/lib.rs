@@ -10,6 +10,7 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod http;
+pub mod self_events;
 
 use std::future::{Future, IntoFuture};
 use std::sync::Arc;
@@ -118,6 +119,11 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
     let config_cache_entries = config.projection_cache_entries;
     let body_limits = BodyLimits::from_config(&config);
     let collect = Arc::new(api::collect::CollectState::new(&config));
+    let metrics = http::metrics::Metrics::new();
+    store.observe_commits(Arc::new(metrics.clone()));
+    let self_events = config
+        .self_events
+        .then(|| self_events::SelfEvents::new(config.self_events_buffer, metrics.clone()));
     let app = App {
         config: Arc::new(config),
         store,
@@ -145,7 +151,12 @@ pub async fn build(config: Config) -> Result<(App, Option<Publisher>), ServerErr
         wait_callback_wake: Arc::new(Notify::new()),
         wait_ends: watch::channel(0).0,
         collect,
+        metrics,
+        self_events,
     };
+    if app.self_events.is_some() {
+        self_events::ensure_operator_tenant(&app).await?;
+    }
     Ok((app, publisher))
 }
 
@@ -290,6 +301,17 @@ pub async fn run(
     }
     tasks.push(tokio::spawn(app.tail.clone().run(
         Duration::from_millis(app.config.tail_poll_ms),
+        stop_rx.clone(),
+    )));
+    // Self events: request outcomes stored as the operator tenant's events.
+    if let Some(rx) = app.self_events.as_ref().and_then(|s| s.take_receiver()) {
+        tasks.push(tokio::spawn(
+            self_events::SelfEventDrain::new(app.clone(), rx).run(stop_rx.clone()),
+        ));
+    }
+    tasks.push(tokio::spawn(http::metrics::upkeep(
+        app.metrics.clone(),
+        Duration::from_secs(5),
         stop_rx.clone(),
     )));
     if let Some(p) = publisher {

@@ -12,6 +12,12 @@
 //!   requests that did happen (earlier ones, already answered), so they get
 //!   a commit of their own.
 //! - A shutdown commits what raced in before the queue closed, then answers.
+//! - Whoever watches the writer (the server's metrics) is told each group
+//!   commit's size, time and outcome ([`CommitObserver`]); the store itself
+//!   keeps no statistics.
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,16 +39,57 @@ pub(crate) enum WriteOp<W> {
     Shutdown(oneshot::Sender<()>),
 }
 
+/// What one group commit did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Events the batch carried (stored, duplicate or refused alike).
+    pub events: usize,
+    /// Events newly stored by it (0 when the commit failed).
+    pub stored: usize,
+    /// Requests of every kind in it: appends, audit records, backend writes.
+    pub requests: usize,
+    /// From the transaction's start to its settled commit.
+    pub duration: Duration,
+    /// Whether it committed.
+    pub committed: bool,
+}
+
+/// Told about every group commit, on the writer, after the commit: it
+/// must be cheap and must not block (a metrics recorder).
+pub trait CommitObserver: Send + Sync + 'static {
+    fn committed(&self, report: &CommitReport);
+}
+
+/// The observer a writer reports to, set once after the store is open.
+pub(crate) type ObserverSlot = Arc<OnceLock<Arc<dyn CommitObserver>>>;
+
 /// The store's end of its writer's queue.
-pub(crate) struct WriterHandle<W>(mpsc::UnboundedSender<WriteOp<W>>);
+pub(crate) struct WriterHandle<W> {
+    queue: mpsc::UnboundedSender<WriteOp<W>>,
+    observer: ObserverSlot,
+}
 
 impl<W> WriterHandle<W> {
     pub(crate) fn new(queue: mpsc::UnboundedSender<WriteOp<W>>) -> WriterHandle<W> {
-        WriterHandle(queue)
+        WriterHandle {
+            queue,
+            observer: ObserverSlot::default(),
+        }
+    }
+
+    /// The slot the writer loop reads its observer from.
+    pub(crate) fn observer_slot(&self) -> ObserverSlot {
+        self.observer.clone()
+    }
+
+    /// Reports every later group commit to `observer`; `false` when one
+    /// was set already (the first stays).
+    pub(crate) fn observe(&self, observer: Arc<dyn CommitObserver>) -> bool {
+        self.observer.set(observer).is_ok()
     }
 
     pub(crate) fn send(&self, op: WriteOp<W>) -> Result<(), StoreError> {
-        self.0.send(op).map_err(|_| StoreError::Closed)
+        self.queue.send(op).map_err(|_| StoreError::Closed)
     }
 
     /// Appends `events` in the next group commit; answers once it is durable.
@@ -193,6 +240,14 @@ impl<W: Settle> Batch<W> {
         self.appends.is_empty() && self.others.is_empty() && self.audits.is_empty()
     }
 
+    fn events(&self) -> usize {
+        self.appends.iter().map(|(events, _)| events.len()).sum()
+    }
+
+    fn requests(&self) -> usize {
+        self.appends.len() + self.others.len() + self.audits.len()
+    }
+
     /// Answers every request after the commit.
     fn reply(self, decided: Vec<Result<Vec<Decision>, StoreError>>) {
         for ((events, reply), decided) in self.appends.into_iter().zip(decided) {
@@ -226,6 +281,7 @@ pub(crate) async fn run<C: Committer>(
     mut committer: C,
     mut rx: mpsc::UnboundedReceiver<WriteOp<C::Other>>,
     max_batch: usize,
+    observer: ObserverSlot,
 ) {
     while let Some(first) = rx.recv().await {
         let mut batch = Batch::new();
@@ -237,7 +293,7 @@ pub(crate) async fn run<C: Committer>(
             }
         }
         let shutdown = batch.shutdown.take();
-        commit(&mut committer, batch).await;
+        commit(&mut committer, batch, &observer).await;
         if let Some(shutdown) = shutdown {
             rx.close();
             // Whatever raced in before the close still gets its commit.
@@ -245,7 +301,7 @@ pub(crate) async fn run<C: Committer>(
             while let Ok(op) = rx.try_recv() {
                 rest.add(op);
             }
-            commit(&mut committer, rest).await;
+            commit(&mut committer, rest, &observer).await;
             let _ = shutdown.send(());
             return;
         }
@@ -253,13 +309,39 @@ pub(crate) async fn run<C: Committer>(
 }
 
 /// One group commit: the batch in one transaction, then the answers.
-async fn commit<C: Committer>(committer: &mut C, mut batch: Batch<C::Other>) {
+async fn commit<C: Committer>(
+    committer: &mut C,
+    mut batch: Batch<C::Other>,
+    observer: &ObserverSlot,
+) {
     if batch.is_empty() {
         return;
     }
+    let started = Instant::now();
+    let (events, requests) = (batch.events(), batch.requests());
+    let report = |stored: usize, committed: bool| {
+        if let Some(o) = observer.get() {
+            o.committed(&CommitReport {
+                events,
+                stored,
+                requests,
+                duration: started.elapsed(),
+                committed,
+            });
+        }
+    };
     match attempt(committer, &mut batch).await {
-        Ok(decided) => batch.reply(decided),
+        Ok(decided) => {
+            let stored = decided
+                .iter()
+                .flat_map(|d| d.iter().flatten())
+                .filter(|d| matches!(d, Decision::Stored))
+                .count();
+            report(stored, true);
+            batch.reply(decided);
+        }
         Err(e) => {
+            report(0, false);
             tracing::error!(error = %error_chain(&e), "group commit failed; failing every request in it");
             // Reply first: the audit records wait, the requests do not.
             let audits = std::mem::take(&mut batch.audits);

@@ -31,8 +31,10 @@ mod store;
 
 use std::sync::Arc;
 
+pub use group_commit::{CommitObserver, CommitReport};
 pub use records::*;
 pub use store::PublisherLease;
+pub use store::backlog::Backlog;
 pub use store::processors::DeadJobFilter;
 pub use store::stats::{
     Cover, Dims, Level, Measures, ROLLUP_CURSOR, SeriesRow, Tallies, cover, micros, rollups_answer,

@@ -59,6 +59,10 @@ pub async fn spawn_in(
         data_dir: data_dir.path().to_path_buf(),
         root_key: Some(Secret(ROOT_KEY.into())),
         worker_idle_ms: 20,
+        // Self events are store-wide traffic (the commit log, NATS
+        // subjects) that tests counting everything would have to filter
+        // out: on only where a test asks (`c.self_events = true`).
+        self_events: false,
         ..Config::default()
     };
     backend.apply(&mut config);

@@ -567,6 +567,36 @@ pub const SETTINGS: &[Setting] = &[
         default: |c| c.segment_max_batch_bytes.to_string(),
         set: |c, v| parse_into(v, &mut c.segment_max_batch_bytes),
     },
+    Setting {
+        key: "metrics_token",
+        env: "HERALD_METRICS_TOKEN",
+        flag: None,
+        value_name: "TOKEN",
+        help: "GET /metrics answers only requests sending `Authorization: Bearer <it>` (16+ characters); unset: open on the listen address",
+        default: |_| "unset".into(),
+        set: |c, v| {
+            c.metrics_token = (!v.is_empty()).then(|| Secret(v.to_string()));
+            Ok(())
+        },
+    },
+    Setting {
+        key: "self_events",
+        env: "HERALD_SELF_EVENTS",
+        flag: Some("self-events"),
+        value_name: "true|false",
+        help: "Store each API request's outcome as a `system` event of the operator tenant `_herald` (queryable with the root key)",
+        default: |c| c.self_events.to_string(),
+        set: |c, v| parse_into(v, &mut c.self_events),
+    },
+    Setting {
+        key: "self_events_buffer",
+        env: "HERALD_SELF_EVENTS_BUFFER",
+        flag: Some("self-events-buffer"),
+        value_name: "EVENTS",
+        help: "Self events waiting to be stored, at most; beyond, new ones are dropped and counted in /metrics (herald_self_events_total{outcome=\"dropped_buffer_full\"})",
+        default: |c| c.self_events_buffer.to_string(),
+        set: |c, v| parse_into(v, &mut c.self_events_buffer),
+    },
 ];
 
 #[cfg(test)]
@@ -611,6 +641,7 @@ mod tests {
             "nats_url",
             "delivery_allowed_networks",
             "collect_trusted_proxies",
+            "metrics_token",
         ];
         for s in SETTINGS.iter().filter(|s| !words.contains(&s.key)) {
             let shown = (s.default)(&Config::default());

@@ -2,6 +2,10 @@
 //! middleware times the request, handlers and the auth extractor fill in who
 //! it was through an `AuditSlot`, and the record joins the store's next group
 //! commit, so auditing adds no commit of its own to ingest.
+//!
+//! The same point, once the answer is made, records the request's metrics
+//! (route template, method, status, latency, problem type) and hands its
+//! outcome to the self events (`crate::self_events`) without waiting.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -14,6 +18,9 @@ use herald_store::{AuditOutcome, AuditRecord};
 
 use crate::App;
 use crate::http::auth::Principal;
+use crate::http::metrics;
+use crate::http::problem::ProblemType;
+use crate::self_events::RequestOutcome;
 
 #[derive(Debug, Default)]
 struct Filled {
@@ -80,6 +87,23 @@ impl AuditSlot {
     }
 }
 
+/// Counts a request in flight until dropped: also when its client goes
+/// away and the request's future is dropped unfinished.
+struct InFlight(::metrics::Gauge);
+
+impl InFlight {
+    fn enter(gauge: ::metrics::Gauge) -> InFlight {
+        gauge.increment(1.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.decrement(1.0);
+    }
+}
+
 /// The request id: the caller's `x-request-id` when sane, else a new UUIDv7.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
@@ -93,13 +117,15 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let matched = req.extensions().get::<MatchedPath>().cloned();
     let operation = format!(
         "{} {}",
         req.method(),
-        req.extensions()
-            .get::<MatchedPath>()
-            .map_or("(unmatched)", |p| p.as_str())
+        matched.as_ref().map_or("(unmatched)", |p| p.as_str())
     );
+    let route = metrics::route_label(matched.as_ref().map(|p| p.as_str()));
+    let method = metrics::method_label(req.method());
+    let in_flight = InFlight::enter(app.metrics.gauge("herald_http_requests_in_flight", vec![]));
     let resource = req.uri().path().to_string();
     let slot = AuditSlot::default();
     req.extensions_mut().insert(slot.clone());
@@ -132,8 +158,36 @@ pub async fn middleware(State(app): State<App>, mut req: Request, next: Next) ->
         400..=499 => AuditOutcome::Rejected,
         _ => AuditOutcome::Error,
     });
-    let duration_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let duration_us = elapsed.as_micros() as u64;
     tracing::info!(%operation, status, duration_us, tenant = filled.tenant_id.as_deref().unwrap_or("-"), "request");
+    drop(in_flight);
+    let problem_type = res.extensions().get::<ProblemType>().map(|p| p.0);
+    let error_class = match problem_type {
+        Some(slug) => Some(slug.to_string()),
+        None if status >= 500 => Some("status_5xx".to_string()),
+        None if status >= 400 => Some("status_4xx".to_string()),
+        None => None,
+    };
+    app.metrics
+        .request(&route, method, status, elapsed, error_class.as_deref());
+    // Probes and scrapes are not operations worth an event each.
+    if let Some(events) = &app.self_events
+        && !(method == "GET" && (route == "/health" || route == "/metrics"))
+    {
+        events.emit(RequestOutcome {
+            at: app.clock.now(),
+            route,
+            method,
+            status,
+            duration_us,
+            tenant_id: filled.tenant_id.clone(),
+            key_id: filled.key_id.clone(),
+            error_class,
+            problem_type,
+            request_id: request_id.clone(),
+        });
+    }
     if operation != "GET /health" {
         app.store.record_audit(AuditRecord {
             at: app.clock.now(),

@@ -32,10 +32,12 @@ pub enum Principal {
 
 impl Principal {
     /// The tenant, when the key holds `scope`.
+    /// The root key reads as the operator tenant (its self events).
     pub fn require(&self, scope: Scope) -> Result<&ApiKey, ApiError> {
         match self {
+            Principal::Root if scope == Scope::Read => Ok(operator_reader()),
             Principal::Root => Err(ApiError::forbidden(
-                "the root key manages tenants and keys only; use a tenant key for this route",
+                "the root key manages tenants and keys, and reads the operator tenant `_herald`; use a tenant key for this route",
             )),
             Principal::Tenant(key) if key.scopes.contains(&scope) => Ok(key),
             Principal::Tenant(key) => Err(ApiError::forbidden(format!(
@@ -65,6 +67,21 @@ impl Principal {
             )),
         }
     }
+}
+
+/// The key the root key reads with: `read` on the operator tenant
+/// (`crate::self_events::OPERATOR_TENANT`) only.
+fn operator_reader() -> &'static ApiKey {
+    static KEY: std::sync::OnceLock<ApiKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ApiKey {
+        key_id: "root".into(),
+        tenant_id: crate::self_events::operator_tenant(),
+        name: "root".into(),
+        scopes: vec![Scope::Read],
+        secret_hash: [0; 32],
+        created_at: herald_core::Timestamp::from_parts(0, 0, 0).expect("the epoch is a time"),
+        collect: Default::default(),
+    })
 }
 
 /// 32 random bytes as lowercase hex.

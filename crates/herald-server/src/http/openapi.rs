@@ -96,6 +96,7 @@ fn schemas() -> Value {
     GET /api/v1/events/{event_id} answers it at commit (EventResponse, status pending). `event: overflow`: the client fell tail_buffer_events events behind and is \
     disconnected; `data:` {\"reason\", \"resume_after\"}. `event: error`: reading the store failed; the stream ends; resume likewise. A `:heartbeat` comment \
     comes after tail_heartbeat_ms without a message." },
+        "Metrics": { "type": "string", "description": "Prometheus text exposition format 0.0.4: herald_http_requests_total{route,method,status}, herald_http_request_duration_seconds (histogram), herald_http_errors_total{type}, herald_group_commit_events and herald_group_commit_duration_seconds (histograms), herald_events_stored_total, herald_processing_backlog{kind}, herald_delivery_backlog, herald_dead_letters{kind}, herald_nats_publish_lag_events, herald_self_events_total{outcome}, …; labels never carry tenant, key or event ids" },
         "Object": { "type": "object" },
         "Empty": { "type": "object" },
     });
@@ -495,6 +496,8 @@ pub fn document() -> Value {
         for (status, schema, when) in r.success {
             let body = if *schema == "Empty" {
                 json!({ "description": when })
+            } else if *schema == "Metrics" {
+                json!({ "description": when, "content": { "text/plain": { "schema": { "$ref": "#/components/schemas/Metrics" } } } })
             } else if *schema == "EventStream" {
                 json!({ "description": when, "content": { "text/event-stream": { "schema": { "$ref": "#/components/schemas/EventStream" } } } })
             } else {

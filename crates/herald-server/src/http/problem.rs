@@ -192,10 +192,16 @@ impl ApiError {
     }
 }
 
+/// Carried by every problem answer, so the audit middleware (metrics,
+/// self events) knows the error's kind without reading the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProblemType(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
         let mut res = (self.status, body).into_response();
+        res.extensions_mut().insert(ProblemType(self.slug));
         res.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),

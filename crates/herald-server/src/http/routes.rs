@@ -137,6 +137,16 @@ pub const ROUTES: &[Route] = &[
         success: &[(200, "Object", "success")],
     },
     Route {
+        method: Method::Get,
+        path: "/metrics",
+        handler: |m| on(m, crate::http::metrics::scrape),
+        summary: "Herald's metrics in the Prometheus text format (with `Authorization: Bearer <metrics_token>` when that is set)",
+        access: Access::Open,
+        query: &[],
+        request: None,
+        success: &[(200, "Metrics", "the Prometheus text exposition format")],
+    },
+    Route {
         method: Method::Post,
         path: "/api/v1/events/create",
         handler: |m| on(m, events::create),

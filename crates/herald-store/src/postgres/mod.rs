@@ -239,10 +239,12 @@ impl PgStore {
             .map_err(|e| StoreError::invalid_because("postgres pool", e))?;
 
         let (tx, rx) = mpsc::unbounded_channel();
+        let writer = WriterHandle::new(tx);
         tokio::spawn(group_commit::run(
             writer::PgCommitter::new(config.clone(), locks.commit),
             rx,
             options.max_batch_events.max(1),
+            writer.observer_slot(),
         ));
         Ok(PgStore {
             pool,
@@ -250,7 +252,7 @@ impl PgStore {
             schema: options.schema,
             locks,
             claim_lease: options.claim_lease,
-            writer: WriterHandle::new(tx),
+            writer,
         })
     }
 
@@ -317,6 +319,13 @@ impl PgStore {
 
     pub fn record_audit(&self, record: AuditRecord) {
         self.writer.record_audit(record)
+    }
+
+    pub(crate) fn observe_commits(
+        &self,
+        observer: std::sync::Arc<dyn group_commit::CommitObserver>,
+    ) -> bool {
+        self.writer.observe(observer)
     }
 
     pub async fn close(&self) {

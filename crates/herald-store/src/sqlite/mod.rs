@@ -106,8 +106,14 @@ impl SqliteStore {
         migrations::migrate(&mut conn)?;
         processing::hand_back_claims(&conn)?;
 
-        let (writer, rx) = mpsc::unbounded_channel();
-        writer::spawn(conn, rx, options.max_batch_events.max(1))?;
+        let (queue, rx) = mpsc::unbounded_channel();
+        let writer = WriterHandle::new(queue);
+        writer::spawn(
+            conn,
+            rx,
+            options.max_batch_events.max(1),
+            writer.observer_slot(),
+        )?;
         let keep = options.read_connections.max(1);
         let readers = Arc::new(ReaderPool {
             path: path.clone(),
@@ -117,7 +123,7 @@ impl SqliteStore {
         });
         Ok(SqliteStore {
             path,
-            writer: WriterHandle::new(writer),
+            writer,
             readers,
         })
     }
@@ -229,6 +235,13 @@ impl SqliteStore {
 
     pub fn record_audit(&self, record: AuditRecord) {
         self.writer.record_audit(record)
+    }
+
+    pub(crate) fn observe_commits(
+        &self,
+        observer: Arc<dyn crate::group_commit::CommitObserver>,
+    ) -> bool {
+        self.writer.observe(observer)
     }
 
     pub async fn close(&self) {

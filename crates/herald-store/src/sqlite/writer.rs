@@ -62,13 +62,21 @@ pub(crate) fn spawn(
     conn: Connection,
     rx: mpsc::UnboundedReceiver<WriteOp<Exec>>,
     max_batch: usize,
+    observer: group_commit::ObserverSlot,
 ) -> Result<(), StoreError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .map_err(|e| StoreError::unavailable("cannot start the writer's runtime", e))?;
     std::thread::Builder::new()
         .name("herald-sqlite-writer".into())
-        .spawn(move || runtime.block_on(group_commit::run(SqliteCommitter(conn), rx, max_batch)))
+        .spawn(move || {
+            runtime.block_on(group_commit::run(
+                SqliteCommitter(conn),
+                rx,
+                max_batch,
+                observer,
+            ))
+        })
         .map_err(|e| StoreError::unavailable("cannot start the writer thread", e))?;
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! backend's. A new concern is one file here plus one per backend.
 
 mod audit;
+pub(crate) mod backlog;
 pub(crate) mod cursors;
 pub(crate) mod dead_letters;
 mod definitions;

@@ -64,6 +64,12 @@ pub struct NatsSettings {
     pub duplicate_window: Duration,
 }
 
+/// The name of the publisher's commit-log cursor for `stream` (its lag is
+/// the last committed `seq` minus this cursor).
+pub fn cursor_name(stream: &str) -> String {
+    format!("nats:{stream}")
+}
+
 /// What the publisher has done, for `/health`.
 #[derive(Debug, Default)]
 pub struct PublisherStatus {
@@ -240,11 +246,7 @@ impl Publisher {
         *status.client.lock().unwrap_or_else(|p| p.into_inner()) = Some(client);
         let batch = 500;
         Ok(Publisher {
-            follower: CommitLogFollower::new(
-                store.clone(),
-                format!("nats:{}", settings.stream),
-                batch,
-            ),
+            follower: CommitLogFollower::new(store.clone(), cursor_name(&settings.stream), batch),
             store,
             sink: JetStreamSink { settings, js },
             stream_ready: false,

@@ -40,6 +40,9 @@ pub async fn start_logging(
         .env("HERALD_DATA_DIR", dir)
         .env("HERALD_ROOT_KEY", ROOT)
         .env("HERALD_LOG_LEVEL", "warn")
+        // As in the in-process kit: self events only where a test asks
+        // (they are store-wide traffic that counting tests would see).
+        .env("HERALD_SELF_EVENTS", "false")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdout(Stdio::null())
         .stderr(log)

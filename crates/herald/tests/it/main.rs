@@ -17,6 +17,7 @@ mod delivery_kit;
 mod delivery_processes;
 mod dlq;
 mod ingest;
+mod metrics;
 mod nats;
 mod openapi;
 mod problems;

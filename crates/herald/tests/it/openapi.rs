@@ -301,6 +301,22 @@ async fn every_real_answer_matches_the_documented_schema() {
     assert!(first.starts_with(b"id:"), "{first:?}");
     drop(tail);
     c.checked.push("get /api/v1/events/tail 200".into());
+    // `/metrics` is Prometheus text, documented as `text/plain`.
+    let metrics = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        doc["paths"]["/metrics"]["get"]["responses"]["200"]["content"]["text/plain"].is_object()
+    );
+    assert!(
+        metrics.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain"),
+        "{:?}",
+        metrics.headers()
+    );
+    assert!(metrics.text().await.unwrap().contains("# TYPE "));
+    c.checked.push("get /metrics 200".into());
 
     // Definitions and settings.
     let def = json!({"event_type": "order.created", "category": "business", "name": "Order created",
