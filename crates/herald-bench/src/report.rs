@@ -88,7 +88,7 @@ pub(crate) fn say(row: &Row) {
 }
 
 pub(crate) fn not_measured(opts: &Opts) -> Vec<&'static str> {
-    let mut v = vec!["statistics (no /api/v1/events/statistics endpoint yet)"];
+    let mut v = Vec::new();
     if opts.database_url.is_none() {
         v.push("Herald on PostgreSQL and the PostgreSQL COPY floor (no --database-url)");
     }
@@ -174,10 +174,10 @@ pub(crate) fn report(opts: &Opts, rows: &[Row], sizes: (usize, usize, usize)) {
             r.note.as_deref().unwrap_or("")
         ));
     }
-    md.push_str(&format!(
-        "\nNot measured: {}.\n",
-        not_measured(opts).join("; ")
-    ));
+    let missing = not_measured(opts);
+    if !missing.is_empty() {
+        md.push_str(&format!("\nNot measured: {}.\n", missing.join("; ")));
+    }
     std::fs::write(opts.out.join("results.md"), &md).expect("write results.md");
     #[allow(clippy::print_stdout)]
     {

@@ -288,7 +288,7 @@ impl Default for Config {
             tail_buffer_events: 1000,
             tail_poll_ms: 250,
             rollups: true,
-            rollup_interval_ms: 250,
+            rollup_interval_ms: 1000,
             wait_poll_ms: 250,
             wait_max_timeout_secs: 30 * 86_400,
             wait_max_lookback_secs: 86_400,

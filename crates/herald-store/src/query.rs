@@ -237,6 +237,31 @@ pub(crate) enum SeqBound {
     After(i64),
 }
 
+/// The tenant's events `filter` means within `seq`'s bound. The events
+/// after the rollups' watermark are few and found by `seq` (the table's
+/// key): on SQLite the tenant's other indexes are kept out of it, which
+/// would otherwise walk every event of the tenant testing `seq`.
+fn bounded(d: Dialect, tenant: &str, filter: &EventFilter, seq: SeqBound) -> Builder {
+    let mut b = filtered(d, tenant, filter);
+    match seq {
+        SeqBound::Any => {}
+        SeqBound::AtMost(w) => {
+            b.sql.push_str(" AND seq <= ?");
+            b.args.push(Arg::Int(w));
+        }
+        SeqBound::After(w) => {
+            if d == Dialect::Sqlite {
+                b.sql = b
+                    .sql
+                    .replacen(" FROM events WHERE", " FROM events NOT INDEXED WHERE", 1);
+            }
+            b.sql.push_str(" AND seq > ?");
+            b.args.push(Arg::Int(w));
+        }
+    }
+    b
+}
+
 /// The statistics of the tenant's events `filter` means, per bucket of
 /// `width` µs of event time (0: one bucket) and per rollup dimension: each
 /// row is `bucket, event_type, event_source, category, event_category,
@@ -249,18 +274,7 @@ pub(crate) fn tally(
     seq: SeqBound,
     width: i64,
 ) -> Stmt {
-    let mut b = filtered(d, tenant, filter);
-    match seq {
-        SeqBound::Any => {}
-        SeqBound::AtMost(w) => {
-            b.sql.push_str(" AND seq <= ?");
-            b.args.push(Arg::Int(w));
-        }
-        SeqBound::After(w) => {
-            b.sql.push_str(" AND seq > ?");
-            b.args.push(Arg::Int(w));
-        }
-    }
+    let mut b = bounded(d, tenant, filter, seq);
     let (bucket, mut args) = if width > 0 {
         (
             "ts - (((ts % ?) + ?) % ?)",
@@ -292,18 +306,7 @@ pub(crate) fn tally(
 /// How often each `user_id` occurs among the tenant's events `filter`
 /// means (bounded by commit position as [`tally`]): rows `user_id, n`.
 pub(crate) fn user_counts(d: Dialect, tenant: &str, filter: &EventFilter, seq: SeqBound) -> Stmt {
-    let mut b = filtered(d, tenant, filter);
-    match seq {
-        SeqBound::Any => {}
-        SeqBound::AtMost(w) => {
-            b.sql.push_str(" AND seq <= ?");
-            b.args.push(Arg::Int(w));
-        }
-        SeqBound::After(w) => {
-            b.sql.push_str(" AND seq > ?");
-            b.args.push(Arg::Int(w));
-        }
-    }
+    let b = bounded(d, tenant, filter, seq);
     Stmt::new(
         format!(
             "SELECT user_id, COUNT(*){} AND user_id IS NOT NULL GROUP BY user_id",

@@ -12,7 +12,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::watch;
 
 /// Events folded per step by default.
-pub const DEFAULT_BATCH: usize = 5_000;
+pub const DEFAULT_BATCH: usize = 20_000;
 
 #[derive(Debug, Clone)]
 pub struct RollupWorker {

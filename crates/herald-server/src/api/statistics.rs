@@ -98,19 +98,18 @@ pub async fn statistics(
 
     let store = &app.store;
     let tenant_id = &key.tenant_id;
-    let all = store.stats_tallies(tenant_id, &filter).await?;
     let now = app.clock.now().unix_micros();
     let (today, week, month) = tz.periods(now);
-    let mut in_period = [0i64; 3];
-    for (i, start) in [today, week, month].into_iter().enumerate() {
-        let end = match i {
-            0 => tz.next_day(start),
-            1 => tz.next_week(start),
-            _ => tz.next_month(start),
-        };
-        in_period[i] = period_events(&app, tenant_id, &filter, start, end).await?;
-    }
-    let users = store.stats_top_users(tenant_id, &filter).await?;
+    // The parts are independent reads: side by side.
+    let (all, users, day, wk, mo) = tokio::join!(
+        store.stats_tallies(tenant_id, &filter),
+        store.stats_top_users(tenant_id, &filter),
+        period_events(&app, tenant_id, &filter, today, tz.next_day(today)),
+        period_events(&app, tenant_id, &filter, week, tz.next_week(week)),
+        period_events(&app, tenant_id, &filter, month, tz.next_month(month)),
+    );
+    let (all, users) = (all?, users?);
+    let in_period = [day?, wk?, mo?];
     let total = all.total();
     let pct = |n: i64| {
         if total.events == 0 {

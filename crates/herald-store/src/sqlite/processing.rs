@@ -276,4 +276,47 @@ mod tests {
             );
         }
     }
+
+    /// Statistics read the events after the rollups' watermark by `seq`,
+    /// not by walking the tenant's time or type index.
+    #[test]
+    fn the_statistics_tail_is_found_by_seq() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = super::super::floor::open(&dir.path().join("plan.db"), false).unwrap();
+        let filter = herald_core::filter::EventFilter {
+            event_types: vec!["a".into()],
+            ..Default::default()
+        };
+        for stmt in [
+            crate::query::tally(
+                crate::query::Dialect::Sqlite,
+                "t",
+                &filter,
+                crate::query::SeqBound::After(5),
+                0,
+            ),
+            crate::query::user_counts(
+                crate::query::Dialect::Sqlite,
+                "t",
+                &Default::default(),
+                crate::query::SeqBound::After(5),
+            ),
+        ] {
+            let mut q = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", stmt.text))
+                .unwrap();
+            let nulls = vec![SqlValue::Null; q.parameter_count()];
+            let plan: Vec<String> = q
+                .query_map(rusqlite::params_from_iter(nulls), |r| r.get::<_, String>(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|l| l.contains("INTEGER PRIMARY KEY (rowid>?)")),
+                "{}\n{plan:#?}",
+                stmt.text
+            );
+        }
+    }
 }
