@@ -101,6 +101,33 @@ impl Builder {
     }
 }
 
+/// The tenant and the filter's dimensions (types, sources, categories) as
+/// conditions on a statistics rollup table, which keeps those columns
+/// under the events' names.
+pub(crate) fn rollup_dims(tenant: &str, filter: &EventFilter) -> (String, Vec<Arg>) {
+    let mut b = Builder {
+        sql: String::from("tenant_id = ?"),
+        args: vec![Arg::Text(tenant.to_string())],
+    };
+    b.any_of("event_type", filter.event_types.iter().cloned());
+    b.any_of(
+        "event_source",
+        filter.event_sources.iter().map(|s| s.as_str().to_string()),
+    );
+    b.any_of(
+        "event_category",
+        filter
+            .event_categories
+            .iter()
+            .map(|s| s.as_str().to_string()),
+    );
+    b.any_of(
+        "category",
+        filter.categories.iter().map(|s| s.as_str().to_string()),
+    );
+    (b.sql, b.args)
+}
+
 /// Quotes each whitespace-separated term so user text is never FTS5 syntax.
 fn fts5_terms(q: &str) -> Option<String> {
     let terms: Vec<String> = q

@@ -30,18 +30,21 @@ const TOP_MAX: usize = 100;
 /// The most buckets one timeseries answers.
 pub const MAX_BUCKETS: i64 = 10_000;
 
-pub const STATISTICS_PARAMS: &[Param] = filter_params!(
-    p!(
-        "status",
-        String,
-        "Statuses, comma-separated (counted from the events)"
-    ),
-    p!("statuses", String, "Same as status"),
-    p!(
-        "q",
-        String,
-        "Full-text terms, all of which must occur (counted from the events)"
-    ),
+/// The query's filter fields, status and `q` included (the rollups do
+/// not keep them: such requests are counted from the events), then
+/// `$extra`.
+macro_rules! counted_params {
+    ($($extra:expr),* $(,)?) => {
+        filter_params!(
+            p!("status", String, "Statuses, comma-separated (counted from the events)"),
+            p!("statuses", String, "Same as status"),
+            p!("q", String, "Full-text terms, all of which must occur (counted from the events)"),
+            $($extra),*
+        )
+    };
+}
+
+pub const STATISTICS_PARAMS: &[Param] = counted_params!(
     p!(
         "tz",
         String,
@@ -54,18 +57,7 @@ pub const STATISTICS_PARAMS: &[Param] = filter_params!(
     ),
 );
 
-pub const TIMESERIES_PARAMS: &[Param] = filter_params!(
-    p!(
-        "status",
-        String,
-        "Statuses, comma-separated (counted from the events)"
-    ),
-    p!("statuses", String, "Same as status"),
-    p!(
-        "q",
-        String,
-        "Full-text terms, all of which must occur (counted from the events)"
-    ),
+pub const TIMESERIES_PARAMS: &[Param] = counted_params!(
     p!(
         "interval",
         String,

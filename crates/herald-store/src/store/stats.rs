@@ -509,7 +509,7 @@ impl Store {
         };
         let mut top = TopK::default();
         if !ranges.rollups.is_empty() {
-            let (cond, mut args) = dims_sql(tenant, filter);
+            let (cond, mut args) = query::rollup_dims(tenant.as_str(), filter);
             let (span, span_args) = ranges_sql(&ranges.rollups);
             args.extend(span_args);
             let summaries = self
@@ -585,7 +585,7 @@ impl Store {
         ranges: &[(Level, i64, i64)],
         by_bucket: bool,
     ) -> Result<Vec<SeriesRow>, StoreError> {
-        let (cond, mut args) = dims_sql(tenant, filter);
+        let (cond, mut args) = query::rollup_dims(tenant.as_str(), filter);
         let (span, span_args) = ranges_sql(ranges);
         args.extend(span_args);
         let (bucket, group) = if by_bucket {
@@ -687,48 +687,6 @@ pub fn micros(us: i64) -> herald_core::Timestamp {
         0,
     )
     .unwrap_or_else(|_| herald_core::Timestamp::from(time::OffsetDateTime::UNIX_EPOCH))
-}
-
-/// The tenant and dimension conditions on a rollup table.
-fn dims_sql(tenant: &TenantId, filter: &EventFilter) -> (String, Vec<Arg>) {
-    let mut sql = String::from("tenant_id = ?");
-    let mut args = vec![Arg::Text(tenant.to_string())];
-    let mut any_of = |col: &str, values: Vec<String>| {
-        if values.is_empty() {
-            return;
-        }
-        sql.push_str(&format!(
-            " AND {col} IN ({})",
-            vec!["?"; values.len()].join(", ")
-        ));
-        args.extend(values.into_iter().map(Arg::Text));
-    };
-    any_of("event_type", filter.event_types.clone());
-    any_of(
-        "event_source",
-        filter
-            .event_sources
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        "event_category",
-        filter
-            .event_categories
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-    );
-    any_of(
-        "category",
-        filter
-            .categories
-            .iter()
-            .map(|s| s.as_str().to_string())
-            .collect(),
-    );
-    (sql, args)
 }
 
 /// `(level = ? AND bucket >= ? AND bucket < ?) OR …`.
